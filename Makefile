@@ -1,0 +1,12 @@
+# The two commands of the README. Each installs what it needs first (.ci/setup.sh).
+.PHONY: demo test bench
+
+demo:            ## import the sample capture and answer "what was dropped, by which policy?"
+	bash .ci/demo.sh
+
+test:            ## the whole test suite (what CI runs)
+	bash .ci/run
+
+bench:           ## import benchmark: flowrec vs DuckDB on 1M generated flows
+	cargo build --release -p flowrec -p flow-benches
+	target/release/import-bench --flows 1000000

@@ -1,0 +1,62 @@
+//! Command line of `flowsql`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::print::OutputFormat;
+
+const EXAMPLES: &str = "\
+Examples:
+  flowsql \"select * from flows where verdict='DROPPED'\"
+  flowsql --since 2h \"select source_pod_name, destination_pod_name, destination_port,
+      drop_reason_desc, count(*) from flows where verdict='DROPPED' group by 1,2,3,4 order by 5 desc\"
+  flowsql --since 2026-11-24T09:00Z --until 2026-11-24T09:15Z --format csv --output window.csv \\
+      \"select * from flows order by time\"
+  flowsql --store s3://flows/prod \"select count(*) from flows where cidr_contains('10.0.0.0/8', ip_destination)\"
+  flowsql            # interactive shell: \\d flows lists the columns, \\q quits
+
+Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
+source_pod_name, destination_port, egress_denied_by, ...) and lost_events (visibility gaps).
+Functions: cidr_contains(cidr, ip), has_label(labels, 'k8s:app=frontend'), label_value(labels, 'app').
+flowsql is read-only: CREATE, INSERT, COPY and the like are refused.
+
+S3 stores are configured from the environment: AWS_ENDPOINT_URL, AWS_REGION,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowsql",
+    version,
+    about = "SQL over recorded Kubernetes network flows (Parquet on S3 or a local folder)",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    /// SQL to run (several statements separated by ';'); none opens the interactive shell
+    #[arg(value_name = "SQL")]
+    pub sql: Vec<String>,
+
+    /// Run the SQL in FILE
+    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with = "sql")]
+    pub file: Option<PathBuf>,
+
+    /// Store URL: s3://bucket/prefix, file:///path or a local path
+    #[arg(long, env = "FLOW_STORE", default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
+    pub store: String,
+
+    /// Only flows at or after T: RFC 3339 (2026-11-24T09:00Z) or a duration back from now (2h, 7d)
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+
+    /// Only flows before T (same forms as --since)
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+
+    /// Write results to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}

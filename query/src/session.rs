@@ -1,0 +1,136 @@
+//! The one session setup every flowsql command shares: the store opened and checked, its tables
+//! (`flows`, `lost_events`) registered over exactly the prefixes the time range needs, and the
+//! forensics functions.
+//!
+//! Time pruning happens here, before DataFusion sees a file: with `--since/--until` the tables
+//! are built over the `date=…/hour=…` prefixes of the window only (`flow_schema::layout`), so a
+//! file of another hour is never listed nor opened; a `time` filter then trims the edges.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{col, lit, SessionConfig, SessionContext};
+use datafusion::scalar::ScalarValue;
+use flow_schema::layout::{prefixes_for_range, table_prefix, FILE_EXTENSION};
+use flow_schema::store::{Location, Patience, Store, StoreError};
+use flow_schema::Table;
+
+use crate::timerange::TimeRange;
+use crate::udf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot reach store {store}: {cause}")]
+    Unreachable { store: String, cause: String },
+    #[error("store {0} does not exist (nothing was recorded there; `flowrec import` creates it)")]
+    Missing(String),
+    #[error("cannot set up the tables: {0}")]
+    DataFusion(#[from] DataFusionError),
+}
+
+/// A query session over one store.
+pub struct FlowSession {
+    pub ctx: SessionContext,
+    pub store: Store,
+    pub range: TimeRange,
+}
+
+impl FlowSession {
+    pub async fn open(store_url: &str, range: TimeRange) -> Result<FlowSession, SessionError> {
+        let store = Store::open(store_url, &Patience::INTERACTIVE)?;
+        check_reachable(&store).await?;
+        let config = SessionConfig::new().with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        if let Location::S3 { .. } = store.location {
+            let url = url::Url::parse(&store.object_store_url()).expect("s3://bucket is a URL");
+            ctx.register_object_store(&url, Arc::clone(&store.object_store));
+        }
+        for function in udf::all() {
+            ctx.register_udf(function);
+        }
+        let session = FlowSession { ctx, store, range };
+        for table in Table::ALL {
+            session.register(table)?;
+        }
+        Ok(session)
+    }
+
+    /// The folders a table is read from: the whole table, or the window's prefixes.
+    pub fn table_folders(&self, table: Table) -> Vec<String> {
+        let since = match self.range.since {
+            Some(since) => since,
+            None => return vec![self.store.folder_url(&table_prefix(table))],
+        };
+        // Open-ended: up to the current hour, with an hour of slack for clock skew.
+        let until = self.range.until.unwrap_or_else(|| {
+            Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX) + 3_600_000_000_000
+        });
+        prefixes_for_range(table, since, until)
+            .iter()
+            .map(|prefix| self.store.folder_url(prefix))
+            .collect()
+    }
+
+    fn register(&self, table: Table) -> Result<(), DataFusionError> {
+        let urls = self
+            .table_folders(table)
+            .iter()
+            .map(ListingTableUrl::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(FILE_EXTENSION)
+            // Every file is sorted by time (layout invariant): lets DataFusion skip sorts.
+            .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(table.schema());
+        let provider = Arc::new(ListingTable::try_new(config)?);
+        if self.range.is_unbounded() {
+            self.ctx.register_table(table.name(), provider)?;
+            return Ok(());
+        }
+        let mut frame = self.ctx.read_table(provider)?;
+        if let Some(since) = self.range.since {
+            frame = frame.filter(col("time").gt_eq(timestamp(since)))?;
+        }
+        if let Some(until) = self.range.until {
+            frame = frame.filter(col("time").lt(timestamp(until)))?;
+        }
+        self.ctx.register_table(table.name(), frame.into_view())?;
+        Ok(())
+    }
+}
+
+fn timestamp(ns: i64) -> datafusion::prelude::Expr {
+    lit(ScalarValue::TimestampNanosecond(Some(ns), Some("UTC".into())))
+}
+
+/// Fails early, naming the store, when it cannot be read: a typo'd folder, an S3 endpoint that
+/// refuses connections, a missing bucket or bad credentials.
+async fn check_reachable(store: &Store) -> Result<(), SessionError> {
+    match &store.location {
+        Location::Local(path) => {
+            if path.is_dir() {
+                Ok(())
+            } else {
+                Err(SessionError::Missing(path.display().to_string()))
+            }
+        }
+        Location::S3 { .. } => {
+            let root = store.path("");
+            let root = (!root.as_ref().is_empty()).then_some(root);
+            match store.object_store.list_with_delimiter(root.as_ref()).await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(SessionError::Unreachable {
+                    store: store.describe(),
+                    cause: crate::error_chain(&error),
+                }),
+            }
+        }
+    }
+}

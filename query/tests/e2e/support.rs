@@ -1,0 +1,238 @@
+//! Helpers for the end-to-end tests: the two binaries, temporary stores, a real S3-protocol
+//! server (moto) on loopback, and independent counts of Hubble JSON.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn flowsql_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_flowsql"))
+}
+
+/// flowrec is built by the same `cargo test --workspace` (or `cargo build --workspace`) into
+/// the same folder.
+pub fn flowrec_bin() -> PathBuf {
+    let path = flowsql_bin().with_file_name("flowrec");
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
+    path
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn samples() -> PathBuf {
+    repo_root().join("sample-captures")
+}
+
+pub fn incident_capture() -> PathBuf {
+    samples().join("typo-policy-incident.jsonl.gz")
+}
+
+/// The real Hubble exports (copies of ../shared/hubble-samples, provenance in their README).
+pub fn hubble_samples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(samples().join("hubble-samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.status, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// ndjson output as JSON objects.
+    pub fn rows(&self) -> Vec<serde_json::Value> {
+        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+/// A command with a clean environment for the store settings.
+pub fn command(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(bin);
+    command.args(args).env_remove("FLOW_STORE").env("NODE_NAME", "test-node");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+pub fn flowrec(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Run::from(command(&flowrec_bin(), args, env).output().unwrap())
+}
+
+pub fn flowsql(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Run::from(command(&flowsql_bin(), args, env).output().unwrap())
+}
+
+/// Runs flowsql and returns ndjson rows.
+#[track_caller]
+pub fn query(store: &str, sql: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    flowsql(&["--store", store, "--format", "ndjson", sql], env).ok().rows()
+}
+
+pub fn import(store: &str, files: &[&Path], env: &[(&str, &str)]) -> Run {
+    let mut args = vec!["import", "--store", store];
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(names.iter().map(String::as_str));
+    flowrec(&args, env)
+}
+
+/// Every `.parquet` file under a folder (relative paths).
+pub fn parquet_files(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                found.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Reads JSON lines from a plain or gzip file.
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).unwrap().read_to_end(&mut bytes).unwrap();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut text).unwrap();
+        bytes = text;
+    }
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Independent counts of flows by verdict, type and L4 protocol, straight from the JSON
+/// (serde_json values, not the arrow decoder under test). Absent = protojson zero = NULL.
+pub fn count_json(paths: &[PathBuf]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for path in paths {
+        for line in json_lines(path) {
+            let flow = line.get("flow").cloned().unwrap_or(line.clone());
+            let verdict = flow.get("verdict").and_then(|v| v.as_str()).unwrap_or("NULL");
+            let kind = flow.get("Type").and_then(|v| v.as_str()).unwrap_or("NULL");
+            let l4 = flow
+                .get("l4")
+                .and_then(|l4| l4.as_object())
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_else(|| "NULL".into());
+            for key in [format!("verdict={verdict}"), format!("type={kind}"), format!("l4={l4}")] {
+                *counts.entry(key).or_default() += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// The same counts through flowsql.
+pub fn count_store(store: &str, env: &[(&str, &str)]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (label, column) in [("verdict", "verdict"), ("type", "type"), ("l4", "l4_protocol")] {
+        let sql = format!("select coalesce({column}, 'NULL') as v, count(*) as n from flows group by 1");
+        for row in query(store, &sql, env) {
+            let key = format!("{label}={}", row["v"].as_str().unwrap());
+            counts.insert(key, row["n"].as_u64().unwrap());
+        }
+    }
+    counts
+}
+
+/// A moto S3 server on a free loopback port, killed on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server not found: pip install 'moto[server]' (.ci/run does)");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The AWS environment a user sets for this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ]
+    }
+
+    /// CreateBucket is a bare `PUT /bucket`; moto does not check signatures.
+    pub fn create_bucket(&self, bucket: &str) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn env_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}

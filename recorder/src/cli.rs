@@ -1,0 +1,115 @@
+//! Command line of `flowrec`: flags parsed and validated into the config structs the stages use.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use flow_schema::units::{parse_duration, parse_size};
+
+use crate::batch::{RotationPolicy, RotationError};
+use crate::import::ImportConfig;
+use crate::input::InputName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowrec",
+    version,
+    about = "Record Kubernetes network flows into zstd Parquet files on S3 or a local folder",
+    after_help = "Query what was recorded with flowsql, e.g.\n  flowsql \"select * from flows where verdict='DROPPED'\""
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import Hubble JSON flow exports (hubble observe -o jsonpb, the Hubble exporter's files)
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import(ImportArgs),
+}
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  flowrec import hubble-export.log.gz
+  flowrec import --store s3://flows/prod /var/run/cilium/hubble/events.log*
+  hubble observe --since 1h -o jsonpb | flowrec import -
+  flowrec import --strict --node-name kind-worker capture.json.zst
+
+Inputs are JSON lines: the jsonpb envelope {\"flow\":…,\"node_name\":…,\"time\":…} or bare Flow
+objects; plain, gzip or zstd (detected from the content). A malformed line is reported as
+file:line and skipped; the rest is imported.
+
+Exit status: 0 everything imported; 1 imported, but lines were skipped or an input was
+unreadable; 2 nothing imported (bad usage, --strict found errors, or the store failed).
+
+S3 stores are configured from the environment: AWS_ENDPOINT_URL, AWS_REGION,
+AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint.";
+
+/// Where flows are stored; shared by every command that writes.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Store URL: s3://bucket/prefix, file:///path or a local path
+    #[arg(long, env = "FLOW_STORE", default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
+    pub store: String,
+
+    /// Name of this recorder's node: names the files it writes, and fills node_name for flows
+    /// that carry none [default: $NODE_NAME, else the host name]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Close a file when its buffered rows reach this size in memory (the Parquet file is
+    /// several times smaller)
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_file_bytes: usize,
+
+    /// Close a file after it has been open this long
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_file_age: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files to import; - reads stdin
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Check every input first and write nothing unless all of it is valid
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Never draw a progress bar (it is drawn only when stderr is a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl StoreArgs {
+    fn node_name(&self) -> String {
+        self.node_name
+            .clone()
+            .or_else(|| std::env::var("NODE_NAME").ok())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown-node".into())
+    }
+
+    fn rotation(&self) -> Result<RotationPolicy, RotationError> {
+        RotationPolicy { max_bytes: self.max_file_bytes, max_age: self.max_file_age }.validate()
+    }
+}
+
+impl ImportArgs {
+    pub fn into_config(self) -> Result<ImportConfig, RotationError> {
+        Ok(ImportConfig {
+            inputs: self.paths.iter().map(|p| InputName::parse(p)).collect(),
+            rotation: self.store.rotation()?,
+            node_name: self.store.node_name(),
+            store_url: self.store.store,
+            strict: self.strict,
+            progress: !self.no_progress,
+        })
+    }
+}

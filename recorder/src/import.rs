@@ -1,0 +1,323 @@
+//! `flowrec import`: Hubble JSON files into the store.
+//!
+//! Pipeline: a reader thread reads chunks of lines, decodes them (`flow_schema::hubble`) and
+//! batches rows into files (`batch`); the async side encodes each sealed file (`parquet_file`,
+//! on a blocking thread) and uploads it (`upload`). The bounded channel between them keeps memory
+//! flat and runs decoding and encoding on both cores.
+//!
+//! Bad input never loses good input: a malformed line is reported with `file:line` and skipped;
+//! an unreadable input (missing file, truncated `.gz`) is reported, its lines before the damage
+//! are imported, and the next input is read. With `--strict` every input is checked first and
+//! nothing is written unless all of it is valid.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flow_schema::hubble::{Decoded, HubbleDecoder};
+use flow_schema::store::{Patience, Store, StoreError};
+use flow_schema::{CaptureSource, Table};
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::mpsc;
+
+use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::input::{InputError, InputName, LineChunks};
+use crate::parquet_file::{self, EncodeError, Provenance};
+use crate::upload::{UploadError, Uploader};
+
+/// Bytes of input decoded at once (whole lines).
+const CHUNK_BYTES: usize = 8 << 20;
+/// Malformed lines printed per input; the rest are only counted.
+const ERRORS_SHOWN_PER_INPUT: u64 = 20;
+
+/// A validated import request.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    pub inputs: Vec<InputName>,
+    pub store_url: String,
+    /// The recorder's node: names the files, and fills `node_name` for flows without one.
+    pub node_name: String,
+    pub strict: bool,
+    pub rotation: RotationPolicy,
+    /// Draw a progress bar (stderr is a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("--strict: {lines} malformed line(s) and {inputs} unreadable input(s); nothing was written")]
+    StrictCheckFailed { lines: u64, inputs: usize },
+    #[error("cannot buffer stdin for --strict: {0}")]
+    StdinSpool(std::io::Error),
+    #[error("the reader thread failed: {0}")]
+    Reader(String),
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone)]
+pub struct ImportSummary {
+    pub flows_written: u64,
+    pub lost_events_written: u64,
+    pub lines_skipped: u64,
+    /// Valid non-flow events (agent/debug/node status) that are not recorded.
+    pub other_events: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    /// Inputs that could not be read to their end (each was reported).
+    pub unreadable_inputs: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl ImportSummary {
+    /// Every line of every input was imported.
+    pub fn is_clean(&self) -> bool {
+        self.lines_skipped == 0 && self.unreadable_inputs.is_empty()
+    }
+}
+
+/// Reports problems on stderr without breaking the progress bar.
+struct Reporter {
+    bar: ProgressBar,
+    shown_for_input: u64,
+}
+
+impl Reporter {
+    fn new(config: &ImportConfig) -> Self {
+        let bar = if config.progress && std::io::stderr().is_terminal() {
+            let total: Option<u64> = config.inputs.iter().map(InputName::size).sum();
+            let bar = ProgressBar::new(total.unwrap_or(0));
+            let template = if total.is_some() {
+                "{spinner} {elapsed} [{bar:30}] {bytes}/{total_bytes} {msg}"
+            } else {
+                "{spinner} {elapsed} {bytes} {msg}"
+            };
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Reporter { bar, shown_for_input: 0 }
+    }
+
+    fn line_errors(&mut self, input: &InputName, decoded: &Decoded) {
+        for error in &decoded.errors {
+            self.shown_for_input += 1;
+            if self.shown_for_input <= ERRORS_SHOWN_PER_INPUT {
+                self.bar.suspend(|| {
+                    eprintln!("flowrec: skipped {input}:{}: {}", error.line, error.reason)
+                });
+            } else if self.shown_for_input == ERRORS_SHOWN_PER_INPUT + 1 {
+                self.bar.suspend(|| {
+                    eprintln!("flowrec: {input}: more malformed lines; only counting them now")
+                });
+            }
+        }
+    }
+
+    fn input_error(&self, error: &InputError) {
+        self.bar.suspend(|| eprintln!("flowrec: error: {error}"));
+    }
+}
+
+/// Reads and decodes every input, handing each decoded chunk to `sink`.
+/// Returns the lines skipped, the non-flow events seen and the unreadable inputs.
+fn read_inputs(
+    inputs: &[InputName],
+    decoder: &HubbleDecoder,
+    reporter: &mut Reporter,
+    mut sink: impl FnMut(Decoded) -> bool,
+) -> (u64, u64, Vec<String>) {
+    let (mut skipped, mut other, mut unreadable) = (0u64, 0u64, Vec::new());
+    let raw_read = Arc::new(AtomicU64::new(0));
+    let mut done_bytes = 0u64;
+    'inputs: for input in inputs {
+        reporter.shown_for_input = 0;
+        raw_read.store(0, Ordering::Relaxed);
+        let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&raw_read)) {
+            Ok(chunks) => chunks,
+            Err(error) => {
+                reporter.input_error(&error);
+                unreadable.push(input.to_string());
+                continue;
+            }
+        };
+        loop {
+            match chunks.next_chunk() {
+                Ok(Some(chunk)) => {
+                    let decoded = decoder.decode(&chunk.bytes, chunk.first_line);
+                    reporter.line_errors(input, &decoded);
+                    skipped += decoded.errors.len() as u64;
+                    other += decoded.other_events as u64;
+                    reporter.bar.set_position(done_bytes + raw_read.load(Ordering::Relaxed));
+                    if !sink(decoded) {
+                        break 'inputs;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    reporter.input_error(&error);
+                    unreadable.push(input.to_string());
+                    break;
+                }
+            }
+        }
+        done_bytes += raw_read.load(Ordering::Relaxed);
+    }
+    (skipped, other, unreadable)
+}
+
+/// Runs an import.
+pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError> {
+    let started = Instant::now();
+    let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
+    let decoder = HubbleDecoder::new(CaptureSource::Import, Some(config.node_name.clone()));
+    // Keeps a spooled stdin alive until the import is over.
+    let mut _stdin_spool = None;
+    if config.strict {
+        _stdin_spool = spool_stdin(&mut config.inputs)?;
+        check_strictly(&config, &decoder)?;
+    }
+
+    let (sender, mut receiver) = mpsc::channel::<SealedFile>(2);
+    let reader_config = config.clone();
+    let reader = std::thread::spawn(move || {
+        let mut reporter = Reporter::new(&reader_config);
+        let mut batcher = Batcher::new(reader_config.rotation.clone());
+        let send = |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+        let (skipped, other, unreadable) =
+            read_inputs(&reader_config.inputs, &decoder, &mut reporter, |decoded| {
+                let mut full = batcher.push(Table::Flows, decoded.flows);
+                full.extend(batcher.push(Table::LostEvents, decoded.lost_events));
+                send(full)
+            });
+        send(batcher.flush());
+        reporter.bar.finish_and_clear();
+        (skipped, other, unreadable)
+    });
+
+    let provenance =
+        Provenance { node: config.node_name.clone(), source: CaptureSource::Import.as_str() };
+    let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
+    let mut summary = ImportSummary::default();
+    let mut failure = None;
+    while let Some(file) = receiver.recv().await {
+        let provenance = provenance.clone();
+        let encoded = tokio::task::spawn_blocking(move || parquet_file::encode(file, &provenance))
+            .await
+            .map_err(|e| ImportError::Reader(e.to_string()))?;
+        let uploaded = match encoded {
+            Ok(encoded) => uploader.upload(encoded).await.map_err(ImportError::from),
+            Err(e) => Err(e.into()),
+        };
+        match uploaded {
+            Ok(file) => {
+                match file.table {
+                    Table::LostEvents => summary.lost_events_written += file.rows as u64,
+                    Table::Flows => summary.flows_written += file.rows as u64,
+                }
+                summary.files_written += 1;
+                summary.bytes_written += file.bytes as u64;
+            }
+            Err(error) => {
+                // Stop the reader; report what was written before the failure.
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop(receiver);
+    let (skipped, other, unreadable) =
+        reader.join().map_err(|_| ImportError::Reader("panicked".into()))?;
+    summary.lines_skipped = skipped;
+    summary.other_events = other;
+    summary.unreadable_inputs = unreadable;
+    summary.elapsed = started.elapsed();
+    match failure {
+        Some(error) => {
+            eprintln!("flowrec: {}", summary.describe(&uploader.store().location.to_string()));
+            Err(error)
+        }
+        None => Ok(summary),
+    }
+}
+
+/// `--strict`: decode everything once, write nothing; fail if anything is wrong.
+fn check_strictly(config: &ImportConfig, decoder: &HubbleDecoder) -> Result<(), ImportError> {
+    let mut reporter = Reporter::new(config);
+    let (skipped, _, unreadable) = read_inputs(&config.inputs, decoder, &mut reporter, |_| true);
+    reporter.bar.finish_and_clear();
+    if skipped > 0 || !unreadable.is_empty() {
+        return Err(ImportError::StrictCheckFailed { lines: skipped, inputs: unreadable.len() });
+    }
+    Ok(())
+}
+
+/// stdin can be read only once; `--strict` reads inputs twice, so stdin goes to a temp file.
+fn spool_stdin(inputs: &mut [InputName]) -> Result<Option<tempfile::NamedTempFile>, ImportError> {
+    if !inputs.contains(&InputName::Stdin) {
+        return Ok(None);
+    }
+    let mut spool = tempfile::NamedTempFile::new().map_err(ImportError::StdinSpool)?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(ImportError::StdinSpool)?;
+    for input in inputs.iter_mut().filter(|i| **i == InputName::Stdin) {
+        *input = InputName::Spooled(spool.path().to_path_buf());
+    }
+    Ok(Some(spool))
+}
+
+impl ImportSummary {
+    /// One human line (plus details) for the end of an import.
+    pub fn describe(&self, store: &str) -> String {
+        let mut text = format!(
+            "imported {} flows and {} lost-event records into {store}: {} files, {}, in {:.1}s",
+            self.flows_written,
+            self.lost_events_written,
+            self.files_written,
+            human_bytes(self.bytes_written),
+            self.elapsed.as_secs_f64()
+        );
+        if self.lines_skipped > 0 {
+            text += &format!("\n  {} malformed line(s) skipped (reported above)", self.lines_skipped);
+        }
+        if !self.unreadable_inputs.is_empty() {
+            text += &format!(
+                "\n  {} input(s) not read to the end: {}",
+                self.unreadable_inputs.len(),
+                self.unreadable_inputs.join(", ")
+            );
+        }
+        if self.other_events > 0 {
+            text += &format!(
+                "\n  {} non-flow event(s) (agent/debug/node status) not recorded",
+                self.other_events
+            );
+        }
+        text
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,238 @@
+//! Input files for `flowrec import`: plain, `.gz` or `.zst` files, or `-` for stdin, read as
+//! chunks of whole lines so the decoder can work on many lines at once and still name the line
+//! of an error.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// One input as the user named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputName {
+    Stdin,
+    File(PathBuf),
+    /// stdin saved to a temporary file (read twice by `--strict`); still reported as `<stdin>`.
+    Spooled(PathBuf),
+}
+
+impl InputName {
+    pub fn parse(arg: &str) -> InputName {
+        if arg == "-" {
+            InputName::Stdin
+        } else {
+            InputName::File(PathBuf::from(arg))
+        }
+    }
+
+    /// Size on disk, for the progress bar (unknown for stdin).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            InputName::Stdin => None,
+            InputName::File(path) | InputName::Spooled(path) => {
+                std::fs::metadata(path).ok().map(|m| m.len())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for InputName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputName::Stdin | InputName::Spooled(_) => f.write_str("<stdin>"),
+            InputName::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    #[error("{input}: cannot open: {source}")]
+    Open {
+        input: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{input}: unreadable after line {line}: {source}")]
+    Read {
+        input: String,
+        line: u64,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Compression by magic bytes, so a renamed file still reads.
+fn sniff(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Counts raw (compressed) bytes read, for progress.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Reads an input as chunks of complete lines.
+pub struct LineChunks {
+    name: InputName,
+    reader: Box<dyn BufRead + Send>,
+    /// Bytes of a line not yet terminated by `\n`.
+    carry: Vec<u8>,
+    next_line: u64,
+    chunk_bytes: usize,
+    done: bool,
+    /// A read error to report once the lines before it have been returned.
+    pending_error: Option<io::Error>,
+}
+
+/// A chunk of complete lines and the 1-based number of its first line.
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    pub first_line: u64,
+}
+
+impl LineChunks {
+    /// Opens `name`; `raw_bytes_read` advances as compressed bytes are consumed.
+    pub fn open(
+        name: &InputName,
+        chunk_bytes: usize,
+        raw_bytes_read: Arc<AtomicU64>,
+    ) -> Result<LineChunks, InputError> {
+        let open_error = |source| InputError::Open { input: name.to_string(), source };
+        let raw: Box<dyn Read + Send> = match name {
+            InputName::Stdin => Box::new(io::stdin()),
+            InputName::File(path) | InputName::Spooled(path) => {
+                Box::new(open_file(path).map_err(open_error)?)
+            }
+        };
+        let mut buffered = BufReader::with_capacity(
+            1 << 20,
+            Counting { inner: raw, read: raw_bytes_read },
+        );
+        let head = buffered.fill_buf().map_err(open_error)?;
+        let reader: Box<dyn BufRead + Send> = match sniff(head) {
+            Compression::None => Box::new(buffered),
+            Compression::Gzip => Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(buffered),
+            )),
+            Compression::Zstd => Box::new(BufReader::with_capacity(
+                1 << 20,
+                zstd::stream::read::Decoder::with_buffer(buffered).map_err(open_error)?,
+            )),
+        };
+        Ok(LineChunks {
+            name: name.clone(),
+            reader,
+            carry: Vec::new(),
+            next_line: 1,
+            chunk_bytes,
+            done: false,
+            pending_error: None,
+        })
+    }
+
+    /// The next chunk; `Ok(None)` at the end. A read error (a truncated `.gz`, a disk error) ends
+    /// the input: the complete lines before it come first, then the error, naming the last good
+    /// line. The torn line at the point of the error is not imported.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, InputError> {
+        if let Some(source) = self.pending_error.take() {
+            return Err(InputError::Read {
+                input: self.name.to_string(),
+                line: self.next_line - 1,
+                source,
+            });
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let mut bytes = std::mem::take(&mut self.carry);
+        loop {
+            if bytes.len() >= self.chunk_bytes {
+                let (complete, partial) = split_at_last_newline(bytes);
+                if !complete.is_empty() {
+                    self.carry = partial;
+                    bytes = complete;
+                    break;
+                }
+                bytes = partial; // one line longer than a chunk: keep reading
+            }
+            match self.reader.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    self.done = true;
+                    self.pending_error = Some(source);
+                    bytes = split_at_last_newline(bytes).0;
+                    break;
+                }
+                Ok([]) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(buf) => {
+                    let n = buf.len();
+                    bytes.extend_from_slice(buf);
+                    self.reader.consume(n);
+                }
+            }
+        }
+        if bytes.is_empty() {
+            return self.next_chunk();
+        }
+        let chunk = Chunk { bytes, first_line: self.next_line };
+        self.next_line += count_lines(&chunk.bytes);
+        Ok(Some(chunk))
+    }
+
+    pub fn name(&self) -> &InputName {
+        &self.name
+    }
+}
+
+fn open_file(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+    }
+    Ok(file)
+}
+
+/// Splits after the last `\n`: (complete lines, the unterminated rest).
+fn split_at_last_newline(mut bytes: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
+    match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(i) => {
+            let rest = bytes.split_off(i + 1);
+            (bytes, rest)
+        }
+        None => (Vec::new(), bytes),
+    }
+}
+
+/// Lines in a chunk (a last line without `\n` counts as one).
+fn count_lines(bytes: &[u8]) -> u64 {
+    let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+    newlines + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
+}

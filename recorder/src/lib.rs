@@ -1,0 +1,12 @@
+//! flowrec: the node recorder.
+//!
+//! Stages, one module each: sources (`input` + `import` for Hubble JSON files) → batching into
+//! files (`batch`) → staging as Parquet (`parquet_file`) → upload to the store (`upload`).
+//! The schema, the Hubble mapping and the store layout come from `flow_schema`.
+
+pub mod batch;
+pub mod cli;
+pub mod import;
+pub mod input;
+pub mod parquet_file;
+pub mod upload;

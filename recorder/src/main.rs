@@ -1,0 +1,53 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use flowrec::cli::{Cli, Command};
+use flowrec::import;
+
+/// Exit status: 0 clean, 1 done with reported problems, 2 failed.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("flowrec: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Import(args) => {
+            let config = match args.into_config() {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("flowrec: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let store = config.store_url.clone();
+            match runtime.block_on(import::run(config)) {
+                Ok(summary) => {
+                    eprintln!("flowrec: {}", summary.describe(&store));
+                    ExitCode::from(if summary.is_clean() { 0 } else { 1 })
+                }
+                Err(error) => {
+                    eprintln!("flowrec: error: {}", error_chain(&error));
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+/// An error and its causes on one line: "cannot write …: connection refused".
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text += &format!(": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,291 @@
+//! Hubble JSON -> the flow schema.
+//!
+//! Accepts what Hubble writes: the jsonpb envelope of `hubble observe -o jsonpb` and the exporter
+//! (`{"flow":…,"node_name":…,"time":…}`, also `{"lost_events":…}` and other event kinds), and bare
+//! `Flow` objects (`-o json` of older CLIs). protojson facts handled: enums as names or numbers,
+//! 64-bit integers as strings, omitted zero values, `is_reply` absent = NULL, unknown fields
+//! ignored (every Cilium release adds some).
+//!
+//! Input is decoded a chunk of lines at a time with arrow-json (vectorised, no per-row
+//! allocation). A chunk that fails is decoded again line by line, so one bad line costs only
+//! itself and is reported with its line number.
+
+mod enums;
+mod flatten;
+mod input;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, StructArray};
+use arrow::compute::kernels::{boolean, zip::zip};
+use arrow::compute::{filter, filter_record_batch, is_not_null};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+use arrow::json::reader::ReaderBuilder;
+
+pub use input::TCP_FLAG_NAMES;
+
+use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
+use flatten::View;
+
+/// A line that could not be imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number in the input.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What one chunk of lines decoded into.
+#[derive(Debug)]
+pub struct Decoded {
+    pub flows: RecordBatch,
+    pub lost_events: RecordBatch,
+    /// Lines skipped, with the reason.
+    pub errors: Vec<LineError>,
+    /// Valid events that are neither flows nor lost events (`agent_event`, `debug_event`,
+    /// `node_status`): not recorded, counted.
+    pub other_events: usize,
+}
+
+/// Decodes Hubble JSON lines into record batches of the flow and lost-event schemas.
+#[derive(Debug, Clone)]
+pub struct HubbleDecoder {
+    line_schema: SchemaRef,
+    default_node_name: Option<String>,
+    source: CaptureSource,
+}
+
+impl HubbleDecoder {
+    /// `default_node_name` fills `node_name` for flows that carry none (neither in the flow nor
+    /// in the envelope).
+    pub fn new(source: CaptureSource, default_node_name: Option<String>) -> Self {
+        HubbleDecoder { line_schema: input::line_schema(), default_node_name, source }
+    }
+
+    /// Decodes a buffer of newline-separated JSON values. `first_line` is the 1-based line
+    /// number of the buffer's first line (for error messages). Blank lines are skipped silently.
+    pub fn decode(&self, buffer: &[u8], first_line: u64) -> Decoded {
+        let lines = split_lines(buffer, first_line);
+        let mut errors = Vec::new();
+        let (batch, line_numbers) = match self.decode_all(buffer, lines.len()) {
+            Ok(batch) => (batch, lines.iter().map(|l| l.number).collect()),
+            Err(_) => self.decode_line_by_line(buffer, &lines, &mut errors),
+        };
+        let mut decoded = self.flatten(&batch, &line_numbers, &mut errors);
+        errors.sort_by_key(|e| e.line);
+        decoded.errors = errors;
+        decoded
+    }
+
+    fn reader(&self, rows: usize) -> arrow::json::reader::Decoder {
+        ReaderBuilder::new(self.line_schema.clone())
+            .with_coerce_primitive(true)
+            .with_batch_size(rows.max(1))
+            .build_decoder()
+            .expect("the line schema is supported by arrow-json")
+    }
+
+    /// Decodes `buffer` in one go; fails unless it holds exactly `expected_rows` JSON objects.
+    fn decode_all(&self, buffer: &[u8], expected_rows: usize) -> Result<RecordBatch, String> {
+        let mut reader = self.reader(expected_rows + 1);
+        let consumed = reader.decode(buffer).map_err(clean_error)?;
+        if reader.has_partial_record() {
+            return Err("truncated JSON: the line ends inside an object".into());
+        }
+        let batch = reader.flush().map_err(clean_error)?;
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.line_schema.clone()));
+        if consumed != buffer.len() || batch.num_rows() != expected_rows {
+            return Err(format!(
+                "expected one JSON object on the line, found {}",
+                batch.num_rows()
+            ));
+        }
+        Ok(batch)
+    }
+
+    fn decode_line_by_line(
+        &self,
+        buffer: &[u8],
+        lines: &[Line],
+        errors: &mut Vec<LineError>,
+    ) -> (RecordBatch, Vec<u64>) {
+        let mut good = Vec::with_capacity(buffer.len());
+        let mut numbers = Vec::new();
+        for line in lines {
+            let bytes = &buffer[line.start..line.end];
+            match self.decode_all(bytes, 1) {
+                Ok(_) => {
+                    good.extend_from_slice(bytes);
+                    good.push(b'\n');
+                    numbers.push(line.number);
+                }
+                Err(reason) => errors.push(LineError { line: line.number, reason }),
+            }
+        }
+        let batch = self
+            .decode_all(&good, numbers.len())
+            .expect("lines that decode alone decode together");
+        (batch, numbers)
+    }
+
+    fn flatten(&self, batch: &RecordBatch, lines: &[u64], errors: &mut Vec<LineError>) -> Decoded {
+        let top = View::root(StructArray::from(batch.clone()));
+        let envelope_flow = top.child("flow").present();
+        let lost = boolean::and_not(&top.child("lost_events").present(), &envelope_flow)
+            .expect("same length");
+        let bare_flow = boolean::and_not(
+            &boolean::and_not(&flatten::looks_like_flow(&top), &envelope_flow).expect("same length"),
+            &lost,
+        )
+        .expect("same length");
+        let is_flow = boolean::or(&envelope_flow, &bare_flow).expect("same length");
+        let other_events = batch.num_rows() - is_flow.true_count() - lost.true_count();
+
+        let flows = self.flows(batch, &top, &envelope_flow, &bare_flow, &is_flow, lines, errors);
+        let lost_events = self.lost_events(batch, &lost, lines, errors);
+        Decoded { flows, lost_events, errors: Vec::new(), other_events }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn flows(
+        &self,
+        batch: &RecordBatch,
+        top: &View,
+        envelope_flow: &BooleanArray,
+        bare_flow: &BooleanArray,
+        is_flow: &BooleanArray,
+        lines: &[u64],
+        errors: &mut Vec<LineError>,
+    ) -> RecordBatch {
+        if is_flow.true_count() == 0 {
+            return RecordBatch::new_empty(flow_schema());
+        }
+        let enveloped = batch.column_by_name("flow").expect("declared").clone();
+        // A bare Flow's fields sit at the top level, with the same names and types.
+        let bare: ArrayRef = {
+            let fields = enveloped.as_struct().fields().clone();
+            let columns = fields
+                .iter()
+                .map(|f| batch.column_by_name(f.name()).expect("same fields").clone())
+                .collect();
+            Arc::new(StructArray::new(fields, columns, None))
+        };
+        let merged = if bare_flow.true_count() == 0 {
+            enveloped
+        } else if envelope_flow.true_count() == 0 {
+            bare
+        } else {
+            zip(envelope_flow, &enveloped, &bare).expect("same types")
+        };
+        let keep = |array: &ArrayRef| filter(array, is_flow).expect("same length");
+        let merged = keep(&merged);
+        let flow = View::root(merged.as_struct().clone());
+        let flow_lines = select_lines(lines, is_flow);
+
+        let time = flatten::coalesce(&flow.leaf("time"), &keep(&top.leaf("time")));
+        let mut node = flatten::coalesce(&flow.leaf("node_name"), &keep(&top.leaf("node_name")));
+        if let Some(default) = &self.default_node_name {
+            node = fill_nulls(&node, default);
+        }
+        let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
+        for (row, number) in flow_lines.iter().enumerate() {
+            if !has_time.value(row) {
+                errors.push(LineError {
+                    line: *number,
+                    reason: "flow has no time (neither flow.time nor the envelope's time)".into(),
+                });
+            }
+        }
+        let flows = flatten::flows(&flow, time, node, self.source)
+            .expect("flattened columns match the flow schema");
+        if has_time.false_count() == 0 {
+            flows
+        } else {
+            filter_record_batch(&flows, &has_time).expect("same length")
+        }
+    }
+
+    fn lost_events(
+        &self,
+        batch: &RecordBatch,
+        lost: &BooleanArray,
+        lines: &[u64],
+        errors: &mut Vec<LineError>,
+    ) -> RecordBatch {
+        if lost.true_count() == 0 {
+            return RecordBatch::new_empty(lost_events_schema());
+        }
+        let rows = filter_record_batch(batch, lost).expect("same length");
+        let top = View::root(StructArray::from(rows));
+        let event = top.child("lost_events");
+        let time = flatten::coalesce(&top.leaf("time"), &event.leaf("first"));
+        let mut node = top.leaf("node_name");
+        if let Some(default) = &self.default_node_name {
+            node = fill_nulls(&node, default);
+        }
+        let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
+        for (row, number) in select_lines(lines, lost).iter().enumerate() {
+            if !has_time.value(row) {
+                errors.push(LineError {
+                    line: *number,
+                    reason: "lost_events has no time".into(),
+                });
+            }
+        }
+        let events = flatten::lost_events(&event, time, node, self.source)
+            .expect("flattened columns match the lost-events schema");
+        filter_record_batch(&events, &has_time).expect("same length")
+    }
+}
+
+fn fill_nulls(array: &ArrayRef, value: &str) -> ArrayRef {
+    let present = is_not_null(array.as_ref()).expect("is_not_null never fails");
+    let fallback = Scalar::new(StringArray::from(vec![value]));
+    zip(&present, array, &fallback).expect("utf8 on both sides")
+}
+
+fn select_lines(lines: &[u64], mask: &BooleanArray) -> Vec<u64> {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(row, _)| mask.is_valid(*row) && mask.value(*row))
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// arrow-json prefixes its messages with "Json error: "; the user needs only the cause.
+fn clean_error(error: ArrowError) -> String {
+    let message = error.to_string();
+    let message = message.strip_prefix("Json error: ").unwrap_or(&message);
+    message.to_string()
+}
+
+struct Line {
+    number: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Non-blank lines of the buffer with their 1-based numbers.
+fn split_lines(buffer: &[u8], first_line: u64) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut number = first_line;
+    while start < buffer.len() {
+        let end = memchr(b'\n', &buffer[start..]).map_or(buffer.len(), |i| start + i);
+        if buffer[start..end].iter().any(|b| !b.is_ascii_whitespace()) {
+            lines.push(Line { number, start, end });
+        }
+        number += 1;
+        start = end + 1;
+    }
+    lines
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|b| *b == needle)
+}
+
+#[cfg(test)]
+mod tests;

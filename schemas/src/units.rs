@@ -1,0 +1,84 @@
+//! Durations and sizes as users type them on both command lines (`2h`, `7d`, `1h30m`, `500ms`;
+//! `256MiB`, `1G`), parsed once here so `flowrec` and `flowsql` agree.
+
+use std::time::Duration;
+
+/// Parses `90s`, `15m`, `2h`, `7d`, `1w`, `500ms` and sums like `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("{text:?} is not a duration (expected e.g. 30s, 15m, 2h, 7d, 1h30m)"));
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("{text:?}: number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let seconds = match unit {
+            "ms" => {
+                total += Duration::from_millis(number);
+                continue;
+            }
+            "s" | "sec" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "" => return Err(format!("{text:?}: missing unit after {number} (s, m, h, d, w)")),
+            other => return Err(format!("{text:?}: unknown unit {other:?} (use ms, s, m, h, d, w)")),
+        };
+        total += Duration::from_secs(number.saturating_mul(seconds));
+    }
+    Ok(total)
+}
+
+/// Parses a byte size: `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`
+/// as powers of 1024, as most infrastructure tools do).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        return Err(format!("{text:?} is not a size (expected e.g. 256MiB)"));
+    }
+    let number: usize = text[..digits].parse().map_err(|_| format!("{text:?}: number too large"))?;
+    let factor: usize = match text[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use KiB, MiB, GiB)")),
+    };
+    number.checked_mul(factor).ok_or_else(|| format!("{text:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("h").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("5").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
+}
