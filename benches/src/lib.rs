@@ -30,12 +30,40 @@ impl Rng {
 }
 
 const NAMESPACES: [&str; 24] = [
-    "payments", "checkout", "cart", "catalog", "search", "users", "auth", "orders", "shipping",
-    "inventory", "pricing", "reviews", "recommendations", "notifications", "email", "billing",
-    "ledger", "fraud", "analytics", "reporting", "gateway", "media", "support", "kube-system",
+    "payments",
+    "checkout",
+    "cart",
+    "catalog",
+    "search",
+    "users",
+    "auth",
+    "orders",
+    "shipping",
+    "inventory",
+    "pricing",
+    "reviews",
+    "recommendations",
+    "notifications",
+    "email",
+    "billing",
+    "ledger",
+    "fraud",
+    "analytics",
+    "reporting",
+    "gateway",
+    "media",
+    "support",
+    "kube-system",
 ];
 const ROLES: [&str; 5] = ["api", "worker", "db-proxy", "cache", "frontend"];
-const PATHS: [&str; 6] = ["/api/v1/items", "/api/v1/users/42", "/healthz", "/api/v2/orders", "/metrics", "/login"];
+const PATHS: [&str; 6] = [
+    "/api/v1/items",
+    "/api/v1/users/42",
+    "/healthz",
+    "/api/v2/orders",
+    "/metrics",
+    "/login",
+];
 
 #[derive(Clone)]
 struct Pod {
@@ -67,7 +95,10 @@ impl Cluster {
                     format!("kubernetes.io/hostname=node-{i:02}"),
                     "kubernetes.io/os=linux".to_string(),
                     "node.kubernetes.io/instance-type=m6i.2xlarge".to_string(),
-                    format!("topology.kubernetes.io/zone=eu-west-1{}", ["a", "b", "c"][i % 3]),
+                    format!(
+                        "topology.kubernetes.io/zone=eu-west-1{}",
+                        ["a", "b", "c"][i % 3]
+                    ),
                 ];
                 (name, labels)
             })
@@ -86,8 +117,17 @@ impl Cluster {
                 let index = all.len();
                 all.push(Pod {
                     namespace,
-                    name: format!("{workload}-{:08x}-{:05x}", rng.next_u64() as u32, replica * 977 + w),
-                    ip: format!("10.{}.{}.{}", 100 + (index / 60_000), (index / 250) % 250, index % 250 + 2),
+                    name: format!(
+                        "{workload}-{:08x}-{:05x}",
+                        rng.next_u64() as u32,
+                        replica * 977 + w
+                    ),
+                    ip: format!(
+                        "10.{}.{}.{}",
+                        100 + (index / 60_000),
+                        (index / 250) % 250,
+                        index % 250 + 2
+                    ),
                     identity,
                     node: rng.below(nodes.len() as u64) as usize,
                     labels: vec![
@@ -118,7 +158,12 @@ impl Cluster {
             let j = rng.below(i as u64 + 1) as usize;
             edges.swap(i, j);
         }
-        Cluster { pods: all, edges, workloads, nodes }
+        Cluster {
+            pods: all,
+            edges,
+            workloads,
+            nodes,
+        }
     }
 
     pub fn pod_count(&self) -> usize {
@@ -182,7 +227,10 @@ impl Cluster {
             flow["Type"] = json!("L7");
             flow["event_type"] = json!({"type": 129});
             flow["l4"] = json!({"TCP": {"source_port": sport, "destination_port": port}});
-            let url = format!("http://{}.{}.svc.cluster.local{path}", dst.workload, dst.namespace);
+            let url = format!(
+                "http://{}.{}.svc.cluster.local{path}",
+                dst.workload, dst.namespace
+            );
             flow["l7"] = json!({"type": "REQUEST", "http": {"method": method, "url": url, "protocol": "HTTP/1.1",
                                   "headers": [{"key": "User-Agent", "value": "bench/1.0"}]}});
             flow["Summary"] = json!(format!("HTTP/1.1 {method} {url}"));
@@ -200,7 +248,8 @@ impl Cluster {
                 2 => json!({"ACK": true, "PSH": true}),
                 _ => json!({"ACK": true, "FIN": true}),
             };
-            flow["l4"] = json!({"TCP": {"source_port": sport, "destination_port": port, "flags": flags}});
+            flow["l4"] =
+                json!({"TCP": {"source_port": sport, "destination_port": port, "flags": flags}});
             flow["Summary"] = json!("TCP Flags: ACK");
             flow["egress_allowed_by"] = json!([{"name": format!("{}-egress", src.namespace), "namespace": src.namespace,
                                                  "kind": "CiliumNetworkPolicy", "revision": "3"}]);

@@ -37,7 +37,12 @@ pub struct Cli {
     pub sql: Vec<String>,
 
     /// Run the SQL in FILE
-    #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with = "sql")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "sql"
+    )]
     pub file: Option<PathBuf>,
 
     /// Store URL: s3://bucket/prefix, file:///path or a local path

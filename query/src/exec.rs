@@ -42,14 +42,21 @@ impl From<DataFusionError> for ExecError {
 /// pointer to `\d flows` instead.
 fn explain(error: &DataFusionError) -> String {
     let message = error.to_string();
-    match message.find(". Valid fields are") {
-        Some(cut) => format!("{} (\\d flows lists the columns)", &message[..cut]),
+    match message.find("Valid fields are") {
+        Some(cut) => {
+            let head = message[..cut].trim_end().trim_end_matches('.');
+            format!("{head} (\\d flows lists the columns)")
+        }
         None => message,
     }
 }
 
 /// Runs every statement of `sql`, printing each result.
-pub async fn run_sql(session: &FlowSession, sql: &str, printer: &mut Printer) -> Result<(), ExecError> {
+pub async fn run_sql(
+    session: &FlowSession,
+    sql: &str,
+    printer: &mut Printer,
+) -> Result<(), ExecError> {
     let statements = DFParser::parse_sql(sql).map_err(|e| ExecError::Syntax(strip_prefix(&e)))?;
     if statements.is_empty() {
         return Err(ExecError::Syntax("no SQL statement given".into()));
@@ -76,7 +83,10 @@ pub async fn run_sql(session: &FlowSession, sql: &str, printer: &mut Printer) ->
 
 fn strip_prefix(error: &DataFusionError) -> String {
     let message = error.to_string();
-    message.strip_prefix("SQL error: ").unwrap_or(&message).to_string()
+    message
+        .strip_prefix("SQL error: ")
+        .unwrap_or(&message)
+        .to_string()
 }
 
 /// `INSERT`, `CREATE TABLE`, `COPY`…: how the user wrote the statement, for the refusal.
@@ -93,11 +103,19 @@ fn leading_keyword(statement: &Statement) -> String {
         }
         _ => 1,
     };
-    words.iter().take(count).map(|w| w.to_ascii_uppercase()).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .take(count)
+        .map(|w| w.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn refuse_writes(plan: &LogicalPlan, keyword: &str) -> Result<(), ExecError> {
-    let writes = matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_));
+    let writes = matches!(
+        plan,
+        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+    );
     let nested_write = matches!(plan, LogicalPlan::Explain(e) if matches!(e.plan.as_ref(), LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Ddl(_)));
     if writes || nested_write {
         return Err(ExecError::ReadOnly(keyword.to_string()));
@@ -140,8 +158,11 @@ pub async fn describe(name: Option<&str>, printer: &mut Printer) -> Result<(), E
                 Field::new("description", DataType::Utf8, false),
             ]));
             let names: Vec<&str> = docs.iter().map(|d| d.name).collect();
-            let types: Vec<String> =
-                table_schema.fields().iter().map(|f| describe_type(f.data_type())).collect();
+            let types: Vec<String> = table_schema
+                .fields()
+                .iter()
+                .map(|f| describe_type(f.data_type()))
+                .collect();
             let descriptions: Vec<&str> = docs.iter().map(|d| d.doc).collect();
             let batch = RecordBatch::try_new(
                 schema.clone(),

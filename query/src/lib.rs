@@ -36,7 +36,11 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 /// Runs the command line; the exit status is 0 on success, 1 when a query failed, 2 when the
 /// session could not start (bad flags, unreachable store).
 pub async fn run(cli: Cli) -> ExitCode {
-    let range = match TimeRange::parse(cli.since.as_deref(), cli.until.as_deref(), chrono::Utc::now()) {
+    let range = match TimeRange::parse(
+        cli.since.as_deref(),
+        cli.until.as_deref(),
+        chrono::Utc::now(),
+    ) {
         Ok(range) => range,
         Err(error) => return fail(2, &error),
     };

@@ -67,17 +67,30 @@ impl Printer {
                     target: path.display().to_string(),
                     source,
                 })?;
-                (Box::new(BufWriter::new(file)), path.display().to_string(), false)
+                (
+                    Box::new(BufWriter::new(file)),
+                    path.display().to_string(),
+                    false,
+                )
             }
             None => {
                 let terminal = io::stdout().is_terminal();
-                (Box::new(BufWriter::new(io::stdout())), "stdout".into(), terminal)
+                (
+                    Box::new(BufWriter::new(io::stdout())),
+                    "stdout".into(),
+                    terminal,
+                )
             }
         };
         if format == OutputFormat::Parquet && to_terminal {
             return Err(PrintError::BinaryToTerminal);
         }
-        Ok(Printer { format, target, out, to_terminal })
+        Ok(Printer {
+            format,
+            target,
+            out,
+            to_terminal,
+        })
     }
 
     pub fn format(&self) -> OutputFormat {
@@ -89,11 +102,17 @@ impl Printer {
     }
 
     fn io(&self, source: io::Error) -> PrintError {
-        PrintError::Io { target: self.target.clone(), source }
+        PrintError::Io {
+            target: self.target.clone(),
+            source,
+        }
     }
 
     /// Writes a whole result; returns the number of rows.
-    pub async fn print_stream(&mut self, mut stream: SendableRecordBatchStream) -> Result<usize, PrintError> {
+    pub async fn print_stream(
+        &mut self,
+        mut stream: SendableRecordBatchStream,
+    ) -> Result<usize, PrintError> {
         let schema = stream.schema();
         let mut rows = 0;
         match self.format {
@@ -107,7 +126,9 @@ impl Printer {
                 self.print_table(schema, &batches)?;
             }
             OutputFormat::Csv => {
-                let mut writer = csv::WriterBuilder::new().with_header(true).build(&mut self.out);
+                let mut writer = csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut self.out);
                 let mut wrote_any = false;
                 while let Some(batch) = stream.next().await {
                     let batch = as_text_columns(&batch?)?;
@@ -127,9 +148,6 @@ impl Printer {
                     writer.write(&batch)?;
                 }
                 writer.finish()?;
-                if rows == 0 {
-                    self.out.write_all(b"[]").map_err(|e| self.io(e))?;
-                }
                 self.out.write_all(b"\n").map_err(|e| self.io(e))?;
             }
             OutputFormat::Ndjson => {
@@ -171,7 +189,11 @@ impl Printer {
         self.print_stream(Box::pin(stream)).await
     }
 
-    fn print_table(&mut self, schema: SchemaRef, batches: &[RecordBatch]) -> Result<(), PrintError> {
+    fn print_table(
+        &mut self,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<(), PrintError> {
         let table = if batches.iter().all(|b| b.num_rows() == 0) {
             pretty_format_batches(&[RecordBatch::new_empty(schema)])?
         } else {
@@ -188,8 +210,12 @@ fn as_text_columns(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         match field.data_type() {
-            DataType::List(_) | DataType::LargeList(_) | DataType::Struct(_) | DataType::Map(_, _) => {
-                let formatter = ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
+            DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Struct(_)
+            | DataType::Map(_, _) => {
+                let formatter =
+                    ArrayFormatter::try_new(column.as_ref(), &FormatOptions::default())?;
                 let text: StringArray = (0..column.len())
                     .map(|i| column.is_valid(i).then(|| formatter.value(i).to_string()))
                     .collect();

@@ -42,15 +42,23 @@ fn parse_command(line: &str) -> Command<'_> {
 }
 
 pub async fn run(session: &FlowSession, format: OutputFormat) -> Result<(), ExecError> {
-    let mut editor = DefaultEditor::new().map_err(|e| ExecError::Query(format!("cannot start the shell: {e}")))?;
+    let mut editor = DefaultEditor::new()
+        .map_err(|e| ExecError::Query(format!("cannot start the shell: {e}")))?;
     let history = history_file();
     if let Some(path) = &history {
         let _ = editor.load_history(path);
     }
-    eprintln!("flowsql over {} — \\? for help, \\q to quit", session.store.location);
+    eprintln!(
+        "flowsql over {} — \\? for help, \\q to quit",
+        session.store.location
+    );
     let mut pending = String::new();
     loop {
-        let prompt = if pending.is_empty() { "flowsql> " } else { "     ..> " };
+        let prompt = if pending.is_empty() {
+            "flowsql> "
+        } else {
+            "     ..> "
+        };
         let line = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -67,7 +75,9 @@ pub async fn run(session: &FlowSession, format: OutputFormat) -> Result<(), Exec
                 Command::Quit => break,
                 Command::Help => eprintln!("{HELP}"),
                 Command::Describe(table) => report(exec::describe(table, &mut printer).await),
-                Command::Unknown(command) => eprintln!("unknown command {command}; \\? lists the commands"),
+                Command::Unknown(command) => {
+                    eprintln!("unknown command {command}; \\? lists the commands")
+                }
             }
             continue;
         }

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{col, lit, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -107,7 +109,10 @@ impl FlowSession {
 }
 
 fn timestamp(ns: i64) -> datafusion::prelude::Expr {
-    lit(ScalarValue::TimestampNanosecond(Some(ns), Some("UTC".into())))
+    lit(ScalarValue::TimestampNanosecond(
+        Some(ns),
+        Some("UTC".into()),
+    ))
 }
 
 /// Fails early, naming the store, when it cannot be read: a typo'd folder, an S3 endpoint that

@@ -20,9 +20,27 @@ pub struct TimeError {
 }
 
 impl TimeRange {
-    pub fn parse(since: Option<&str>, until: Option<&str>, now: DateTime<Utc>) -> Result<Self, TimeRangeError> {
-        let since = since.map(|v| parse_instant(v, now).ok_or_else(|| TimeError { flag: "--since", value: v.into() })).transpose()?;
-        let until = until.map(|v| parse_instant(v, now).ok_or_else(|| TimeError { flag: "--until", value: v.into() })).transpose()?;
+    pub fn parse(
+        since: Option<&str>,
+        until: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TimeRangeError> {
+        let since = since
+            .map(|v| {
+                parse_instant(v, now).ok_or_else(|| TimeError {
+                    flag: "--since",
+                    value: v.into(),
+                })
+            })
+            .transpose()?;
+        let until = until
+            .map(|v| {
+                parse_instant(v, now).ok_or_else(|| TimeError {
+                    flag: "--until",
+                    value: v.into(),
+                })
+            })
+            .transpose()?;
         if let (Some(s), Some(u)) = (since, until) {
             if s >= u {
                 return Err(TimeRangeError::Empty);
@@ -65,7 +83,12 @@ pub fn parse_instant(text: &str, now: DateTime<Utc>) -> Option<i64> {
         }
     }
     // No offset at all: UTC.
-    for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
             return t.and_utc().timestamp_nanos_opt();
         }
@@ -81,19 +104,36 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-26T13:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-26T13:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn ns(s: &str) -> i64 {
-        DateTime::parse_from_rfc3339(s).unwrap().timestamp_nanos_opt().unwrap()
+        DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
     }
 
     #[test]
     fn instants() {
-        assert_eq!(parse_instant("2026-11-24T09:00Z", now()), Some(ns("2026-11-24T09:00:00Z")));
-        assert_eq!(parse_instant("2026-11-24T09:00:00.5Z", now()), Some(ns("2026-11-24T09:00:00.5Z")));
-        assert_eq!(parse_instant("2026-11-24T10:00+01:00", now()), Some(ns("2026-11-24T09:00:00Z")));
-        assert_eq!(parse_instant("2026-11-24", now()), Some(ns("2026-11-24T00:00:00Z")));
+        assert_eq!(
+            parse_instant("2026-11-24T09:00Z", now()),
+            Some(ns("2026-11-24T09:00:00Z"))
+        );
+        assert_eq!(
+            parse_instant("2026-11-24T09:00:00.5Z", now()),
+            Some(ns("2026-11-24T09:00:00.5Z"))
+        );
+        assert_eq!(
+            parse_instant("2026-11-24T10:00+01:00", now()),
+            Some(ns("2026-11-24T09:00:00Z"))
+        );
+        assert_eq!(
+            parse_instant("2026-11-24", now()),
+            Some(ns("2026-11-24T00:00:00Z"))
+        );
         assert_eq!(parse_instant("2h", now()), Some(ns("2026-11-26T11:00:00Z")));
         assert_eq!(parse_instant("7d", now()), Some(ns("2026-11-19T13:00:00Z")));
         assert_eq!(parse_instant("tuesday", now()), None);
@@ -103,8 +143,13 @@ mod tests {
     fn ranges() {
         let r = TimeRange::parse(Some("2h"), None, now()).unwrap();
         assert_eq!(r.since, Some(ns("2026-11-26T11:00:00Z")));
-        let err = TimeRange::parse(Some("yesterday"), None, now()).unwrap_err().to_string();
-        assert!(err.contains("--since") && err.contains("yesterday"), "{err}");
+        let err = TimeRange::parse(Some("yesterday"), None, now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--since") && err.contains("yesterday"),
+            "{err}"
+        );
         assert!(TimeRange::parse(Some("1h"), Some("2h"), now()).is_err());
     }
 }

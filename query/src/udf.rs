@@ -67,8 +67,10 @@ fn cast_scalar_to_string(scalar: &ScalarValue, function: &str) -> Result<Option<
 }
 
 fn string_like(data_type: &DataType) -> bool {
-    matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-        || matches!(data_type, DataType::Dictionary(_, value) if string_like(value))
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) || matches!(data_type, DataType::Dictionary(_, value) if string_like(value))
         || matches!(data_type, DataType::Null)
 }
 
@@ -109,12 +111,20 @@ impl Cidr {
             (_, Some(_)) => return None,
             (_, None) => 128,
         };
-        let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
-        Some(Cidr { network: to_u128(ip) & mask, mask })
+        let mask = if bits == 0 {
+            0
+        } else {
+            u128::MAX << (128 - bits)
+        };
+        Some(Cidr {
+            network: to_u128(ip) & mask,
+            mask,
+        })
     }
 
     fn contains(&self, ip: &str) -> bool {
-        ip.parse::<IpAddr>().is_ok_and(|ip| to_u128(ip) & self.mask == self.network)
+        ip.parse::<IpAddr>()
+            .is_ok_and(|ip| to_u128(ip) & self.mask == self.network)
     }
 }
 
@@ -125,7 +135,9 @@ struct CidrContains {
 
 impl CidrContains {
     fn new() -> Self {
-        CidrContains { signature: Signature::any(2, Volatility::Immutable) }
+        CidrContains {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -168,7 +180,9 @@ impl ScalarUDFImpl for CidrContains {
 fn parse_cidr(text: &str) -> Result<Cidr> {
     match Cidr::parse(text) {
         Some(cidr) => Ok(cidr),
-        None => exec_err!("cidr_contains: {text:?} is not a CIDR or IP address (e.g. '10.0.0.0/8')"),
+        None => {
+            exec_err!("cidr_contains: {text:?} is not a CIDR or IP address (e.g. '10.0.0.0/8')")
+        }
     }
 }
 
@@ -189,8 +203,16 @@ impl<'a> Label<'a> {
             None => (text, None),
         };
         match head.split_once(':') {
-            Some((source, key)) => Label { source: Some(source), key, value },
-            None => Label { source: None, key: head, value },
+            Some((source, key)) => Label {
+                source: Some(source),
+                key,
+                value,
+            },
+            None => Label {
+                source: None,
+                key: head,
+                value,
+            },
         }
     }
 
@@ -221,11 +243,14 @@ fn for_each_label_list(
         }
         return Ok(());
     }
-    let list = cast(&array, &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
-        "item",
-        DataType::Utf8,
-        true,
-    ))))?;
+    let list = cast(
+        &array,
+        &DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new(
+            "item",
+            DataType::Utf8,
+            true,
+        ))),
+    )?;
     let list = list.as_list::<i32>();
     let values = list.values().as_string::<i32>();
     for row in 0..rows {
@@ -235,7 +260,9 @@ fn for_each_label_list(
         }
         let offsets = list.value_offsets();
         let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-        let labels = (start..end).map(|i| values.is_valid(i).then(|| values.value(i))).collect();
+        let labels = (start..end)
+            .map(|i| values.is_valid(i).then(|| values.value(i)))
+            .collect();
         each(row, Some(labels))?;
     }
     Ok(())
@@ -257,7 +284,9 @@ struct HasLabel {
 
 impl HasLabel {
     fn new() -> Self {
-        HasLabel { signature: Signature::any(2, Volatility::Immutable) }
+        HasLabel {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -279,7 +308,10 @@ impl ScalarUDFImpl for HasLabel {
             match (labels, selectors.get(row)) {
                 (Some(labels), Some(selector)) => {
                     let selector = Label::parse(selector);
-                    let found = labels.iter().flatten().any(|l| selector.selects(&Label::parse(l)));
+                    let found = labels
+                        .iter()
+                        .flatten()
+                        .any(|l| selector.selects(&Label::parse(l)));
                     out.append_value(found);
                 }
                 _ => out.append_null(),
@@ -298,7 +330,9 @@ struct LabelValue {
 
 impl LabelValue {
     fn new() -> Self {
-        LabelValue { signature: Signature::any(2, Volatility::Immutable) }
+        LabelValue {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
     }
 }
 
@@ -320,7 +354,10 @@ impl ScalarUDFImpl for LabelValue {
             let found = match (labels, keys.get(row)) {
                 (Some(labels), Some(key)) => {
                     // Only the key (and source) select; a value in the argument is ignored.
-                    let selector = Label { value: None, ..Label::parse(key) };
+                    let selector = Label {
+                        value: None,
+                        ..Label::parse(key)
+                    };
                     labels
                         .iter()
                         .flatten()

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::compute::{filter_record_batch, kernels::cmp};
 use arrow::array::{Scalar, TimestampNanosecondArray};
+use arrow::compute::{filter_record_batch, kernels::cmp};
 use arrow::datatypes::TimestampNanosecondType;
 use flow_schema::layout::hour_start;
 use flow_schema::Table;
@@ -46,7 +46,10 @@ impl RotationPolicy {
 
 impl Default for RotationPolicy {
     fn default() -> Self {
-        RotationPolicy { max_bytes: 256 << 20, max_age: Duration::from_secs(300) }
+        RotationPolicy {
+            max_bytes: 256 << 20,
+            max_age: Duration::from_secs(300),
+        }
     }
 }
 
@@ -79,7 +82,10 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(policy: RotationPolicy) -> Self {
-        Batcher { policy, open: BTreeMap::new() }
+        Batcher {
+            policy,
+            open: BTreeMap::new(),
+        }
     }
 
     /// Adds rows of `table` (column 0 is `time`); returns the files that are now full.
@@ -109,18 +115,26 @@ impl Batcher {
             .filter(|(_, f)| now.duration_since(f.opened) >= self.policy.max_age)
             .map(|(k, _)| *k)
             .collect();
-        old.into_iter().filter_map(|(table, hour)| self.seal(table, hour)).collect()
+        old.into_iter()
+            .filter_map(|(table, hour)| self.seal(table, hour))
+            .collect()
     }
 
     /// Every open file (end of input, shutdown).
     pub fn flush(&mut self) -> Vec<SealedFile> {
         let keys: Vec<(Table, i64)> = self.open.keys().copied().collect();
-        keys.into_iter().filter_map(|(table, hour)| self.seal(table, hour)).collect()
+        keys.into_iter()
+            .filter_map(|(table, hour)| self.seal(table, hour))
+            .collect()
     }
 
     fn seal(&mut self, table: Table, hour: i64) -> Option<SealedFile> {
         let file = self.open.remove(&(table, hour))?;
-        Some(SealedFile { table, hour, batches: file.batches })
+        Some(SealedFile {
+            table,
+            hour,
+            batches: file.batches,
+        })
     }
 }
 
@@ -147,7 +161,10 @@ fn split_by_hour(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
         let upper = cmp::lt(time, &scalar(next, time)).expect("same type");
         let in_hour = arrow::compute::and(&lower, &upper).expect("same length");
         if in_hour.true_count() > 0 {
-            parts.push((hour, filter_record_batch(batch, &in_hour).expect("same length")));
+            parts.push((
+                hour,
+                filter_record_batch(batch, &in_hour).expect("same length"),
+            ));
         }
         hour = next;
     }
@@ -155,7 +172,8 @@ fn split_by_hour(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
 }
 
 fn scalar(value: i64, like: &TimestampNanosecondArray) -> Scalar<TimestampNanosecondArray> {
-    let array = TimestampNanosecondArray::from(vec![value]).with_data_type(like.data_type().clone());
+    let array =
+        TimestampNanosecondArray::from(vec![value]).with_data_type(like.data_type().clone());
     Scalar::new(array)
 }
 
@@ -170,7 +188,10 @@ mod tests {
             TimestampNanosecondArray::from(values.to_vec()).with_timezone("UTC"),
         )];
         for field in schema.fields().iter().skip(1) {
-            columns.push(arrow::array::new_null_array(field.data_type(), values.len()));
+            columns.push(arrow::array::new_null_array(
+                field.data_type(),
+                values.len(),
+            ));
         }
         RecordBatch::try_new(schema, columns).unwrap()
     }
@@ -180,7 +201,9 @@ mod tests {
     #[test]
     fn no_file_spans_two_hours() {
         let mut batcher = Batcher::new(RotationPolicy::default());
-        assert!(batcher.push(Table::LostEvents, times(&[H + 5, 2 * H + 1, H + 7, 3 * H])).is_empty());
+        assert!(batcher
+            .push(Table::LostEvents, times(&[H + 5, 2 * H + 1, H + 7, 3 * H]))
+            .is_empty());
         let mut files = batcher.flush();
         files.sort_by_key(|f| f.hour);
         let hours: Vec<(i64, usize)> = files.iter().map(|f| (f.hour, f.rows())).collect();
@@ -189,7 +212,10 @@ mod tests {
 
     #[test]
     fn size_and_age_seal_files() {
-        let policy = RotationPolicy { max_bytes: 1 << 20, max_age: Duration::from_secs(60) };
+        let policy = RotationPolicy {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(60),
+        };
         let mut batcher = Batcher::new(policy);
         let big: Vec<i64> = (0..200_000).map(|i| H + i).collect();
         let sealed = batcher.push(Table::LostEvents, times(&big));
@@ -202,7 +228,10 @@ mod tests {
 
     #[test]
     fn policy_is_validated() {
-        let bad = RotationPolicy { max_bytes: 10, max_age: Duration::from_secs(5) };
+        let bad = RotationPolicy {
+            max_bytes: 10,
+            max_age: Duration::from_secs(5),
+        };
         assert!(bad.validate().is_err());
         assert!(RotationPolicy::default().validate().is_ok());
     }

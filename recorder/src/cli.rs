@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use flow_schema::units::{parse_duration, parse_size};
 
-use crate::batch::{RotationPolicy, RotationError};
+use crate::batch::{RotationError, RotationPolicy};
 use crate::import::ImportConfig;
 use crate::input::InputName;
 
@@ -97,7 +97,11 @@ impl StoreArgs {
     }
 
     fn rotation(&self) -> Result<RotationPolicy, RotationError> {
-        RotationPolicy { max_bytes: self.max_file_bytes, max_age: self.max_file_age }.validate()
+        RotationPolicy {
+            max_bytes: self.max_file_bytes,
+            max_age: self.max_file_age,
+        }
+        .validate()
     }
 }
 

@@ -52,7 +52,9 @@ pub enum ImportError {
     Upload(#[from] UploadError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    #[error("--strict: {lines} malformed line(s) and {inputs} unreadable input(s); nothing was written")]
+    #[error(
+        "--strict: {lines} malformed line(s) and {inputs} unreadable input(s); nothing was written"
+    )]
     StrictCheckFailed { lines: u64, inputs: usize },
     #[error("cannot buffer stdin for --strict: {0}")]
     StdinSpool(std::io::Error),
@@ -107,7 +109,10 @@ impl Reporter {
         } else {
             ProgressBar::hidden()
         };
-        Reporter { bar, shown_for_input: 0 }
+        Reporter {
+            bar,
+            shown_for_input: 0,
+        }
     }
 
     fn line_errors(&mut self, input: &InputName, decoded: &Decoded) {
@@ -159,7 +164,9 @@ fn read_inputs(
                     reporter.line_errors(input, &decoded);
                     skipped += decoded.errors.len() as u64;
                     other += decoded.other_events as u64;
-                    reporter.bar.set_position(done_bytes + raw_read.load(Ordering::Relaxed));
+                    reporter
+                        .bar
+                        .set_position(done_bytes + raw_read.load(Ordering::Relaxed));
                     if !sink(decoded) {
                         break 'inputs;
                     }
@@ -194,7 +201,8 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
     let reader = std::thread::spawn(move || {
         let mut reporter = Reporter::new(&reader_config);
         let mut batcher = Batcher::new(reader_config.rotation.clone());
-        let send = |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+        let send =
+            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
         let (skipped, other, unreadable) =
             read_inputs(&reader_config.inputs, &decoder, &mut reporter, |decoded| {
                 let mut full = batcher.push(Table::Flows, decoded.flows);
@@ -206,8 +214,10 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         (skipped, other, unreadable)
     });
 
-    let provenance =
-        Provenance { node: config.node_name.clone(), source: CaptureSource::Import.as_str() };
+    let provenance = Provenance {
+        node: config.node_name.clone(),
+        source: CaptureSource::Import.as_str(),
+    };
     let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
     let mut summary = ImportSummary::default();
     let mut failure = None;
@@ -237,15 +247,19 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         }
     }
     drop(receiver);
-    let (skipped, other, unreadable) =
-        reader.join().map_err(|_| ImportError::Reader("panicked".into()))?;
+    let (skipped, other, unreadable) = reader
+        .join()
+        .map_err(|_| ImportError::Reader("panicked".into()))?;
     summary.lines_skipped = skipped;
     summary.other_events = other;
     summary.unreadable_inputs = unreadable;
     summary.elapsed = started.elapsed();
     match failure {
         Some(error) => {
-            eprintln!("flowrec: {}", summary.describe(&uploader.store().location.to_string()));
+            eprintln!(
+                "flowrec: {}",
+                summary.describe(&uploader.store().location.to_string())
+            );
             Err(error)
         }
         None => Ok(summary),
@@ -258,7 +272,10 @@ fn check_strictly(config: &ImportConfig, decoder: &HubbleDecoder) -> Result<(), 
     let (skipped, _, unreadable) = read_inputs(&config.inputs, decoder, &mut reporter, |_| true);
     reporter.bar.finish_and_clear();
     if skipped > 0 || !unreadable.is_empty() {
-        return Err(ImportError::StrictCheckFailed { lines: skipped, inputs: unreadable.len() });
+        return Err(ImportError::StrictCheckFailed {
+            lines: skipped,
+            inputs: unreadable.len(),
+        });
     }
     Ok(())
 }
@@ -288,7 +305,10 @@ impl ImportSummary {
             self.elapsed.as_secs_f64()
         );
         if self.lines_skipped > 0 {
-            text += &format!("\n  {} malformed line(s) skipped (reported above)", self.lines_skipped);
+            text += &format!(
+                "\n  {} malformed line(s) skipped (reported above)",
+                self.lines_skipped
+            );
         }
         if !self.unreadable_inputs.is_empty() {
             text += &format!(

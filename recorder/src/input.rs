@@ -121,7 +121,10 @@ impl LineChunks {
         chunk_bytes: usize,
         raw_bytes_read: Arc<AtomicU64>,
     ) -> Result<LineChunks, InputError> {
-        let open_error = |source| InputError::Open { input: name.to_string(), source };
+        let open_error = |source| InputError::Open {
+            input: name.to_string(),
+            source,
+        };
         let raw: Box<dyn Read + Send> = match name {
             InputName::Stdin => Box::new(io::stdin()),
             InputName::File(path) | InputName::Spooled(path) => {
@@ -130,7 +133,10 @@ impl LineChunks {
         };
         let mut buffered = BufReader::with_capacity(
             1 << 20,
-            Counting { inner: raw, read: raw_bytes_read },
+            Counting {
+                inner: raw,
+                read: raw_bytes_read,
+            },
         );
         let head = buffered.fill_buf().map_err(open_error)?;
         let reader: Box<dyn BufRead + Send> = match sniff(head) {
@@ -202,7 +208,10 @@ impl LineChunks {
         if bytes.is_empty() {
             return self.next_chunk();
         }
-        let chunk = Chunk { bytes, first_line: self.next_line };
+        let chunk = Chunk {
+            bytes,
+            first_line: self.next_line,
+        };
         self.next_line += count_lines(&chunk.bytes);
         Ok(Some(chunk))
     }
@@ -215,7 +224,10 @@ impl LineChunks {
 fn open_file(path: &Path) -> io::Result<File> {
     let file = File::open(path)?;
     if file.metadata()?.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory",
+        ));
     }
     Ok(file)
 }

@@ -7,7 +7,10 @@ use flowrec::import;
 /// Exit status: 0 clean, 1 done with reported problems, 2 failed.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("flowrec: cannot start the async runtime: {error}");

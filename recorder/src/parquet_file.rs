@@ -90,10 +90,16 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
         }
     }
     let mut bytes = Vec::with_capacity(rows.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
     writer.write(&rows)?;
     writer.close()?;
-    Ok(EncodedFile { table: file.table, first_time_ns: first, rows: rows.num_rows(), bytes })
+    Ok(EncodedFile {
+        table: file.table,
+        first_time_ns: first,
+        rows: rows.num_rows(),
+        bytes,
+    })
 }
 
 fn kv(key: &str, value: String) -> KeyValue {
@@ -107,7 +113,12 @@ fn rfc3339(ns: i64) -> String {
 /// Distinct non-null values of a string (or dictionary-of-string) column.
 fn distinct_count(column: &dyn Array) -> usize {
     match column.data_type() {
-        DataType::Utf8 => column.as_string::<i32>().iter().flatten().collect::<HashSet<_>>().len(),
+        DataType::Utf8 => column
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect::<HashSet<_>>()
+            .len(),
         DataType::Dictionary(_, _) => {
             let keys = column.as_dictionary::<Int32Type>().keys();
             keys.iter().flatten().collect::<HashSet<_>>().len()

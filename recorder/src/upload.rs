@@ -44,7 +44,13 @@ impl Uploader {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or_default();
         let run_id = format!("{:x}", now ^ (u64::from(std::process::id()) << 40));
-        Uploader { store, node, source, run_id, sequence: 0 }
+        Uploader {
+            store,
+            node,
+            source,
+            run_id,
+            sequence: 0,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -73,6 +79,11 @@ impl Uploader {
                 endpoint: self.store.describe(),
                 source,
             })?;
-        Ok(UploadedFile { table: file.table, key, rows: file.rows, bytes })
+        Ok(UploadedFile {
+            table: file.table,
+            key,
+            rows: file.rows,
+            bytes,
+        })
     }
 }

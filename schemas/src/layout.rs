@@ -47,7 +47,12 @@ fn to_datetime(time_ns: i64) -> DateTime<Utc> {
 /// `flows/v1/date=2026-11-26/hour=13/` for the hour holding `time_ns`.
 pub fn hour_prefix(table: Table, time_ns: i64) -> String {
     let t = to_datetime(time_ns);
-    format!("{}/date={}/hour={:02}/", table_prefix(table), t.format("%Y-%m-%d"), t.hour())
+    format!(
+        "{}/date={}/hour={:02}/",
+        table_prefix(table),
+        t.format("%Y-%m-%d"),
+        t.hour()
+    )
 }
 
 fn day_prefix(table: Table, day: NaiveDate) -> String {
@@ -60,7 +65,13 @@ fn day_prefix(table: Table, day: NaiveDate) -> String {
 pub fn sanitize_node_name(name: &str) -> String {
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(96)
         .collect();
     if cleaned.is_empty() {
@@ -135,12 +146,18 @@ mod tests {
     use super::*;
 
     fn ns(s: &str) -> i64 {
-        DateTime::parse_from_rfc3339(s).unwrap().timestamp_nanos_opt().unwrap()
+        DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_nanos_opt()
+            .unwrap()
     }
 
     #[test]
     fn node_names_cannot_create_folders_or_escape() {
-        assert_eq!(sanitize_node_name("kind-kind/kind-worker"), "kind-kind_kind-worker");
+        assert_eq!(
+            sanitize_node_name("kind-kind/kind-worker"),
+            "kind-kind_kind-worker"
+        );
         assert_eq!(sanitize_node_name("../../etc"), "______etc");
         assert_eq!(sanitize_node_name(".."), "__");
         assert_eq!(sanitize_node_name(""), "unknown-node");
@@ -154,15 +171,26 @@ mod tests {
         .key();
         assert_eq!(key.matches('/').count(), 4, "{key}");
         assert!(!key.contains(".."), "{key}");
-        assert!(key.starts_with("flows/v1/date=2026-11-26/hour=13/"), "{key}");
+        assert!(
+            key.starts_with("flows/v1/date=2026-11-26/hour=13/"),
+            "{key}"
+        );
         assert_eq!(hour_of_key(&key), Some(ns("2026-11-26T13:00:00Z")));
     }
 
     #[test]
     fn a_short_range_maps_to_its_hours_only() {
-        let p = prefixes_for_range(Table::Flows, ns("2026-11-24T09:00:00Z"), ns("2026-11-24T09:15:00Z"));
+        let p = prefixes_for_range(
+            Table::Flows,
+            ns("2026-11-24T09:00:00Z"),
+            ns("2026-11-24T09:15:00Z"),
+        );
         assert_eq!(p, vec!["flows/v1/date=2026-11-24/hour=09/"]);
-        let p = prefixes_for_range(Table::Flows, ns("2026-11-24T22:30:00Z"), ns("2026-11-25T01:00:00Z"));
+        let p = prefixes_for_range(
+            Table::Flows,
+            ns("2026-11-24T22:30:00Z"),
+            ns("2026-11-25T01:00:00Z"),
+        );
         assert_eq!(
             p,
             vec![

@@ -81,7 +81,10 @@ pub fn policy_fields() -> Fields {
 }
 
 pub fn http_header_fields() -> Fields {
-    Fields::from(vec![Field::new("key", utf8(), true), Field::new("value", utf8(), true)])
+    Fields::from(vec![
+        Field::new("key", utf8(), true),
+        Field::new("value", utf8(), true),
+    ])
 }
 
 /// The columns of the `flows` table, in file order, with their documentation.
@@ -92,35 +95,86 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
     let f = |name: &str, dt: DataType| Field::new(name, dt, true);
     let policies = list_of(Struct(policy_fields()));
     let mut cols = vec![
-        (Field::new("time", timestamp_ns(), false), "when the flow was observed (UTC, ns)"),
-        (f("uuid", utf8()), "Hubble's per-flow UUID (dedup of flows seen twice)"),
-        (f("capture_source", dict()), "where the row came from: import, hubble or ebpf"),
-        (f("node_name", dict()), "node that observed the flow (Hubble: often cluster/node)"),
+        (
+            Field::new("time", timestamp_ns(), false),
+            "when the flow was observed (UTC, ns)",
+        ),
+        (
+            f("uuid", utf8()),
+            "Hubble's per-flow UUID (dedup of flows seen twice)",
+        ),
+        (
+            f("capture_source", dict()),
+            "where the row came from: import, hubble or ebpf",
+        ),
+        (
+            f("node_name", dict()),
+            "node that observed the flow (Hubble: often cluster/node)",
+        ),
         (f("node_labels", list_utf8()), "labels of that node, k=v"),
-        (f("verdict", dict()), "FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED, TRANSLATED"),
-        (f("drop_reason", UInt32), "numeric drop code (deprecated in Hubble; kept)"),
-        (f("drop_reason_desc", dict()), "drop reason name, e.g. POLICY_DENIED (set when DROPPED)"),
-        (f("auth_type", dict()), "auth type of policy-verdict events (SPIRE, ...)"),
+        (
+            f("verdict", dict()),
+            "FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED, TRANSLATED",
+        ),
+        (
+            f("drop_reason", UInt32),
+            "numeric drop code (deprecated in Hubble; kept)",
+        ),
+        (
+            f("drop_reason_desc", dict()),
+            "drop reason name, e.g. POLICY_DENIED (set when DROPPED)",
+        ),
+        (
+            f("auth_type", dict()),
+            "auth type of policy-verdict events (SPIRE, ...)",
+        ),
         (f("type", dict()), "flow type: L3_L4, L7 or SOCK"),
-        (f("event_type", Int32), "Cilium monitor event type: 1 drop, 4 trace, 5 policy-verdict, 129 L7"),
-        (f("event_subtype", Int32), "monitor sub type (trace point, drop reason code)"),
+        (
+            f("event_type", Int32),
+            "Cilium monitor event type: 1 drop, 4 trace, 5 policy-verdict, 129 L7",
+        ),
+        (
+            f("event_subtype", Int32),
+            "monitor sub type (trace point, drop reason code)",
+        ),
         (f("traffic_direction", dict()), "INGRESS or EGRESS"),
-        (f("is_reply", Boolean), "true for the reply direction; NULL when unknown"),
+        (
+            f("is_reply", Boolean),
+            "true for the reply direction; NULL when unknown",
+        ),
         (f("reply", Boolean), "deprecated Hubble field, kept as sent"),
-        (f("trace_observation_point", dict()), "where a trace event was seen (TO_ENDPOINT, ...)"),
-        (f("trace_reason", dict()), "conntrack state of a trace event (NEW, ESTABLISHED, REPLY, ...)"),
-        (f("policy_match_type", UInt32), "policy-verdict match: 1 L3-Only, 2 L3-L4, 3 L4-Only, 4 all, ..."),
+        (
+            f("trace_observation_point", dict()),
+            "where a trace event was seen (TO_ENDPOINT, ...)",
+        ),
+        (
+            f("trace_reason", dict()),
+            "conntrack state of a trace event (NEW, ESTABLISHED, REPLY, ...)",
+        ),
+        (
+            f("policy_match_type", UInt32),
+            "policy-verdict match: 1 L3-Only, 2 L3-L4, 3 L4-Only, 4 all, ...",
+        ),
         (f("ethernet_source", utf8()), "source MAC"),
         (f("ethernet_destination", utf8()), "destination MAC"),
         (f("ip_source", utf8()), "source IP address"),
         (f("ip_destination", utf8()), "destination IP address"),
         (f("ip_source_xlated", utf8()), "source IP after SNAT"),
         (f("ip_version", dict()), "IPv4 or IPv6"),
-        (f("ip_encrypted", Boolean), "packet was encrypted (IPsec/WireGuard)"),
-        (f("l4_protocol", dict()), "TCP, UDP, ICMPv4, ICMPv6, SCTP, VRRP or IGMP"),
+        (
+            f("ip_encrypted", Boolean),
+            "packet was encrypted (IPsec/WireGuard)",
+        ),
+        (
+            f("l4_protocol", dict()),
+            "TCP, UDP, ICMPv4, ICMPv6, SCTP, VRRP or IGMP",
+        ),
         (f("source_port", UInt32), "L4 source port"),
         (f("destination_port", UInt32), "L4 destination port"),
-        (f("tcp_flags", list_utf8()), "TCP flags set: FIN SYN RST PSH ACK URG ECE CWR NS"),
+        (
+            f("tcp_flags", list_utf8()),
+            "TCP flags set: FIN SYN RST PSH ACK URG ECE CWR NS",
+        ),
         (f("icmp_type", UInt32), "ICMP type"),
         (f("icmp_code", UInt32), "ICMP code"),
     ];
@@ -132,29 +186,53 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
             (f(&name("cluster_name"), dict()), "cluster of the endpoint"),
             (f(&name("namespace"), dict()), "Kubernetes namespace"),
             (f(&name("pod_name"), utf8()), "pod name"),
-            (f(&name("labels"), list_utf8()), "endpoint labels, e.g. k8s:app=frontend, reserved:world"),
-            (f(&name("workload"), dict()), "owning workload name (first of Hubble's workloads)"),
-            (f(&name("workload_kind"), dict()), "owning workload kind (Deployment, ...)"),
+            (
+                f(&name("labels"), list_utf8()),
+                "endpoint labels, e.g. k8s:app=frontend, reserved:world",
+            ),
+            (
+                f(&name("workload"), dict()),
+                "owning workload name (first of Hubble's workloads)",
+            ),
+            (
+                f(&name("workload_kind"), dict()),
+                "owning workload kind (Deployment, ...)",
+            ),
             (f(&name("service_name"), dict()), "Kubernetes service"),
-            (f(&name("service_namespace"), dict()), "namespace of that service"),
-            (f(&name("names"), list_utf8()), "DNS names of the IP (FQDN cache)"),
+            (
+                f(&name("service_namespace"), dict()),
+                "namespace of that service",
+            ),
+            (
+                f(&name("names"), list_utf8()),
+                "DNS names of the IP (FQDN cache)",
+            ),
         ];
         cols.extend(endpoint);
     }
     cols.extend(vec![
-        (f("l7_type", dict()), "L7 record type: REQUEST, RESPONSE, SAMPLE"),
+        (
+            f("l7_type", dict()),
+            "L7 record type: REQUEST, RESPONSE, SAMPLE",
+        ),
         (f("l7_protocol", dict()), "http, dns or kafka"),
         (f("l7_latency_ns", UInt64), "L7 latency (ns)"),
         (f("http_code", UInt32), "HTTP status code"),
         (f("http_method", dict()), "HTTP method"),
         (f("http_url", utf8()), "HTTP URL"),
         (f("http_protocol", dict()), "HTTP protocol version"),
-        (f("http_headers", list_of(Struct(http_header_fields()))), "HTTP headers (key, value)"),
+        (
+            f("http_headers", list_of(Struct(http_header_fields()))),
+            "HTTP headers (key, value)",
+        ),
         (f("dns_query", utf8()), "DNS query name"),
         (f("dns_ips", list_utf8()), "DNS answer IPs"),
         (f("dns_ttl", UInt32), "DNS answer TTL"),
         (f("dns_cnames", list_utf8()), "DNS CNAMEs"),
-        (f("dns_observation_source", dict()), "who observed the DNS record (proxy)"),
+        (
+            f("dns_observation_source", dict()),
+            "who observed the DNS record (proxy)",
+        ),
         (f("dns_rcode", UInt32), "DNS response code"),
         (f("dns_qtypes", list_utf8()), "DNS query types"),
         (f("dns_rrtypes", list_utf8()), "DNS answer record types"),
@@ -163,20 +241,47 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
         (f("kafka_api_key", dict()), "Kafka API key"),
         (f("kafka_correlation_id", Int32), "Kafka correlation id"),
         (f("kafka_topic", utf8()), "Kafka topic"),
-        (f("egress_allowed_by", policies.clone()), "policies that allowed the flow on egress"),
-        (f("ingress_allowed_by", policies.clone()), "policies that allowed the flow on ingress"),
-        (f("egress_denied_by", policies.clone()), "policies that denied the flow on egress"),
-        (f("ingress_denied_by", policies), "policies that denied the flow on ingress"),
-        (f("policy_log", list_utf8()), "log values of the matched policies"),
+        (
+            f("egress_allowed_by", policies.clone()),
+            "policies that allowed the flow on egress",
+        ),
+        (
+            f("ingress_allowed_by", policies.clone()),
+            "policies that allowed the flow on ingress",
+        ),
+        (
+            f("egress_denied_by", policies.clone()),
+            "policies that denied the flow on egress",
+        ),
+        (
+            f("ingress_denied_by", policies),
+            "policies that denied the flow on ingress",
+        ),
+        (
+            f("policy_log", list_utf8()),
+            "log values of the matched policies",
+        ),
         (f("interface_index", UInt32), "network interface index"),
         (f("interface_name", dict()), "network interface name"),
         (f("proxy_port", UInt32), "L7 proxy port"),
-        (f("trace_id", utf8()), "W3C trace id (trace_context.parent.trace_id)"),
+        (
+            f("trace_id", utf8()),
+            "W3C trace id (trace_context.parent.trace_id)",
+        ),
         (f("ip_trace_id", UInt64), "IP option trace id"),
-        (f("sock_xlate_point", dict()), "socket translation point (trace-sock events)"),
-        (f("socket_cookie", UInt64), "socket cookie (trace-sock events)"),
+        (
+            f("sock_xlate_point", dict()),
+            "socket translation point (trace-sock events)",
+        ),
+        (
+            f("socket_cookie", UInt64),
+            "socket cookie (trace-sock events)",
+        ),
         (f("cgroup_id", UInt64), "cgroup id (trace-sock events)"),
-        (f("tunnel_protocol", dict()), "overlay protocol: VXLAN or GENEVE"),
+        (
+            f("tunnel_protocol", dict()),
+            "overlay protocol: VXLAN or GENEVE",
+        ),
         (f("tunnel_vni", UInt32), "overlay VNI"),
         (f("tunnel_ip_source", utf8()), "outer source IP"),
         (f("tunnel_ip_destination", utf8()), "outer destination IP"),
@@ -184,10 +289,22 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
         (f("file_line", UInt32), "BPF source line of a drop"),
         (f("emitter_name", dict()), "emitter of the event (Hubble)"),
         (f("emitter_version", dict()), "emitter version"),
-        (f("aggregate_ingress_flow_count", UInt32), "aggregated export: ingress flows"),
-        (f("aggregate_egress_flow_count", UInt32), "aggregated export: egress flows"),
-        (f("aggregate_unknown_direction_flow_count", UInt32), "aggregated export: flows of unknown direction"),
-        (f("summary", utf8()), "Hubble's human summary (used by the compact printer)"),
+        (
+            f("aggregate_ingress_flow_count", UInt32),
+            "aggregated export: ingress flows",
+        ),
+        (
+            f("aggregate_egress_flow_count", UInt32),
+            "aggregated export: egress flows",
+        ),
+        (
+            f("aggregate_unknown_direction_flow_count", UInt32),
+            "aggregated export: flows of unknown direction",
+        ),
+        (
+            f("summary", utf8()),
+            "Hubble's human summary (used by the compact printer)",
+        ),
         // Columns only the eBPF capture fills; NULL for Hubble rows.
         (f("bytes", UInt64), "eBPF: bytes in this flow direction"),
         (f("packets", UInt64), "eBPF: packets in this flow direction"),
@@ -195,7 +312,10 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
         (f("flow_end", timestamp_ns()), "eBPF: last packet seen"),
         (f("tcp_srtt_us", UInt32), "eBPF: smoothed RTT (us)"),
         (f("tcp_retransmits", UInt32), "eBPF: total retransmits"),
-        (f("drop_reason_kernel", dict()), "eBPF: kernel skb drop reason name"),
+        (
+            f("drop_reason_kernel", dict()),
+            "eBPF: kernel skb drop reason name",
+        ),
     ]);
     cols
 }
@@ -219,7 +339,10 @@ fn lost_event_columns() -> Vec<(Field, &'static str)> {
 fn build(cols: Vec<(Field, &'static str)>) -> (SchemaRef, Vec<ColumnDoc>) {
     let docs = cols
         .iter()
-        .map(|(field, doc)| ColumnDoc { name: leak(field.name()), doc })
+        .map(|(field, doc)| ColumnDoc {
+            name: leak(field.name()),
+            doc,
+        })
         .collect();
     let schema = Schema::new(cols.into_iter().map(|(field, _)| field).collect::<Vec<_>>());
     (Arc::new(schema), docs)
@@ -286,8 +409,12 @@ impl Table {
 
 /// Columns written with a Parquet bloom filter: the point lookups of an investigation
 /// ("everything to or from this IP", "this pod").
-pub const BLOOM_FILTER_COLUMNS: &[&str] =
-    &["ip_source", "ip_destination", "source_pod_name", "destination_pod_name"];
+pub const BLOOM_FILTER_COLUMNS: &[&str] = &[
+    "ip_source",
+    "ip_destination",
+    "source_pod_name",
+    "destination_pod_name",
+];
 
 #[cfg(test)]
 mod tests {
@@ -303,8 +430,17 @@ mod tests {
             assert!(docs.iter().all(|d| !d.doc.is_empty()));
             names.sort();
             names.dedup();
-            assert_eq!(names.len(), schema.fields().len(), "duplicate column in {}", table.name());
-            assert_eq!(schema.field(0).name(), "time", "time is the sort key and comes first");
+            assert_eq!(
+                names.len(),
+                schema.fields().len(),
+                "duplicate column in {}",
+                table.name()
+            );
+            assert_eq!(
+                schema.field(0).name(),
+                "time",
+                "time is the sort key and comes first"
+            );
         }
     }
 

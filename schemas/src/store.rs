@@ -10,10 +10,10 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 /// Environment variable naming the default store.
 pub const STORE_ENV: &str = "FLOW_STORE";
@@ -43,13 +43,19 @@ pub enum StoreError {
 pub enum Location {
     /// An absolute local folder.
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl Location {
     /// Parses `--store`. Relative local paths are made absolute against the working directory.
     pub fn parse(url: &str) -> Result<Location, StoreError> {
-        let invalid = |reason: &str| StoreError::InvalidUrl { url: url.into(), reason: reason.into() };
+        let invalid = |reason: &str| StoreError::InvalidUrl {
+            url: url.into(),
+            reason: reason.into(),
+        };
         if url.trim().is_empty() {
             return Err(invalid("empty"));
         }
@@ -62,12 +68,17 @@ impl Location {
             if prefix.split('/').any(|part| part == "..") {
                 return Err(invalid("the prefix must not contain '..'"));
             }
-            return Ok(Location::S3 { bucket: bucket.into(), prefix: prefix.into() });
+            return Ok(Location::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+            });
         }
         let path = match url.strip_prefix("file://") {
             Some(path) => path,
             None if url.contains("://") => {
-                return Err(invalid("supported schemes are s3:// and file:// (or a plain path)"))
+                return Err(invalid(
+                    "supported schemes are s3:// and file:// (or a plain path)",
+                ))
             }
             None => url,
         };
@@ -76,7 +87,10 @@ impl Location {
             path.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|source| StoreError::Local { path: url.into(), source })?
+                .map_err(|source| StoreError::Local {
+                    path: url.into(),
+                    source,
+                })?
                 .join(path)
         };
         Ok(Location::Local(normalize(&absolute)))
@@ -160,19 +174,36 @@ impl Store {
                     max_retries: patience.max_retries,
                     retry_timeout: patience.retry_timeout,
                 };
-                let client = ClientOptions::new()
-                    .with_connect_timeout(patience.connect_timeout)
-                    .with_timeout(patience.request_timeout);
+                // Set the timeouts key by key: `with_client_options` would replace what the
+                // environment configured (AWS_ALLOW_HTTP among others).
+                let timeout = |key, value: Duration| {
+                    (
+                        AmazonS3ConfigKey::Client(key),
+                        format!("{}ms", value.as_millis()),
+                    )
+                };
+                let (connect_key, connect) =
+                    timeout(ClientConfigKey::ConnectTimeout, patience.connect_timeout);
+                let (request_key, request) =
+                    timeout(ClientConfigKey::Timeout, patience.request_timeout);
                 let s3 = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
                     .with_retry(retry)
-                    .with_client_options(client)
+                    .with_config(connect_key, connect)
+                    .with_config(request_key, request)
                     .build()
-                    .map_err(|source| StoreError::S3Config { url: location.to_string(), source })?;
+                    .map_err(|source| StoreError::S3Config {
+                        url: location.to_string(),
+                        source,
+                    })?;
                 (Arc::new(s3), Path::from(prefix.as_str()))
             }
         };
-        Ok(Store { location, object_store, root })
+        Ok(Store {
+            location,
+            object_store,
+            root,
+        })
     }
 
     /// The object path of `key` (a key relative to the store root, as `layout` produces).
@@ -196,8 +227,10 @@ impl Store {
     /// The full URL of the folder `key_prefix` (relative to the store root), ending in `/`.
     pub fn folder_url(&self, key_prefix: &str) -> String {
         let path = self.path(key_prefix);
-        let base = self.object_store_url();
-        let base = base.trim_end_matches('/');
+        let base = match &self.location {
+            Location::Local(_) => "file://".to_string(),
+            Location::S3 { bucket, .. } => format!("s3://{bucket}"),
+        };
         if path.as_ref().is_empty() {
             format!("{base}/")
         } else {
@@ -209,12 +242,12 @@ impl Store {
     pub fn describe(&self) -> String {
         match &self.location {
             Location::Local(path) => path.display().to_string(),
-            Location::S3 { .. } => match std::env::var("AWS_ENDPOINT_URL")
-                .or_else(|_| std::env::var("AWS_ENDPOINT"))
-            {
-                Ok(endpoint) => format!("{} (endpoint {endpoint})", self.location),
-                Err(_) => self.location.to_string(),
-            },
+            Location::S3 { .. } => {
+                match std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")) {
+                    Ok(endpoint) => format!("{} (endpoint {endpoint})", self.location),
+                    Err(_) => self.location.to_string(),
+                }
+            }
         }
     }
 }
@@ -227,23 +260,50 @@ mod tests {
     fn parses_store_urls() {
         assert_eq!(
             Location::parse("s3://flows/prod/").unwrap(),
-            Location::S3 { bucket: "flows".into(), prefix: "prod".into() }
+            Location::S3 {
+                bucket: "flows".into(),
+                prefix: "prod".into()
+            }
         );
         assert_eq!(
             Location::parse("s3://flows").unwrap(),
-            Location::S3 { bucket: "flows".into(), prefix: "".into() }
+            Location::S3 {
+                bucket: "flows".into(),
+                prefix: "".into()
+            }
         );
-        assert_eq!(Location::parse("file:///data/x/../y").unwrap(), Location::Local("/data/y".into()));
-        assert_eq!(Location::parse("/data/flows").unwrap(), Location::Local("/data/flows".into()));
-        assert!(matches!(Location::parse("gs://x"), Err(StoreError::InvalidUrl { .. })));
-        assert!(matches!(Location::parse("s3:///p"), Err(StoreError::InvalidUrl { .. })));
-        assert!(matches!(Location::parse("s3://b/../x"), Err(StoreError::InvalidUrl { .. })));
+        assert_eq!(
+            Location::parse("file:///data/x/../y").unwrap(),
+            Location::Local("/data/y".into())
+        );
+        assert_eq!(
+            Location::parse("/data/flows").unwrap(),
+            Location::Local("/data/flows".into())
+        );
+        assert!(matches!(
+            Location::parse("gs://x"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Location::parse("s3:///p"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Location::parse("s3://b/../x"),
+            Err(StoreError::InvalidUrl { .. })
+        ));
     }
 
     #[test]
     fn keys_resolve_under_the_root() {
         let store = Store::open("/data/flows", &Patience::INTERACTIVE).unwrap();
-        assert_eq!(store.path("flows/v1/a.parquet").as_ref(), "data/flows/flows/v1/a.parquet");
-        assert_eq!(store.folder_url("flows/v1/"), "file:///data/flows/flows/v1/");
+        assert_eq!(
+            store.path("flows/v1/a.parquet").as_ref(),
+            "data/flows/flows/v1/a.parquet"
+        );
+        assert_eq!(
+            store.folder_url("flows/v1/"),
+            "file:///data/flows/flows/v1/"
+        );
     }
 }

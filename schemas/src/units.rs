@@ -12,13 +12,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("{text:?} is not a duration (expected e.g. 30s, 15m, 2h, 7d, 1h30m)"));
+            return Err(format!(
+                "{text:?} is not a duration (expected e.g. 30s, 15m, 2h, 7d, 1h30m)"
+            ));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| format!("{text:?}: number too large"))?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("{text:?}: number too large"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let seconds = match unit {
@@ -31,8 +39,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600,
             "d" => 86_400,
             "w" => 604_800,
-            "" => return Err(format!("{text:?}: missing unit after {number} (s, m, h, d, w)")),
-            other => return Err(format!("{text:?}: unknown unit {other:?} (use ms, s, m, h, d, w)")),
+            "" => {
+                return Err(format!(
+                    "{text:?}: missing unit after {number} (s, m, h, d, w)"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (use ms, s, m, h, d, w)"
+                ))
+            }
         };
         total += Duration::from_secs(number.saturating_mul(seconds));
     }
@@ -43,19 +59,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// as powers of 1024, as most infrastructure tools do).
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     if digits == 0 {
         return Err(format!("{text:?} is not a size (expected e.g. 256MiB)"));
     }
-    let number: usize = text[..digits].parse().map_err(|_| format!("{text:?}: number too large"))?;
+    let number: usize = text[..digits]
+        .parse()
+        .map_err(|_| format!("{text:?}: number too large"))?;
     let factor: usize = match text[digits..].trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (use KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use KiB, MiB, GiB)"
+            ))
+        }
     };
-    number.checked_mul(factor).ok_or_else(|| format!("{text:?}: too large"))
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?}: too large"))
 }
 
 #[cfg(test)]
@@ -65,7 +91,10 @@ mod tests {
     #[test]
     fn durations() {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("h").unwrap_err().contains("not a duration"));

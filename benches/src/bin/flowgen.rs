@@ -56,14 +56,18 @@ fn main() -> ExitCode {
     let result = match &args.out {
         Some(path) => std::fs::File::create(path).and_then(|file| {
             let mut out = BufWriter::with_capacity(1 << 20, file);
-            flow_benches::generate(&mut out, args.flows, args.pods, args.start, args.hours, args.seed)?;
+            flow_benches::generate(
+                &mut out, args.flows, args.pods, args.start, args.hours, args.seed,
+            )?;
             out.flush()
         }),
         None => {
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            flow_benches::generate(&mut out, args.flows, args.pods, args.start, args.hours, args.seed)
-                .and_then(|_| out.flush())
+            flow_benches::generate(
+                &mut out, args.flows, args.pods, args.start, args.hours, args.seed,
+            )
+            .and_then(|_| out.flush())
         }
     };
     match result {

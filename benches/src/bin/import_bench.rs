@@ -20,7 +20,11 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut args = Args { flows: 1_000_000, dir: PathBuf::from("target/bench-data"), runs: 3 };
+    let mut args = Args {
+        flows: 1_000_000,
+        dir: PathBuf::from("target/bench-data"),
+        runs: 3,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -28,7 +32,9 @@ fn parse() -> Result<Args, String> {
             "--flows" => args.flows = value()?.parse().map_err(|e| format!("--flows: {e}"))?,
             "--dir" => args.dir = PathBuf::from(value()?),
             "--runs" => args.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?,
-            "-h" | "--help" => return Err("usage: import-bench [--flows N] [--dir DIR] [--runs R]".into()),
+            "-h" | "--help" => {
+                return Err("usage: import-bench [--flows N] [--dir DIR] [--runs R]".into())
+            }
             other => return Err(format!("unknown flag {other} (--help)")),
         }
     }
@@ -36,14 +42,18 @@ fn parse() -> Result<Args, String> {
 }
 
 fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe().expect("own path").with_file_name(name)
+    std::env::current_exe()
+        .expect("own path")
+        .with_file_name(name)
 }
 
 fn dir_bytes(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -60,13 +70,20 @@ fn run(command: &mut Command) -> Result<f64, String> {
     let started = Instant::now();
     let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if !output.status.success() {
-        return Err(format!("{command:?} failed: {}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     Ok(started.elapsed().as_secs_f64())
 }
 
 fn duckdb_command(sql: &str) -> Command {
-    if Command::new("duckdb").arg("-version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("duckdb")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         let mut command = Command::new("duckdb");
         command.args([":memory:", "-c", sql]);
         command
@@ -100,7 +117,9 @@ fn bench(args: &Args) -> Result<(), String> {
     if !input.exists() {
         eprintln!("generating {} flows into {}", args.flows, input.display());
         let tmp = input.with_extension("tmp");
-        run(Command::new(sibling("flowgen")).args(["--flows", &args.flows.to_string(), "--out"]).arg(&tmp))?;
+        run(Command::new(sibling("flowgen"))
+            .args(["--flows", &args.flows.to_string(), "--out"])
+            .arg(&tmp))?;
         std::fs::rename(&tmp, &input).map_err(|e| e.to_string())?;
     }
     let input_bytes = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
@@ -118,7 +137,10 @@ fn bench(args: &Args) -> Result<(), String> {
         let _ = std::fs::remove_file(&duck_out);
         // Alternate who goes first so page-cache effects do not favour one side.
         let mut ours_cmd = Command::new(&flowrec);
-        ours_cmd.args(["import", "--no-progress", "--node-name", "bench", "--store"]).arg(&store).arg(&input);
+        ours_cmd
+            .args(["import", "--no-progress", "--node-name", "bench", "--store"])
+            .arg(&store)
+            .arg(&input);
         let mut theirs_cmd = duckdb_command(&sql);
         if round % 2 == 0 {
             ours = ours.min(run(&mut ours_cmd)?);
@@ -137,11 +159,28 @@ fn bench(args: &Args) -> Result<(), String> {
         input_bytes as f64 / 1048576.0,
         input_bytes as f64 / flows,
         args.runs,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
     );
-    println!("{:<16} {:>10} {:>12} {:>12}", "", "seconds", "flows/s", "bytes/flow");
-    println!("{:<16} {:>10.2} {:>12.0} {:>12.1}", "flowrec import", ours, flows / ours, ours_bytes as f64 / flows);
-    println!("{:<16} {:>10.2} {:>12.0} {:>12.1}", "duckdb COPY", theirs, flows / theirs, theirs_bytes as f64 / flows);
+    println!(
+        "{:<16} {:>10} {:>12} {:>12}",
+        "", "seconds", "flows/s", "bytes/flow"
+    );
+    println!(
+        "{:<16} {:>10.2} {:>12.0} {:>12.1}",
+        "flowrec import",
+        ours,
+        flows / ours,
+        ours_bytes as f64 / flows
+    );
+    println!(
+        "{:<16} {:>10.2} {:>12.0} {:>12.1}",
+        "duckdb COPY",
+        theirs,
+        flows / theirs,
+        theirs_bytes as f64 / flows
+    );
     println!(
         "ratio: flowrec is {:.2}x DuckDB's flows/s (target >= 2); bytes/flow {:.2}x DuckDB's (target <= 1)",
         theirs / ours,

@@ -25,7 +25,11 @@ fn real_hubble_samples_import_completely_and_count_like_the_json() {
     assert!(!run.stderr.contains("skipped"), "{}", run.stderr);
     let expected = count_json(&files);
     assert_eq!(count_store(&store, &[]), expected);
-    let total: u64 = expected.iter().filter(|(k, _)| k.starts_with("verdict=")).map(|(_, v)| v).sum();
+    let total: u64 = expected
+        .iter()
+        .filter(|(k, _)| k.starts_with("verdict="))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(total, 412);
     assert!(run.stderr.contains("imported 412 flows"), "{}", run.stderr);
 }
@@ -77,7 +81,12 @@ fn the_typo_policy_incident_is_answered() {
 #[test]
 fn every_file_is_sorted_hourly_and_self_describing() {
     let (dir, store) = temp_store();
-    import(&store, &[&incident_capture()], &[("NODE_NAME", "kind-kind/kind-worker")]).ok();
+    import(
+        &store,
+        &[&incident_capture()],
+        &[("NODE_NAME", "kind-kind/kind-worker")],
+    )
+    .ok();
     let files = parquet_files(&dir.path().join("store"));
     // 08:00-11:00: three hours, one file each (well under the size and age limits).
     assert_eq!(files.len(), 3, "{files:?}");
@@ -88,7 +97,7 @@ fn every_file_is_sorted_hourly_and_self_describing() {
     let script = format!(
         r#"
 import duckdb, json, sys
-rows = duckdb.sql("select key, value from parquet_kv_metadata('{root}/flows/**/*.parquet')").fetchall()
+rows = duckdb.execute("select key, value from parquet_kv_metadata('{root}/flows/**/*.parquet')").fetchall()
 meta = {{}}
 for k, v in rows:
     meta.setdefault(k.decode(), set()).add(v.decode())
@@ -96,11 +105,11 @@ for key in ["flowsql.schema_version", "flowsql.node", "flowsql.source", "flowsql
     assert key in meta, (key, meta.keys())
 assert meta["flowsql.node"] == {{"kind-kind/kind-worker"}}, meta["flowsql.node"]
 assert meta["flowsql.source"] == {{"import"}}
-sorting = duckdb.sql("select distinct path_in_schema, bloom_filter_offset is not null as bloom, compression from parquet_metadata('{root}/flows/**/*.parquet') where path_in_schema in ('ip_source','ip_destination','source_pod_name','destination_pod_name','verdict')").fetchall()
+sorting = duckdb.execute("select distinct path_in_schema, bloom_filter_offset is not null as bloom, compression from parquet_metadata('{root}/flows/**/*.parquet') where path_in_schema in ('ip_source','ip_destination','source_pod_name','destination_pod_name','verdict')").fetchall()
 for name, bloom, compression in sorting:
     assert compression == "ZSTD", (name, compression)
     assert bloom == (name != "verdict"), (name, bloom)
-unsorted = duckdb.sql("select count(*) from (select time < lag(time) over (partition by filename order by file_row_number) as back from read_parquet('{root}/flows/**/*.parquet', filename=true, file_row_number=true)) where back").fetchone()[0]
+unsorted = duckdb.execute("select count(*) from (select time < lag(time) over (partition by filename order by file_row_number) as back from read_parquet('{root}/flows/**/*.parquet', filename=true, file_row_number=true)) where back").fetchone()[0]
 assert unsorted == 0, unsorted
 print("ok")
 "#,
@@ -110,7 +119,10 @@ print("ok")
 }
 
 fn python(script: &str) -> String {
-    let output = std::process::Command::new("python3").args(["-c", script]).output().unwrap();
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -136,7 +148,7 @@ fn duckdb_reads_the_same_rows_and_values() {
     let script = format!(
         r#"
 import duckdb
-r = duckdb.sql("""select count(*), count(*) filter (where verdict = 'DROPPED'), sum(destination_port),
+r = duckdb.execute("""select count(*), count(*) filter (where verdict = 'DROPPED'), sum(destination_port),
                          count(distinct uuid), sum(len(source_labels)), sum(l7_latency_ns::hugeint)
                   from read_parquet('{root}/flows/**/*.parquet', hive_partitioning=true)""").fetchone()
 print(",".join(str(v) for v in r))
@@ -147,10 +159,21 @@ print(",".join(str(v) for v in r))
     let row = &ours[0];
     let expected = format!(
         "{},{},{},{},{},{}",
-        row["n"], row["dropped"], row["ports"], row["uuids"], row["labels"], row["latency"].as_str().map(str::to_string).unwrap_or_else(|| row["latency"].to_string())
+        row["n"],
+        row["dropped"],
+        row["ports"],
+        row["uuids"],
+        row["labels"],
+        row["latency"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| row["latency"].to_string())
     );
     assert_eq!(theirs.trim(), expected);
-    assert_eq!(row["n"].as_u64().unwrap(), json_lines(&incident_capture()).len() as u64);
+    assert_eq!(
+        row["n"].as_u64().unwrap(),
+        json_lines(&incident_capture()).len() as u64
+    );
 }
 
 #[test]
@@ -166,14 +189,27 @@ fn s3_round_trip_gives_the_same_rows_as_a_local_folder() {
     import(s3, &refs, &env).ok();
     import(&local, &refs, &env).ok();
     let sql = "select * from flows order by time, uuid, ip_source, source_port";
-    let from_s3 = flowsql(&["--store", s3, "--format", "csv", sql], &env).ok().stdout;
-    let from_local = flowsql(&["--store", &local, "--format", "csv", sql], &env).ok().stdout;
+    let from_s3 = flowsql(&["--store", s3, "--format", "csv", sql], &env)
+        .ok()
+        .stdout;
+    let from_local = flowsql(&["--store", &local, "--format", "csv", sql], &env)
+        .ok()
+        .stdout;
     assert_eq!(from_s3.lines().count(), 14_870 + 10 + 1);
     assert!(from_s3 == from_local, "S3 and local stores differ");
     // A time window over S3 lists only its prefixes and still answers.
     let window = flowsql(
-        &["--store", s3, "--since", "2026-11-24T09:00Z", "--until", "2026-11-24T10:00Z", "--format", "ndjson",
-          "select count(*) as n from flows where verdict = 'DROPPED'"],
+        &[
+            "--store",
+            s3,
+            "--since",
+            "2026-11-24T09:00Z",
+            "--until",
+            "2026-11-24T10:00Z",
+            "--format",
+            "ndjson",
+            "select count(*) as n from flows where verdict = 'DROPPED'",
+        ],
         &env,
     )
     .ok()
@@ -183,7 +219,11 @@ fn s3_round_trip_gives_the_same_rows_as_a_local_folder() {
 
 #[test]
 fn an_unreachable_s3_endpoint_is_named_quickly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let env = [
         ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -195,12 +235,24 @@ fn an_unreachable_s3_endpoint_is_named_quickly() {
     let started = Instant::now();
     let run = flowsql(&["--store", "s3://nowhere/prefix", "select 1"], &env);
     assert_eq!(run.status, 2);
-    assert!(run.stderr.contains("s3://nowhere/prefix") && run.stderr.contains(&endpoint), "{}", run.stderr);
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        run.stderr.contains("s3://nowhere/prefix") && run.stderr.contains(&endpoint),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 
     let run = import("s3://nowhere/prefix", &[&hubble_samples()[0]], &env);
     assert_eq!(run.status, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("s3://nowhere/prefix") && run.stderr.contains(&endpoint), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("s3://nowhere/prefix") && run.stderr.contains(&endpoint),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -212,14 +264,19 @@ fn malformed_lines_are_reported_with_file_and_line_and_the_rest_is_imported() {
         text += &line.to_string();
         text += "\n";
         if i == 2 {
-            text += "{\"flow\": {\"time\": \"2021-06-16T16:52:13Z\", \"verdict\": \n"; // line 4: truncated
+            text += "{\"flow\": {\"time\": \"2021-06-16T16:52:13Z\", \"verdict\": \n";
+            // line 4: truncated
         }
         if i == 5 {
             text += "this is not json\n"; // line 8
         }
         if i == 6 {
             // line 10: a field from a future Cilium: imported, not an error
-            text += &line.to_string().replacen("{\"flow\":{", "{\"flow\":{\"quantum_entanglement\":{\"a\":[1]},", 1);
+            text += &line.to_string().replacen(
+                "{\"flow\":{",
+                "{\"flow\":{\"quantum_entanglement\":{\"a\":[1]},",
+                1,
+            );
             text += "\n";
         }
     }
@@ -228,12 +285,31 @@ fn malformed_lines_are_reported_with_file_and_line_and_the_rest_is_imported() {
     let run = import(&store, &[&path], &[]);
     assert_eq!(run.status, 1, "{}", run.stderr);
     let name = path.display().to_string();
-    assert!(run.stderr.contains(&format!("{name}:4: ")), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("{name}:8: ")), "{}", run.stderr);
-    assert!(!run.stderr.contains(&format!("{name}:10: ")), "{}", run.stderr);
-    assert!(run.stderr.contains("2 malformed line(s) skipped"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("{name}:4: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("{name}:8: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(&format!("{name}:10: ")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("2 malformed line(s) skipped"),
+        "{}",
+        run.stderr
+    );
     let count = query(&store, "select count(*) as n from flows", &[]);
-    assert_eq!(count[0]["n"], 11, "10 good lines + the one with an unknown field");
+    assert_eq!(
+        count[0]["n"], 11,
+        "10 good lines + the one with an unknown field"
+    );
 }
 
 #[test]
@@ -243,22 +319,46 @@ fn strict_mode_writes_nothing_when_any_line_is_bad() {
     let mut text = std::fs::read_to_string(&hubble_samples()[0]).unwrap();
     text += "{broken\n";
     std::fs::write(&path, &text).unwrap();
-    let run = flowrec(&["import", "--strict", "--store", &store, path.to_str().unwrap()], &[]);
+    let run = flowrec(
+        &[
+            "import",
+            "--strict",
+            "--store",
+            &store,
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(run.status, 2, "{}", run.stderr);
-    assert!(run.stderr.contains(":11: ") && run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(":11: ") && run.stderr.contains("nothing was written"),
+        "{}",
+        run.stderr
+    );
     assert!(parquet_files(Path::new(&store)).is_empty());
 
     // The same input through stdin, also strict: stdin is checked and then imported.
     let good = std::fs::read(&hubble_samples()[0]).unwrap();
-    let mut child = command(&flowrec_bin(), &["import", "--strict", "--store", &store, "-"], &[])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command(
+        &flowrec_bin(),
+        &["import", "--strict", "--store", &store, "-"],
+        &[],
+    )
+    .stdin(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     child.stdin.take().unwrap().write_all(&good).unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(query(&store, "select count(*) as n from flows", &[])[0]["n"], 10);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        query(&store, "select count(*) as n from flows", &[])[0]["n"],
+        10
+    );
 }
 
 #[test]
@@ -273,9 +373,23 @@ fn a_truncated_gzip_is_reported_and_its_readable_lines_are_kept() {
     let missing = dir.path().join("missing.json");
     let run = import(&store, &[&path, &missing, &zstd_path], &[]);
     assert_eq!(run.status, 1, "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("{}: unreadable after line", path.display())), "{}", run.stderr);
-    assert!(run.stderr.contains(&format!("{}: cannot open", missing.display())), "{}", run.stderr);
-    let imported = query(&store, "select count(*) as n from flows where capture_source = 'import'", &[]);
+    assert!(
+        run.stderr
+            .contains(&format!("{}: unreadable after line", path.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("{}: cannot open", missing.display())),
+        "{}",
+        run.stderr
+    );
+    let imported = query(
+        &store,
+        "select count(*) as n from flows where capture_source = 'import'",
+        &[],
+    );
     let n = imported[0]["n"].as_u64().unwrap();
     // Roughly half of the incident (whole lines only) plus all 400 lines of the zstd file.
     assert!(n > 400 + 5_000 && n < 400 + 14_870, "{n}");
@@ -285,19 +399,36 @@ fn a_truncated_gzip_is_reported_and_its_readable_lines_are_kept() {
 fn node_names_with_slashes_and_dots_stay_inside_the_store() {
     let (dir, store) = temp_store();
     let run = flowrec(
-        &["import", "--store", &store, "--node-name", "../../kind-kind/kind-worker",
-          hubble_samples()[2].to_str().unwrap()],
+        &[
+            "import",
+            "--store",
+            &store,
+            "--node-name",
+            "../../kind-kind/kind-worker",
+            hubble_samples()[2].to_str().unwrap(),
+        ],
         &[],
     )
     .ok();
     let files = parquet_files(&dir.path().join("store"));
     assert_eq!(files.len(), 1, "{files:?} {}", run.stderr);
-    assert!(files[0].starts_with("flows/v1/date=2023-08-21/hour=12/______kind-kind_kind-worker.import."), "{files:?}");
+    assert!(
+        files[0]
+            .starts_with("flows/v1/date=2023-08-21/hour=12/______kind-kind_kind-worker.import."),
+        "{files:?}"
+    );
     // Nothing was written outside the store folder.
-    let outside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(outside, vec![std::ffi::OsString::from("store")]);
     // The flows keep the node name they came with.
-    let rows = query(&store, "select distinct cast(node_name as varchar) as n from flows", &[]);
+    let rows = query(
+        &store,
+        "select distinct cast(node_name as varchar) as n from flows",
+        &[],
+    );
     assert_eq!(rows[0]["n"], "kind-kind/kind-worker");
 }
 
@@ -315,7 +446,11 @@ fn flowsql_refuses_to_write() {
     ] {
         let run = flowsql(&["--store", &store, &sql], &[]);
         assert_eq!(run.status, 1, "{sql}: {}", run.stderr);
-        assert!(run.stderr.contains("flowsql is read-only"), "{sql}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("flowsql is read-only"),
+            "{sql}: {}",
+            run.stderr
+        );
         assert!(run.stdout.is_empty(), "{sql}: nothing runs: {}", run.stdout);
     }
     assert_eq!(parquet_files(&dir.path().join("store")), before);
@@ -326,11 +461,22 @@ fn a_time_window_never_opens_files_of_other_hours() {
     let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     // A corrupt file in the 08:00 partition.
-    let corrupt = dir.path().join("store/flows/v1/date=2026-11-24/hour=08/zz-corrupt.parquet");
+    let corrupt = dir
+        .path()
+        .join("store/flows/v1/date=2026-11-24/hour=08/zz-corrupt.parquet");
     std::fs::write(&corrupt, b"this is not parquet").unwrap();
     let window = flowsql(
-        &["--store", &store, "--since", "2026-11-24T09:00Z", "--until", "2026-11-24T10:00Z",
-          "--format", "ndjson", "select count(*) as n, min(time) as lo, max(time) as hi from flows"],
+        &[
+            "--store",
+            &store,
+            "--since",
+            "2026-11-24T09:00Z",
+            "--until",
+            "2026-11-24T10:00Z",
+            "--format",
+            "ndjson",
+            "select count(*) as n, min(time) as lo, max(time) as hi from flows",
+        ],
         &[],
     )
     .ok()
@@ -343,9 +489,17 @@ fn a_time_window_never_opens_files_of_other_hours() {
     // Without the window the corrupt file is read, and the error names it: so it was pruned above.
     let run = flowsql(&["--store", &store, "select count(*) from flows"], &[]);
     assert_eq!(run.status, 1);
-    assert!(run.stderr.contains("zz-corrupt.parquet") || run.stderr.to_lowercase().contains("parquet"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("zz-corrupt.parquet") || run.stderr.to_lowercase().contains("parquet"),
+        "{}",
+        run.stderr
+    );
     // Relative windows parse too (the capture is in the past: nothing in the last 2 hours).
-    let recent = query_with(&store, &["--since", "2h"], "select count(*) as n from flows");
+    let recent = query_with(
+        &store,
+        &["--since", "2h"],
+        "select count(*) as n from flows",
+    );
     assert_eq!(recent[0]["n"], 0);
 }
 
@@ -360,23 +514,62 @@ fn query_with(store: &str, extra: &[&str], sql: &str) -> Vec<serde_json::Value> 
 fn output_formats() {
     let (dir, store) = temp_store();
     import(&store, &[&hubble_samples()[2]], &[]).ok();
-    let sql = "select time, verdict, source_pod_name, tcp_flags, source_labels from flows order by time";
+    let sql =
+        "select time, verdict, source_pod_name, tcp_flags, source_labels from flows order by time";
     let table = flowsql(&["--store", &store, sql], &[]).ok().stdout;
-    assert!(table.contains("| verdict") && table.contains("| DROPPED") && table.contains("xwing"), "{table}");
-    let csv = flowsql(&["--store", &store, "--format", "csv", sql], &[]).ok().stdout;
+    assert!(
+        table.contains("| verdict") && table.contains("| DROPPED") && table.contains("xwing"),
+        "{table}"
+    );
+    let csv = flowsql(&["--store", &store, "--format", "csv", sql], &[])
+        .ok()
+        .stdout;
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "time,verdict,source_pod_name,tcp_flags,source_labels");
+    assert_eq!(
+        lines[0],
+        "time,verdict,source_pod_name,tcp_flags,source_labels"
+    );
     assert_eq!(lines.len(), 3);
     assert!(lines[2].contains("DROPPED,xwing,[SYN]"), "{csv}");
-    let json: serde_json::Value =
-        serde_json::from_str(&flowsql(&["--store", &store, "--format", "json", sql], &[]).ok().stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_str(
+        &flowsql(&["--store", &store, "--format", "json", sql], &[])
+            .ok()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
     assert_eq!(json[1]["tcp_flags"], serde_json::json!(["SYN"]));
     let out = dir.path().join("out.parquet");
-    flowsql(&["--store", &store, "--format", "parquet", "--output", out.to_str().unwrap(), "select * from flows"], &[]).ok();
-    let count = python(&format!("import duckdb; print(duckdb.sql(\"select count(*) from '{}'\").fetchone()[0])", out.display()));
+    flowsql(
+        &[
+            "--store",
+            &store,
+            "--format",
+            "parquet",
+            "--output",
+            out.to_str().unwrap(),
+            "select * from flows",
+        ],
+        &[],
+    )
+    .ok();
+    let count = python(&format!(
+        "import duckdb; print(duckdb.execute(\"select count(*) from '{}'\").fetchone()[0])",
+        out.display()
+    ));
     assert_eq!(count.trim(), "2");
-    let empty = flowsql(&["--store", &store, "--format", "json", "select * from flows where false"], &[]).ok().stdout;
+    let empty = flowsql(
+        &[
+            "--store",
+            &store,
+            "--format",
+            "json",
+            "select * from flows where false",
+        ],
+        &[],
+    )
+    .ok()
+    .stdout;
     assert_eq!(empty.trim(), "[]");
 }
 
@@ -399,14 +592,25 @@ fn forensics_functions() {
     let lines = json_lines(&incident_capture());
     let to_worker2 = lines
         .iter()
-        .filter(|l| l["flow"]["IP"]["destination"].as_str().is_some_and(|ip| ip.starts_with("10.0.2.")))
+        .filter(|l| {
+            l["flow"]["IP"]["destination"]
+                .as_str()
+                .is_some_and(|ip| ip.starts_with("10.0.2."))
+        })
         .count();
     assert_eq!(row["to_worker2"].as_u64().unwrap(), to_worker2 as u64);
     assert_eq!(row["from_gateway"], row["gateway_workload"]);
     assert_eq!(row["from_gateway_any_source"], row["gateway_workload"]);
     assert_eq!(row["to_users"], row["users_workload"]);
     assert!(row["from_gateway"].as_u64().unwrap() > 0);
-    let run = flowsql(&["--store", &store, "select cidr_contains('10.0.0.0/33', ip_source) from flows"], &[]);
+    let run = flowsql(
+        &[
+            "--store",
+            &store,
+            "select cidr_contains('10.0.0.0/33', ip_source) from flows",
+        ],
+        &[],
+    );
     assert_eq!(run.status, 1);
     assert!(run.stderr.contains("10.0.0.0/33"), "{}", run.stderr);
 }
@@ -416,15 +620,37 @@ fn clear_errors_for_bad_flags_columns_and_stores() {
     let (_dir, store) = temp_store();
     let run = flowsql(&["--store", &store, "select 1"], &[]);
     assert_eq!(run.status, 2);
-    assert!(run.stderr.contains(&store) && run.stderr.contains("does not exist"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&store) && run.stderr.contains("does not exist"),
+        "{}",
+        run.stderr
+    );
     import(&store, &[&hubble_samples()[2]], &[]).ok();
-    let run = flowsql(&["--store", &store, "select no_such_column from flows"], &[]);
+    let run = flowsql(
+        &["--store", &store, "select no_such_column from flows"],
+        &[],
+    );
     assert_eq!(run.status, 1);
-    assert!(run.stderr.contains("no_such_column") && run.stderr.contains("\\d flows"), "{}", run.stderr);
-    assert!(run.stderr.len() < 400, "no wall of column names: {}", run.stderr);
-    let run = flowsql(&["--store", &store, "--since", "last tuesday", "select 1"], &[]);
+    assert!(
+        run.stderr.contains("no_such_column") && run.stderr.contains("\\d flows"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.len() < 400,
+        "no wall of column names: {}",
+        run.stderr
+    );
+    let run = flowsql(
+        &["--store", &store, "--since", "last tuesday", "select 1"],
+        &[],
+    );
     assert_eq!(run.status, 2);
-    assert!(run.stderr.contains("--since") && run.stderr.contains("last tuesday"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--since") && run.stderr.contains("last tuesday"),
+        "{}",
+        run.stderr
+    );
     let run = flowsql(&["--store", &store, "--format", "xml", "select 1"], &[]);
     assert_eq!(run.status, 2);
     assert!(run.stderr.contains("--format"), "{}", run.stderr);
@@ -432,9 +658,15 @@ fn clear_errors_for_bad_flags_columns_and_stores() {
     assert_eq!(run.status, 2);
     assert!(run.stderr.contains("--max-file-age"), "{}", run.stderr);
     let help = flowsql(&["--help"], &[]).ok().stdout;
-    assert!(help.contains("Examples:") && help.contains("verdict='DROPPED'"), "{help}");
+    assert!(
+        help.contains("Examples:") && help.contains("verdict='DROPPED'"),
+        "{help}"
+    );
     let help = flowrec(&["import", "--help"], &[]).ok().stdout;
-    assert!(help.contains("Examples:") && help.contains("--strict"), "{help}");
+    assert!(
+        help.contains("Examples:") && help.contains("--strict"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -456,7 +688,14 @@ fn describe_lists_columns_with_their_meaning() {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("drop_reason_desc,string,drop reason name"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("drop_reason_desc,string,\"drop reason name"),
+        "{stdout}"
+    );
     assert!(stdout.contains("n\n2\n"), "{stdout}");
 }

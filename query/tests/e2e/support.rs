@@ -12,16 +12,35 @@ pub fn flowsql_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flowsql"))
 }
 
-/// flowrec is built by the same `cargo test --workspace` (or `cargo build --workspace`) into
-/// the same folder.
+/// flowrec lives in another package, so cargo does not build it for these tests: build it once
+/// per test run (a no-op when it is up to date), into the same folder as flowsql.
 pub fn flowrec_bin() -> PathBuf {
-    let path = flowsql_bin().with_file_name("flowrec");
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first", path.display());
-    path
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "-p", "flowrec", "--bin", "flowrec"])
+                .current_dir(repo_root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cannot build flowrec");
+            let path = flowsql_bin().with_file_name("flowrec");
+            assert!(
+                path.exists(),
+                "{} is missing after the build",
+                path.display()
+            );
+            path
+        })
+        .clone()
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn samples() -> PathBuf {
@@ -60,20 +79,30 @@ impl Run {
 
     #[track_caller]
     pub fn ok(self) -> Run {
-        assert_eq!(self.status, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.status, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     /// ndjson output as JSON objects.
     pub fn rows(&self) -> Vec<serde_json::Value> {
-        self.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
 /// A command with a clean environment for the store settings.
 pub fn command(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(bin);
-    command.args(args).env_remove("FLOW_STORE").env("NODE_NAME", "test-node");
+    command
+        .args(args)
+        .env_remove("FLOW_STORE")
+        .env("NODE_NAME", "test-node");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -92,7 +121,9 @@ pub fn flowsql(args: &[&str], env: &[(&str, &str)]) -> Run {
 /// Runs flowsql and returns ndjson rows.
 #[track_caller]
 pub fn query(store: &str, sql: &str, env: &[(&str, &str)]) -> Vec<serde_json::Value> {
-    flowsql(&["--store", store, "--format", "ndjson", sql], env).ok().rows()
+    flowsql(&["--store", store, "--format", "ndjson", sql], env)
+        .ok()
+        .rows()
 }
 
 pub fn import(store: &str, files: &[&Path], env: &[(&str, &str)]) -> Run {
@@ -107,7 +138,9 @@ pub fn parquet_files(root: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             if path.is_dir() {
@@ -124,10 +157,15 @@ pub fn parquet_files(root: &Path) -> Vec<String> {
 /// Reads JSON lines from a plain or gzip file.
 pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     let mut bytes = Vec::new();
-    std::fs::File::open(path).unwrap().read_to_end(&mut bytes).unwrap();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_to_end(&mut bytes)
+        .unwrap();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut text = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_end(&mut text).unwrap();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut text)
+            .unwrap();
         bytes = text;
     }
     String::from_utf8(bytes)
@@ -145,14 +183,21 @@ pub fn count_json(paths: &[PathBuf]) -> BTreeMap<String, u64> {
     for path in paths {
         for line in json_lines(path) {
             let flow = line.get("flow").cloned().unwrap_or(line.clone());
-            let verdict = flow.get("verdict").and_then(|v| v.as_str()).unwrap_or("NULL");
+            let verdict = flow
+                .get("verdict")
+                .and_then(|v| v.as_str())
+                .unwrap_or("NULL");
             let kind = flow.get("Type").and_then(|v| v.as_str()).unwrap_or("NULL");
             let l4 = flow
                 .get("l4")
                 .and_then(|l4| l4.as_object())
                 .and_then(|o| o.keys().next().cloned())
                 .unwrap_or_else(|| "NULL".into());
-            for key in [format!("verdict={verdict}"), format!("type={kind}"), format!("l4={l4}")] {
+            for key in [
+                format!("verdict={verdict}"),
+                format!("type={kind}"),
+                format!("l4={l4}"),
+            ] {
                 *counts.entry(key).or_default() += 1;
             }
         }
@@ -163,8 +208,13 @@ pub fn count_json(paths: &[PathBuf]) -> BTreeMap<String, u64> {
 /// The same counts through flowsql.
 pub fn count_store(store: &str, env: &[(&str, &str)]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
-    for (label, column) in [("verdict", "verdict"), ("type", "type"), ("l4", "l4_protocol")] {
-        let sql = format!("select coalesce({column}, 'NULL') as v, count(*) as n from flows group by 1");
+    for (label, column) in [
+        ("verdict", "verdict"),
+        ("type", "type"),
+        ("l4", "l4_protocol"),
+    ] {
+        let sql =
+            format!("select coalesce({column}, 'NULL') as v, count(*) as n from flows group by 1");
         for row in query(store, &sql, env) {
             let key = format!("{label}={}", row["v"].as_str().unwrap());
             counts.insert(key, row["n"].as_u64().unwrap());
@@ -181,7 +231,11 @@ pub struct Moto {
 
 impl Moto {
     pub fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -190,7 +244,10 @@ impl Moto {
             .expect("moto_server not found: pip install 'moto[server]' (.ci/run does)");
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, port }
@@ -233,6 +290,6 @@ impl Drop for Moto {
     }
 }
 
-pub fn env_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }

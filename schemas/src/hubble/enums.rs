@@ -41,20 +41,33 @@ pub(crate) const VERDICT: EnumNames = EnumNames {
     ],
 };
 
-pub(crate) const FLOW_TYPE: EnumNames =
-    EnumNames { names: &[(0, "UNKNOWN_TYPE"), (1, "L3_L4"), (2, "L7"), (3, "SOCK")] };
+pub(crate) const FLOW_TYPE: EnumNames = EnumNames {
+    names: &[(0, "UNKNOWN_TYPE"), (1, "L3_L4"), (2, "L7"), (3, "SOCK")],
+};
 
-pub(crate) const AUTH_TYPE: EnumNames =
-    EnumNames { names: &[(0, "DISABLED"), (1, "SPIRE"), (2, "TEST_ALWAYS_FAIL")] };
+pub(crate) const AUTH_TYPE: EnumNames = EnumNames {
+    names: &[(0, "DISABLED"), (1, "SPIRE"), (2, "TEST_ALWAYS_FAIL")],
+};
 
-pub(crate) const TRAFFIC_DIRECTION: EnumNames =
-    EnumNames { names: &[(0, "TRAFFIC_DIRECTION_UNKNOWN"), (1, "INGRESS"), (2, "EGRESS")] };
+pub(crate) const TRAFFIC_DIRECTION: EnumNames = EnumNames {
+    names: &[
+        (0, "TRAFFIC_DIRECTION_UNKNOWN"),
+        (1, "INGRESS"),
+        (2, "EGRESS"),
+    ],
+};
 
-pub(crate) const IP_VERSION: EnumNames =
-    EnumNames { names: &[(0, "IP_NOT_USED"), (1, "IPv4"), (2, "IPv6")] };
+pub(crate) const IP_VERSION: EnumNames = EnumNames {
+    names: &[(0, "IP_NOT_USED"), (1, "IPv4"), (2, "IPv6")],
+};
 
 pub(crate) const L7_FLOW_TYPE: EnumNames = EnumNames {
-    names: &[(0, "UNKNOWN_L7_TYPE"), (1, "REQUEST"), (2, "RESPONSE"), (3, "SAMPLE")],
+    names: &[
+        (0, "UNKNOWN_L7_TYPE"),
+        (1, "REQUEST"),
+        (2, "RESPONSE"),
+        (3, "SAMPLE"),
+    ],
 };
 
 pub(crate) const TRACE_OBSERVATION_POINT: EnumNames = EnumNames {
@@ -101,8 +114,9 @@ pub(crate) const SOCK_XLATE_POINT: EnumNames = EnumNames {
     ],
 };
 
-pub(crate) const TUNNEL_PROTOCOL: EnumNames =
-    EnumNames { names: &[(0, "UNKNOWN"), (1, "VXLAN"), (2, "GENEVE")] };
+pub(crate) const TUNNEL_PROTOCOL: EnumNames = EnumNames {
+    names: &[(0, "UNKNOWN"), (1, "VXLAN"), (2, "GENEVE")],
+};
 
 pub(crate) const LOST_EVENT_SOURCE: EnumNames = EnumNames {
     names: &[
@@ -204,10 +218,19 @@ mod tests {
         assert_eq!(VERDICT.normalize("2").as_deref(), Some("DROPPED"));
         assert_eq!(VERDICT.normalize("0"), None);
         assert_eq!(VERDICT.normalize("VERDICT_UNKNOWN"), None);
-        assert_eq!(DROP_REASON.normalize("133").as_deref(), Some("POLICY_DENIED"));
-        assert_eq!(TRACE_OBSERVATION_POINT.normalize("101").as_deref(), Some("TO_ENDPOINT"));
+        assert_eq!(
+            DROP_REASON.normalize("133").as_deref(),
+            Some("POLICY_DENIED")
+        );
+        assert_eq!(
+            TRACE_OBSERVATION_POINT.normalize("101").as_deref(),
+            Some("TO_ENDPOINT")
+        );
         // A value from a newer Cilium is kept, not dropped.
         assert_eq!(DROP_REASON.normalize("250").as_deref(), Some("250"));
-        assert_eq!(VERDICT.normalize("NEW_VERDICT").as_deref(), Some("NEW_VERDICT"));
+        assert_eq!(
+            VERDICT.normalize("NEW_VERDICT").as_deref(),
+            Some("NEW_VERDICT")
+        );
     }
 }

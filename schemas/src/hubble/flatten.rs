@@ -45,7 +45,10 @@ impl View {
     pub fn child(&self, name: &str) -> View {
         let child = self.column(name).as_struct().clone();
         let nulls = NullBuffer::union(self.nulls.as_ref(), child.nulls());
-        View { array: child, nulls }
+        View {
+            array: child,
+            nulls,
+        }
     }
 
     /// A leaf column, NULL wherever it or an ancestor is absent.
@@ -122,10 +125,14 @@ pub(crate) fn enum_column(raw: &ArrayRef, names: &EnumNames) -> ArrayRef {
         .map(|value| {
             let name = value.and_then(|v| names.normalize(v))?;
             let next = index_of.len() as i32;
-            Some(*index_of.entry(name.into_owned()).or_insert_with_key(|name| {
-                new_values.append_value(name);
-                next
-            }))
+            Some(
+                *index_of
+                    .entry(name.into_owned())
+                    .or_insert_with_key(|name| {
+                        new_values.append_value(name);
+                        next
+                    }),
+            )
         })
         .collect();
     let keys: Int32Array = dictionary
@@ -143,14 +150,20 @@ fn dict_column(raw: &ArrayRef) -> ArrayRef {
 /// A dictionary column holding one value on every row.
 pub(crate) fn constant_dict(value: &str, rows: usize) -> ArrayRef {
     let keys = Int32Array::from(vec![0; rows]);
-    Arc::new(DictionaryArray::new(keys, Arc::new(StringArray::from(vec![value]))))
+    Arc::new(DictionaryArray::new(
+        keys,
+        Arc::new(StringArray::from(vec![value])),
+    ))
 }
 
 /// First element's `field` of a `list<struct>` column (Hubble's repeated `workloads`).
 fn first_in_list(list: &ArrayRef, field: &str) -> ArrayRef {
     let list = list.as_list::<i32>();
     let values = list.values().as_struct();
-    let strings = values.column_by_name(field).expect("declared field").as_string::<i32>();
+    let strings = values
+        .column_by_name(field)
+        .expect("declared field")
+        .as_string::<i32>();
     let first: StringArray = (0..list.len())
         .map(|row| {
             if list.is_null(row) || list.value_length(row) == 0 {
@@ -164,8 +177,10 @@ fn first_in_list(list: &ArrayRef, field: &str) -> ArrayRef {
 }
 
 fn tcp_flags(flags: &View, tcp_present: &BooleanArray) -> ArrayRef {
-    let columns: Vec<BooleanArray> =
-        TCP_FLAG_NAMES.iter().map(|name| flags.leaf(name).as_boolean().clone()).collect();
+    let columns: Vec<BooleanArray> = TCP_FLAG_NAMES
+        .iter()
+        .map(|name| flags.leaf(name).as_boolean().clone())
+        .collect();
     let mut builder = ListBuilder::new(StringBuilder::new());
     for row in 0..flags.len() {
         if !tcp_present.value(row) {
@@ -207,8 +222,10 @@ pub(crate) fn flows(
     let ip = flow.child("IP");
     let l4 = flow.child("l4");
     let l4_kinds = ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP"];
-    let l4_present: Vec<(&str, BooleanArray)> =
-        l4_kinds.iter().map(|kind| (*kind, l4.child(kind).present())).collect();
+    let l4_present: Vec<(&str, BooleanArray)> = l4_kinds
+        .iter()
+        .map(|kind| (*kind, l4.child(kind).present()))
+        .collect();
     let with_ports = [l4.child("TCP"), l4.child("UDP"), l4.child("SCTP")];
     let ports_present = or_all(&[
         with_ports[0].present(),
@@ -222,7 +239,10 @@ pub(crate) fn flows(
         zero_where_present(coalesce_all(&leaves), &ports_present)
     };
     let icmp_field = |name: &str| {
-        zero_where_present(coalesce(&icmp[0].leaf(name), &icmp[1].leaf(name)), &icmp_present)
+        zero_where_present(
+            coalesce(&icmp[0].leaf(name), &icmp[1].leaf(name)),
+            &icmp_present,
+        )
     };
     let event_type = flow.child("event_type");
     let l7 = flow.child("l7");
@@ -248,15 +268,18 @@ pub(crate) fn flows(
             "auth_type" => enum_column(&flow.leaf("auth_type"), &enums::AUTH_TYPE),
             "type" => enum_column(&flow.leaf("Type"), &enums::FLOW_TYPE),
             "event_type" => event_type.leaf("type"),
-            "event_subtype" => zero_where_present(event_type.leaf("sub_type"), &event_type.present()),
+            "event_subtype" => {
+                zero_where_present(event_type.leaf("sub_type"), &event_type.present())
+            }
             "traffic_direction" => {
                 enum_column(&flow.leaf("traffic_direction"), &enums::TRAFFIC_DIRECTION)
             }
             "is_reply" => flow.leaf("is_reply"),
             "reply" => flow.leaf("reply"),
-            "trace_observation_point" => {
-                enum_column(&flow.leaf("trace_observation_point"), &enums::TRACE_OBSERVATION_POINT)
-            }
+            "trace_observation_point" => enum_column(
+                &flow.leaf("trace_observation_point"),
+                &enums::TRACE_OBSERVATION_POINT,
+            ),
             "trace_reason" => enum_column(&flow.leaf("trace_reason"), &enums::TRACE_REASON),
             "policy_match_type" => flow.leaf("policy_match_type"),
             "ethernet_source" => flow.child("ethernet").leaf("source"),
@@ -274,7 +297,11 @@ pub(crate) fn flows(
             "icmp_code" => icmp_field("code"),
             "l7_type" => enum_column(&l7.leaf("type"), &enums::L7_FLOW_TYPE),
             "l7_protocol" => oneof_name(
-                &[("http", http.present()), ("dns", dns.present()), ("kafka", kafka.present())],
+                &[
+                    ("http", http.present()),
+                    ("dns", dns.present()),
+                    ("kafka", kafka.present()),
+                ],
                 rows,
             ),
             "l7_latency_ns" => l7.leaf("latency_ns"),
@@ -303,7 +330,9 @@ pub(crate) fn flows(
             "proxy_port" => flow.leaf("proxy_port"),
             "trace_id" => flow.child("trace_context").child("parent").leaf("trace_id"),
             "ip_trace_id" => flow.child("ip_trace_id").leaf("trace_id"),
-            "sock_xlate_point" => enum_column(&flow.leaf("sock_xlate_point"), &enums::SOCK_XLATE_POINT),
+            "sock_xlate_point" => {
+                enum_column(&flow.leaf("sock_xlate_point"), &enums::SOCK_XLATE_POINT)
+            }
             "socket_cookie" => flow.leaf("socket_cookie"),
             "cgroup_id" => flow.leaf("cgroup_id"),
             "tunnel_protocol" => enum_column(&tunnel.leaf("protocol"), &enums::TUNNEL_PROTOCOL),
@@ -336,7 +365,10 @@ fn endpoint_column(flow: &View, name: &str) -> Option<ArrayRef> {
     let (side, suffix) = name
         .strip_prefix("source_")
         .map(|s| ("source", s))
-        .or_else(|| name.strip_prefix("destination_").map(|s| ("destination", s)))?;
+        .or_else(|| {
+            name.strip_prefix("destination_")
+                .map(|s| ("destination", s))
+        })?;
     let endpoint = flow.child(side);
     let service = flow.child(&format!("{side}_service"));
     Some(match suffix {
@@ -381,10 +413,20 @@ pub(crate) fn lost_events(
 /// Rows where any field that only a Flow has is set (a bare `Flow` line, as opposed to an
 /// `agent_event`/`debug_event`/`node_status` envelope that shares `time` and `node_name`).
 pub(crate) fn looks_like_flow(top: &View) -> BooleanArray {
-    let indicators: Vec<BooleanArray> =
-        ["verdict", "IP", "l4", "Type", "event_type", "source", "destination", "l7", "uuid", "ethernet"]
-            .iter()
-            .map(|name| is_not_null(top.leaf(name).as_ref()).expect("is_not_null never fails"))
-            .collect();
+    let indicators: Vec<BooleanArray> = [
+        "verdict",
+        "IP",
+        "l4",
+        "Type",
+        "event_type",
+        "source",
+        "destination",
+        "l7",
+        "uuid",
+        "ethernet",
+    ]
+    .iter()
+    .map(|name| is_not_null(top.leaf(name).as_ref()).expect("is_not_null never fails"))
+    .collect();
     or_all(&indicators)
 }

@@ -23,15 +23,22 @@ fn object(fields: Vec<Field>) -> DataType {
 }
 
 fn ports() -> Vec<Field> {
-    vec![f("source_port", DataType::UInt32), f("destination_port", DataType::UInt32)]
+    vec![
+        f("source_port", DataType::UInt32),
+        f("destination_port", DataType::UInt32),
+    ]
 }
 
 fn icmp() -> DataType {
-    object(vec![f("type", DataType::UInt32), f("code", DataType::UInt32)])
+    object(vec![
+        f("type", DataType::UInt32),
+        f("code", DataType::UInt32),
+    ])
 }
 
 /// `TCPFlags` keys, in the order Hubble declares them; also the order of `tcp_flags` lists.
-pub const TCP_FLAG_NAMES: [&str; 9] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
+pub const TCP_FLAG_NAMES: [&str; 9] =
+    ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
 
 fn endpoint() -> DataType {
     object(vec![
@@ -41,7 +48,10 @@ fn endpoint() -> DataType {
         f("namespace", utf8()),
         f("labels", list_utf8()),
         f("pod_name", utf8()),
-        f("workloads", list_of(object(vec![f("name", utf8()), f("kind", utf8())]))),
+        f(
+            "workloads",
+            list_of(object(vec![f("name", utf8()), f("kind", utf8())])),
+        ),
     ])
 }
 
@@ -60,7 +70,12 @@ fn ip() -> DataType {
 }
 
 fn layer4() -> DataType {
-    let tcp_flags = object(TCP_FLAG_NAMES.iter().map(|n| f(n, DataType::Boolean)).collect());
+    let tcp_flags = object(
+        TCP_FLAG_NAMES
+            .iter()
+            .map(|n| f(n, DataType::Boolean))
+            .collect(),
+    );
     let mut tcp = ports();
     tcp.push(f("flags", tcp_flags));
     object(vec![
@@ -77,7 +92,13 @@ fn layer4() -> DataType {
                 f("priority", DataType::UInt32),
             ]),
         ),
-        f("IGMP", object(vec![f("type", DataType::UInt32), f("group_address", utf8())])),
+        f(
+            "IGMP",
+            object(vec![
+                f("type", DataType::UInt32),
+                f("group_address", utf8()),
+            ]),
+        ),
     ])
 }
 
@@ -127,16 +148,26 @@ fn flow_fields() -> Vec<Field> {
     vec![
         f("time", timestamp_ns()),
         f("uuid", utf8()),
-        f("emitter", object(vec![f("name", utf8()), f("version", utf8())])),
+        f(
+            "emitter",
+            object(vec![f("name", utf8()), f("version", utf8())]),
+        ),
         f("verdict", utf8()),
         f("drop_reason", DataType::UInt32),
         f("auth_type", utf8()),
-        f("ethernet", object(vec![f("source", utf8()), f("destination", utf8())])),
+        f(
+            "ethernet",
+            object(vec![f("source", utf8()), f("destination", utf8())]),
+        ),
         f("IP", ip()),
         f("l4", layer4()),
         f(
             "tunnel",
-            object(vec![f("protocol", utf8()), f("IP", ip()), f("vni", DataType::UInt32)]),
+            object(vec![
+                f("protocol", utf8()),
+                f("IP", ip()),
+                f("vni", DataType::UInt32),
+            ]),
         ),
         f("source", endpoint()),
         f("destination", endpoint()),
@@ -147,23 +178,41 @@ fn flow_fields() -> Vec<Field> {
         f("destination_names", list_utf8()),
         f("l7", layer7()),
         f("reply", DataType::Boolean),
-        f("event_type", object(vec![f("type", DataType::Int32), f("sub_type", DataType::Int32)])),
+        f(
+            "event_type",
+            object(vec![
+                f("type", DataType::Int32),
+                f("sub_type", DataType::Int32),
+            ]),
+        ),
         f("source_service", service()),
         f("destination_service", service()),
         f("traffic_direction", utf8()),
         f("policy_match_type", DataType::UInt32),
         f("trace_observation_point", utf8()),
         f("trace_reason", utf8()),
-        f("file", object(vec![f("name", utf8()), f("line", DataType::UInt32)])),
+        f(
+            "file",
+            object(vec![f("name", utf8()), f("line", DataType::UInt32)]),
+        ),
         f(
             "ip_trace_id",
-            object(vec![f("trace_id", DataType::UInt64), f("ip_option_type", DataType::UInt32)]),
+            object(vec![
+                f("trace_id", DataType::UInt64),
+                f("ip_option_type", DataType::UInt32),
+            ]),
         ),
         f("drop_reason_desc", utf8()),
         f("is_reply", DataType::Boolean),
-        f("interface", object(vec![f("index", DataType::UInt32), f("name", utf8())])),
+        f(
+            "interface",
+            object(vec![f("index", DataType::UInt32), f("name", utf8())]),
+        ),
         f("proxy_port", DataType::UInt32),
-        f("trace_context", object(vec![f("parent", object(vec![f("trace_id", utf8())]))])),
+        f(
+            "trace_context",
+            object(vec![f("parent", object(vec![f("trace_id", utf8())]))]),
+        ),
         f("sock_xlate_point", utf8()),
         f("socket_cookie", DataType::UInt64),
         f("cgroup_id", DataType::UInt64),

@@ -16,7 +16,9 @@ mod input;
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, StructArray};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, StructArray,
+};
 use arrow::compute::kernels::{boolean, zip::zip};
 use arrow::compute::{filter, filter_record_batch, is_not_null};
 use arrow::datatypes::SchemaRef;
@@ -60,7 +62,11 @@ impl HubbleDecoder {
     /// `default_node_name` fills `node_name` for flows that carry none (neither in the flow nor
     /// in the envelope).
     pub fn new(source: CaptureSource, default_node_name: Option<String>) -> Self {
-        HubbleDecoder { line_schema: input::line_schema(), default_node_name, source }
+        HubbleDecoder {
+            line_schema: input::line_schema(),
+            default_node_name,
+            source,
+        }
     }
 
     /// Decodes a buffer of newline-separated JSON values. `first_line` is the 1-based line
@@ -120,7 +126,10 @@ impl HubbleDecoder {
                     good.push(b'\n');
                     numbers.push(line.number);
                 }
-                Err(reason) => errors.push(LineError { line: line.number, reason }),
+                Err(reason) => errors.push(LineError {
+                    line: line.number,
+                    reason,
+                }),
             }
         }
         let batch = self
@@ -135,16 +144,30 @@ impl HubbleDecoder {
         let lost = boolean::and_not(&top.child("lost_events").present(), &envelope_flow)
             .expect("same length");
         let bare_flow = boolean::and_not(
-            &boolean::and_not(&flatten::looks_like_flow(&top), &envelope_flow).expect("same length"),
+            &boolean::and_not(&flatten::looks_like_flow(&top), &envelope_flow)
+                .expect("same length"),
             &lost,
         )
         .expect("same length");
         let is_flow = boolean::or(&envelope_flow, &bare_flow).expect("same length");
         let other_events = batch.num_rows() - is_flow.true_count() - lost.true_count();
 
-        let flows = self.flows(batch, &top, &envelope_flow, &bare_flow, &is_flow, lines, errors);
+        let flows = self.flows(
+            batch,
+            &top,
+            &envelope_flow,
+            &bare_flow,
+            &is_flow,
+            lines,
+            errors,
+        );
         let lost_events = self.lost_events(batch, &lost, lines, errors);
-        Decoded { flows, lost_events, errors: Vec::new(), other_events }
+        Decoded {
+            flows,
+            lost_events,
+            errors: Vec::new(),
+            other_events,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -180,30 +203,37 @@ impl HubbleDecoder {
         };
         let keep = |array: &ArrayRef| filter(array, is_flow).expect("same length");
         let merged = keep(&merged);
-        let flow = View::root(merged.as_struct().clone());
         let flow_lines = select_lines(lines, is_flow);
-
+        let flow = View::root(merged.as_struct().clone());
         let time = flatten::coalesce(&flow.leaf("time"), &keep(&top.leaf("time")));
         let mut node = flatten::coalesce(&flow.leaf("node_name"), &keep(&top.leaf("node_name")));
         if let Some(default) = &self.default_node_name {
             node = fill_nulls(&node, default);
         }
+
+        // A flow without any time cannot be placed in the store: report and drop it.
         let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
-        for (row, number) in flow_lines.iter().enumerate() {
-            if !has_time.value(row) {
-                errors.push(LineError {
-                    line: *number,
-                    reason: "flow has no time (neither flow.time nor the envelope's time)".into(),
-                });
-            }
-        }
-        let flows = flatten::flows(&flow, time, node, self.source)
-            .expect("flattened columns match the flow schema");
-        if has_time.false_count() == 0 {
-            flows
+        let (flow, time, node) = if has_time.false_count() == 0 {
+            (flow, time, node)
         } else {
-            filter_record_batch(&flows, &has_time).expect("same length")
-        }
+            for (row, number) in flow_lines.iter().enumerate() {
+                if !has_time.value(row) {
+                    errors.push(LineError {
+                        line: *number,
+                        reason: "flow has no time (neither flow.time nor the envelope's time)"
+                            .into(),
+                    });
+                }
+            }
+            let keep = |array: &ArrayRef| filter(array, &has_time).expect("same length");
+            (
+                View::root(keep(&merged).as_struct().clone()),
+                keep(&time),
+                keep(&node),
+            )
+        };
+        flatten::flows(&flow, time, node, self.source)
+            .expect("flattened columns match the flow schema")
     }
 
     fn lost_events(
@@ -217,13 +247,9 @@ impl HubbleDecoder {
             return RecordBatch::new_empty(lost_events_schema());
         }
         let rows = filter_record_batch(batch, lost).expect("same length");
-        let top = View::root(StructArray::from(rows));
+        let top = View::root(StructArray::from(rows.clone()));
         let event = top.child("lost_events");
         let time = flatten::coalesce(&top.leaf("time"), &event.leaf("first"));
-        let mut node = top.leaf("node_name");
-        if let Some(default) = &self.default_node_name {
-            node = fill_nulls(&node, default);
-        }
         let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
         for (row, number) in select_lines(lines, lost).iter().enumerate() {
             if !has_time.value(row) {
@@ -233,9 +259,15 @@ impl HubbleDecoder {
                 });
             }
         }
-        let events = flatten::lost_events(&event, time, node, self.source)
-            .expect("flattened columns match the lost-events schema");
-        filter_record_batch(&events, &has_time).expect("same length")
+        let rows = filter_record_batch(&rows, &has_time).expect("same length");
+        let top = View::root(StructArray::from(rows));
+        let mut node = top.leaf("node_name");
+        if let Some(default) = &self.default_node_name {
+            node = fill_nulls(&node, default);
+        }
+        let time = flatten::coalesce(&top.leaf("time"), &top.child("lost_events").leaf("first"));
+        flatten::lost_events(&top.child("lost_events"), time, node, self.source)
+            .expect("flattened columns match the lost-events schema")
     }
 }
 
