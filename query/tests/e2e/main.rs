@@ -699,3 +699,39 @@ fn describe_lists_columns_with_their_meaning() {
     );
     assert!(stdout.contains("n\n2\n"), "{stdout}");
 }
+
+#[test]
+fn lost_events_go_to_their_own_table_and_other_events_are_counted() {
+    let (dir, store) = temp_store();
+    let path = dir.path().join("export.log");
+    let mut text = std::fs::read_to_string(&hubble_samples()[2]).unwrap();
+    text += r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"4096","cpu":{"value":1},"first":"2023-08-21T12:12:19Z","last":"2023-08-21T12:12:20Z"},"node_name":"kind-kind/kind-worker","time":"2023-08-21T12:12:20Z"}"#;
+    text += "\n";
+    text += r#"{"lost_events":{"source":2,"num_events_lost":"7"},"node_name":"kind-kind/kind-control-plane","time":"2023-08-21T13:00:00Z"}"#;
+    text += "\n";
+    text += r#"{"agent_event":{"type":"ENDPOINT_CREATED"},"node_name":"kind-kind/kind-worker","time":"2023-08-21T12:12:21Z"}"#;
+    text += "\n";
+    std::fs::write(&path, text).unwrap();
+    let run = import(&store, &[&path], &[]);
+    // The wrapped `cpu` ({"value":1}) is not the plain number protojson writes: that line is
+    // reported, the others are kept.
+    assert!(
+        run.stderr.contains(&format!("{}:3: ", path.display())),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("1 non-flow event"), "{}", run.stderr);
+    let lost = query(
+        &store,
+        "select cast(node_name as varchar) as node, cast(source as varchar) as source, num_events_lost
+         from lost_events order by time",
+        &[],
+    );
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(lost[0]["source"], "OBSERVER_EVENTS_QUEUE");
+    assert_eq!(lost[0]["num_events_lost"], 7);
+    assert_eq!(
+        query(&store, "select count(*) as n from flows", &[])[0]["n"],
+        2
+    );
+}

@@ -20,7 +20,7 @@ pub fn flowrec_bin() -> PathBuf {
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)
-                .args(["build", "--quiet", "-p", "flowrec", "--bin", "flowrec"])
+                .args(["build", "--quiet", "--workspace", "--bins"])
                 .current_dir(repo_root())
                 .status()
                 .expect("cargo runs");
