@@ -1,18 +1,20 @@
 //! `flowrec import`: Hubble JSON files into the store.
 //!
-//! Pipeline: a reader thread reads chunks of lines, decodes them (`flow_schema::hubble`) and
-//! batches rows into files (`batch`); the async side encodes each sealed file (`parquet_file`,
-//! on a blocking thread) and uploads it (`upload`). The bounded channel between them keeps memory
-//! flat and runs decoding and encoding on both cores.
+//! Pipeline: one thread reads chunks of lines, a pool decodes them (`flow_schema::hubble`), a
+//! collector thread reports errors and batches rows into files (`batch`); the async side encodes
+//! each sealed file (`parquet_file`, on a blocking thread) and uploads it (`upload`). Bounded
+//! channels between the stages keep memory flat and every core busy.
 //!
 //! Bad input never loses good input: a malformed line is reported with `file:line` and skipped;
 //! an unreadable input (missing file, truncated `.gz`) is reported, its lines before the damage
 //! are imported, and the next input is read. With `--strict` every input is checked first and
 //! nothing is written unless all of it is valid.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flow_schema::hubble::{Decoded, HubbleDecoder};
@@ -22,7 +24,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
 use crate::batch::{Batcher, RotationPolicy, SealedFile};
-use crate::input::{InputError, InputName, LineChunks};
+use crate::input::{Chunk, InputError, InputName, LineChunks};
 use crate::parquet_file::{self, EncodeError, Provenance};
 use crate::upload::{UploadError, Uploader};
 
@@ -87,7 +89,8 @@ impl ImportSummary {
 /// Reports problems on stderr without breaking the progress bar.
 struct Reporter {
     bar: ProgressBar,
-    shown_for_input: u64,
+    /// Malformed lines seen per input (only the first few are printed).
+    shown_per_input: HashMap<usize, u64>,
 }
 
 impl Reporter {
@@ -109,20 +112,18 @@ impl Reporter {
         } else {
             ProgressBar::hidden()
         };
-        Reporter {
-            bar,
-            shown_for_input: 0,
-        }
+        Reporter { bar, shown_per_input: HashMap::new() }
     }
 
-    fn line_errors(&mut self, input: &InputName, decoded: &Decoded) {
+    fn line_errors(&mut self, index: usize, input: &InputName, decoded: &Decoded) {
+        let shown = self.shown_per_input.entry(index).or_default();
         for error in &decoded.errors {
-            self.shown_for_input += 1;
-            if self.shown_for_input <= ERRORS_SHOWN_PER_INPUT {
+            *shown += 1;
+            if *shown <= ERRORS_SHOWN_PER_INPUT {
                 self.bar.suspend(|| {
                     eprintln!("flowrec: skipped {input}:{}: {}", error.line, error.reason)
                 });
-            } else if self.shown_for_input == ERRORS_SHOWN_PER_INPUT + 1 {
+            } else if *shown == ERRORS_SHOWN_PER_INPUT + 1 {
                 self.bar.suspend(|| {
                     eprintln!("flowrec: {input}: more malformed lines; only counting them now")
                 });
@@ -135,53 +136,103 @@ impl Reporter {
     }
 }
 
-/// Reads and decodes every input, handing each decoded chunk to `sink`.
-/// Returns the lines skipped, the non-flow events seen and the unreadable inputs.
+/// What the reading side tells the collecting side.
+enum Event {
+    Decoded { input: usize, decoded: Decoded },
+    InputFailed { input: usize, error: InputError },
+}
+
+/// Totals of reading every input.
+#[derive(Debug, Default)]
+struct ReadStats {
+    lines_skipped: u64,
+    other_events: u64,
+    unreadable: Vec<String>,
+}
+
+/// Reads and decodes every input, handing each decoded chunk to `sink` (on the calling thread);
+/// `sink` returns false to stop early.
+///
+/// One thread reads chunks of lines, `workers` threads decode them (decoding is most of the
+/// CPU an import costs), the calling thread collects. Chunks may arrive out of order: nothing
+/// downstream depends on it (files are sorted when sealed; errors carry their line numbers).
 fn read_inputs(
     inputs: &[InputName],
     decoder: &HubbleDecoder,
     reporter: &mut Reporter,
     mut sink: impl FnMut(Decoded) -> bool,
-) -> (u64, u64, Vec<String>) {
-    let (mut skipped, mut other, mut unreadable) = (0u64, 0u64, Vec::new());
+) -> ReadStats {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
     let raw_read = Arc::new(AtomicU64::new(0));
-    let mut done_bytes = 0u64;
-    'inputs: for input in inputs {
-        reporter.shown_for_input = 0;
-        raw_read.store(0, Ordering::Relaxed);
-        let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&raw_read)) {
-            Ok(chunks) => chunks,
-            Err(error) => {
-                reporter.input_error(&error);
-                unreadable.push(input.to_string());
-                continue;
-            }
-        };
-        loop {
-            match chunks.next_chunk() {
-                Ok(Some(chunk)) => {
-                    let decoded = decoder.decode(&chunk.bytes, chunk.first_line);
-                    reporter.line_errors(input, &decoded);
-                    skipped += decoded.errors.len() as u64;
-                    other += decoded.other_events as u64;
-                    reporter
-                        .bar
-                        .set_position(done_bytes + raw_read.load(Ordering::Relaxed));
-                    if !sink(decoded) {
-                        break 'inputs;
+    let mut stats = ReadStats::default();
+    let mut failed: Vec<usize> = Vec::new();
+    std::thread::scope(|scope| {
+        let (chunk_sender, chunk_receiver) = sync_channel::<(usize, Chunk)>(workers * 2);
+        let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
+        let (event_sender, events) = sync_channel::<Event>(workers * 2);
+
+        let reader_events = event_sender.clone();
+        let reader_raw = Arc::clone(&raw_read);
+        scope.spawn(move || {
+            for (index, input) in inputs.iter().enumerate() {
+                let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&reader_raw)) {
+                    Ok(chunks) => chunks,
+                    Err(error) => {
+                        let _ = reader_events.send(Event::InputFailed { input: index, error });
+                        continue;
+                    }
+                };
+                loop {
+                    match chunks.next_chunk() {
+                        Ok(Some(chunk)) => {
+                            if chunk_sender.send((index, chunk)).is_err() {
+                                return; // the collector stopped
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            let _ = reader_events.send(Event::InputFailed { input: index, error });
+                            break;
+                        }
                     }
                 }
-                Ok(None) => break,
-                Err(error) => {
-                    reporter.input_error(&error);
-                    unreadable.push(input.to_string());
+            }
+        });
+        for _ in 0..workers {
+            let receiver = Arc::clone(&chunk_receiver);
+            let sender = event_sender.clone();
+            scope.spawn(move || loop {
+                let job = receiver.lock().expect("no worker panics holding it").recv();
+                let Ok((input, chunk)) = job else { break };
+                let decoded = decoder.decode(&chunk.bytes, chunk.first_line);
+                if sender.send(Event::Decoded { input, decoded }).is_err() {
                     break;
+                }
+            });
+        }
+        drop(event_sender);
+
+        for event in events {
+            match event {
+                Event::Decoded { input, decoded } => {
+                    reporter.line_errors(input, &inputs[input], &decoded);
+                    stats.lines_skipped += decoded.errors.len() as u64;
+                    stats.other_events += decoded.other_events as u64;
+                    reporter.bar.set_position(raw_read.load(Ordering::Relaxed));
+                    if !sink(decoded) {
+                        break;
+                    }
+                }
+                Event::InputFailed { input, error } => {
+                    reporter.input_error(&error);
+                    failed.push(input);
                 }
             }
         }
-        done_bytes += raw_read.load(Ordering::Relaxed);
-    }
-    (skipped, other, unreadable)
+    });
+    failed.sort_unstable();
+    stats.unreadable = failed.into_iter().map(|i| inputs[i].to_string()).collect();
+    stats
 }
 
 /// Runs an import.
@@ -203,15 +254,14 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         let mut batcher = Batcher::new(reader_config.rotation.clone());
         let send =
             |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
-        let (skipped, other, unreadable) =
-            read_inputs(&reader_config.inputs, &decoder, &mut reporter, |decoded| {
-                let mut full = batcher.push(Table::Flows, decoded.flows);
-                full.extend(batcher.push(Table::LostEvents, decoded.lost_events));
-                send(full)
-            });
+        let stats = read_inputs(&reader_config.inputs, &decoder, &mut reporter, |decoded| {
+            let mut full = batcher.push(Table::Flows, decoded.flows);
+            full.extend(batcher.push(Table::LostEvents, decoded.lost_events));
+            send(full)
+        });
         send(batcher.flush());
         reporter.bar.finish_and_clear();
-        (skipped, other, unreadable)
+        stats
     });
 
     let provenance = Provenance {
@@ -247,12 +297,10 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         }
     }
     drop(receiver);
-    let (skipped, other, unreadable) = reader
-        .join()
-        .map_err(|_| ImportError::Reader("panicked".into()))?;
-    summary.lines_skipped = skipped;
-    summary.other_events = other;
-    summary.unreadable_inputs = unreadable;
+    let stats = reader.join().map_err(|_| ImportError::Reader("panicked".into()))?;
+    summary.lines_skipped = stats.lines_skipped;
+    summary.other_events = stats.other_events;
+    summary.unreadable_inputs = stats.unreadable;
     summary.elapsed = started.elapsed();
     match failure {
         Some(error) => {
@@ -269,12 +317,12 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
 /// `--strict`: decode everything once, write nothing; fail if anything is wrong.
 fn check_strictly(config: &ImportConfig, decoder: &HubbleDecoder) -> Result<(), ImportError> {
     let mut reporter = Reporter::new(config);
-    let (skipped, _, unreadable) = read_inputs(&config.inputs, decoder, &mut reporter, |_| true);
+    let stats = read_inputs(&config.inputs, decoder, &mut reporter, |_| true);
     reporter.bar.finish_and_clear();
-    if skipped > 0 || !unreadable.is_empty() {
+    if stats.lines_skipped > 0 || !stats.unreadable.is_empty() {
         return Err(ImportError::StrictCheckFailed {
-            lines: skipped,
-            inputs: unreadable.len(),
+            lines: stats.lines_skipped,
+            inputs: stats.unreadable.len(),
         });
     }
     Ok(())

@@ -70,6 +70,9 @@ enum Compression {
     Zstd,
 }
 
+/// Bytes asked of the reader at least per read call.
+const READ_STEP: usize = 1 << 20;
+
 /// Compression by magic bytes, so a renamed file still reads.
 fn sniff(head: &[u8]) -> Compression {
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -98,7 +101,7 @@ impl<R: Read> Read for Counting<R> {
 /// Reads an input as chunks of complete lines.
 pub struct LineChunks {
     name: InputName,
-    reader: Box<dyn BufRead + Send>,
+    reader: Box<dyn Read + Send>,
     /// Bytes of a line not yet terminated by `\n`.
     carry: Vec<u8>,
     next_line: u64,
@@ -139,16 +142,12 @@ impl LineChunks {
             },
         );
         let head = buffered.fill_buf().map_err(open_error)?;
-        let reader: Box<dyn BufRead + Send> = match sniff(head) {
+        let reader: Box<dyn Read + Send> = match sniff(head) {
             Compression::None => Box::new(buffered),
-            Compression::Gzip => Box::new(BufReader::with_capacity(
-                1 << 20,
-                flate2::bufread::MultiGzDecoder::new(buffered),
-            )),
-            Compression::Zstd => Box::new(BufReader::with_capacity(
-                1 << 20,
-                zstd::stream::read::Decoder::with_buffer(buffered).map_err(open_error)?,
-            )),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(buffered).map_err(open_error)?)
+            }
         };
         Ok(LineChunks {
             name: name.clone(),
@@ -175,43 +174,41 @@ impl LineChunks {
         if self.done {
             return Ok(None);
         }
-        let mut bytes = std::mem::take(&mut self.carry);
+        // Read straight into the chunk (no intermediate buffer copy); only the unterminated
+        // last line is copied, into the next chunk.
+        let mut bytes = Vec::with_capacity(self.chunk_bytes + READ_STEP);
+        bytes.extend_from_slice(&self.carry);
+        self.carry.clear();
         loop {
             if bytes.len() >= self.chunk_bytes {
-                let (complete, partial) = split_at_last_newline(bytes);
-                if !complete.is_empty() {
-                    self.carry = partial;
-                    bytes = complete;
+                if let Some(last_newline) = memchr::memrchr(b'\n', &bytes) {
+                    self.carry.extend_from_slice(&bytes[last_newline + 1..]);
+                    bytes.truncate(last_newline + 1);
                     break;
                 }
-                bytes = partial; // one line longer than a chunk: keep reading
+                // One line longer than a chunk: keep reading until it ends.
             }
-            match self.reader.fill_buf() {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            let want = self.chunk_bytes.saturating_sub(bytes.len()).max(READ_STEP) as u64;
+            match (&mut self.reader).take(want).read_to_end(&mut bytes) {
+                Ok(0) => {
+                    self.done = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
+                    // Bytes read before the error were appended; keep the complete lines.
                     self.done = true;
                     self.pending_error = Some(source);
-                    bytes = split_at_last_newline(bytes).0;
+                    bytes.truncate(memchr::memrchr(b'\n', &bytes).map_or(0, |i| i + 1));
                     break;
-                }
-                Ok([]) => {
-                    self.done = true;
-                    break;
-                }
-                Ok(buf) => {
-                    let n = buf.len();
-                    bytes.extend_from_slice(buf);
-                    self.reader.consume(n);
                 }
             }
         }
         if bytes.is_empty() {
             return self.next_chunk();
         }
-        let chunk = Chunk {
-            bytes,
-            first_line: self.next_line,
-        };
+        let chunk = Chunk { bytes, first_line: self.next_line };
         self.next_line += count_lines(&chunk.bytes);
         Ok(Some(chunk))
     }
@@ -232,19 +229,8 @@ fn open_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Splits after the last `\n`: (complete lines, the unterminated rest).
-fn split_at_last_newline(mut bytes: Vec<u8>) -> (Vec<u8>, Vec<u8>) {
-    match bytes.iter().rposition(|b| *b == b'\n') {
-        Some(i) => {
-            let rest = bytes.split_off(i + 1);
-            (bytes, rest)
-        }
-        None => (Vec::new(), bytes),
-    }
-}
-
 /// Lines in a chunk (a last line without `\n` counts as one).
 fn count_lines(bytes: &[u8]) -> u64 {
-    let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+    let newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
     newlines + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
 }

@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+/// mimalloc reuses freed memory instead of returning large buffers to the kernel and faulting
+/// them back in for the next chunk (measured: ~10% of import CPU went to page faults).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use flowrec::cli::{Cli, Command};
 use flowrec::import;

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::{DataType, Int32Type, TimestampNanosecondType};
 use chrono::DateTime;
@@ -17,7 +17,7 @@ use flow_schema::layout::metadata;
 use flow_schema::schema::BLOOM_FILTER_COLUMNS;
 use flow_schema::{Table, SCHEMA_VERSION};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -55,13 +55,21 @@ pub struct Provenance {
 /// Sorts and encodes `file` as Parquet.
 pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, EncodeError> {
     let schema = file.table.schema();
-    let rows = concat_batches(&schema, &file.batches)?;
-    drop(file.batches);
-    let order = sort_to_indices(rows.column(0), None, None)?;
-    let rows = take_record_batch(&rows, &order)?;
-    let time = rows.column(0).as_primitive::<TimestampNanosecondType>();
-    let (first, last) = (time.value(0), time.value(rows.num_rows() - 1));
+    // Sources mostly deliver rows in time order: then the batches are written as they are,
+    // without copying every column through a concat and a sort.
+    let batches = if in_time_order(&file.batches) {
+        file.batches
+    } else {
+        let rows = concat_batches(&schema, &file.batches)?;
+        let order = sort_to_indices(rows.column(0), None, None)?;
+        vec![take_record_batch(&rows, &order)?]
+    };
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let first = time_column(&batches[0]).value(0);
+    let last_batch = batches.last().expect("a sealed file has rows");
+    let last = time_column(last_batch).value(last_batch.num_rows() - 1);
 
+    let time = ColumnPath::from("time");
     let mut properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -71,17 +79,22 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
             descending: false,
             nulls_first: false,
         }]))
+        // Sorted nanosecond timestamps: deltas are tiny, a dictionary of unique values is not.
+        .set_column_dictionary_enabled(time.clone(), false)
+        .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED)
+        // Unique per row: a dictionary only adds a lookup per value.
+        .set_column_dictionary_enabled(ColumnPath::from("uuid"), false)
         .set_key_value_metadata(Some(vec![
             kv(metadata::SCHEMA_VERSION, SCHEMA_VERSION.to_string()),
             kv(metadata::NODE, provenance.node.clone()),
             kv(metadata::SOURCE, provenance.source.to_string()),
             kv(metadata::MIN_TIME, rfc3339(first)),
             kv(metadata::MAX_TIME, rfc3339(last)),
-            kv(metadata::ROWS, rows.num_rows().to_string()),
+            kv(metadata::ROWS, rows.to_string()),
         ]));
     for name in BLOOM_FILTER_COLUMNS {
-        if let Some(column) = rows.column_by_name(name) {
-            let distinct = distinct_count(column.as_ref()).max(1) as u64;
+        if let Ok(index) = schema.index_of(name) {
+            let distinct = distinct_count(&batches, index).max(1) as u64;
             let path = ColumnPath::from(*name);
             properties = properties
                 .set_column_bloom_filter_enabled(path.clone(), true)
@@ -89,17 +102,32 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
                 .set_column_bloom_filter_max_ndv(path, distinct);
         }
     }
-    let mut bytes = Vec::with_capacity(rows.get_array_memory_size() / 4);
-    let mut writer =
-        ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
-    writer.write(&rows)?;
+    let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    let mut bytes = Vec::with_capacity(memory / 8);
+    let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
+    for batch in &batches {
+        writer.write(batch)?;
+    }
     writer.close()?;
-    Ok(EncodedFile {
-        table: file.table,
-        first_time_ns: first,
-        rows: rows.num_rows(),
-        bytes,
-    })
+    Ok(EncodedFile { table: file.table, first_time_ns: first, rows, bytes })
+}
+
+fn time_column(batch: &RecordBatch) -> &arrow::array::TimestampNanosecondArray {
+    batch.column(0).as_primitive::<TimestampNanosecondType>()
+}
+
+/// Every batch sorted by time, and each starting at or after the previous one's end.
+fn in_time_order(batches: &[RecordBatch]) -> bool {
+    let mut previous = i64::MIN;
+    for batch in batches {
+        for &t in time_column(batch).values().iter() {
+            if t < previous {
+                return false;
+            }
+            previous = t;
+        }
+    }
+    true
 }
 
 fn kv(key: &str, value: String) -> KeyValue {
@@ -110,19 +138,20 @@ fn rfc3339(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-/// Distinct non-null values of a string (or dictionary-of-string) column.
-fn distinct_count(column: &dyn Array) -> usize {
-    match column.data_type() {
-        DataType::Utf8 => column
-            .as_string::<i32>()
-            .iter()
-            .flatten()
-            .collect::<HashSet<_>>()
-            .len(),
-        DataType::Dictionary(_, _) => {
-            let keys = column.as_dictionary::<Int32Type>().keys();
-            keys.iter().flatten().collect::<HashSet<_>>().len()
+/// Distinct non-null values of a string (or dictionary-of-string) column over all batches.
+fn distinct_count(batches: &[RecordBatch], index: usize) -> usize {
+    let mut seen: HashSet<&str> = HashSet::new();
+    for batch in batches {
+        let column = batch.column(index);
+        match column.data_type() {
+            DataType::Utf8 => seen.extend(column.as_string::<i32>().iter().flatten()),
+            DataType::Dictionary(_, _) => {
+                let dictionary = column.as_dictionary::<Int32Type>();
+                let values = dictionary.values().as_string::<i32>();
+                seen.extend(dictionary.keys().iter().flatten().map(|k| values.value(k as usize)));
+            }
+            _ => return batches.iter().map(RecordBatch::num_rows).sum(),
         }
-        _ => column.len(),
     }
+    seen.len()
 }

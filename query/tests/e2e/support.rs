@@ -12,28 +12,33 @@ pub fn flowsql_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flowsql"))
 }
 
-/// flowrec lives in another package, so cargo does not build it for these tests: build it once
-/// per test run (a no-op when it is up to date), into the same folder as flowsql.
+/// flowrec lives in another package, so cargo does not build it for these tests:
+/// `cargo build --workspace` (which .ci/run runs first) does. A stale binary would test old
+/// code, so it is refused with the command that fixes it.
 pub fn flowrec_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "--workspace", "--bins"])
-                .current_dir(repo_root())
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "cannot build flowrec");
-            let path = flowsql_bin().with_file_name("flowrec");
-            assert!(
-                path.exists(),
-                "{} is missing after the build",
-                path.display()
-            );
-            path
-        })
-        .clone()
+    let path = flowsql_bin().with_file_name("flowrec");
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} is missing: run `cargo build --workspace` first", path.display()));
+    let root = repo_root();
+    let sources = [root.join("recorder/src"), root.join("schemas/src"), root.join("Cargo.lock")];
+    if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {
+        panic!(
+            "{} is older than {}: run `cargo build --workspace` first",
+            path.display(),
+            newer.display()
+        );
+    }
+    path
+}
+
+/// A file under `path` modified after `time`.
+fn newer_than(path: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        return (meta.modified().ok()? > time).then(|| path.to_path_buf());
+    }
+    std::fs::read_dir(path).ok()?.flatten().find_map(|e| newer_than(&e.path(), time))
 }
 
 pub fn repo_root() -> PathBuf {

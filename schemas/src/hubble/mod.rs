@@ -305,7 +305,7 @@ fn split_lines(buffer: &[u8], first_line: u64) -> Vec<Line> {
     let mut start = 0;
     let mut number = first_line;
     while start < buffer.len() {
-        let end = memchr(b'\n', &buffer[start..]).map_or(buffer.len(), |i| start + i);
+        let end = memchr::memchr(b'\n', &buffer[start..]).map_or(buffer.len(), |i| start + i);
         if buffer[start..end].iter().any(|b| !b.is_ascii_whitespace()) {
             lines.push(Line { number, start, end });
         }
@@ -313,10 +313,6 @@ fn split_lines(buffer: &[u8], first_line: u64) -> Vec<Line> {
         start = end + 1;
     }
     lines
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
 }
 
 #[cfg(test)]
