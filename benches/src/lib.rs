@@ -292,8 +292,11 @@ mod tests {
         let mut out = Vec::new();
         let start = "2026-11-01T00:00:00Z".parse().unwrap();
         generate(&mut out, 20_000, 400, start, 2, 7).unwrap();
-        let lines: Vec<Value> =
-            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 20_000);
         let share = |pred: &dyn Fn(&Value) -> bool| {
             lines.iter().filter(|l| pred(&l["flow"])).count() as f64 / lines.len() as f64
@@ -302,20 +305,29 @@ mod tests {
         let l7 = share(&|f| f["Type"] == "L7");
         assert!((0.007..0.013).contains(&dropped), "drops {dropped}");
         assert!((0.08..0.12).contains(&l7), "L7 {l7}");
-        let pods: std::collections::HashSet<&str> =
-            lines.iter().filter_map(|l| l["flow"]["source"]["pod_name"].as_str()).collect();
-        let namespaces: std::collections::HashSet<&str> =
-            lines.iter().filter_map(|l| l["flow"]["source"]["namespace"].as_str()).collect();
+        let pods: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter_map(|l| l["flow"]["source"]["pod_name"].as_str())
+            .collect();
+        let namespaces: std::collections::HashSet<&str> = lines
+            .iter()
+            .filter_map(|l| l["flow"]["source"]["namespace"].as_str())
+            .collect();
         assert!(pods.len() >= 200, "{} pods", pods.len());
         assert!(namespaces.len() >= 20, "{} namespaces", namespaces.len());
         // Skewed: the busiest source pod sends far more than the median one.
         let mut per_pod: std::collections::HashMap<&str, usize> = Default::default();
         for l in &lines {
-            *per_pod.entry(l["flow"]["source"]["pod_name"].as_str().unwrap()).or_default() += 1;
+            *per_pod
+                .entry(l["flow"]["source"]["pod_name"].as_str().unwrap())
+                .or_default() += 1;
         }
         let mut counts: Vec<usize> = per_pod.into_values().collect();
         counts.sort_unstable();
-        assert!(counts[counts.len() - 1] > 10 * counts[counts.len() / 2], "{counts:?}");
+        assert!(
+            counts[counts.len() - 1] > 10 * counts[counts.len() / 2],
+            "{counts:?}"
+        );
         // Times stay inside the requested hours, in order.
         let times: Vec<&str> = lines.iter().map(|l| l["time"].as_str().unwrap()).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));

@@ -112,7 +112,10 @@ impl Reporter {
         } else {
             ProgressBar::hidden()
         };
-        Reporter { bar, shown_per_input: HashMap::new() }
+        Reporter {
+            bar,
+            shown_per_input: HashMap::new(),
+        }
     }
 
     fn line_errors(&mut self, index: usize, input: &InputName, decoded: &Decoded) {
@@ -162,7 +165,9 @@ fn read_inputs(
     reporter: &mut Reporter,
     mut sink: impl FnMut(Decoded) -> bool,
 ) -> ReadStats {
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
     let raw_read = Arc::new(AtomicU64::new(0));
     let mut stats = ReadStats::default();
     let mut failed: Vec<usize> = Vec::new();
@@ -175,10 +180,14 @@ fn read_inputs(
         let reader_raw = Arc::clone(&raw_read);
         scope.spawn(move || {
             for (index, input) in inputs.iter().enumerate() {
-                let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&reader_raw)) {
+                let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&reader_raw))
+                {
                     Ok(chunks) => chunks,
                     Err(error) => {
-                        let _ = reader_events.send(Event::InputFailed { input: index, error });
+                        let _ = reader_events.send(Event::InputFailed {
+                            input: index,
+                            error,
+                        });
                         continue;
                     }
                 };
@@ -191,7 +200,10 @@ fn read_inputs(
                         }
                         Ok(None) => break,
                         Err(error) => {
-                            let _ = reader_events.send(Event::InputFailed { input: index, error });
+                            let _ = reader_events.send(Event::InputFailed {
+                                input: index,
+                                error,
+                            });
                             break;
                         }
                     }
@@ -297,7 +309,9 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         }
     }
     drop(receiver);
-    let stats = reader.join().map_err(|_| ImportError::Reader("panicked".into()))?;
+    let stats = reader
+        .join()
+        .map_err(|_| ImportError::Reader("panicked".into()))?;
     summary.lines_skipped = stats.lines_skipped;
     summary.other_events = stats.other_events;
     summary.unreadable_inputs = stats.unreadable;

@@ -208,7 +208,10 @@ impl LineChunks {
         if bytes.is_empty() {
             return self.next_chunk();
         }
-        let chunk = Chunk { bytes, first_line: self.next_line };
+        let chunk = Chunk {
+            bytes,
+            first_line: self.next_line,
+        };
         self.next_line += count_lines(&chunk.bytes);
         Ok(Some(chunk))
     }

@@ -104,12 +104,18 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
     }
     let memory: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
     let mut bytes = Vec::with_capacity(memory / 8);
-    let mut writer = ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, Arc::clone(&schema), Some(properties.build()))?;
     for batch in &batches {
         writer.write(batch)?;
     }
     writer.close()?;
-    Ok(EncodedFile { table: file.table, first_time_ns: first, rows, bytes })
+    Ok(EncodedFile {
+        table: file.table,
+        first_time_ns: first,
+        rows,
+        bytes,
+    })
 }
 
 fn time_column(batch: &RecordBatch) -> &arrow::array::TimestampNanosecondArray {
@@ -148,7 +154,13 @@ fn distinct_count(batches: &[RecordBatch], index: usize) -> usize {
             DataType::Dictionary(_, _) => {
                 let dictionary = column.as_dictionary::<Int32Type>();
                 let values = dictionary.values().as_string::<i32>();
-                seen.extend(dictionary.keys().iter().flatten().map(|k| values.value(k as usize)));
+                seen.extend(
+                    dictionary
+                        .keys()
+                        .iter()
+                        .flatten()
+                        .map(|k| values.value(k as usize)),
+                );
             }
             _ => return batches.iter().map(RecordBatch::num_rows).sum(),
         }

@@ -19,9 +19,18 @@ pub fn flowrec_bin() -> PathBuf {
     let path = flowsql_bin().with_file_name("flowrec");
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
-        .unwrap_or_else(|_| panic!("{} is missing: run `cargo build --workspace` first", path.display()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run `cargo build --workspace` first",
+                path.display()
+            )
+        });
     let root = repo_root();
-    let sources = [root.join("recorder/src"), root.join("schemas/src"), root.join("Cargo.lock")];
+    let sources = [
+        root.join("recorder/src"),
+        root.join("schemas/src"),
+        root.join("Cargo.lock"),
+    ];
     if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {
         panic!(
             "{} is older than {}: run `cargo build --workspace` first",
@@ -38,7 +47,10 @@ fn newer_than(path: &Path, time: std::time::SystemTime) -> Option<PathBuf> {
     if meta.is_file() {
         return (meta.modified().ok()? > time).then(|| path.to_path_buf());
     }
-    std::fs::read_dir(path).ok()?.flatten().find_map(|e| newer_than(&e.path(), time))
+    std::fs::read_dir(path)
+        .ok()?
+        .flatten()
+        .find_map(|e| newer_than(&e.path(), time))
 }
 
 pub fn repo_root() -> PathBuf {

@@ -42,6 +42,10 @@ impl View {
             .unwrap_or_else(|| panic!("field {name} is declared in the Hubble line schema"))
     }
 
+    pub fn has(&self, name: &str) -> bool {
+        self.array.column_by_name(name).is_some()
+    }
+
     pub fn child(&self, name: &str) -> View {
         let child = self.column(name).as_struct().clone();
         let nulls = NullBuffer::union(self.nulls.as_ref(), child.nulls());
@@ -413,6 +417,10 @@ pub(crate) fn lost_events(
 /// Rows where any field that only a Flow has is set (a bare `Flow` line, as opposed to an
 /// `agent_event`/`debug_event`/`node_status` envelope that shares `time` and `node_name`).
 pub(crate) fn looks_like_flow(top: &View) -> BooleanArray {
+    if !top.has("verdict") {
+        // Decoded with the envelope-only schema: no bare flows by construction.
+        return BooleanArray::from(vec![false; top.len()]);
+    }
     let indicators: Vec<BooleanArray> = [
         "verdict",
         "IP",

@@ -252,3 +252,24 @@ pub fn line_schema() -> SchemaRef {
     fields.push(f("lost_events", lost_event()));
     Arc::new(Schema::new(fields))
 }
+
+/// Schema of envelope lines only (what the exporter and `-o jsonpb` write): half the decoders of
+/// [`line_schema`], for chunks where every line is an envelope.
+pub fn envelope_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        f("flow", object(flow_fields())),
+        f("lost_events", lost_event()),
+        f("node_name", utf8()),
+        f("time", timestamp_ns()),
+    ]))
+}
+
+/// Opening bytes of an envelope line: protojson writes the `oneof` (field 1..5) before
+/// `node_name` (1000) and `time` (1001); a bare Flow starts with its own fields.
+pub const ENVELOPE_OPENINGS: [&[u8]; 5] = [
+    b"{\"flow\":",
+    b"{\"lost_events\":",
+    b"{\"agent_event\":",
+    b"{\"debug_event\":",
+    b"{\"node_status\":",
+];

@@ -54,6 +54,7 @@ pub struct Decoded {
 #[derive(Debug, Clone)]
 pub struct HubbleDecoder {
     line_schema: SchemaRef,
+    envelope_schema: SchemaRef,
     default_node_name: Option<String>,
     source: CaptureSource,
 }
@@ -64,6 +65,7 @@ impl HubbleDecoder {
     pub fn new(source: CaptureSource, default_node_name: Option<String>) -> Self {
         HubbleDecoder {
             line_schema: input::line_schema(),
+            envelope_schema: input::envelope_schema(),
             default_node_name,
             source,
         }
@@ -73,10 +75,21 @@ impl HubbleDecoder {
     /// number of the buffer's first line (for error messages). Blank lines are skipped silently.
     pub fn decode(&self, buffer: &[u8], first_line: u64) -> Decoded {
         let lines = split_lines(buffer, first_line);
+        let all_envelopes = lines.iter().all(|line| {
+            let bytes = &buffer[line.start..line.end];
+            input::ENVELOPE_OPENINGS
+                .iter()
+                .any(|opening| bytes.starts_with(opening))
+        });
+        let schema = if all_envelopes {
+            &self.envelope_schema
+        } else {
+            &self.line_schema
+        };
         let mut errors = Vec::new();
-        let (batch, line_numbers) = match self.decode_all(buffer, lines.len()) {
+        let (batch, line_numbers) = match self.decode_all(schema, buffer, lines.len()) {
             Ok(batch) => (batch, lines.iter().map(|l| l.number).collect()),
-            Err(_) => self.decode_line_by_line(buffer, &lines, &mut errors),
+            Err(_) => self.decode_line_by_line(schema, buffer, &lines, &mut errors),
         };
         let mut decoded = self.flatten(&batch, &line_numbers, &mut errors);
         errors.sort_by_key(|e| e.line);
@@ -84,8 +97,8 @@ impl HubbleDecoder {
         decoded
     }
 
-    fn reader(&self, rows: usize) -> arrow::json::reader::Decoder {
-        ReaderBuilder::new(self.line_schema.clone())
+    fn reader(&self, schema: &SchemaRef, rows: usize) -> arrow::json::reader::Decoder {
+        ReaderBuilder::new(schema.clone())
             .with_coerce_primitive(true)
             .with_batch_size(rows.max(1))
             .build_decoder()
@@ -93,14 +106,19 @@ impl HubbleDecoder {
     }
 
     /// Decodes `buffer` in one go; fails unless it holds exactly `expected_rows` JSON objects.
-    fn decode_all(&self, buffer: &[u8], expected_rows: usize) -> Result<RecordBatch, String> {
-        let mut reader = self.reader(expected_rows + 1);
+    fn decode_all(
+        &self,
+        schema: &SchemaRef,
+        buffer: &[u8],
+        expected_rows: usize,
+    ) -> Result<RecordBatch, String> {
+        let mut reader = self.reader(schema, expected_rows + 1);
         let consumed = reader.decode(buffer).map_err(clean_error)?;
         if reader.has_partial_record() {
             return Err("truncated JSON: the line ends inside an object".into());
         }
         let batch = reader.flush().map_err(clean_error)?;
-        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(self.line_schema.clone()));
+        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
         if consumed != buffer.len() || batch.num_rows() != expected_rows {
             return Err(format!(
                 "expected one JSON object on the line, found {}",
@@ -112,6 +130,7 @@ impl HubbleDecoder {
 
     fn decode_line_by_line(
         &self,
+        schema: &SchemaRef,
         buffer: &[u8],
         lines: &[Line],
         errors: &mut Vec<LineError>,
@@ -120,7 +139,7 @@ impl HubbleDecoder {
         let mut numbers = Vec::new();
         for line in lines {
             let bytes = &buffer[line.start..line.end];
-            match self.decode_all(bytes, 1) {
+            match self.decode_all(schema, bytes, 1) {
                 Ok(_) => {
                     good.extend_from_slice(bytes);
                     good.push(b'\n');
@@ -133,7 +152,7 @@ impl HubbleDecoder {
             }
         }
         let batch = self
-            .decode_all(&good, numbers.len())
+            .decode_all(schema, &good, numbers.len())
             .expect("lines that decode alone decode together");
         (batch, numbers)
     }
@@ -185,8 +204,9 @@ impl HubbleDecoder {
             return RecordBatch::new_empty(flow_schema());
         }
         let enveloped = batch.column_by_name("flow").expect("declared").clone();
-        // A bare Flow's fields sit at the top level, with the same names and types.
-        let bare: ArrayRef = {
+        // A bare Flow's fields sit at the top level, with the same names and types (only in the
+        // full line schema: the envelope schema has no bare flows).
+        let bare = || -> ArrayRef {
             let fields = enveloped.as_struct().fields().clone();
             let columns = fields
                 .iter()
@@ -195,11 +215,11 @@ impl HubbleDecoder {
             Arc::new(StructArray::new(fields, columns, None))
         };
         let merged = if bare_flow.true_count() == 0 {
-            enveloped
+            enveloped.clone()
         } else if envelope_flow.true_count() == 0 {
-            bare
+            bare()
         } else {
-            zip(envelope_flow, &enveloped, &bare).expect("same types")
+            zip(envelope_flow, &enveloped, &bare()).expect("same types")
         };
         let keep = |array: &ArrayRef| filter(array, is_flow).expect("same length");
         let merged = keep(&merged);

@@ -258,3 +258,23 @@ fn workloads_labels_and_l7_dns() {
     assert_eq!(u32_at(&flows, "dns_rcode", 0), Some(3));
     assert_eq!(text(&flows, "destination_workload", 0), None);
 }
+
+#[test]
+fn a_chunk_mixing_envelopes_and_bare_flows_keeps_both() {
+    let value: serde_json::Value = serde_json::from_str(DROPPED_ENVELOPE).unwrap();
+    let bare = value["flow"].to_string().replace("xwing", "tiefighter");
+    let input = format!("{DROPPED_ENVELOPE}\n{bare}\n{DROPPED_ENVELOPE}\n");
+    let decoded = decode(&input);
+    assert!(decoded.errors.is_empty(), "{:?}", decoded.errors);
+    let pods: Vec<Option<String>> = (0..3)
+        .map(|row| text(&decoded.flows, "source_pod_name", row))
+        .collect();
+    assert_eq!(
+        pods,
+        vec![
+            Some("xwing".into()),
+            Some("tiefighter".into()),
+            Some("xwing".into())
+        ]
+    );
+}
