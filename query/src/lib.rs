@@ -19,19 +19,7 @@ use print::Printer;
 use session::FlowSession;
 use timerange::TimeRange;
 
-/// An error and its causes on one line.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text += &format!(": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use flow_schema::error_chain;
 
 /// Runs the command line; the exit status is 0 on success, 1 when a query failed, 2 when the
 /// session could not start (bad flags, unreachable store).

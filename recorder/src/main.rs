@@ -47,24 +47,10 @@ fn main() -> ExitCode {
                     ExitCode::from(if summary.is_clean() { 0 } else { 1 })
                 }
                 Err(error) => {
-                    eprintln!("flowrec: error: {}", error_chain(&error));
+                    eprintln!("flowrec: error: {}", flow_schema::error_chain(&error));
                     ExitCode::from(2)
                 }
             }
         }
     }
-}
-
-/// An error and its causes on one line: "cannot write …: connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text += &format!(": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -236,15 +236,12 @@ impl HubbleDecoder {
         let (flow, time, node) = if has_time.false_count() == 0 {
             (flow, time, node)
         } else {
-            for (row, number) in flow_lines.iter().enumerate() {
-                if !has_time.value(row) {
-                    errors.push(LineError {
-                        line: *number,
-                        reason: "flow has no time (neither flow.time nor the envelope's time)"
-                            .into(),
-                    });
-                }
-            }
+            report_missing(
+                &has_time,
+                &flow_lines,
+                "flow has no time (neither flow.time nor the envelope's time)",
+                errors,
+            );
             let keep = |array: &ArrayRef| filter(array, &has_time).expect("same length");
             (
                 View::root(keep(&merged).as_struct().clone()),
@@ -271,14 +268,12 @@ impl HubbleDecoder {
         let event = top.child("lost_events");
         let time = flatten::coalesce(&top.leaf("time"), &event.leaf("first"));
         let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
-        for (row, number) in select_lines(lines, lost).iter().enumerate() {
-            if !has_time.value(row) {
-                errors.push(LineError {
-                    line: *number,
-                    reason: "lost_events has no time".into(),
-                });
-            }
-        }
+        report_missing(
+            &has_time,
+            &select_lines(lines, lost),
+            "lost_events has no time",
+            errors,
+        );
         let rows = filter_record_batch(&rows, &has_time).expect("same length");
         let top = View::root(StructArray::from(rows));
         let mut node = top.leaf("node_name");
@@ -288,6 +283,23 @@ impl HubbleDecoder {
         let time = flatten::coalesce(&top.leaf("time"), &top.child("lost_events").leaf("first"));
         flatten::lost_events(&top.child("lost_events"), time, node, self.source)
             .expect("flattened columns match the lost-events schema")
+    }
+}
+
+/// A `LineError` for every row where `present` is false.
+fn report_missing(
+    present: &BooleanArray,
+    lines: &[u64],
+    reason: &str,
+    errors: &mut Vec<LineError>,
+) {
+    for (row, number) in lines.iter().enumerate() {
+        if !present.value(row) {
+            errors.push(LineError {
+                line: *number,
+                reason: reason.into(),
+            });
+        }
     }
 }
 
