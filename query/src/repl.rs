@@ -1,6 +1,7 @@
 //! The interactive shell: `flowsql` with no SQL. Statements end with `;` and may span lines;
 //! history is kept in `~/.flowsql_history`. Backslash commands: `\d`, `\d TABLE`, `\q`, `\?`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use rustyline::error::ReadlineError;
@@ -19,7 +20,11 @@ SQL ends with ';' and may span several lines. Forensics functions:
   cidr_contains('10.0.0.0/8', ip_source), has_label(source_labels, 'k8s:app=frontend'),
   label_value(destination_labels, 'app')";
 
+/// `~/.flowsql_history`, for a person at a terminal only: SQL piped in by a script is not history.
 fn history_file() -> Option<PathBuf> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
     std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".flowsql_history"))
 }
 
