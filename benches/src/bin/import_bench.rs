@@ -7,7 +7,8 @@
 //! - `flowrec import FILE --store DIR/flowrec-store`
 //! - DuckDB: `COPY (SELECT * FROM read_json(FILE)) TO DIR/duckdb.parquet (FORMAT parquet,
 //!   COMPRESSION zstd)` through the `duckdb` CLI (pip install duckdb-cli) or python's duckdb.
-//! and prints flows/s and bytes/flow for each, best of --runs.
+//!
+//! It prints flows/s and bytes/flow for each, best of --runs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
