@@ -1,8 +1,10 @@
 //! Batching: groups decoded rows into the files they will become.
 //!
 //! A file holds one table's rows of one UTC hour. A file is sealed when its buffered rows reach
-//! the size limit, when it has been open longer than the age limit, or when the source is done;
-//! rows of a new hour open a new file, so no file spans two hours. Sealing sorts nothing and
+//! the size limit, when it has been open longer than the age limit, when rows two hours newer
+//! have arrived (sources deliver roughly in time order, so its hour is over: this bounds the
+//! memory of importing a month of history), or when the source is done. Rows of a new hour open
+//! a new file, so no file spans two hours; late rows of a sealed hour open another file there. Sealing sorts nothing and
 //! writes nothing: the stage that encodes Parquet does that.
 
 use std::collections::BTreeMap;
@@ -78,13 +80,18 @@ struct OpenFile {
 pub struct Batcher {
     policy: RotationPolicy,
     open: BTreeMap<(Table, i64), OpenFile>,
+    /// Newest hour that received rows, per table.
+    newest_hour: BTreeMap<Table, i64>,
 }
+
+const HOUR_NS: i64 = 3_600_000_000_000;
 
 impl Batcher {
     pub fn new(policy: RotationPolicy) -> Self {
         Batcher {
             policy,
             open: BTreeMap::new(),
+            newest_hour: BTreeMap::new(),
         }
     }
 
@@ -102,9 +109,28 @@ impl Batcher {
             if file.bytes >= self.policy.max_bytes {
                 sealed.extend(self.seal(table, hour));
             }
+            let newest = self.newest_hour.entry(table).or_insert(hour);
+            *newest = (*newest).max(hour);
         }
+        sealed.extend(self.past(table));
         sealed.extend(self.expired(Instant::now()));
         sealed
+    }
+
+    /// Files of `table` two or more hours older than its newest rows.
+    fn past(&mut self, table: Table) -> Vec<SealedFile> {
+        let Some(&newest) = self.newest_hour.get(&table) else {
+            return Vec::new();
+        };
+        let old: Vec<i64> = self
+            .open
+            .keys()
+            .filter(|(t, hour)| *t == table && *hour <= newest - 2 * HOUR_NS)
+            .map(|(_, hour)| *hour)
+            .collect();
+        old.into_iter()
+            .filter_map(|hour| self.seal(table, hour))
+            .collect()
     }
 
     /// Files open longer than the age limit at `now`.
@@ -156,7 +182,7 @@ fn split_by_hour(batch: &RecordBatch) -> Vec<(i64, RecordBatch)> {
     let mut parts = Vec::new();
     let mut hour = first;
     while hour <= last {
-        let next = hour + 3_600_000_000_000;
+        let next = hour + HOUR_NS;
         let lower = cmp::gt_eq(time, &scalar(hour, time)).expect("same type");
         let upper = cmp::lt(time, &scalar(next, time)).expect("same type");
         let in_hour = arrow::compute::and(&lower, &upper).expect("same length");
@@ -201,10 +227,8 @@ mod tests {
     #[test]
     fn no_file_spans_two_hours() {
         let mut batcher = Batcher::new(RotationPolicy::default());
-        assert!(batcher
-            .push(Table::LostEvents, times(&[H + 5, 2 * H + 1, H + 7, 3 * H]))
-            .is_empty());
-        let mut files = batcher.flush();
+        let mut files = batcher.push(Table::LostEvents, times(&[H + 5, 2 * H + 1, H + 7, 3 * H]));
+        files.extend(batcher.flush());
         files.sort_by_key(|f| f.hour);
         let hours: Vec<(i64, usize)> = files.iter().map(|f| (f.hour, f.rows())).collect();
         assert_eq!(hours, vec![(H, 2), (2 * H, 1), (3 * H, 1)]);
@@ -224,6 +248,26 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(61);
         assert_eq!(batcher.expired(later).len(), 1, "over the age limit");
         assert!(batcher.flush().is_empty());
+    }
+
+    #[test]
+    fn hours_two_behind_the_newest_rows_are_sealed() {
+        let mut batcher = Batcher::new(RotationPolicy::default());
+        assert!(batcher
+            .push(Table::LostEvents, times(&[H, H + 1]))
+            .is_empty());
+        assert!(
+            batcher.push(Table::LostEvents, times(&[2 * H])).is_empty(),
+            "H is still open"
+        );
+        let sealed = batcher.push(Table::LostEvents, times(&[3 * H]));
+        let hours: Vec<(i64, usize)> = sealed.iter().map(|f| (f.hour, f.rows())).collect();
+        assert_eq!(hours, vec![(H, 2)]);
+        // A late row of a sealed hour opens another file there.
+        assert!(batcher.push(Table::LostEvents, times(&[H + 5])).len() == 1);
+        let mut rest: Vec<i64> = batcher.flush().iter().map(|f| f.hour).collect();
+        rest.sort();
+        assert_eq!(rest, vec![2 * H, 3 * H]);
     }
 
     #[test]
