@@ -28,8 +28,9 @@ use crate::input::{Chunk, InputError, InputName, LineChunks};
 use crate::parquet_file::{self, EncodeError, Provenance};
 use crate::upload::{UploadError, Uploader};
 
-/// Bytes of input decoded at once (whole lines).
-const CHUNK_BYTES: usize = 8 << 20;
+/// Bytes of input decoded at once (whole lines). Measured on 1M flows: 2 MiB decodes ~10% less
+/// CPU than 8 MiB (the decoder's working set stays in cache) and keeps both cores fed.
+const CHUNK_BYTES: usize = 2 << 20;
 /// Malformed lines printed per input; the rest are only counted.
 const ERRORS_SHOWN_PER_INPUT: u64 = 20;
 
