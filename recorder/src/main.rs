@@ -7,7 +7,8 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn keep_freed_memory() {
-    // `mi_option_purge_delay` in mimalloc v2's include/mimalloc.h; -1 = never purge.
+    // `mi_option_purge_delay` in include/mimalloc.h (15 in both v2 and v3, the version
+    // libmimalloc-sys builds by default); -1 = never purge.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     // SAFETY: sets a global option before any thread is started; no pointers involved.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
