@@ -166,10 +166,6 @@ impl Cluster {
         }
     }
 
-    pub fn pod_count(&self) -> usize {
-        self.pods.len()
-    }
-
     /// Zipf-like pick: edge k with weight 1/(k+1).
     fn pick_edge(&self, rng: &mut Rng) -> (usize, usize, u32) {
         let n = self.edges.len() as f64;

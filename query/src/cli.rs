@@ -46,7 +46,7 @@ pub struct Cli {
     pub file: Option<PathBuf>,
 
     /// Store URL: s3://bucket/prefix, file:///path or a local path
-    #[arg(long, env = "FLOW_STORE", default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
+    #[arg(long, env = flow_schema::store::STORE_ENV, default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
     pub store: String,
 
     /// Only flows at or after T: RFC 3339 (2026-11-24T09:00Z) or a duration back from now (2h, 7d)

@@ -93,10 +93,6 @@ impl Printer {
         })
     }
 
-    pub fn format(&self) -> OutputFormat {
-        self.format
-    }
-
     pub fn is_terminal(&self) -> bool {
         self.to_terminal
     }

@@ -25,22 +25,18 @@ impl TimeRange {
         until: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Self, TimeRangeError> {
-        let since = since
-            .map(|v| {
-                parse_instant(v, now).ok_or_else(|| TimeError {
-                    flag: "--since",
-                    value: v.into(),
+        let parse = |flag: &'static str, value: Option<&str>| {
+            value
+                .map(|v| {
+                    parse_instant(v, now).ok_or_else(|| TimeError {
+                        flag,
+                        value: v.into(),
+                    })
                 })
-            })
-            .transpose()?;
-        let until = until
-            .map(|v| {
-                parse_instant(v, now).ok_or_else(|| TimeError {
-                    flag: "--until",
-                    value: v.into(),
-                })
-            })
-            .transpose()?;
+                .transpose()
+        };
+        let since = parse("--since", since)?;
+        let until = parse("--until", until)?;
         if let (Some(s), Some(u)) = (since, until) {
             if s >= u {
                 return Err(TimeRangeError::Empty);

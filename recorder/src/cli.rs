@@ -49,7 +49,7 @@ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP e
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Store URL: s3://bucket/prefix, file:///path or a local path
-    #[arg(long, env = "FLOW_STORE", default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
+    #[arg(long, env = flow_schema::store::STORE_ENV, default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
     pub store: String,
 
     /// Name of this recorder's node: names the files it writes, and fills node_name for flows

@@ -215,10 +215,6 @@ impl LineChunks {
         self.next_line += count_lines(&chunk.bytes);
         Ok(Some(chunk))
     }
-
-    pub fn name(&self) -> &InputName {
-        &self.name
-    }
 }
 
 fn open_file(path: &Path) -> io::Result<File> {

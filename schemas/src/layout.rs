@@ -133,14 +133,6 @@ pub fn prefixes_for_range(table: Table, since_ns: i64, until_ns: i64) -> Vec<Str
     prefixes
 }
 
-/// Parses `date=YYYY-MM-DD/hour=HH` out of a key, for tools that inspect the store.
-pub fn hour_of_key(key: &str) -> Option<i64> {
-    let date = key.split("date=").nth(1)?.get(..10)?;
-    let hour: u32 = key.split("hour=").nth(1)?.get(..2)?.parse().ok()?;
-    let day = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    day.and_hms_opt(hour, 0, 0)?.and_utc().timestamp_nanos_opt()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +167,6 @@ mod tests {
             key.starts_with("flows/v1/date=2026-11-26/hour=13/"),
             "{key}"
         );
-        assert_eq!(hour_of_key(&key), Some(ns("2026-11-26T13:00:00Z")));
     }
 
     #[test]

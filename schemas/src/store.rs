@@ -150,14 +150,6 @@ pub struct Store {
 }
 
 impl Store {
-    /// `--store` if given, else `$FLOW_STORE`, else `./flowstore`.
-    pub fn default_url() -> String {
-        std::env::var(STORE_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_STORE.to_string())
-    }
-
     pub fn open(url: &str, patience: &Patience) -> Result<Store, StoreError> {
         let location = Location::parse(url)?;
         let (object_store, root): (Arc<dyn ObjectStore>, Path) = match &location {

@@ -198,22 +198,12 @@ fn s3_round_trip_gives_the_same_rows_as_a_local_folder() {
     assert_eq!(from_s3.lines().count(), 14_870 + 10 + 1);
     assert!(from_s3 == from_local, "S3 and local stores differ");
     // A time window over S3 lists only its prefixes and still answers.
-    let window = flowsql(
-        &[
-            "--store",
-            s3,
-            "--since",
-            "2026-11-24T09:00Z",
-            "--until",
-            "2026-11-24T10:00Z",
-            "--format",
-            "ndjson",
-            "select count(*) as n from flows where verdict = 'DROPPED'",
-        ],
+    let window = query_with(
+        s3,
+        &INCIDENT_HOUR,
+        "select count(*) as n from flows where verdict = 'DROPPED'",
         &env,
-    )
-    .ok()
-    .rows();
+    );
     assert!(window[0]["n"].as_u64().unwrap() > 0);
 }
 
@@ -465,22 +455,12 @@ fn a_time_window_never_opens_files_of_other_hours() {
         .path()
         .join("store/flows/v1/date=2026-11-24/hour=08/zz-corrupt.parquet");
     std::fs::write(&corrupt, b"this is not parquet").unwrap();
-    let window = flowsql(
-        &[
-            "--store",
-            &store,
-            "--since",
-            "2026-11-24T09:00Z",
-            "--until",
-            "2026-11-24T10:00Z",
-            "--format",
-            "ndjson",
-            "select count(*) as n, min(time) as lo, max(time) as hi from flows",
-        ],
+    let window = query_with(
+        &store,
+        &INCIDENT_HOUR,
+        "select count(*) as n, min(time) as lo, max(time) as hi from flows",
         &[],
-    )
-    .ok()
-    .rows();
+    );
     let expected = json_lines(&incident_capture())
         .iter()
         .filter(|l| l["time"].as_str().unwrap().starts_with("2026-11-24T09"))
@@ -499,15 +479,29 @@ fn a_time_window_never_opens_files_of_other_hours() {
         &store,
         &["--since", "2h"],
         "select count(*) as n from flows",
+        &[],
     );
     assert_eq!(recent[0]["n"], 0);
 }
 
-fn query_with(store: &str, extra: &[&str], sql: &str) -> Vec<serde_json::Value> {
+/// The window of the typo'd policy's first hour.
+const INCIDENT_HOUR: [&str; 4] = [
+    "--since",
+    "2026-11-24T09:00Z",
+    "--until",
+    "2026-11-24T10:00Z",
+];
+
+fn query_with(
+    store: &str,
+    extra: &[&str],
+    sql: &str,
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
     let mut args = vec!["--store", store, "--format", "ndjson"];
     args.extend_from_slice(extra);
     args.push(sql);
-    flowsql(&args, &[]).ok().rows()
+    flowsql(&args, env).ok().rows()
 }
 
 #[test]

@@ -264,23 +264,27 @@ impl HubbleDecoder {
             return RecordBatch::new_empty(lost_events_schema());
         }
         let rows = filter_record_batch(batch, lost).expect("same length");
-        let top = View::root(StructArray::from(rows.clone()));
-        let event = top.child("lost_events");
-        let time = flatten::coalesce(&top.leaf("time"), &event.leaf("first"));
+        let time_of = |top: &View| {
+            flatten::coalesce(&top.leaf("time"), &top.child("lost_events").leaf("first"))
+        };
+        let mut top = View::root(StructArray::from(rows.clone()));
+        let mut time = time_of(&top);
         let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
-        report_missing(
-            &has_time,
-            &select_lines(lines, lost),
-            "lost_events has no time",
-            errors,
-        );
-        let rows = filter_record_batch(&rows, &has_time).expect("same length");
-        let top = View::root(StructArray::from(rows));
+        if has_time.false_count() > 0 {
+            report_missing(
+                &has_time,
+                &select_lines(lines, lost),
+                "lost_events has no time",
+                errors,
+            );
+            let rows = filter_record_batch(&rows, &has_time).expect("same length");
+            top = View::root(StructArray::from(rows));
+            time = time_of(&top);
+        }
         let mut node = top.leaf("node_name");
         if let Some(default) = &self.default_node_name {
             node = fill_nulls(&node, default);
         }
-        let time = flatten::coalesce(&top.leaf("time"), &top.child("lost_events").leaf("first"));
         flatten::lost_events(&top.child("lost_events"), time, node, self.source)
             .expect("flattened columns match the lost-events schema")
     }
