@@ -5,6 +5,7 @@
 
 pub mod hubble;
 pub mod layout;
+pub mod row;
 pub mod schema;
 pub mod store;
 pub mod units;

@@ -6,29 +6,25 @@
 //! 64-bit integers as strings, omitted zero values, `is_reply` absent = NULL, unknown fields
 //! ignored (every Cilium release adds some).
 //!
-//! Input is decoded a chunk of lines at a time with arrow-json (vectorised, no per-row
-//! allocation). A chunk that fails is decoded again line by line, so one bad line costs only
-//! itself and is reported with its line number.
+//! Each line is parsed once, straight into a row of the flat schema ([`json`] reads what
+//! [`flow`] asks for; nothing is materialised in between), and the row is appended only if the
+//! whole line was understood: one bad line costs only itself and is reported with its line
+//! number and the path of the field at fault.
 
 mod enums;
-mod flatten;
-mod input;
+mod flow;
+mod json;
 
-use std::sync::Arc;
+use std::borrow::Cow;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, Scalar, StringArray, StructArray,
-};
-use arrow::compute::kernels::{boolean, zip::zip};
-use arrow::compute::{filter, filter_record_batch, is_not_null};
-use arrow::datatypes::SchemaRef;
-use arrow::error::ArrowError;
-use arrow::json::reader::ReaderBuilder;
+use arrow::array::RecordBatch;
 
-pub use input::TCP_FLAG_NAMES;
+pub use flow::TCP_FLAG_NAMES;
 
+use crate::row::{Cell, Row, TableBuilder};
 use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
-use flatten::View;
+use flow::{Out, F, L};
+use json::{Cursor, JsonError};
 
 /// A line that could not be imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,19 +49,50 @@ pub struct Decoded {
 /// Decodes Hubble JSON lines into record batches of the flow and lost-event schemas.
 #[derive(Debug, Clone)]
 pub struct HubbleDecoder {
-    line_schema: SchemaRef,
-    envelope_schema: SchemaRef,
+    /// Schema position of each [`F`] / [`L`] column.
+    flow_columns: Vec<usize>,
+    lost_columns: Vec<usize>,
     default_node_name: Option<String>,
     source: CaptureSource,
+}
+
+/// Flow fields whose presence at the top level makes a line a bare `Flow` (as opposed to an
+/// `agent_event`/`debug_event`/`node_status` envelope, which shares `time` and `node_name`).
+const BARE_FLOW_INDICATORS: [&str; 10] = [
+    "verdict",
+    "IP",
+    "l4",
+    "Type",
+    "event_type",
+    "source",
+    "destination",
+    "l7",
+    "uuid",
+    "ethernet",
+];
+
+/// What a line held.
+enum Event {
+    Flow,
+    Lost,
+    Other,
+}
+
+/// The rows one line is read into, reused from line to line.
+struct Scratch<'a> {
+    flow: Row<'a>,
+    lost: Row<'a>,
 }
 
 impl HubbleDecoder {
     /// `default_node_name` fills `node_name` for flows that carry none (neither in the flow nor
     /// in the envelope).
     pub fn new(source: CaptureSource, default_node_name: Option<String>) -> Self {
+        let flows = flow_schema();
+        flow::check_flow_schema(&flows);
         HubbleDecoder {
-            line_schema: input::line_schema(),
-            envelope_schema: input::envelope_schema(),
+            flow_columns: F::resolve(&flows),
+            lost_columns: L::resolve(&lost_events_schema()),
             default_node_name,
             source,
         }
@@ -74,259 +101,136 @@ impl HubbleDecoder {
     /// Decodes a buffer of newline-separated JSON values. `first_line` is the 1-based line
     /// number of the buffer's first line (for error messages). Blank lines are skipped silently.
     pub fn decode(&self, buffer: &[u8], first_line: u64) -> Decoded {
-        let lines = split_lines(buffer, first_line);
-        let all_envelopes = lines.iter().all(|line| {
-            let bytes = &buffer[line.start..line.end];
-            input::ENVELOPE_OPENINGS
-                .iter()
-                .any(|opening| bytes.starts_with(opening))
-        });
-        let schema = if all_envelopes {
-            &self.envelope_schema
-        } else {
-            &self.line_schema
+        let mut flows = TableBuilder::new(flow_schema());
+        let mut lost_events = TableBuilder::new(lost_events_schema());
+        let mut scratch = Scratch {
+            flow: Row::new(flows.width()),
+            lost: Row::new(lost_events.width()),
         };
         let mut errors = Vec::new();
-        let (batch, line_numbers) = match self.decode_all(schema, buffer, lines.len()) {
-            Ok(batch) => (batch, lines.iter().map(|l| l.number).collect()),
-            Err(_) => self.decode_line_by_line(schema, buffer, &lines, &mut errors),
-        };
-        let mut decoded = self.flatten(&batch, &line_numbers, &mut errors);
-        errors.sort_by_key(|e| e.line);
-        decoded.errors = errors;
-        decoded
-    }
-
-    fn reader(&self, schema: &SchemaRef, rows: usize) -> arrow::json::reader::Decoder {
-        ReaderBuilder::new(schema.clone())
-            .with_coerce_primitive(true)
-            .with_batch_size(rows.max(1))
-            .build_decoder()
-            .expect("the line schema is supported by arrow-json")
-    }
-
-    /// Decodes `buffer` in one go; fails unless it holds exactly `expected_rows` JSON objects.
-    fn decode_all(
-        &self,
-        schema: &SchemaRef,
-        buffer: &[u8],
-        expected_rows: usize,
-    ) -> Result<RecordBatch, String> {
-        let mut reader = self.reader(schema, expected_rows + 1);
-        let consumed = reader.decode(buffer).map_err(clean_error)?;
-        if reader.has_partial_record() {
-            return Err("truncated JSON: the line ends inside an object".into());
-        }
-        let batch = reader.flush().map_err(clean_error)?;
-        let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(schema.clone()));
-        if consumed != buffer.len() || batch.num_rows() != expected_rows {
-            return Err(format!(
-                "expected one JSON object on the line, found {}",
-                batch.num_rows()
-            ));
-        }
-        Ok(batch)
-    }
-
-    fn decode_line_by_line(
-        &self,
-        schema: &SchemaRef,
-        buffer: &[u8],
-        lines: &[Line],
-        errors: &mut Vec<LineError>,
-    ) -> (RecordBatch, Vec<u64>) {
-        let mut good = Vec::with_capacity(buffer.len());
-        let mut numbers = Vec::new();
-        for line in lines {
+        let mut other_events = 0;
+        for line in split_lines(buffer, first_line) {
             let bytes = &buffer[line.start..line.end];
-            match self.decode_all(schema, bytes, 1) {
-                Ok(_) => {
-                    good.extend_from_slice(bytes);
-                    good.push(b'\n');
-                    numbers.push(line.number);
-                }
-                Err(reason) => errors.push(LineError {
+            let event = std::str::from_utf8(bytes)
+                .map_err(|e| {
+                    JsonError::new(format!("invalid UTF-8 at column {}", e.valid_up_to() + 1))
+                })
+                .and_then(|text| self.decode_line(text, &mut scratch));
+            match event {
+                Ok(Event::Flow) => flows.append(&scratch.flow),
+                Ok(Event::Lost) => lost_events.append(&scratch.lost),
+                Ok(Event::Other) => other_events += 1,
+                Err(error) => errors.push(LineError {
                     line: line.number,
-                    reason,
+                    reason: error.to_string(),
                 }),
             }
         }
-        let batch = self
-            .decode_all(schema, &good, numbers.len())
-            .expect("lines that decode alone decode together");
-        (batch, numbers)
-    }
-
-    fn flatten(&self, batch: &RecordBatch, lines: &[u64], errors: &mut Vec<LineError>) -> Decoded {
-        let top = View::root(StructArray::from(batch.clone()));
-        let envelope_flow = top.child("flow").present();
-        let lost = boolean::and_not(&top.child("lost_events").present(), &envelope_flow)
-            .expect("same length");
-        let bare_flow = boolean::and_not(
-            &boolean::and_not(&flatten::looks_like_flow(&top), &envelope_flow)
-                .expect("same length"),
-            &lost,
-        )
-        .expect("same length");
-        let is_flow = boolean::or(&envelope_flow, &bare_flow).expect("same length");
-        let other_events = batch.num_rows() - is_flow.true_count() - lost.true_count();
-
-        let flows = self.flows(
-            batch,
-            &top,
-            &envelope_flow,
-            &bare_flow,
-            &is_flow,
-            lines,
-            errors,
-        );
-        let lost_events = self.lost_events(batch, &lost, lines, errors);
         Decoded {
-            flows,
-            lost_events,
-            errors: Vec::new(),
+            flows: flows.finish().expect("rows match the flow schema"),
+            lost_events: lost_events
+                .finish()
+                .expect("rows match the lost-events schema"),
+            errors,
             other_events,
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn flows(
-        &self,
-        batch: &RecordBatch,
-        top: &View,
-        envelope_flow: &BooleanArray,
-        bare_flow: &BooleanArray,
-        is_flow: &BooleanArray,
-        lines: &[u64],
-        errors: &mut Vec<LineError>,
-    ) -> RecordBatch {
-        if is_flow.true_count() == 0 {
-            return RecordBatch::new_empty(flow_schema());
+    /// Reads one line into `scratch`; the returned event says which row holds it.
+    fn decode_line<'a>(
+        &'a self,
+        text: &'a str,
+        scratch: &mut Scratch<'a>,
+    ) -> Result<Event, JsonError> {
+        scratch.flow.clear();
+        scratch.lost.clear();
+        let mut out = Out {
+            row: &mut scratch.flow,
+            at: &self.flow_columns,
+        };
+        let lost_row = &mut scratch.lost;
+        let (mut envelope_flow, mut lost, mut bare_fields, mut bare_flow) =
+            (false, false, false, false);
+        let mut top_time: Option<i64> = None;
+        let mut top_node: Option<Cow<'a, str>> = None;
+        let mut cursor = Cursor::new(text);
+        let object = cursor.object(|cursor, key| {
+            match key {
+                "flow" => {
+                    envelope_flow = cursor.object(|cursor, key| {
+                        if !flow::flow_field(cursor, &mut out, key)? {
+                            cursor.skip()?;
+                        }
+                        Ok(())
+                    })?
+                }
+                "lost_events" => lost = flow::lost_event(cursor, lost_row, &self.lost_columns)?,
+                // In an envelope these are the envelope's; in a bare Flow, the flow's own.
+                // Either way the flow's own value (inside "flow") takes precedence.
+                "time" => top_time = flow::timestamp(cursor)?,
+                "node_name" => top_node = cursor.text()?,
+                _ => {
+                    if cursor.null()? {
+                        return Ok(());
+                    }
+                    if flow::flow_field(cursor, &mut out, key)? {
+                        bare_fields = true;
+                        bare_flow |= BARE_FLOW_INDICATORS.contains(&key);
+                    } else {
+                        // agent_event, debug_event, node_status, or a field we do not know.
+                        cursor.skip()?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        cursor.finish()?;
+        if !object {
+            return Err(JsonError::new("expected a JSON object, found null"));
         }
-        let enveloped = batch.column_by_name("flow").expect("declared").clone();
-        // A bare Flow's fields sit at the top level, with the same names and types (only in the
-        // full line schema: the envelope schema has no bare flows).
-        let bare = || -> ArrayRef {
-            let fields = enveloped.as_struct().fields().clone();
-            let columns = fields
-                .iter()
-                .map(|f| batch.column_by_name(f.name()).expect("same fields").clone())
-                .collect();
-            Arc::new(StructArray::new(fields, columns, None))
-        };
-        let merged = if bare_flow.true_count() == 0 {
-            enveloped.clone()
-        } else if envelope_flow.true_count() == 0 {
-            bare()
-        } else {
-            zip(envelope_flow, &enveloped, &bare()).expect("same types")
-        };
-        let keep = |array: &ArrayRef| filter(array, is_flow).expect("same length");
-        let merged = keep(&merged);
-        let flow_lines = select_lines(lines, is_flow);
-        let flow = View::root(merged.as_struct().clone());
-        let time = flatten::coalesce(&flow.leaf("time"), &keep(&top.leaf("time")));
-        let mut node = flatten::coalesce(&flow.leaf("node_name"), &keep(&top.leaf("node_name")));
-        if let Some(default) = &self.default_node_name {
-            node = fill_nulls(&node, default);
+        if envelope_flow && bare_fields {
+            return Err(JsonError::new(
+                "the line holds both an envelope \"flow\" and Flow fields at the top level",
+            ));
         }
-
-        // A flow without any time cannot be placed in the store: report and drop it.
-        let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
-        let (flow, time, node) = if has_time.false_count() == 0 {
-            (flow, time, node)
-        } else {
-            report_missing(
-                &has_time,
-                &flow_lines,
-                "flow has no time (neither flow.time nor the envelope's time)",
-                errors,
-            );
-            let keep = |array: &ArrayRef| filter(array, &has_time).expect("same length");
-            (
-                View::root(keep(&merged).as_struct().clone()),
-                keep(&time),
-                keep(&node),
-            )
-        };
-        flatten::flows(&flow, time, node, self.source)
-            .expect("flattened columns match the flow schema")
+        let source = Cell::Str(Cow::Borrowed(self.source.as_str()));
+        let default_node = self.default_node_name.as_deref().map(Cow::Borrowed);
+        if envelope_flow || (bare_flow && !lost) {
+            if let Some(ns) = top_time {
+                out.set_default(F::Time, Cell::Time(ns));
+            }
+            if out.is_null(F::Time) {
+                return Err(JsonError::new(
+                    "flow has no time (neither flow.time nor the envelope's time)",
+                ));
+            }
+            for node in [top_node, default_node].into_iter().flatten() {
+                out.set_default(F::NodeName, Cell::Str(node));
+            }
+            out.set(F::CaptureSource, source);
+            return Ok(Event::Flow);
+        }
+        if lost {
+            let at = |column: L| self.lost_columns[column as usize];
+            match top_time {
+                Some(ns) => lost_row.set(at(L::Time), Cell::Time(ns)),
+                None if !lost_row.is_null(at(L::First)) => {
+                    let first = lost_row.get(at(L::First)).clone();
+                    lost_row.set(at(L::Time), first);
+                }
+                None => {}
+            }
+            if lost_row.is_null(at(L::Time)) {
+                return Err(JsonError::new("lost_events has no time"));
+            }
+            for node in [top_node, default_node].into_iter().flatten() {
+                lost_row.set_default(at(L::NodeName), Cell::Str(node));
+            }
+            lost_row.set(at(L::CaptureSource), source);
+            return Ok(Event::Lost);
+        }
+        Ok(Event::Other)
     }
-
-    fn lost_events(
-        &self,
-        batch: &RecordBatch,
-        lost: &BooleanArray,
-        lines: &[u64],
-        errors: &mut Vec<LineError>,
-    ) -> RecordBatch {
-        if lost.true_count() == 0 {
-            return RecordBatch::new_empty(lost_events_schema());
-        }
-        let rows = filter_record_batch(batch, lost).expect("same length");
-        let time_of = |top: &View| {
-            flatten::coalesce(&top.leaf("time"), &top.child("lost_events").leaf("first"))
-        };
-        let mut top = View::root(StructArray::from(rows.clone()));
-        let mut time = time_of(&top);
-        let has_time = is_not_null(time.as_ref()).expect("is_not_null never fails");
-        if has_time.false_count() > 0 {
-            report_missing(
-                &has_time,
-                &select_lines(lines, lost),
-                "lost_events has no time",
-                errors,
-            );
-            let rows = filter_record_batch(&rows, &has_time).expect("same length");
-            top = View::root(StructArray::from(rows));
-            time = time_of(&top);
-        }
-        let mut node = top.leaf("node_name");
-        if let Some(default) = &self.default_node_name {
-            node = fill_nulls(&node, default);
-        }
-        flatten::lost_events(&top.child("lost_events"), time, node, self.source)
-            .expect("flattened columns match the lost-events schema")
-    }
-}
-
-/// A `LineError` for every row where `present` is false.
-fn report_missing(
-    present: &BooleanArray,
-    lines: &[u64],
-    reason: &str,
-    errors: &mut Vec<LineError>,
-) {
-    for (row, number) in lines.iter().enumerate() {
-        if !present.value(row) {
-            errors.push(LineError {
-                line: *number,
-                reason: reason.into(),
-            });
-        }
-    }
-}
-
-fn fill_nulls(array: &ArrayRef, value: &str) -> ArrayRef {
-    let present = is_not_null(array.as_ref()).expect("is_not_null never fails");
-    let fallback = Scalar::new(StringArray::from(vec![value]));
-    zip(&present, array, &fallback).expect("utf8 on both sides")
-}
-
-fn select_lines(lines: &[u64], mask: &BooleanArray) -> Vec<u64> {
-    lines
-        .iter()
-        .enumerate()
-        .filter(|(row, _)| mask.is_valid(*row) && mask.value(*row))
-        .map(|(_, n)| *n)
-        .collect()
-}
-
-/// arrow-json prefixes its messages with "Json error: "; the user needs only the cause.
-fn clean_error(error: ArrowError) -> String {
-    let message = error.to_string();
-    let message = message.strip_prefix("Json error: ").unwrap_or(&message);
-    message.to_string()
 }
 
 struct Line {
@@ -351,5 +255,7 @@ fn split_lines(buffer: &[u8], first_line: u64) -> Vec<Line> {
     lines
 }
 
+#[cfg(test)]
+mod legacy;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,732 @@
+//! Hubble's `Flow` and `LostEvent` messages (cilium v1.19.4 `flow.proto`, protojson field names:
+//! `IP`, `Type`, `Summary`, `ID`, `TCP`, `ipVersion` verbatim) read straight into rows of the flat
+//! flow and lost-event schemas.
+//!
+//! This module owns the mapping "proto field -> column" and the proto3 rules that go with it:
+//! a number omitted inside a present message is 0 (ports of a present TCP header), an enum at its
+//! zero value is NULL ([`super::enums`]), `l4_protocol`/`l7_protocol` name the `oneof` that is set,
+//! `tcp_flags` lists the set flags in Hubble's order. Fields it does not know are skipped.
+
+use std::borrow::Cow;
+
+use arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+use arrow::datatypes::{DataType, Schema};
+
+use super::enums::{self, EnumNames};
+use super::json::{Cursor, JsonError, Result};
+use crate::row::{Cell, Row};
+
+/// `TCPFlags` keys, in the order Hubble declares them; also the order of `tcp_flags` lists.
+pub const TCP_FLAG_NAMES: [&str; 9] =
+    ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS"];
+
+/// Declares the columns a decoder writes, as an enum whose variants index a table resolved by
+/// name against the schema when the decoder is built: the schema's column order is free to
+/// change, and a column missing from the schema stops the program at start-up, not mid-import.
+macro_rules! columns {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $column:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub(crate) enum $name { $($variant,)* }
+
+        impl $name {
+            const NAMES: &'static [&'static str] = &[$($column,)*];
+
+            /// Schema position of every variant, by variant index.
+            pub fn resolve(schema: &Schema) -> Vec<usize> {
+                Self::NAMES
+                    .iter()
+                    .map(|name| {
+                        schema
+                            .index_of(name)
+                            .unwrap_or_else(|_| panic!("column {name} is not in the schema"))
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+columns! {
+    /// Columns of `flows` that Hubble JSON fills.
+    F {
+        Time => "time",
+        Uuid => "uuid",
+        CaptureSource => "capture_source",
+        NodeName => "node_name",
+        NodeLabels => "node_labels",
+        Verdict => "verdict",
+        DropReason => "drop_reason",
+        DropReasonDesc => "drop_reason_desc",
+        AuthType => "auth_type",
+        Type => "type",
+        EventType => "event_type",
+        EventSubtype => "event_subtype",
+        TrafficDirection => "traffic_direction",
+        IsReply => "is_reply",
+        Reply => "reply",
+        TraceObservationPoint => "trace_observation_point",
+        TraceReason => "trace_reason",
+        PolicyMatchType => "policy_match_type",
+        EthernetSource => "ethernet_source",
+        EthernetDestination => "ethernet_destination",
+        IpSource => "ip_source",
+        IpDestination => "ip_destination",
+        IpSourceXlated => "ip_source_xlated",
+        IpVersion => "ip_version",
+        IpEncrypted => "ip_encrypted",
+        L4Protocol => "l4_protocol",
+        SourcePort => "source_port",
+        DestinationPort => "destination_port",
+        TcpFlags => "tcp_flags",
+        IcmpType => "icmp_type",
+        IcmpCode => "icmp_code",
+        SourceId => "source_id",
+        SourceIdentity => "source_identity",
+        SourceClusterName => "source_cluster_name",
+        SourceNamespace => "source_namespace",
+        SourcePodName => "source_pod_name",
+        SourceLabels => "source_labels",
+        SourceWorkload => "source_workload",
+        SourceWorkloadKind => "source_workload_kind",
+        SourceServiceName => "source_service_name",
+        SourceServiceNamespace => "source_service_namespace",
+        SourceNames => "source_names",
+        DestinationId => "destination_id",
+        DestinationIdentity => "destination_identity",
+        DestinationClusterName => "destination_cluster_name",
+        DestinationNamespace => "destination_namespace",
+        DestinationPodName => "destination_pod_name",
+        DestinationLabels => "destination_labels",
+        DestinationWorkload => "destination_workload",
+        DestinationWorkloadKind => "destination_workload_kind",
+        DestinationServiceName => "destination_service_name",
+        DestinationServiceNamespace => "destination_service_namespace",
+        DestinationNames => "destination_names",
+        L7Type => "l7_type",
+        L7Protocol => "l7_protocol",
+        L7LatencyNs => "l7_latency_ns",
+        HttpCode => "http_code",
+        HttpMethod => "http_method",
+        HttpUrl => "http_url",
+        HttpProtocol => "http_protocol",
+        HttpHeaders => "http_headers",
+        DnsQuery => "dns_query",
+        DnsIps => "dns_ips",
+        DnsTtl => "dns_ttl",
+        DnsCnames => "dns_cnames",
+        DnsObservationSource => "dns_observation_source",
+        DnsRcode => "dns_rcode",
+        DnsQtypes => "dns_qtypes",
+        DnsRrtypes => "dns_rrtypes",
+        KafkaErrorCode => "kafka_error_code",
+        KafkaApiVersion => "kafka_api_version",
+        KafkaApiKey => "kafka_api_key",
+        KafkaCorrelationId => "kafka_correlation_id",
+        KafkaTopic => "kafka_topic",
+        EgressAllowedBy => "egress_allowed_by",
+        IngressAllowedBy => "ingress_allowed_by",
+        EgressDeniedBy => "egress_denied_by",
+        IngressDeniedBy => "ingress_denied_by",
+        PolicyLog => "policy_log",
+        InterfaceIndex => "interface_index",
+        InterfaceName => "interface_name",
+        ProxyPort => "proxy_port",
+        TraceId => "trace_id",
+        IpTraceId => "ip_trace_id",
+        SockXlatePoint => "sock_xlate_point",
+        SocketCookie => "socket_cookie",
+        CgroupId => "cgroup_id",
+        TunnelProtocol => "tunnel_protocol",
+        TunnelVni => "tunnel_vni",
+        TunnelIpSource => "tunnel_ip_source",
+        TunnelIpDestination => "tunnel_ip_destination",
+        FileName => "file_name",
+        FileLine => "file_line",
+        EmitterName => "emitter_name",
+        EmitterVersion => "emitter_version",
+        AggregateIngressFlowCount => "aggregate_ingress_flow_count",
+        AggregateEgressFlowCount => "aggregate_egress_flow_count",
+        AggregateUnknownDirectionFlowCount => "aggregate_unknown_direction_flow_count",
+        Summary => "summary",
+    }
+}
+
+columns! {
+    /// Columns of `lost_events`.
+    L {
+        Time => "time",
+        CaptureSource => "capture_source",
+        NodeName => "node_name",
+        Source => "source",
+        NumEventsLost => "num_events_lost",
+        Cpu => "cpu",
+        First => "first",
+        Last => "last",
+    }
+}
+
+/// Field positions inside the `list<struct>` columns, checked against the schema at start-up.
+const POLICY_FIELDS: [&str; 5] = ["name", "namespace", "kind", "revision", "labels"];
+const HEADER_FIELDS: [&str; 2] = ["key", "value"];
+
+/// Panics unless `column`'s items are structs with exactly `fields`, in that order.
+pub(crate) fn check_struct_fields(schema: &Schema, column: &str, fields: &[&str]) {
+    let field = schema.field_with_name(column).expect("resolved column");
+    let names: Vec<&str> = match field.data_type() {
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(f) => f.iter().map(|f| f.name().as_str()).collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    assert_eq!(names, fields, "struct fields of column {column}");
+}
+
+pub(crate) fn check_flow_schema(schema: &Schema) {
+    for column in [
+        "egress_allowed_by",
+        "ingress_allowed_by",
+        "egress_denied_by",
+        "ingress_denied_by",
+    ] {
+        check_struct_fields(schema, column, &POLICY_FIELDS);
+    }
+    check_struct_fields(schema, "http_headers", &HEADER_FIELDS);
+}
+
+/// A row being filled, addressed by column variant.
+pub(crate) struct Out<'r, 'a> {
+    pub row: &'r mut Row<'a>,
+    pub at: &'r [usize],
+}
+
+impl<'a> Out<'_, 'a> {
+    pub fn set(&mut self, column: F, cell: Cell<'a>) {
+        self.row.set(self.at[column as usize], cell);
+    }
+
+    pub fn set_default(&mut self, column: F, cell: Cell<'a>) {
+        self.row.set_default(self.at[column as usize], cell);
+    }
+
+    pub fn is_null(&self, column: F) -> bool {
+        self.row.is_null(self.at[column as usize])
+    }
+
+    /// Reads a JSON string, or leaves the column NULL for `null`.
+    fn text(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(text) = cursor.text()? {
+            self.set(column, Cell::Str(text));
+        }
+        Ok(())
+    }
+
+    fn name(&mut self, cursor: &mut Cursor<'a>, column: F, names: &EnumNames) -> Result<()> {
+        if let Some(name) = enum_name(cursor, names)? {
+            self.set(column, Cell::Str(name));
+        }
+        Ok(())
+    }
+
+    fn u32(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(v) = cursor.integer("an unsigned 32-bit integer")? {
+            self.set(column, Cell::U32(v));
+        }
+        Ok(())
+    }
+
+    fn u64(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(v) = cursor.integer("an unsigned 64-bit integer")? {
+            self.set(column, Cell::U64(v));
+        }
+        Ok(())
+    }
+
+    fn i32(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(v) = cursor.integer("a 32-bit integer")? {
+            self.set(column, Cell::I32(v));
+        }
+        Ok(())
+    }
+
+    fn boolean(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(v) = cursor.boolean()? {
+            self.set(column, Cell::Bool(v));
+        }
+        Ok(())
+    }
+
+    fn strings(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        if let Some(cell) = string_list(cursor, self.row)? {
+            self.set(column, cell);
+        }
+        Ok(())
+    }
+
+    /// A list of `Policy` messages.
+    fn policies(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+        let row = &mut *self.row;
+        let mark = row.items_mark();
+        let present = cursor.array(|cursor| {
+            let base = row.push_struct(POLICY_FIELDS.len());
+            cursor
+                .object(|cursor, key| {
+                    let cell = match key {
+                        "name" | "namespace" | "kind" => cursor.text()?.map(Cell::Str),
+                        "revision" => cursor.integer("an unsigned 64-bit integer")?.map(Cell::U64),
+                        "labels" => string_list(cursor, row)?,
+                        _ => return cursor.skip(),
+                    };
+                    let field = POLICY_FIELDS.iter().position(|f| *f == key);
+                    if let (Some(cell), Some(field)) = (cell, field) {
+                        row.set_item(base + field, cell);
+                    }
+                    Ok(())
+                })
+                .map(drop)
+        })?;
+        if present {
+            let cell = self.row.structs_since(mark);
+            self.set(column, cell);
+        }
+        Ok(())
+    }
+}
+
+fn string_list<'a>(cursor: &mut Cursor<'a>, row: &mut Row<'a>) -> Result<Option<Cell<'a>>> {
+    let mark = row.strings_mark();
+    let present = cursor.array(|cursor| {
+        // protojson never writes null items; another writer's null carries nothing to keep.
+        if let Some(value) = cursor.text()? {
+            row.push_string(value);
+        }
+        Ok(())
+    })?;
+    Ok(present.then(|| row.strings_since(mark)))
+}
+
+/// An enum as its stored name (numbers named, zero value NULL).
+fn enum_name<'a>(cursor: &mut Cursor<'a>, names: &EnumNames) -> Result<Option<Cow<'a, str>>> {
+    Ok(match cursor.text()? {
+        None => None,
+        Some(Cow::Borrowed(raw)) => names.normalize(raw),
+        Some(Cow::Owned(raw)) => names.normalize(&raw).map(|n| Cow::Owned(n.into_owned())),
+    })
+}
+
+/// An RFC 3339 timestamp (protojson's `google.protobuf.Timestamp`) as ns since the epoch.
+pub(crate) fn timestamp(cursor: &mut Cursor) -> Result<Option<i64>> {
+    let Some(text) = cursor.text()? else {
+        return Ok(None);
+    };
+    string_to_timestamp_nanos(&text)
+        .map(Some)
+        .map_err(|_| JsonError::new(format!("invalid timestamp \"{text}\"")))
+}
+
+/// Reads the value of `key` of a `Flow` into `out`. Returns false, with the value not consumed,
+/// for a key that is not a Flow field (the caller skips it or knows it as something else).
+pub(crate) fn flow_field<'a>(
+    cursor: &mut Cursor<'a>,
+    out: &mut Out<'_, 'a>,
+    key: &str,
+) -> Result<bool> {
+    match key {
+        "time" => {
+            if let Some(ns) = timestamp(cursor)? {
+                out.set(F::Time, Cell::Time(ns));
+            }
+        }
+        "uuid" => out.text(cursor, F::Uuid)?,
+        "verdict" => out.name(cursor, F::Verdict, &enums::VERDICT)?,
+        "drop_reason" => out.u32(cursor, F::DropReason)?,
+        "drop_reason_desc" => out.name(cursor, F::DropReasonDesc, &enums::DROP_REASON)?,
+        "auth_type" => out.name(cursor, F::AuthType, &enums::AUTH_TYPE)?,
+        "Type" => out.name(cursor, F::Type, &enums::FLOW_TYPE)?,
+        "node_name" => out.text(cursor, F::NodeName)?,
+        "node_labels" => out.strings(cursor, F::NodeLabels)?,
+        "traffic_direction" => out.name(cursor, F::TrafficDirection, &enums::TRAFFIC_DIRECTION)?,
+        "is_reply" => out.boolean(cursor, F::IsReply)?,
+        "reply" => out.boolean(cursor, F::Reply)?,
+        "trace_observation_point" => out.name(
+            cursor,
+            F::TraceObservationPoint,
+            &enums::TRACE_OBSERVATION_POINT,
+        )?,
+        "trace_reason" => out.name(cursor, F::TraceReason, &enums::TRACE_REASON)?,
+        "policy_match_type" => out.u32(cursor, F::PolicyMatchType)?,
+        "sock_xlate_point" => out.name(cursor, F::SockXlatePoint, &enums::SOCK_XLATE_POINT)?,
+        "socket_cookie" => out.u64(cursor, F::SocketCookie)?,
+        "cgroup_id" => out.u64(cursor, F::CgroupId)?,
+        "proxy_port" => out.u32(cursor, F::ProxyPort)?,
+        "Summary" => out.text(cursor, F::Summary)?,
+        "source_names" => out.strings(cursor, F::SourceNames)?,
+        "destination_names" => out.strings(cursor, F::DestinationNames)?,
+        "egress_allowed_by" => out.policies(cursor, F::EgressAllowedBy)?,
+        "ingress_allowed_by" => out.policies(cursor, F::IngressAllowedBy)?,
+        "egress_denied_by" => out.policies(cursor, F::EgressDeniedBy)?,
+        "ingress_denied_by" => out.policies(cursor, F::IngressDeniedBy)?,
+        "policy_log" => out.strings(cursor, F::PolicyLog)?,
+        "IP" => ip(cursor, out)?,
+        "l4" => layer4(cursor, out)?,
+        "l7" => layer7(cursor, out)?,
+        "source" => endpoint(cursor, out, &SOURCE)?,
+        "destination" => endpoint(cursor, out, &DESTINATION)?,
+        "source_service" => service(cursor, out, &SOURCE)?,
+        "destination_service" => service(cursor, out, &DESTINATION)?,
+        "event_type" => {
+            let present = cursor.object(|cursor, key| match key {
+                "type" => out.i32(cursor, F::EventType),
+                "sub_type" => out.i32(cursor, F::EventSubtype),
+                _ => cursor.skip(),
+            })?;
+            if present {
+                out.set_default(F::EventSubtype, Cell::I32(0));
+            }
+        }
+        "ethernet" => fields(
+            cursor,
+            out,
+            &[
+                ("source", F::EthernetSource),
+                ("destination", F::EthernetDestination),
+            ],
+        )?,
+        "interface" => {
+            cursor.object(|cursor, key| match key {
+                "index" => out.u32(cursor, F::InterfaceIndex),
+                "name" => out.text(cursor, F::InterfaceName),
+                _ => cursor.skip(),
+            })?;
+        }
+        "file" => {
+            cursor.object(|cursor, key| match key {
+                "name" => out.text(cursor, F::FileName),
+                "line" => out.u32(cursor, F::FileLine),
+                _ => cursor.skip(),
+            })?;
+        }
+        "emitter" => fields(
+            cursor,
+            out,
+            &[("name", F::EmitterName), ("version", F::EmitterVersion)],
+        )?,
+        "trace_context" => {
+            cursor.object(|cursor, key| match key {
+                "parent" => fields(cursor, out, &[("trace_id", F::TraceId)]),
+                _ => cursor.skip(),
+            })?;
+        }
+        "ip_trace_id" => {
+            cursor.object(|cursor, key| match key {
+                "trace_id" => out.u64(cursor, F::IpTraceId),
+                _ => cursor.skip(),
+            })?;
+        }
+        "aggregate" => {
+            cursor.object(|cursor, key| match key {
+                "ingress_flow_count" => out.u32(cursor, F::AggregateIngressFlowCount),
+                "egress_flow_count" => out.u32(cursor, F::AggregateEgressFlowCount),
+                "unknown_direction_flow_count" => {
+                    out.u32(cursor, F::AggregateUnknownDirectionFlowCount)
+                }
+                _ => cursor.skip(),
+            })?;
+        }
+        "tunnel" => {
+            cursor.object(|cursor, key| match key {
+                "protocol" => out.name(cursor, F::TunnelProtocol, &enums::TUNNEL_PROTOCOL),
+                "vni" => out.u32(cursor, F::TunnelVni),
+                "IP" => fields(
+                    cursor,
+                    out,
+                    &[
+                        ("source", F::TunnelIpSource),
+                        ("destination", F::TunnelIpDestination),
+                    ],
+                ),
+                _ => cursor.skip(),
+            })?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// An object whose listed keys are strings stored as they are.
+fn fields<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, keys: &[(&str, F)]) -> Result<()> {
+    cursor.object(|cursor, key| match keys.iter().find(|(k, _)| *k == key) {
+        Some((_, column)) => out.text(cursor, *column),
+        None => cursor.skip(),
+    })?;
+    Ok(())
+}
+
+fn ip<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+    cursor.object(|cursor, key| match key {
+        "source" => out.text(cursor, F::IpSource),
+        "destination" => out.text(cursor, F::IpDestination),
+        "source_xlated" => out.text(cursor, F::IpSourceXlated),
+        "ipVersion" => out.name(cursor, F::IpVersion, &enums::IP_VERSION),
+        "encrypted" => out.boolean(cursor, F::IpEncrypted),
+        _ => cursor.skip(),
+    })?;
+    Ok(())
+}
+
+/// The `Layer4` oneof, in the order `l4_protocol` names the first one set.
+const LAYER4: [&str; 7] = ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP"];
+
+fn layer4<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+    let mut present = [false; LAYER4.len()];
+    cursor.object(|cursor, key| {
+        let Some(kind) = LAYER4.iter().position(|k| *k == key) else {
+            return cursor.skip();
+        };
+        present[kind] = match key {
+            "TCP" => {
+                let mut flags: Option<u16> = None;
+                let present = cursor.object(|cursor, key| match key {
+                    "source_port" => out.u32(cursor, F::SourcePort),
+                    "destination_port" => out.u32(cursor, F::DestinationPort),
+                    "flags" => {
+                        let mut set = 0u16;
+                        cursor.object(|cursor, flag| {
+                            let bit = TCP_FLAG_NAMES.iter().position(|n| *n == flag);
+                            if let (Some(true), Some(bit)) = (cursor.boolean()?, bit) {
+                                set |= 1 << bit;
+                            }
+                            Ok(())
+                        })?;
+                        flags = Some(set);
+                        Ok(())
+                    }
+                    _ => cursor.skip(),
+                })?;
+                if present {
+                    let mark = out.row.strings_mark();
+                    for (bit, name) in TCP_FLAG_NAMES.iter().enumerate() {
+                        if flags.unwrap_or(0) & (1 << bit) != 0 {
+                            out.row.push_string(Cow::Borrowed(name));
+                        }
+                    }
+                    let cell = out.row.strings_since(mark);
+                    out.set(F::TcpFlags, cell);
+                }
+                present
+            }
+            "UDP" | "SCTP" => cursor.object(|cursor, key| match key {
+                "source_port" => out.u32(cursor, F::SourcePort),
+                "destination_port" => out.u32(cursor, F::DestinationPort),
+                _ => cursor.skip(),
+            })?,
+            "ICMPv4" | "ICMPv6" => cursor.object(|cursor, key| match key {
+                "type" => out.u32(cursor, F::IcmpType),
+                "code" => out.u32(cursor, F::IcmpCode),
+                _ => cursor.skip(),
+            })?,
+            // VRRP and IGMP have no columns of their own: only `l4_protocol` records them.
+            _ => cursor.object(|cursor, _| cursor.skip())?,
+        };
+        Ok(())
+    })?;
+    if let Some(kind) = present.iter().position(|p| *p) {
+        out.set(F::L4Protocol, Cell::Str(Cow::Borrowed(LAYER4[kind])));
+    }
+    if present[0] || present[1] || present[4] {
+        out.set_default(F::SourcePort, Cell::U32(0));
+        out.set_default(F::DestinationPort, Cell::U32(0));
+    }
+    if present[2] || present[3] {
+        out.set_default(F::IcmpType, Cell::U32(0));
+        out.set_default(F::IcmpCode, Cell::U32(0));
+    }
+    Ok(())
+}
+
+/// The `Layer7` oneof, in the order `l7_protocol` names the first one set.
+const LAYER7: [&str; 3] = ["http", "dns", "kafka"];
+
+fn layer7<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+    let mut present = [false; LAYER7.len()];
+    cursor.object(|cursor, key| {
+        match key {
+            "type" => out.name(cursor, F::L7Type, &enums::L7_FLOW_TYPE)?,
+            "latency_ns" => out.u64(cursor, F::L7LatencyNs)?,
+            "http" => {
+                present[0] = cursor.object(|cursor, key| match key {
+                    "code" => out.u32(cursor, F::HttpCode),
+                    "method" => out.text(cursor, F::HttpMethod),
+                    "url" => out.text(cursor, F::HttpUrl),
+                    "protocol" => out.text(cursor, F::HttpProtocol),
+                    "headers" => headers(cursor, out),
+                    _ => cursor.skip(),
+                })?
+            }
+            "dns" => {
+                present[1] = cursor.object(|cursor, key| match key {
+                    "query" => out.text(cursor, F::DnsQuery),
+                    "ips" => out.strings(cursor, F::DnsIps),
+                    "ttl" => out.u32(cursor, F::DnsTtl),
+                    "cnames" => out.strings(cursor, F::DnsCnames),
+                    "observation_source" => out.text(cursor, F::DnsObservationSource),
+                    "rcode" => out.u32(cursor, F::DnsRcode),
+                    "qtypes" => out.strings(cursor, F::DnsQtypes),
+                    "rrtypes" => out.strings(cursor, F::DnsRrtypes),
+                    _ => cursor.skip(),
+                })?
+            }
+            "kafka" => {
+                present[2] = cursor.object(|cursor, key| match key {
+                    "error_code" => out.i32(cursor, F::KafkaErrorCode),
+                    "api_version" => out.i32(cursor, F::KafkaApiVersion),
+                    "api_key" => out.text(cursor, F::KafkaApiKey),
+                    "correlation_id" => out.i32(cursor, F::KafkaCorrelationId),
+                    "topic" => out.text(cursor, F::KafkaTopic),
+                    _ => cursor.skip(),
+                })?
+            }
+            _ => cursor.skip()?,
+        }
+        Ok(())
+    })?;
+    if let Some(kind) = present.iter().position(|p| *p) {
+        out.set(F::L7Protocol, Cell::Str(Cow::Borrowed(LAYER7[kind])));
+    }
+    Ok(())
+}
+
+fn headers<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+    let row = &mut *out.row;
+    let mark = row.items_mark();
+    let present = cursor.array(|cursor| {
+        let base = row.push_struct(HEADER_FIELDS.len());
+        cursor
+            .object(
+                |cursor, key| match HEADER_FIELDS.iter().position(|f| *f == key) {
+                    Some(field) => {
+                        if let Some(text) = cursor.text()? {
+                            row.set_item(base + field, Cell::Str(text));
+                        }
+                        Ok(())
+                    }
+                    None => cursor.skip(),
+                },
+            )
+            .map(drop)
+    })?;
+    if present {
+        let cell = out.row.structs_since(mark);
+        out.set(F::HttpHeaders, cell);
+    }
+    Ok(())
+}
+
+/// The columns of one side of a flow.
+struct Side {
+    id: F,
+    identity: F,
+    cluster_name: F,
+    namespace: F,
+    pod_name: F,
+    labels: F,
+    workload: F,
+    workload_kind: F,
+    service_name: F,
+    service_namespace: F,
+}
+
+const SOURCE: Side = Side {
+    id: F::SourceId,
+    identity: F::SourceIdentity,
+    cluster_name: F::SourceClusterName,
+    namespace: F::SourceNamespace,
+    pod_name: F::SourcePodName,
+    labels: F::SourceLabels,
+    workload: F::SourceWorkload,
+    workload_kind: F::SourceWorkloadKind,
+    service_name: F::SourceServiceName,
+    service_namespace: F::SourceServiceNamespace,
+};
+
+const DESTINATION: Side = Side {
+    id: F::DestinationId,
+    identity: F::DestinationIdentity,
+    cluster_name: F::DestinationClusterName,
+    namespace: F::DestinationNamespace,
+    pod_name: F::DestinationPodName,
+    labels: F::DestinationLabels,
+    workload: F::DestinationWorkload,
+    workload_kind: F::DestinationWorkloadKind,
+    service_name: F::DestinationServiceName,
+    service_namespace: F::DestinationServiceNamespace,
+};
+
+/// An `Endpoint`; of its repeated `workloads`, the first is stored (the owner).
+fn endpoint<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> Result<()> {
+    cursor.object(|cursor, key| match key {
+        "ID" => out.u32(cursor, side.id),
+        "identity" => out.u32(cursor, side.identity),
+        "cluster_name" => out.text(cursor, side.cluster_name),
+        "namespace" => out.text(cursor, side.namespace),
+        "pod_name" => out.text(cursor, side.pod_name),
+        "labels" => out.strings(cursor, side.labels),
+        "workloads" => {
+            let mut first = true;
+            cursor.array(|cursor| {
+                if !first {
+                    return cursor.skip();
+                }
+                first = false;
+                fields(
+                    cursor,
+                    out,
+                    &[("name", side.workload), ("kind", side.workload_kind)],
+                )
+            })?;
+            Ok(())
+        }
+        _ => cursor.skip(),
+    })?;
+    Ok(())
+}
+
+fn service<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> Result<()> {
+    fields(
+        cursor,
+        out,
+        &[
+            ("name", side.service_name),
+            ("namespace", side.service_namespace),
+        ],
+    )
+}
+
+/// Reads a `LostEvent` into `row` (lost-event columns at `at`).
+pub(crate) fn lost_event<'a>(
+    cursor: &mut Cursor<'a>,
+    row: &mut Row<'a>,
+    at: &[usize],
+) -> Result<bool> {
+    cursor.object(|cursor, key| {
+        let (column, cell) = match key {
+            "source" => (
+                L::Source,
+                enum_name(cursor, &enums::LOST_EVENT_SOURCE)?.map(Cell::Str),
+            ),
+            "num_events_lost" => (
+                L::NumEventsLost,
+                cursor.integer("an unsigned 64-bit integer")?.map(Cell::U64),
+            ),
+            "cpu" => (L::Cpu, cursor.integer("a 32-bit integer")?.map(Cell::I32)),
+            "first" => (L::First, timestamp(cursor)?.map(Cell::Time)),
+            "last" => (L::Last, timestamp(cursor)?.map(Cell::Time)),
+            _ => return cursor.skip(),
+        };
+        if let Some(cell) = cell {
+            row.set(at[column as usize], cell);
+        }
+        Ok(())
+    })
+}

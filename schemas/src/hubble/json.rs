@@ -1,0 +1,434 @@
+//! A pull parser over one JSON line, made for protojson.
+//!
+//! The decoder asks for what the proto says comes next (an object, a string, a 64-bit integer
+//! that protojson writes as a string, ...) and the parser checks the bytes are exactly that,
+//! borrowing strings from the line whenever they hold no escape. Values the decoder does not
+//! know (fields from a newer Cilium) are skipped but still checked to be valid JSON.
+//!
+//! An error names where it happened as a path of keys (`flow.l4.TCP.source_port`), built only
+//! on the way out, so the happy path pays nothing for it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Deepest nesting accepted in a value the decoder skips: bounds recursion on hostile input.
+const MAX_DEPTH: usize = 64;
+
+/// Why a line could not be decoded, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JsonError {
+    /// Keys from the outermost object inwards.
+    path: Vec<String>,
+    message: String,
+}
+
+impl JsonError {
+    pub fn new(message: impl Into<String>) -> Self {
+        JsonError {
+            path: Vec::new(),
+            message: message.into(),
+        }
+    }
+
+    fn within(mut self, key: &str) -> Self {
+        self.path.insert(0, key.to_string());
+        self
+    }
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path.join("."), self.message)
+        }
+    }
+}
+
+pub(crate) type Result<T> = std::result::Result<T, JsonError>;
+
+/// Position in one line of JSON text.
+pub(crate) struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next significant byte, not consumed.
+    fn peek(&mut self) -> Result<u8> {
+        self.skip_whitespace();
+        self.bytes
+            .get(self.at)
+            .copied()
+            .ok_or_else(|| JsonError::new("truncated JSON: the line ends inside a value"))
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<()> {
+        let found = self.peek()?;
+        if found != byte {
+            return Err(self.unexpected(found, &format!("'{}'", byte as char)));
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    fn unexpected(&self, found: u8, wanted: &str) -> JsonError {
+        let found = match found {
+            b'"' => "a string".to_string(),
+            b'{' => "an object".to_string(),
+            b'[' => "an array".to_string(),
+            b'-' | b'0'..=b'9' => "a number".to_string(),
+            b't' | b'f' => "a boolean".to_string(),
+            other if other.is_ascii_graphic() => format!("'{}'", other as char),
+            other => format!("byte 0x{other:02x}"),
+        };
+        JsonError::new(format!(
+            "expected {wanted}, found {found} at column {}",
+            self.at + 1
+        ))
+    }
+
+    fn literal(&mut self, word: &str) -> Result<()> {
+        if self.bytes[self.at..].starts_with(word.as_bytes()) {
+            self.at += word.len();
+            Ok(())
+        } else {
+            Err(JsonError::new(format!(
+                "invalid literal at column {} (expected {word})",
+                self.at + 1
+            )))
+        }
+    }
+
+    /// Consumes a `null` if one comes next. protojson never writes null, but other writers do,
+    /// and it means the same as an absent field.
+    pub fn null(&mut self) -> Result<bool> {
+        if self.peek()? == b'n' {
+            self.literal("null")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Fails unless only whitespace is left.
+    pub fn finish(&mut self) -> Result<()> {
+        self.skip_whitespace();
+        match self.bytes.get(self.at) {
+            None => Ok(()),
+            Some(_) => Err(JsonError::new(format!(
+                "unexpected text after the JSON value at column {}",
+                self.at + 1
+            ))),
+        }
+    }
+
+    /// Calls `field` with each key of an object, the cursor on its value; `field` must consume
+    /// the value. Returns false for `null`.
+    pub fn object(&mut self, mut field: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<bool> {
+        if self.null()? {
+            return Ok(false);
+        }
+        self.expect(b'{')?;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Ok(true);
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return Err(self.unexpected(self.bytes[self.at], "a key"));
+            }
+            let key = self.string_body()?;
+            self.expect(b':')?;
+            field(self, &key).map_err(|e| e.within(&key))?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Ok(true);
+                }
+                other => return Err(self.unexpected(other, "',' or '}'")),
+            }
+        }
+    }
+
+    /// Calls `item` with the cursor on each element of an array. Returns false for `null`.
+    pub fn array(&mut self, mut item: impl FnMut(&mut Self) -> Result<()>) -> Result<bool> {
+        if self.null()? {
+            return Ok(false);
+        }
+        self.expect(b'[')?;
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Ok(true);
+        }
+        let mut index = 0usize;
+        loop {
+            item(self).map_err(|e| e.within(&format!("[{index}]")))?;
+            index += 1;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Ok(true);
+                }
+                other => return Err(self.unexpected(other, "',' or ']'")),
+            }
+        }
+    }
+
+    /// A string; also accepts a number and returns its text (protojson readers accept enum
+    /// numbers where names are expected). `None` for `null`.
+    pub fn text(&mut self) -> Result<Option<Cow<'a, str>>> {
+        match self.peek()? {
+            b'"' => self.string_body().map(Some),
+            b'-' | b'0'..=b'9' => Ok(Some(Cow::Borrowed(self.number_text()))),
+            b'n' => self.null().map(|_| None),
+            other => Err(self.unexpected(other, "a string")),
+        }
+    }
+
+    /// The string starting at the cursor (on its opening quote).
+    fn string_body(&mut self) -> Result<Cow<'a, str>> {
+        self.at += 1; // the opening quote
+        let start = self.at;
+        match memchr::memchr2(b'"', b'\\', &self.bytes[start..]) {
+            Some(offset) if self.bytes[start + offset] == b'"' => {
+                self.at = start + offset + 1;
+                Ok(Cow::Borrowed(&self.text[start..start + offset]))
+            }
+            Some(offset) => self.escaped_string(start, start + offset).map(Cow::Owned),
+            None => Err(JsonError::new("truncated JSON: unterminated string")),
+        }
+    }
+
+    /// Slow path: a string with escapes. `start` is after the quote, `escape` the first `\`.
+    fn escaped_string(&mut self, start: usize, mut escape: usize) -> Result<String> {
+        let mut out = String::with_capacity(escape - start + 16);
+        let mut from = start;
+        loop {
+            out.push_str(&self.text[from..escape]);
+            let code = *self
+                .bytes
+                .get(escape + 1)
+                .ok_or_else(|| JsonError::new("truncated JSON: unterminated string"))?;
+            let mut next = escape + 2;
+            match code {
+                b'"' => out.push('"'),
+                b'\\' => out.push('\\'),
+                b'/' => out.push('/'),
+                b'b' => out.push('\u{8}'),
+                b'f' => out.push('\u{c}'),
+                b'n' => out.push('\n'),
+                b'r' => out.push('\r'),
+                b't' => out.push('\t'),
+                b'u' => {
+                    let (c, after) = self.unicode_escape(escape)?;
+                    out.push(c);
+                    next = after;
+                }
+                other => {
+                    return Err(JsonError::new(format!(
+                        "invalid escape '\\{}' in a string at column {}",
+                        other as char,
+                        escape + 1
+                    )))
+                }
+            }
+            from = next;
+            match memchr::memchr2(b'"', b'\\', &self.bytes[from..]) {
+                Some(offset) if self.bytes[from + offset] == b'"' => {
+                    out.push_str(&self.text[from..from + offset]);
+                    self.at = from + offset + 1;
+                    return Ok(out);
+                }
+                Some(offset) => escape = from + offset,
+                None => return Err(JsonError::new("truncated JSON: unterminated string")),
+            }
+        }
+    }
+
+    /// `\uXXXX` at `escape` (the backslash), with a following low surrogate if it is a high one.
+    fn unicode_escape(&self, escape: usize) -> Result<(char, usize)> {
+        let invalid = || {
+            JsonError::new(format!(
+                "invalid \\u escape in a string at column {}",
+                escape + 1
+            ))
+        };
+        let hex = |at: usize| -> Result<u32> {
+            let digits = self.text.get(at..at + 4).ok_or_else(invalid)?;
+            u32::from_str_radix(digits, 16).map_err(|_| invalid())
+        };
+        let first = hex(escape + 2)?;
+        if (0xD800..0xDC00).contains(&first) {
+            if self.bytes.get(escape + 6..escape + 8) != Some(b"\\u") {
+                return Err(invalid());
+            }
+            let second = hex(escape + 8)?;
+            if !(0xDC00..0xE000).contains(&second) {
+                return Err(invalid());
+            }
+            let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+            return Ok((char::from_u32(code).ok_or_else(invalid)?, escape + 12));
+        }
+        Ok((char::from_u32(first).ok_or_else(invalid)?, escape + 6))
+    }
+
+    /// The text of a JSON number at the cursor (checked later by whoever parses it).
+    fn number_text(&mut self) -> &'a str {
+        let start = self.at;
+        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        &self.text[start..self.at]
+    }
+
+    /// An integer written as a JSON number or, as protojson does for 64-bit types, a string.
+    pub fn integer<T: std::str::FromStr>(&mut self, kind: &str) -> Result<Option<T>> {
+        let text = match self.peek()? {
+            b'"' => self.string_body()?,
+            b'-' | b'0'..=b'9' => Cow::Borrowed(self.number_text()),
+            b'n' => {
+                self.null()?;
+                return Ok(None);
+            }
+            other => return Err(self.unexpected(other, kind)),
+        };
+        text.parse::<T>()
+            .map(Some)
+            .map_err(|_| JsonError::new(format!("expected {kind}, found \"{text}\"")))
+    }
+
+    pub fn boolean(&mut self) -> Result<Option<bool>> {
+        match self.peek()? {
+            b't' => self.literal("true").map(|_| Some(true)),
+            b'f' => self.literal("false").map(|_| Some(false)),
+            b'n' => self.null().map(|_| None),
+            other => Err(self.unexpected(other, "a boolean")),
+        }
+    }
+
+    /// Skips any value, checking that it is well-formed JSON.
+    pub fn skip(&mut self) -> Result<()> {
+        self.skip_nested(0)
+    }
+
+    fn skip_nested(&mut self, depth: usize) -> Result<()> {
+        if depth > MAX_DEPTH {
+            return Err(JsonError::new(format!(
+                "value nested deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        match self.peek()? {
+            b'{' => self
+                .object(|cursor, _| cursor.skip_nested(depth + 1))
+                .map(drop),
+            b'[' => self.array(|cursor| cursor.skip_nested(depth + 1)).map(drop),
+            b'"' => self.string_body().map(drop),
+            b'-' | b'0'..=b'9' => {
+                let text = self.number_text();
+                text.parse::<f64>()
+                    .map(drop)
+                    .map_err(|_| JsonError::new(format!("invalid number \"{text}\"")))
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            other => Err(self.unexpected(other, "a value")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(json: &str) -> Result<Option<String>> {
+        let mut cursor = Cursor::new(json);
+        let value = cursor.text()?.map(|c| c.into_owned());
+        cursor.finish()?;
+        Ok(value)
+    }
+
+    #[test]
+    fn strings_with_and_without_escapes() {
+        assert_eq!(parse_text(r#""plain""#).unwrap().as_deref(), Some("plain"));
+        assert_eq!(
+            parse_text(r#""a\"b\\c\/d\n\u00e9\ud83d\ude00""#)
+                .unwrap()
+                .as_deref(),
+            Some("a\"b\\c/d\né😀")
+        );
+        assert_eq!(parse_text("42").unwrap().as_deref(), Some("42"));
+        assert_eq!(parse_text("null").unwrap(), None);
+        assert!(parse_text(r#""open"#).is_err());
+        assert!(parse_text(r#""bad \x escape""#).is_err());
+        assert!(parse_text(r#""\ud83d alone""#).is_err());
+        assert!(parse_text(r#""x" trailing"#).is_err());
+    }
+
+    #[test]
+    fn integers_as_numbers_or_strings() {
+        let int = |json: &str| Cursor::new(json).integer::<u64>("an unsigned integer");
+        assert_eq!(int("7").unwrap(), Some(7));
+        assert_eq!(int(r#""18446744073709551615""#).unwrap(), Some(u64::MAX));
+        assert_eq!(int("null").unwrap(), None);
+        assert!(int("-1").is_err());
+        assert!(int("1.5").is_err());
+        assert!(int("true").is_err());
+        assert!(Cursor::new("4294967296")
+            .integer::<u32>("an unsigned 32-bit integer")
+            .is_err());
+    }
+
+    #[test]
+    fn errors_name_the_path() {
+        let mut cursor = Cursor::new(r#"{"a":{"b":[1,{"c":x}]}}"#);
+        let error = cursor.skip().unwrap_err();
+        assert_eq!(error.path, vec!["a", "b", "[1]", "c"]);
+        assert!(error.to_string().starts_with("a.b.[1].c: "), "{error}");
+    }
+
+    #[test]
+    fn skipping_checks_structure_and_bounds_depth() {
+        for good in [
+            r#"{"a":[1,-2.5e3,"x",true,false,null,{}],"b":{}}"#,
+            "[]",
+            "\"s\"",
+        ] {
+            let mut cursor = Cursor::new(good);
+            cursor.skip().unwrap();
+            cursor.finish().unwrap();
+        }
+        for bad in [
+            r#"{"a" 1}"#,
+            r#"{"a":1,}"#,
+            "[1 2]",
+            "tru",
+            "{",
+            "[",
+            r#"{"a":1"#,
+            "--1",
+        ] {
+            assert!(Cursor::new(bad).skip().is_err(), "{bad}");
+        }
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(Cursor::new(&deep).skip().is_err());
+    }
+}
