@@ -14,12 +14,22 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
 }
 
+/// No transparent huge pages for this process. mimalloc asks for them (MADV_HUGEPAGE), and then
+/// every first touch of a fresh 2 MiB region zeroes all of it, used or not: measured on 1M flows,
+/// 4.3 s of system time with them, 1.2 s without, the same user time (perf: `clear_page_erms`
+/// under `do_huge_pmd_anonymous_page`). A process flag, so no environment variable is needed.
+fn no_transparent_huge_pages() {
+    // SAFETY: prctl with integer arguments only; failure (an old kernel) just keeps the default.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 use clap::Parser;
 use flowrec::cli::{Cli, Command};
 use flowrec::import;
 
 /// Exit status: 0 clean, 1 done with reported problems, 2 failed.
 fn main() -> ExitCode {
+    no_transparent_huge_pages();
     keep_freed_memory();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

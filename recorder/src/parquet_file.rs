@@ -55,12 +55,15 @@ pub struct Provenance {
 /// Sorts and encodes `file` as Parquet.
 pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, EncodeError> {
     let schema = file.table.schema();
-    // Sources mostly deliver rows in time order: then the batches are written as they are,
+    // Sources mostly deliver rows in time order, in batches that a parallel decoder may hand
+    // over out of order: then the batches are put back in order and written as they are,
     // without copying every column through a concat and a sort.
-    let batches = if in_time_order(&file.batches) {
-        file.batches
+    let mut batches = file.batches;
+    batches.sort_by_key(|batch| time_column(batch).values().first().copied());
+    let batches = if in_time_order(&batches) {
+        batches
     } else {
-        let rows = concat_batches(&schema, &file.batches)?;
+        let rows = concat_batches(&schema, &batches)?;
         let order = sort_to_indices(rows.column(0), None, None)?;
         vec![take_record_batch(&rows, &order)?]
     };
@@ -71,7 +74,9 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
 
     let time = ColumnPath::from("time");
     let mut properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        // Level 1, not 3: on 1M generated flows 47.5 instead of 47.1 bytes/flow, and the import
+        // 0.5 s (12%) faster; dictionaries and sorting already did most of the work.
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(vec![SortingColumn {
