@@ -77,7 +77,13 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
         // Level 1, not 3: on 1M generated flows 47.5 instead of 47.1 bytes/flow, and the import
         // 0.5 s (12%) faster; dictionaries and sorting already did most of the work.
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        // Statistics where they prune: page level (with the page index) on `time`, the sort
+        // key, so a window reads only its pages; chunk level on numbers (ports, codes). Not on
+        // strings and lists: in rows sorted by time their min/max span nearly every value and
+        // prune nothing (bloom filters serve the point lookups), and computing them compared
+        // every string (measured: 5% of an import's CPU).
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(time.clone(), EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: 0,
@@ -97,6 +103,13 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
             kv(metadata::MAX_TIME, rfc3339(last)),
             kv(metadata::ROWS, rows.to_string()),
         ]));
+    for field in schema.fields() {
+        let numeric = field.data_type().is_primitive() || *field.data_type() == DataType::Boolean;
+        if numeric && field.name() != "time" {
+            let path = ColumnPath::from(field.name().as_str());
+            properties = properties.set_column_statistics_enabled(path, EnabledStatistics::Chunk);
+        }
+    }
     for name in BLOOM_FILTER_COLUMNS {
         if let Ok(index) = schema.index_of(name) {
             let distinct = distinct_count(&batches, index).max(1) as u64;
