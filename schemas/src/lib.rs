@@ -5,9 +5,9 @@
 
 pub mod hubble;
 pub mod layout;
-pub mod row;
 pub mod schema;
 pub mod store;
+pub mod table;
 pub mod units;
 
 pub use schema::{flow_schema, lost_events_schema, CaptureSource, Table, SCHEMA_VERSION};

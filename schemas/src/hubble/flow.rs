@@ -14,7 +14,7 @@ use arrow::datatypes::{DataType, Schema};
 
 use super::enums::{self, EnumNames};
 use super::json::{Cursor, JsonError, Result};
-use crate::row::{Cell, Row};
+use crate::table::{StringList, TableBuilder};
 
 /// `TCPFlags` keys, in the order Hubble declares them; also the order of `tcp_flags` lists.
 pub const TCP_FLAG_NAMES: [&str; 9] =
@@ -195,115 +195,136 @@ pub(crate) fn check_flow_schema(schema: &Schema) {
     check_struct_fields(schema, "http_headers", &HEADER_FIELDS);
 }
 
-/// A row being filled, addressed by column variant.
-pub(crate) struct Out<'r, 'a> {
-    pub row: &'r mut Row<'a>,
+/// The row being written, addressed by column variant.
+pub(crate) struct Out<'r> {
+    pub table: &'r mut TableBuilder,
     pub at: &'r [usize],
 }
 
-impl<'a> Out<'_, 'a> {
-    pub fn set(&mut self, column: F, cell: Cell<'a>) {
-        self.row.set(self.at[column as usize], cell);
+impl Out<'_> {
+    fn column(&self, column: F) -> usize {
+        self.at[column as usize]
     }
 
-    pub fn set_default(&mut self, column: F, cell: Cell<'a>) {
-        self.row.set_default(self.at[column as usize], cell);
+    pub fn is_set(&self, column: F) -> bool {
+        self.table.is_set(self.column(column))
     }
 
-    pub fn is_null(&self, column: F) -> bool {
-        self.row.is_null(self.at[column as usize])
+    pub fn str(&mut self, column: F, value: &str) {
+        self.table.str(self.column(column), value);
+    }
+
+    pub fn time(&mut self, column: F, ns: i64) {
+        self.table.time(self.column(column), ns);
+    }
+
+    /// Sets a number to 0 unless the row has one: the proto3 default of a field omitted inside
+    /// a message that is present.
+    fn zero_u32(&mut self, column: F) {
+        if !self.is_set(column) {
+            self.table.u32(self.column(column), 0);
+        }
     }
 
     /// Reads a JSON string, or leaves the column NULL for `null`.
-    fn text(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+    fn text(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(text) = cursor.text()? {
-            self.set(column, Cell::Str(text));
+            self.str(column, &text);
         }
         Ok(())
     }
 
-    fn name(&mut self, cursor: &mut Cursor<'a>, column: F, names: &EnumNames) -> Result<()> {
+    fn name(&mut self, cursor: &mut Cursor, column: F, names: &EnumNames) -> Result<()> {
         if let Some(name) = enum_name(cursor, names)? {
-            self.set(column, Cell::Str(name));
+            self.str(column, &name);
         }
         Ok(())
     }
 
-    fn u32(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+    fn u32(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(v) = cursor.integer("an unsigned 32-bit integer")? {
-            self.set(column, Cell::U32(v));
+            self.table.u32(self.column(column), v);
         }
         Ok(())
     }
 
-    fn u64(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+    fn u64(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(v) = cursor.integer("an unsigned 64-bit integer")? {
-            self.set(column, Cell::U64(v));
+            self.table.u64(self.column(column), v);
         }
         Ok(())
     }
 
-    fn i32(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+    fn i32(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(v) = cursor.integer("a 32-bit integer")? {
-            self.set(column, Cell::I32(v));
+            self.table.i32(self.column(column), v);
         }
         Ok(())
     }
 
-    fn boolean(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
+    fn boolean(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(v) = cursor.boolean()? {
-            self.set(column, Cell::Bool(v));
+            self.table.bool(self.column(column), v);
         }
         Ok(())
     }
 
-    fn strings(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
-        if let Some(cell) = string_list(cursor, self.row)? {
-            self.set(column, cell);
+    fn strings(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
+        let list = self.table.strings(self.column(column));
+        if string_items(cursor, list)? {
+            list.end();
         }
         Ok(())
     }
 
     /// A list of `Policy` messages.
-    fn policies(&mut self, cursor: &mut Cursor<'a>, column: F) -> Result<()> {
-        let row = &mut *self.row;
-        let mark = row.items_mark();
+    fn policies(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
+        let list = self.table.structs(self.column(column));
         let present = cursor.array(|cursor| {
-            let base = row.push_struct(POLICY_FIELDS.len());
+            list.element();
             cursor
                 .object(|cursor, key| {
-                    let cell = match key {
-                        "name" | "namespace" | "kind" => cursor.text()?.map(Cell::Str),
-                        "revision" => cursor.integer("an unsigned 64-bit integer")?.map(Cell::U64),
-                        "labels" => string_list(cursor, row)?,
-                        _ => return cursor.skip(),
+                    let Some(field) = POLICY_FIELDS.iter().position(|f| *f == key) else {
+                        return cursor.skip();
                     };
-                    let field = POLICY_FIELDS.iter().position(|f| *f == key);
-                    if let (Some(cell), Some(field)) = (cell, field) {
-                        row.set_item(base + field, cell);
+                    match key {
+                        "revision" => {
+                            if let Some(v) = cursor.integer("an unsigned 64-bit integer")? {
+                                list.field_u64(field, v);
+                            }
+                        }
+                        "labels" => {
+                            let labels = list.field_strings(field);
+                            if string_items(cursor, labels)? {
+                                labels.end();
+                            }
+                        }
+                        _ => {
+                            if let Some(text) = cursor.text()? {
+                                list.field_str(field, &text);
+                            }
+                        }
                     }
                     Ok(())
                 })
                 .map(drop)
         })?;
         if present {
-            let cell = self.row.structs_since(mark);
-            self.set(column, cell);
+            list.end();
         }
         Ok(())
     }
 }
 
-fn string_list<'a>(cursor: &mut Cursor<'a>, row: &mut Row<'a>) -> Result<Option<Cell<'a>>> {
-    let mark = row.strings_mark();
-    let present = cursor.array(|cursor| {
+/// Pushes the strings of a JSON array onto `list`; false for `null` (the list stays unset).
+fn string_items(cursor: &mut Cursor, list: &mut StringList) -> Result<bool> {
+    cursor.array(|cursor| {
         // protojson never writes null items; another writer's null carries nothing to keep.
         if let Some(value) = cursor.text()? {
-            row.push_string(value);
+            list.push(&value);
         }
         Ok(())
-    })?;
-    Ok(present.then(|| row.strings_since(mark)))
+    })
 }
 
 /// An enum as its stored name (numbers named, zero value NULL).
@@ -327,15 +348,11 @@ pub(crate) fn timestamp(cursor: &mut Cursor) -> Result<Option<i64>> {
 
 /// Reads the value of `key` of a `Flow` into `out`. Returns false, with the value not consumed,
 /// for a key that is not a Flow field (the caller skips it or knows it as something else).
-pub(crate) fn flow_field<'a>(
-    cursor: &mut Cursor<'a>,
-    out: &mut Out<'_, 'a>,
-    key: &str,
-) -> Result<bool> {
+pub(crate) fn flow_field(cursor: &mut Cursor, out: &mut Out, key: &str) -> Result<bool> {
     match key {
         "time" => {
             if let Some(ns) = timestamp(cursor)? {
-                out.set(F::Time, Cell::Time(ns));
+                out.time(F::Time, ns);
             }
         }
         "uuid" => out.text(cursor, F::Uuid)?,
@@ -381,8 +398,8 @@ pub(crate) fn flow_field<'a>(
                 "sub_type" => out.i32(cursor, F::EventSubtype),
                 _ => cursor.skip(),
             })?;
-            if present {
-                out.set_default(F::EventSubtype, Cell::I32(0));
+            if present && !out.is_set(F::EventSubtype) {
+                out.table.i32(out.column(F::EventSubtype), 0);
             }
         }
         "ethernet" => fields(
@@ -455,7 +472,7 @@ pub(crate) fn flow_field<'a>(
 }
 
 /// An object whose listed keys are strings stored as they are.
-fn fields<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, keys: &[(&str, F)]) -> Result<()> {
+fn fields(cursor: &mut Cursor, out: &mut Out, keys: &[(&str, F)]) -> Result<()> {
     cursor.object(|cursor, key| match keys.iter().find(|(k, _)| *k == key) {
         Some((_, column)) => out.text(cursor, *column),
         None => cursor.skip(),
@@ -463,7 +480,7 @@ fn fields<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, keys: &[(&str, F)]
     Ok(())
 }
 
-fn ip<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+fn ip(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
     cursor.object(|cursor, key| match key {
         "source" => out.text(cursor, F::IpSource),
         "destination" => out.text(cursor, F::IpDestination),
@@ -478,7 +495,7 @@ fn ip<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
 /// The `Layer4` oneof, in the order `l4_protocol` names the first one set.
 const LAYER4: [&str; 7] = ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP"];
 
-fn layer4<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+fn layer4(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
     let mut present = [false; LAYER4.len()];
     cursor.object(|cursor, key| {
         let Some(kind) = LAYER4.iter().position(|k| *k == key) else {
@@ -505,14 +522,13 @@ fn layer4<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
                     _ => cursor.skip(),
                 })?;
                 if present {
-                    let mark = out.row.strings_mark();
+                    let list = out.table.strings(out.column(F::TcpFlags));
                     for (bit, name) in TCP_FLAG_NAMES.iter().enumerate() {
                         if flags.unwrap_or(0) & (1 << bit) != 0 {
-                            out.row.push_string(Cow::Borrowed(name));
+                            list.push(name);
                         }
                     }
-                    let cell = out.row.strings_since(mark);
-                    out.set(F::TcpFlags, cell);
+                    list.end();
                 }
                 present
             }
@@ -532,15 +548,15 @@ fn layer4<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
         Ok(())
     })?;
     if let Some(kind) = present.iter().position(|p| *p) {
-        out.set(F::L4Protocol, Cell::Str(Cow::Borrowed(LAYER4[kind])));
+        out.str(F::L4Protocol, LAYER4[kind]);
     }
     if present[0] || present[1] || present[4] {
-        out.set_default(F::SourcePort, Cell::U32(0));
-        out.set_default(F::DestinationPort, Cell::U32(0));
+        out.zero_u32(F::SourcePort);
+        out.zero_u32(F::DestinationPort);
     }
     if present[2] || present[3] {
-        out.set_default(F::IcmpType, Cell::U32(0));
-        out.set_default(F::IcmpCode, Cell::U32(0));
+        out.zero_u32(F::IcmpType);
+        out.zero_u32(F::IcmpCode);
     }
     Ok(())
 }
@@ -548,7 +564,7 @@ fn layer4<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
 /// The `Layer7` oneof, in the order `l7_protocol` names the first one set.
 const LAYER7: [&str; 3] = ["http", "dns", "kafka"];
 
-fn layer7<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
+fn layer7(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
     let mut present = [false; LAYER7.len()];
     cursor.object(|cursor, key| {
         match key {
@@ -592,22 +608,21 @@ fn layer7<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
         Ok(())
     })?;
     if let Some(kind) = present.iter().position(|p| *p) {
-        out.set(F::L7Protocol, Cell::Str(Cow::Borrowed(LAYER7[kind])));
+        out.str(F::L7Protocol, LAYER7[kind]);
     }
     Ok(())
 }
 
-fn headers<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
-    let row = &mut *out.row;
-    let mark = row.items_mark();
+fn headers(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
+    let list = out.table.structs(out.column(F::HttpHeaders));
     let present = cursor.array(|cursor| {
-        let base = row.push_struct(HEADER_FIELDS.len());
+        list.element();
         cursor
             .object(
                 |cursor, key| match HEADER_FIELDS.iter().position(|f| *f == key) {
                     Some(field) => {
                         if let Some(text) = cursor.text()? {
-                            row.set_item(base + field, Cell::Str(text));
+                            list.field_str(field, &text);
                         }
                         Ok(())
                     }
@@ -617,8 +632,7 @@ fn headers<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>) -> Result<()> {
             .map(drop)
     })?;
     if present {
-        let cell = out.row.structs_since(mark);
-        out.set(F::HttpHeaders, cell);
+        list.end();
     }
     Ok(())
 }
@@ -664,7 +678,7 @@ const DESTINATION: Side = Side {
 };
 
 /// An `Endpoint`; of its repeated `workloads`, the first is stored (the owner).
-fn endpoint<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> Result<()> {
+fn endpoint(cursor: &mut Cursor, out: &mut Out, side: &Side) -> Result<()> {
     cursor.object(|cursor, key| match key {
         "ID" => out.u32(cursor, side.id),
         "identity" => out.u32(cursor, side.identity),
@@ -692,7 +706,7 @@ fn endpoint<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> 
     Ok(())
 }
 
-fn service<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> Result<()> {
+fn service(cursor: &mut Cursor, out: &mut Out, side: &Side) -> Result<()> {
     fields(
         cursor,
         out,
@@ -703,30 +717,46 @@ fn service<'a>(cursor: &mut Cursor<'a>, out: &mut Out<'_, 'a>, side: &Side) -> R
     )
 }
 
-/// Reads a `LostEvent` into `row` (lost-event columns at `at`).
-pub(crate) fn lost_event<'a>(
-    cursor: &mut Cursor<'a>,
-    row: &mut Row<'a>,
+/// Reads a `LostEvent` into the lost-event table (columns at `at`). Returns whether it was
+/// present, and its `first` time (the row's time when the envelope has none).
+pub(crate) fn lost_event(
+    cursor: &mut Cursor,
+    table: &mut TableBuilder,
     at: &[usize],
-) -> Result<bool> {
-    cursor.object(|cursor, key| {
-        let (column, cell) = match key {
-            "source" => (
-                L::Source,
-                enum_name(cursor, &enums::LOST_EVENT_SOURCE)?.map(Cell::Str),
-            ),
-            "num_events_lost" => (
-                L::NumEventsLost,
-                cursor.integer("an unsigned 64-bit integer")?.map(Cell::U64),
-            ),
-            "cpu" => (L::Cpu, cursor.integer("a 32-bit integer")?.map(Cell::I32)),
-            "first" => (L::First, timestamp(cursor)?.map(Cell::Time)),
-            "last" => (L::Last, timestamp(cursor)?.map(Cell::Time)),
-            _ => return cursor.skip(),
-        };
-        if let Some(cell) = cell {
-            row.set(at[column as usize], cell);
+) -> Result<(bool, Option<i64>)> {
+    let column = |c: L| at[c as usize];
+    let mut first = None;
+    let present = cursor.object(|cursor, key| {
+        match key {
+            "source" => {
+                if let Some(name) = enum_name(cursor, &enums::LOST_EVENT_SOURCE)? {
+                    table.str(column(L::Source), &name);
+                }
+            }
+            "num_events_lost" => {
+                if let Some(v) = cursor.integer("an unsigned 64-bit integer")? {
+                    table.u64(column(L::NumEventsLost), v);
+                }
+            }
+            "cpu" => {
+                if let Some(v) = cursor.integer("a 32-bit integer")? {
+                    table.i32(column(L::Cpu), v);
+                }
+            }
+            "first" => {
+                first = timestamp(cursor)?;
+                if let Some(ns) = first {
+                    table.time(column(L::First), ns);
+                }
+            }
+            "last" => {
+                if let Some(ns) = timestamp(cursor)? {
+                    table.time(column(L::Last), ns);
+                }
+            }
+            _ => cursor.skip()?,
         }
         Ok(())
-    })
+    })?;
+    Ok((present, first))
 }

@@ -21,8 +21,8 @@ use arrow::array::RecordBatch;
 
 pub use flow::TCP_FLAG_NAMES;
 
-use crate::row::{Cell, Row, TableBuilder};
 use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
+use crate::table::TableBuilder;
 use flow::{Out, F, L};
 use json::{Cursor, JsonError};
 
@@ -78,12 +78,6 @@ enum Event {
     Other,
 }
 
-/// The rows one line is read into, reused from line to line.
-struct Scratch<'a> {
-    flow: Row<'a>,
-    lost: Row<'a>,
-}
-
 impl HubbleDecoder {
     /// `default_node_name` fills `node_name` for flows that carry none (neither in the flow nor
     /// in the envelope).
@@ -103,10 +97,6 @@ impl HubbleDecoder {
     pub fn decode(&self, buffer: &[u8], first_line: u64) -> Decoded {
         let mut flows = TableBuilder::new(flow_schema());
         let mut lost_events = TableBuilder::new(lost_events_schema());
-        let mut scratch = Scratch {
-            flow: Row::new(flows.width()),
-            lost: Row::new(lost_events.width()),
-        };
         let mut errors = Vec::new();
         let mut other_events = 0;
         for line in split_lines(buffer, first_line) {
@@ -115,15 +105,29 @@ impl HubbleDecoder {
                 .map_err(|e| {
                     JsonError::new(format!("invalid UTF-8 at column {}", e.valid_up_to() + 1))
                 })
-                .and_then(|text| self.decode_line(text, &mut scratch));
+                .and_then(|text| self.decode_line(text, &mut flows, &mut lost_events));
+            // A line writes into both tables as it goes; only what it turned out to be is kept.
             match event {
-                Ok(Event::Flow) => flows.append(&scratch.flow),
-                Ok(Event::Lost) => lost_events.append(&scratch.lost),
+                Ok(Event::Flow) => {
+                    flows.commit();
+                    lost_events.discard();
+                }
+                Ok(Event::Lost) => {
+                    lost_events.commit();
+                    flows.discard();
+                }
+                Ok(Event::Other) | Err(_) => {
+                    flows.discard();
+                    lost_events.discard();
+                }
+            }
+            match event {
                 Ok(Event::Other) => other_events += 1,
                 Err(error) => errors.push(LineError {
                     line: line.number,
                     reason: error.to_string(),
                 }),
+                Ok(_) => {}
             }
         }
         Decoded {
@@ -136,23 +140,22 @@ impl HubbleDecoder {
         }
     }
 
-    /// Reads one line into `scratch`; the returned event says which row holds it.
-    fn decode_line<'a>(
-        &'a self,
-        text: &'a str,
-        scratch: &mut Scratch<'a>,
+    /// Writes one line into the tables (uncommitted); the returned event says which to keep.
+    fn decode_line(
+        &self,
+        text: &str,
+        flows: &mut TableBuilder,
+        lost_events: &mut TableBuilder,
     ) -> Result<Event, JsonError> {
-        scratch.flow.clear();
-        scratch.lost.clear();
         let mut out = Out {
-            row: &mut scratch.flow,
+            table: flows,
             at: &self.flow_columns,
         };
-        let lost_row = &mut scratch.lost;
         let (mut envelope_flow, mut lost, mut bare_fields, mut bare_flow) =
             (false, false, false, false);
+        let mut lost_first: Option<i64> = None;
         let mut top_time: Option<i64> = None;
-        let mut top_node: Option<Cow<'a, str>> = None;
+        let mut top_node: Option<Cow<str>> = None;
         let mut cursor = Cursor::new(text);
         let object = cursor.object(|cursor, key| {
             match key {
@@ -164,7 +167,9 @@ impl HubbleDecoder {
                         Ok(())
                     })?
                 }
-                "lost_events" => lost = flow::lost_event(cursor, lost_row, &self.lost_columns)?,
+                "lost_events" => {
+                    (lost, lost_first) = flow::lost_event(cursor, lost_events, &self.lost_columns)?
+                }
                 // In an envelope these are the envelope's; in a bare Flow, the flow's own.
                 // Either way the flow's own value (inside "flow") takes precedence.
                 "time" => top_time = flow::timestamp(cursor)?,
@@ -193,40 +198,30 @@ impl HubbleDecoder {
                 "the line holds both an envelope \"flow\" and Flow fields at the top level",
             ));
         }
-        let source = Cell::Str(Cow::Borrowed(self.source.as_str()));
-        let default_node = self.default_node_name.as_deref().map(Cow::Borrowed);
+        let node = top_node.as_deref().or(self.default_node_name.as_deref());
         if envelope_flow || (bare_flow && !lost) {
-            if let Some(ns) = top_time {
-                out.set_default(F::Time, Cell::Time(ns));
+            if !out.is_set(F::Time) {
+                let ns = top_time.ok_or_else(|| {
+                    JsonError::new("flow has no time (neither flow.time nor the envelope's time)")
+                })?;
+                out.time(F::Time, ns);
             }
-            if out.is_null(F::Time) {
-                return Err(JsonError::new(
-                    "flow has no time (neither flow.time nor the envelope's time)",
-                ));
+            if let (false, Some(node)) = (out.is_set(F::NodeName), node) {
+                out.str(F::NodeName, node);
             }
-            for node in [top_node, default_node].into_iter().flatten() {
-                out.set_default(F::NodeName, Cell::Str(node));
-            }
-            out.set(F::CaptureSource, source);
+            out.str(F::CaptureSource, self.source.as_str());
             return Ok(Event::Flow);
         }
         if lost {
             let at = |column: L| self.lost_columns[column as usize];
-            match top_time {
-                Some(ns) => lost_row.set(at(L::Time), Cell::Time(ns)),
-                None if !lost_row.is_null(at(L::First)) => {
-                    let first = lost_row.get(at(L::First)).clone();
-                    lost_row.set(at(L::Time), first);
-                }
-                None => {}
+            let ns = top_time
+                .or(lost_first)
+                .ok_or_else(|| JsonError::new("lost_events has no time"))?;
+            lost_events.time(at(L::Time), ns);
+            if let Some(node) = node {
+                lost_events.str(at(L::NodeName), node);
             }
-            if lost_row.is_null(at(L::Time)) {
-                return Err(JsonError::new("lost_events has no time"));
-            }
-            for node in [top_node, default_node].into_iter().flatten() {
-                lost_row.set_default(at(L::NodeName), Cell::Str(node));
-            }
-            lost_row.set(at(L::CaptureSource), source);
+            lost_events.str(at(L::CaptureSource), self.source.as_str());
             return Ok(Event::Lost);
         }
         Ok(Event::Other)

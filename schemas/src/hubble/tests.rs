@@ -326,3 +326,25 @@ fn same_rows_as_the_arrow_json_decoder() {
         assert_eq!(lines(&a.errors), old_lines, "{name}");
     }
 }
+
+/// A line that fails after it wrote lists, policies and headers leaves nothing in the batch: the
+/// rows are exactly those of the good lines alone.
+#[test]
+fn a_line_failing_half_way_leaves_nothing_behind() {
+    let good = r#"{"flow":{"time":"2026-11-24T09:00:00Z","verdict":"DROPPED","source":{"labels":["k8s:app=a"]},"egress_denied_by":[{"name":"p","labels":["x=y"]}],"l7":{"http":{"headers":[{"key":"k","value":"v"}]}},"l4":{"TCP":{"flags":{"SYN":true}}}}}"#;
+    let bad_end = good.replacen(r#""verdict":"DROPPED","#, "", 1).replacen(
+        r#"}}}}}"#,
+        r#"}}},"is_reply":"maybe"}}"#,
+        1,
+    );
+    let bad_inside = good.replacen(r#"["x=y"]"#, r#"["x=y", 5x]"#, 1);
+    assert_ne!(bad_end, good);
+    assert_ne!(bad_inside, good);
+    let input = format!("{bad_end}\n{good}\n{bad_inside}\n{good}\n{bad_end}\n");
+    let decoded = decode(&input);
+    let lines: Vec<u64> = decoded.errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![1, 3, 5], "{:?}", decoded.errors);
+    let twice = decode(&format!("{good}\n{good}\n")).flows;
+    assert_eq!(decoded.flows, twice);
+    assert_eq!(list(&decoded.flows, "tcp_flags", 1), vec!["SYN"]);
+}
