@@ -219,7 +219,7 @@ fn read_inputs(
             scope.spawn(move || loop {
                 let job = receiver.lock().expect("no worker panics holding it").recv();
                 let Ok((input, chunk)) = job else { break };
-                let decoded = decoder.decode(&chunk.bytes, chunk.first_line);
+                let decoded = decoder.decode_lines(&chunk.bytes, chunk.first_line, &chunk.newlines);
                 if sender.send(Event::Decoded { input, decoded }).is_err() {
                     break;
                 }

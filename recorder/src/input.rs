@@ -117,6 +117,8 @@ pub struct LineChunks {
 pub struct Chunk {
     pub bytes: Vec<u8>,
     pub first_line: u64,
+    /// Offsets of the `\n` bytes (found while counting lines; the decoder needs them too).
+    pub newlines: Vec<usize>,
     pool: Arc<BufferPool>,
 }
 
@@ -223,7 +225,8 @@ impl LineChunks {
         loop {
             if filled >= self.chunk_bytes {
                 if let Some(last_newline) = memchr::memrchr(b'\n', &bytes[..filled]) {
-                    self.carry.extend_from_slice(&bytes[last_newline + 1..filled]);
+                    self.carry
+                        .extend_from_slice(&bytes[last_newline + 1..filled]);
                     filled = last_newline + 1;
                     break;
                 }
@@ -252,12 +255,15 @@ impl LineChunks {
         if bytes.is_empty() {
             return self.next_chunk();
         }
+        let newlines = flow_schema::hubble::newlines(&bytes);
+        let lines = newlines.len() as u64 + u64::from(!bytes.ends_with(b"\n"));
         let chunk = Chunk {
             bytes,
             first_line: self.next_line,
+            newlines,
             pool: Arc::clone(&self.pool),
         };
-        self.next_line += count_lines(&chunk.bytes);
+        self.next_line += lines;
         Ok(Some(chunk))
     }
 }
@@ -271,10 +277,4 @@ fn open_file(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
-}
-
-/// Lines in a chunk (a last line without `\n` counts as one).
-fn count_lines(bytes: &[u8]) -> u64 {
-    let newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
-    newlines + u64::from(!bytes.is_empty() && !bytes.ends_with(b"\n"))
 }

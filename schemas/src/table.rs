@@ -280,7 +280,8 @@ impl Strings {
 struct Dictionary {
     keys: Fixed<i32>,
     values: Strings,
-    index: HashMap<Box<str>, i32, ahash::RandomState>,
+    /// foldhash: measured 2.7% of an import's CPU hashing these short strings with ahash.
+    index: HashMap<Box<str>, i32, foldhash::fast::RandomState>,
     last: Option<i32>,
 }
 

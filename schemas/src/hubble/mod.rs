@@ -95,11 +95,17 @@ impl HubbleDecoder {
     /// Decodes a buffer of newline-separated JSON values. `first_line` is the 1-based line
     /// number of the buffer's first line (for error messages). Blank lines are skipped silently.
     pub fn decode(&self, buffer: &[u8], first_line: u64) -> Decoded {
+        self.decode_lines(buffer, first_line, &newlines(buffer))
+    }
+
+    /// [`HubbleDecoder::decode`] for a reader that already found the buffer's newlines
+    /// (`newlines`: their offsets, ascending), so the buffer is not scanned for them twice.
+    pub fn decode_lines(&self, buffer: &[u8], first_line: u64, newlines: &[usize]) -> Decoded {
         let mut flows = TableBuilder::new(flow_schema());
         let mut lost_events = TableBuilder::new(lost_events_schema());
         let mut errors = Vec::new();
         let mut other_events = 0;
-        for line in split_lines(buffer, first_line) {
+        for line in lines(buffer, first_line, newlines) {
             let bytes = &buffer[line.start..line.end];
             let event = std::str::from_utf8(bytes)
                 .map_err(|e| {
@@ -234,20 +240,30 @@ struct Line {
     end: usize,
 }
 
-/// Non-blank lines of the buffer with their 1-based numbers.
-fn split_lines(buffer: &[u8], first_line: u64) -> Vec<Line> {
-    let mut lines = Vec::new();
+/// Offsets of the `\n` bytes of a buffer.
+pub fn newlines(buffer: &[u8]) -> Vec<usize> {
+    memchr::memchr_iter(b'\n', buffer).collect()
+}
+
+/// Non-blank lines of the buffer with their 1-based numbers; a last line may lack its `\n`.
+fn lines<'b>(
+    buffer: &'b [u8],
+    first_line: u64,
+    newlines: &'b [usize],
+) -> impl Iterator<Item = Line> + 'b {
+    let ends = newlines
+        .iter()
+        .copied()
+        .chain((newlines.last().map_or(0, |&n| n + 1) < buffer.len()).then_some(buffer.len()));
     let mut start = 0;
-    let mut number = first_line;
-    while start < buffer.len() {
-        let end = memchr::memchr(b'\n', &buffer[start..]).map_or(buffer.len(), |i| start + i);
-        if buffer[start..end].iter().any(|b| !b.is_ascii_whitespace()) {
-            lines.push(Line { number, start, end });
-        }
-        number += 1;
+    ends.zip(first_line..).filter_map(move |(end, number)| {
+        let line = Line { number, start, end };
         start = end + 1;
-    }
-    lines
+        buffer[line.start..line.end]
+            .iter()
+            .any(|b| !b.is_ascii_whitespace())
+            .then_some(line)
+    })
 }
 
 #[cfg(test)]
