@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::NullBufferBuilder;
 use arrow::array::{
     ArrayRef, BooleanArray, DictionaryArray, Int32Array, ListArray, PrimitiveArray, RecordBatch,
     StringArray, StructArray,
@@ -167,39 +168,63 @@ impl TableBuilder {
     }
 }
 
-/// Validity as one bool per row; turned into a bitmap once, at the end.
-#[derive(Default)]
-struct Validity(Vec<bool>);
+/// Validity bits; no bitmap at all while every row is valid.
+#[derive(Debug)]
+struct Validity(NullBufferBuilder);
 
 impl Validity {
+    fn new() -> Self {
+        Validity(NullBufferBuilder::new(0))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push_valid(&mut self) {
+        self.0.append_non_null();
+    }
+
+    /// NULLs up to `rows`.
+    fn pad(&mut self, rows: usize) {
+        if rows > self.0.len() {
+            self.0.append_n_nulls(rows - self.0.len());
+        }
+    }
+
+    fn truncate(&mut self, rows: usize) {
+        if rows < self.0.len() {
+            self.0.truncate(rows);
+        }
+    }
+
     fn finish(self) -> Option<NullBuffer> {
-        let nulls = NullBuffer::from(self.0);
-        (nulls.null_count() > 0).then_some(nulls)
+        self.0.build()
     }
 }
 
 /// Fixed-width values.
 struct Fixed<T> {
     values: Vec<T>,
-    valid: Vec<bool>,
+    valid: Validity,
 }
 
 impl<T: Copy + Default> Fixed<T> {
     fn new() -> Self {
         Fixed {
             values: Vec::new(),
-            valid: Vec::new(),
+            valid: Validity::new(),
         }
     }
 
     fn push(&mut self, value: T) {
         self.values.push(value);
-        self.valid.push(true);
+        self.valid.push_valid();
     }
 
     fn pad(&mut self, rows: usize) {
         self.values.resize(rows, T::default());
-        self.valid.resize(rows, false);
+        self.valid.pad(rows);
     }
 
     fn truncate(&mut self, rows: usize) {
@@ -210,10 +235,7 @@ impl<T: Copy + Default> Fixed<T> {
 
 impl<T: ArrowNativeType> Fixed<T> {
     fn primitive<P: ArrowPrimitiveType<Native = T>>(self) -> PrimitiveArray<P> {
-        PrimitiveArray::new(
-            ScalarBuffer::from(self.values),
-            Validity(self.valid).finish(),
-        )
+        PrimitiveArray::new(ScalarBuffer::from(self.values), self.valid.finish())
     }
 }
 
@@ -221,7 +243,7 @@ impl<T: ArrowNativeType> Fixed<T> {
 struct Strings {
     offsets: Vec<i32>,
     data: Vec<u8>,
-    valid: Vec<bool>,
+    valid: Validity,
 }
 
 impl Strings {
@@ -229,7 +251,7 @@ impl Strings {
         Strings {
             offsets: vec![0],
             data: Vec::new(),
-            valid: Vec::new(),
+            valid: Validity::new(),
         }
     }
 
@@ -240,7 +262,7 @@ impl Strings {
     fn push(&mut self, value: &str) {
         self.data.extend_from_slice(value.as_bytes());
         self.offsets.push(self.data.len() as i32);
-        self.valid.push(true);
+        self.valid.push_valid();
     }
 
     fn value(&self, index: usize) -> &[u8] {
@@ -250,7 +272,7 @@ impl Strings {
     fn pad(&mut self, rows: usize) {
         let end = self.data.len() as i32;
         self.offsets.resize(rows + 1, end);
-        self.valid.resize(rows, false);
+        self.valid.pad(rows);
     }
 
     fn truncate(&mut self, rows: usize) {
@@ -262,7 +284,7 @@ impl Strings {
     }
 
     fn finish(self) -> StringArray {
-        let nulls = Validity(self.valid).finish();
+        let nulls = self.valid.finish();
         // Offsets grow from 0 and every slice is a whole `&str`: valid by construction.
         StringArray::new(
             OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
@@ -321,7 +343,7 @@ impl Dictionary {
 /// `list<utf8>`: per row, a range of items.
 pub struct StringList {
     offsets: Vec<i32>,
-    valid: Vec<bool>,
+    valid: Validity,
     items: Strings,
     item: FieldRef,
 }
@@ -338,7 +360,7 @@ impl StringList {
     /// Sets the list of the current row to the items pushed since `TableBuilder::strings`.
     pub fn end(&mut self) {
         self.offsets.push(self.items.len() as i32);
-        self.valid.push(true);
+        self.valid.push_valid();
     }
 
     fn pad(&mut self, rows: usize) {
@@ -347,7 +369,7 @@ impl StringList {
             .truncate(*self.offsets.last().expect("starts with 0") as usize);
         let end = self.items.len() as i32;
         self.offsets.resize(rows + 1, end);
-        self.valid.resize(rows, false);
+        self.valid.pad(rows);
     }
 
     fn truncate(&mut self, rows: usize) {
@@ -362,7 +384,7 @@ impl StringList {
             self.item,
             OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
             Arc::new(self.items.finish()),
-            Validity(self.valid).finish(),
+            self.valid.finish(),
         )
     }
 }
@@ -370,7 +392,7 @@ impl StringList {
 /// `list<struct>`: per row, a range of elements whose fields are columns of their own.
 pub struct StructList {
     offsets: Vec<i32>,
-    valid: Vec<bool>,
+    valid: Validity,
     /// Elements written so far (ended or not).
     elements: usize,
     fields: Fields,
@@ -422,7 +444,7 @@ impl StructList {
             child.pad(self.elements);
         }
         self.offsets.push(self.elements as i32);
-        self.valid.push(true);
+        self.valid.push_valid();
     }
 
     fn pad(&mut self, rows: usize) {
@@ -430,7 +452,7 @@ impl StructList {
         self.cut_elements(*self.offsets.last().expect("starts with 0") as usize);
         let end = self.elements as i32;
         self.offsets.resize(rows + 1, end);
-        self.valid.resize(rows, false);
+        self.valid.pad(rows);
     }
 
     fn truncate(&mut self, rows: usize) {
@@ -455,7 +477,7 @@ impl StructList {
             self.item,
             OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
             Arc::new(StructArray::new(self.fields, children, None)),
-            Validity(self.valid).finish(),
+            self.valid.finish(),
         )
     }
 }
@@ -493,13 +515,13 @@ impl Column {
             DataType::List(item) => match item.data_type() {
                 DataType::Utf8 => Column::Strings(StringList {
                     offsets: vec![0],
-                    valid: Vec::new(),
+                    valid: Validity::new(),
                     items: Strings::new(),
                     item: item.clone(),
                 }),
                 DataType::Struct(fields) => Column::Structs(StructList {
                     offsets: vec![0],
-                    valid: Vec::new(),
+                    valid: Validity::new(),
                     elements: 0,
                     fields: fields.clone(),
                     children: fields
@@ -531,10 +553,13 @@ impl Column {
     /// Ready for the value of row `row`: a value already set for it is dropped (the last one
     /// wins), missing rows before it become NULL.
     fn slot(&mut self, row: usize) -> &mut Self {
-        if self.len() > row {
-            self.truncate(row);
+        // Items of an unfinished list row cannot be left over here: a failed record is
+        // discarded (which cuts them) before the next one starts.
+        match self.len() {
+            len if len == row => {}
+            len if len > row => self.truncate(row),
+            _ => self.pad(row),
         }
-        self.pad(row);
         self
     }
 
@@ -585,10 +610,7 @@ impl Column {
             Column::UInt32(c) => Arc::new(c.primitive::<UInt32Type>()),
             Column::UInt64(c) => Arc::new(c.primitive::<UInt64Type>()),
             Column::Int32(c) => Arc::new(c.primitive::<Int32Type>()),
-            Column::Boolean(c) => Arc::new(BooleanArray::new(
-                c.values.into(),
-                Validity(c.valid).finish(),
-            )),
+            Column::Boolean(c) => Arc::new(BooleanArray::new(c.values.into(), c.valid.finish())),
             Column::Timestamp(c, data_type) => Arc::new(
                 c.primitive::<TimestampNanosecondType>()
                     .with_data_type(data_type),
