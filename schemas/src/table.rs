@@ -168,38 +168,48 @@ impl TableBuilder {
     }
 }
 
-/// Validity bits; no bitmap at all while every row is valid.
+/// Validity bits; no bitmap at all while every row is valid. Keeps its own length: asking the
+/// Arrow builder for it on every value showed up in profiles (1.4%, not inlined).
 #[derive(Debug)]
-struct Validity(NullBufferBuilder);
+struct Validity {
+    bits: NullBufferBuilder,
+    len: usize,
+}
 
 impl Validity {
     fn new() -> Self {
-        Validity(NullBufferBuilder::new(0))
+        Validity {
+            bits: NullBufferBuilder::new(0),
+            len: 0,
+        }
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
 
     fn push_valid(&mut self) {
-        self.0.append_non_null();
+        self.bits.append_non_null();
+        self.len += 1;
     }
 
     /// NULLs up to `rows`.
     fn pad(&mut self, rows: usize) {
-        if rows > self.0.len() {
-            self.0.append_n_nulls(rows - self.0.len());
+        if rows > self.len {
+            self.bits.append_n_nulls(rows - self.len);
+            self.len = rows;
         }
     }
 
     fn truncate(&mut self, rows: usize) {
-        if rows < self.0.len() {
-            self.0.truncate(rows);
+        if rows < self.len {
+            self.bits.truncate(rows);
+            self.len = rows;
         }
     }
 
-    fn finish(self) -> Option<NullBuffer> {
-        self.0.build()
+    fn finish(mut self) -> Option<NullBuffer> {
+        self.bits.finish()
     }
 }
 
@@ -285,12 +295,11 @@ impl Strings {
 
     fn finish(self) -> StringArray {
         let nulls = self.valid.finish();
-        // Offsets grow from 0 and every slice is a whole `&str`: valid by construction.
-        StringArray::new(
-            OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
-            self.data.into(),
-            nulls,
-        )
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        // SAFETY: `data` is the concatenation of whole `&str` values (`push` takes only those)
+        // and `offsets` holds 0 and the end of each, in order: every slice is valid UTF-8 on
+        // char boundaries. `StringArray::new` would check all of it again (1.7% of an import).
+        unsafe { StringArray::new_unchecked(offsets, self.data.into(), nulls) }
     }
 }
 
