@@ -348,3 +348,23 @@ fn a_line_failing_half_way_leaves_nothing_behind() {
     assert_eq!(decoded.flows, twice);
     assert_eq!(list(&decoded.flows, "tcp_flags", 1), vec!["SYN"]);
 }
+
+#[test]
+fn invalid_utf8_is_reported_with_its_column_and_the_line_skipped() {
+    let mut input = DROPPED_ENVELOPE.as_bytes().to_vec();
+    input.push(b'\n');
+    let bad = DROPPED_ENVELOPE.replacen("xwing", "xw\u{1}ng", 1);
+    let at = bad.find('\u{1}').unwrap();
+    let mut bad = bad.into_bytes();
+    bad[at] = 0xff;
+    input.extend_from_slice(&bad);
+    input.push(b'\n');
+    let decoded = HubbleDecoder::new(CaptureSource::Import, None).decode(&input, 1);
+    assert_eq!(decoded.flows.num_rows(), 1);
+    assert_eq!(decoded.errors.len(), 1);
+    assert_eq!(decoded.errors[0].line, 2);
+    assert_eq!(
+        decoded.errors[0].reason,
+        format!("invalid UTF-8 at column {}", at + 1)
+    );
+}
