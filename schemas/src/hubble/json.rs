@@ -70,8 +70,18 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The next significant byte, not consumed.
+    /// The next significant byte, not consumed. protojson writes no whitespace, so the byte at
+    /// the cursor is checked first.
+    #[inline]
     fn peek(&mut self) -> Result<u8> {
+        match self.bytes.get(self.at) {
+            Some(&byte) if !matches!(byte, b' ' | b'\t' | b'\r' | b'\n') => Ok(byte),
+            _ => self.peek_after_whitespace(),
+        }
+    }
+
+    #[cold]
+    fn peek_after_whitespace(&mut self) -> Result<u8> {
         self.skip_whitespace();
         self.bytes
             .get(self.at)
@@ -79,7 +89,17 @@ impl<'a> Cursor<'a> {
             .ok_or_else(|| JsonError::new("truncated JSON: the line ends inside a value"))
     }
 
+    #[inline]
     fn expect(&mut self, byte: u8) -> Result<()> {
+        if self.bytes.get(self.at) == Some(&byte) {
+            self.at += 1;
+            return Ok(());
+        }
+        self.expect_after_whitespace(byte)
+    }
+
+    #[cold]
+    fn expect_after_whitespace(&mut self, byte: u8) -> Result<()> {
         let found = self.peek()?;
         if found != byte {
             return Err(self.unexpected(found, &format!("'{}'", byte as char)));
