@@ -227,7 +227,7 @@ impl<'a> Cursor<'a> {
     fn string_body(&mut self) -> Result<Cow<'a, str>> {
         self.at += 1; // the opening quote
         let start = self.at;
-        match memchr::memchr2(b'"', b'\\', &self.bytes[start..]) {
+        match find_quote_or_backslash(&self.bytes[start..]) {
             Some(offset) if self.bytes[start + offset] == b'"' => {
                 self.at = start + offset + 1;
                 Ok(Cow::Borrowed(&self.text[start..start + offset]))
@@ -375,6 +375,36 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Offset of the first `"` or `\\`. Most protojson strings (keys, names, addresses) are a few
+/// words long: eight bytes at a time with integer arithmetic finds their end sooner than
+/// `memchr2` sets up its vector loop (measured: ~3% of an import's CPU).
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// High bit set in each byte of `word` that is zero (exact for the lowest such byte).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + found.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+        if at >= 64 {
+            // A long string: let memchr's vectors take over.
+            return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|offset| at + offset);
+        }
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|offset| at + offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +431,24 @@ mod tests {
         assert!(parse_text(r#""bad \x escape""#).is_err());
         assert!(parse_text(r#""\ud83d alone""#).is_err());
         assert!(parse_text(r#""x" trailing"#).is_err());
+    }
+
+    #[test]
+    fn finds_the_first_quote_or_backslash_at_any_offset() {
+        for len in 0..150 {
+            for (at, byte) in [(len, b'"'), (len, b'\\')] {
+                let mut text = vec![b'a'; len + 20];
+                // Bytes that differ from the targets by one bit, to catch a sloppy mask.
+                for (i, b) in text.iter_mut().enumerate() {
+                    *b = [b'a', b'#', b'!', 0xa2, b']', b'\x5d'][i % 6];
+                }
+                text[at] = byte;
+                text[at + 3] = b'"';
+                assert_eq!(find_quote_or_backslash(&text), Some(at), "len {len}");
+            }
+            let none = vec![b'x'; len];
+            assert_eq!(find_quote_or_backslash(&none), None);
+        }
     }
 
     #[test]
