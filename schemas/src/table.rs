@@ -48,6 +48,34 @@ impl TableBuilder {
         }
     }
 
+    /// How much each column holds now (call before [`TableBuilder::finish`]).
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            rows: self.rows,
+            columns: self.columns.iter().map(Column::size).collect(),
+        }
+    }
+
+    /// Reserves room for `rows` rows of the shape `like` had, so that vectors do not grow (and
+    /// copy themselves) value by value: decoding a chunk like the previous one then allocates
+    /// each column once (measured: 2.5% of an import's CPU went to regrowing).
+    pub fn reserve_like(&mut self, like: &Sizes, rows: usize) {
+        if like.rows == 0 || like.columns.len() != self.columns.len() {
+            return;
+        }
+        let scale = |n: usize| n * rows / like.rows + 64;
+        for (column, size) in self.columns.iter_mut().zip(&like.columns) {
+            column.reserve(
+                rows,
+                ColumnSize {
+                    bytes: scale(size.bytes),
+                    items: scale(size.items),
+                    item_bytes: scale(size.item_bytes),
+                },
+            );
+        }
+    }
+
     /// Rows committed so far.
     pub fn len(&self) -> usize {
         self.rows
@@ -166,6 +194,22 @@ impl TableBuilder {
             .collect();
         RecordBatch::try_new(self.schema, columns)
     }
+}
+
+/// The shape of a table's contents: see [`TableBuilder::reserve_like`].
+#[derive(Debug, Clone, Default)]
+pub struct Sizes {
+    rows: usize,
+    columns: Vec<ColumnSize>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ColumnSize {
+    /// String bytes of a string column.
+    bytes: usize,
+    /// Items of a list column, and their string bytes.
+    items: usize,
+    item_bytes: usize,
 }
 
 /// Validity bits; no bitmap at all while every row is valid. Keeps its own length: asking the
@@ -556,6 +600,46 @@ impl Column {
             Column::Timestamp(c, _) => c.valid.len(),
             Column::Strings(c) => c.len(),
             Column::Structs(c) => c.len(),
+        }
+    }
+
+    fn size(&self) -> ColumnSize {
+        match self {
+            Column::Utf8(c) => ColumnSize {
+                bytes: c.data.len(),
+                ..ColumnSize::default()
+            },
+            Column::Strings(c) => ColumnSize {
+                items: c.items.len(),
+                item_bytes: c.items.data.len(),
+                ..ColumnSize::default()
+            },
+            Column::Structs(c) => ColumnSize {
+                items: c.elements,
+                ..ColumnSize::default()
+            },
+            _ => ColumnSize::default(),
+        }
+    }
+
+    fn reserve(&mut self, rows: usize, size: ColumnSize) {
+        match self {
+            Column::Utf8(c) => {
+                c.offsets.reserve(rows + 1);
+                c.data.reserve(size.bytes);
+            }
+            Column::Dictionary(c) => c.keys.values.reserve(rows),
+            Column::UInt32(c) => c.values.reserve(rows),
+            Column::UInt64(c) => c.values.reserve(rows),
+            Column::Int32(c) => c.values.reserve(rows),
+            Column::Boolean(c) => c.values.reserve(rows),
+            Column::Timestamp(c, _) => c.values.reserve(rows),
+            Column::Strings(c) => {
+                c.offsets.reserve(rows + 1);
+                c.items.offsets.reserve(size.items + 1);
+                c.items.data.reserve(size.item_bytes);
+            }
+            Column::Structs(c) => c.offsets.reserve(rows + 1),
         }
     }
 

@@ -16,13 +16,14 @@ mod flow;
 mod json;
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 
 pub use flow::TCP_FLAG_NAMES;
 
 use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
-use crate::table::TableBuilder;
+use crate::table::{Sizes, TableBuilder};
 use flow::{Out, F, L};
 use json::{Cursor, JsonError};
 
@@ -54,6 +55,8 @@ pub struct HubbleDecoder {
     lost_columns: Vec<usize>,
     default_node_name: Option<String>,
     source: CaptureSource,
+    /// What the last chunk's flows looked like: the next one reserves that much up front.
+    last_shape: Arc<Mutex<Option<Sizes>>>,
 }
 
 /// Flow fields whose presence at the top level makes a line a bare `Flow` (as opposed to an
@@ -89,6 +92,7 @@ impl HubbleDecoder {
             lost_columns: L::resolve(&lost_events_schema()),
             default_node_name,
             source,
+            last_shape: Arc::default(),
         }
     }
 
@@ -102,6 +106,9 @@ impl HubbleDecoder {
     /// (`newlines`: their offsets, ascending), so the buffer is not scanned for them twice.
     pub fn decode_lines(&self, buffer: &[u8], first_line: u64, newlines: &[usize]) -> Decoded {
         let mut flows = TableBuilder::new(flow_schema());
+        if let Some(shape) = self.last_shape.lock().expect("never poisoned").as_ref() {
+            flows.reserve_like(shape, newlines.len() + 1);
+        }
         let mut lost_events = TableBuilder::new(lost_events_schema());
         let mut errors = Vec::new();
         let mut other_events = 0;
@@ -135,6 +142,9 @@ impl HubbleDecoder {
                 }),
                 Ok(_) => {}
             }
+        }
+        if !flows.is_empty() {
+            *self.last_shape.lock().expect("never poisoned") = Some(flows.sizes());
         }
         Decoded {
             flows: flows.finish().expect("rows match the flow schema"),
