@@ -277,6 +277,4 @@ fn lines<'b>(
 }
 
 #[cfg(test)]
-mod legacy;
-#[cfg(test)]
 mod tests;

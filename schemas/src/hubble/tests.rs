@@ -279,54 +279,6 @@ fn a_chunk_mixing_envelopes_and_bare_flows_keeps_both() {
     );
 }
 
-/// The decoder against the arrow-json decoder it replaced, on every sample we ship and on a slice
-/// of a generated benchmark file: same rows, same values, same line errors.
-#[test]
-fn same_rows_as_the_arrow_json_decoder() {
-    use std::io::Read;
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../sample-captures");
-    let mut inputs: Vec<(String, Vec<u8>)> = Vec::new();
-    for entry in std::fs::read_dir(format!("{root}/hubble-samples")).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .extension()
-            .is_some_and(|e| e == "json" || e == "jsonl")
-        {
-            inputs.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-        }
-    }
-    let mut capture = Vec::new();
-    flate2::read::GzDecoder::new(
-        std::fs::File::open(format!("{root}/typo-policy-incident.jsonl.gz")).unwrap(),
-    )
-    .read_to_end(&mut capture)
-    .unwrap();
-    inputs.push(("typo capture".into(), capture));
-    if let Ok(bench) = std::fs::read("/work/bench-data/flows-200k.json") {
-        inputs.push(("bench".into(), bench));
-    }
-    let new = HubbleDecoder::new(CaptureSource::Import, Some("default".into()));
-    let old = legacy::HubbleDecoder::new(CaptureSource::Import, Some("default".into()));
-    for (name, bytes) in &inputs {
-        let a = new.decode(bytes, 1);
-        let b = old.decode(bytes, 1);
-        assert_eq!(a.flows.num_rows(), b.flows.num_rows(), "{name}");
-        for (i, field) in a.flows.schema().fields().iter().enumerate() {
-            // Not assert_eq: the debug dump of a 200k-row column helps nobody.
-            assert!(
-                a.flows.column(i).to_data() == b.flows.column(i).to_data(),
-                "{name}: column {} differs",
-                field.name()
-            );
-        }
-        assert!(a.lost_events == b.lost_events, "{name}: lost_events differ");
-        assert_eq!(a.other_events, b.other_events, "{name}");
-        let lines = |errors: &[LineError]| errors.iter().map(|e| e.line).collect::<Vec<_>>();
-        let old_lines: Vec<u64> = b.errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines(&a.errors), old_lines, "{name}");
-    }
-}
-
 /// A line that fails after it wrote lists, policies and headers leaves nothing in the batch: the
 /// rows are exactly those of the good lines alone.
 #[test]
