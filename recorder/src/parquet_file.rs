@@ -2,7 +2,8 @@
 //!
 //! - rows sorted by `time`, declared in `sorting_columns` so engines can skip sorts and prune;
 //! - zstd; dictionary encoding (Parquet's default) for the repetitive enum/label columns;
-//! - page-level statistics and the page index, so a time window reads only its pages;
+//! - page-level statistics and the page index on `time`, so a time window reads only its pages
+//!   (chunk statistics on numbers; none on strings and lists, where they would prune nothing);
 //! - bloom filters on IP and pod-name columns, sized to the file's real distinct count;
 //! - key-value metadata from `flow_schema::layout::metadata`.
 
