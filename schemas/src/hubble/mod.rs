@@ -6,10 +6,10 @@
 //! 64-bit integers as strings, omitted zero values, `is_reply` absent = NULL, unknown fields
 //! ignored (every Cilium release adds some).
 //!
-//! Each line is parsed once, straight into a row of the flat schema ([`json`] reads what
-//! [`flow`] asks for; nothing is materialised in between), and the row is appended only if the
-//! whole line was understood: one bad line costs only itself and is reported with its line
-//! number and the path of the field at fault.
+//! Each line is parsed once, straight into the columns of the flat schema ([`json`] reads what
+//! [`flow`] asks for; nothing is materialised in between), and kept only if the whole line was
+//! understood (`table` cuts a failed line back out of every column): one bad line costs only
+//! itself and is reported with its line number and the path of the field at fault.
 
 mod enums;
 mod flow;
