@@ -8,5 +8,6 @@ test:            ## the whole test suite (what CI runs)
 	bash .ci/run
 
 bench:           ## import benchmark: flowrec vs DuckDB on 1M generated flows
+	bash .ci/setup.sh
 	cargo build --release -p flowrec -p flow-benches
 	target/release/import-bench --flows 1000000

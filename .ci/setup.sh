@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh machine of this kind (Debian + Rust
-# toolchain + Python 3): the S3-protocol test server (moto) and DuckDB (interop checks and the
-# import benchmark). Idempotent: skips what is already there.
+# toolchain + Python 3): clang-19, libbpf and bpftool (the eBPF programs), the S3-protocol test
+# server (moto) and DuckDB (interop checks and the import benchmark). Idempotent: skips what is
+# already there.
 set -euo pipefail
+
+# The eBPF programs are built with clang-19 against libbpf's headers; the layout test reads their
+# BTF with bpftool; the capture tests build network namespaces with iproute2.
+need_apt=()
+command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19)
+command -v llvm-strip-19 >/dev/null 2>&1 || need_apt+=(llvm-19)
+[[ -e /usr/include/bpf/bpf_helpers.h ]] || need_apt+=(libbpf-dev)
+command -v bpftool >/dev/null 2>&1 || need_apt+=(bpftool)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+if ((${#need_apt[@]})); then
+  echo "setup: apt-get install ${need_apt[*]}" >&2
+  sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${need_apt[@]}" >/dev/null
+fi
 
 need_pip=()
 command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")

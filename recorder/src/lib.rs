@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod ebpf;
 pub mod import;
 pub mod input;
 pub mod parquet_file;
