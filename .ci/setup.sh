@@ -6,13 +6,14 @@
 set -euo pipefail
 
 # The eBPF programs are built with clang-19 against libbpf's headers; the layout test reads their
-# BTF with bpftool; the capture tests build network namespaces with iproute2.
+# BTF with bpftool; the capture test builds network namespaces with iproute2 and pings.
 need_apt=()
 command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19)
 command -v llvm-strip-19 >/dev/null 2>&1 || need_apt+=(llvm-19)
 [[ -e /usr/include/bpf/bpf_helpers.h ]] || need_apt+=(libbpf-dev)
 command -v bpftool >/dev/null 2>&1 || need_apt+=(bpftool)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 if ((${#need_apt[@]})); then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   sudo=()

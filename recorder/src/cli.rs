@@ -8,6 +8,7 @@ use flow_schema::units::{parse_duration, parse_size};
 use crate::batch::{RotationError, RotationPolicy};
 use crate::import::ImportConfig;
 use crate::input::InputName;
+use crate::run::RunConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,6 +27,60 @@ pub enum Command {
     /// Import Hubble JSON flow exports (hubble observe -o jsonpb, the Hubble exporter's files)
     #[command(after_help = IMPORT_EXAMPLES)]
     Import(ImportArgs),
+    /// Record flows continuously from this node (the recorder's own eBPF programs)
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  flowrec run --source ebpf --interfaces 'lxc*,eth0'
+  flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
+
+Every packet on the interfaces (both directions) is counted into its flow in the kernel; every
+active timeout the flows are written as rows with capture_source = 'ebpf' (bytes, packets,
+tcp_flags, flow_start, flow_end, traffic_direction, interface_name). Ctrl-C or SIGTERM writes
+what was captured and detaches the programs.
+
+Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network namespace of the
+interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
+
+/// Where flows come from for `run`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Source {
+    /// The recorder's own tc programs
+    Ebpf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where flows come from
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub source: Source,
+
+    /// Interfaces to capture on: comma-separated names or globs (lxc*,eth0)
+    #[arg(long, required = true, value_name = "LIST", value_delimiter = ',')]
+    pub interfaces: Vec<String>,
+
+    /// How often flows are drained from the kernel and written as rows
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub active_timeout: Duration,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl RunArgs {
+    pub fn into_config(self) -> Result<RunConfig, RotationError> {
+        let Source::Ebpf = self.source;
+        Ok(RunConfig {
+            interfaces: self.interfaces,
+            active_timeout: self.active_timeout,
+            rotation: self.store.rotation()?,
+            node_name: self.store.node_name(),
+            store_url: self.store.store,
+        })
+    }
 }
 
 const IMPORT_EXAMPLES: &str = "\

@@ -25,8 +25,9 @@ use tokio::sync::mpsc;
 
 use crate::batch::{Batcher, RotationPolicy, SealedFile};
 use crate::input::{Chunk, InputError, InputName, LineChunks};
-use crate::parquet_file::{self, EncodeError, Provenance};
-use crate::upload::{UploadError, Uploader};
+use crate::parquet_file::Provenance;
+use crate::sink::{self, SinkError};
+use crate::upload::Uploader;
 
 /// Bytes of input decoded at once (whole lines): ~5000 flows, so the Parquet writer gets
 /// batches large enough that its per-batch work disappears. Measured on 1M flows with the
@@ -54,9 +55,7 @@ pub enum ImportError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Upload(#[from] UploadError),
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Write(#[from] SinkError),
     #[error(
         "--strict: {lines} malformed line(s) and {inputs} unreadable input(s); nothing was written"
     )]
@@ -262,7 +261,7 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         check_strictly(&config, &decoder)?;
     }
 
-    let (sender, mut receiver) = mpsc::channel::<SealedFile>(2);
+    let (sender, receiver) = mpsc::channel::<SealedFile>(2);
     let reader_config = config.clone();
     let reader = std::thread::spawn(move || {
         let mut reporter = Reporter::new(&reader_config);
@@ -284,49 +283,14 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         source: CaptureSource::Import.as_str(),
     };
     let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
-    let mut summary = ImportSummary::default();
-    let mut failure = None;
-    // Files are encoded in parallel, one per core (in the background while later ones are
-    // decoded), and uploaded in the order they were sealed. An import ends by sealing every
-    // open hour at once: encoding those one after the other would leave cores idle.
-    let encoders = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut encoding = std::collections::VecDeque::new();
-    let mut input_done = false;
-    while failure.is_none() {
-        if !input_done && encoding.len() < encoders {
-            match receiver.recv().await {
-                Some(file) => {
-                    let provenance = provenance.clone();
-                    encoding.push_back(tokio::task::spawn_blocking(move || {
-                        parquet_file::encode(file, &provenance)
-                    }));
-                    continue;
-                }
-                None => input_done = true,
-            }
-        }
-        let Some(next) = encoding.pop_front() else {
-            break;
-        };
-        let encoded = next.await.map_err(|e| ImportError::Reader(e.to_string()))?;
-        let uploaded = match encoded {
-            Ok(encoded) => uploader.upload(encoded).await.map_err(ImportError::from),
-            Err(e) => Err(e.into()),
-        };
-        match uploaded {
-            Ok(file) => {
-                match file.table {
-                    Table::LostEvents => summary.lost_events_written += file.rows as u64,
-                    Table::Flows => summary.flows_written += file.rows as u64,
-                }
-                summary.files_written += 1;
-                summary.bytes_written += file.bytes as u64;
-            }
-            // Stop the reader; report what was written before the failure.
-            Err(error) => failure = Some(error),
-        }
-    }
-    drop(receiver);
+    let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
+    let mut summary = ImportSummary {
+        flows_written: written.flows,
+        lost_events_written: written.lost_events,
+        files_written: written.files,
+        bytes_written: written.bytes,
+        ..ImportSummary::default()
+    };
     let stats = reader
         .join()
         .map_err(|_| ImportError::Reader("panicked".into()))?;
@@ -340,7 +304,7 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
                 "flowrec: {}",
                 summary.describe(&uploader.store().location.to_string())
             );
-            Err(error)
+            Err(error.into())
         }
         None => Ok(summary),
     }

@@ -1,7 +1,8 @@
 //! flowrec: the node recorder.
 //!
-//! Stages, one module each: sources (`input` + `import` for Hubble JSON files) → batching into
-//! files (`batch`) → staging as Parquet (`parquet_file`) → upload to the store (`upload`).
+//! Stages, one module each: sources (`input` + `import` for Hubble JSON files, `ebpf` + `run` for
+//! the recorder's own capture) → batching into files (`batch`) → staging as Parquet
+//! (`parquet_file`) and upload to the store (`upload`), driven by `sink`.
 //! The schema, the Hubble mapping and the store layout come from `flow_schema`.
 
 pub mod batch;
@@ -10,4 +11,6 @@ pub mod ebpf;
 pub mod import;
 pub mod input;
 pub mod parquet_file;
+pub mod run;
+pub mod sink;
 pub mod upload;

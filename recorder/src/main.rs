@@ -25,7 +25,7 @@ fn no_transparent_huge_pages() {
 
 use clap::Parser;
 use flowrec::cli::{Cli, Command};
-use flowrec::import;
+use flowrec::{import, run};
 
 /// Exit status: 0 clean, 1 done with reported problems, 2 failed.
 fn main() -> ExitCode {
@@ -46,10 +46,7 @@ fn main() -> ExitCode {
         Command::Import(args) => {
             let config = match args.into_config() {
                 Ok(config) => config,
-                Err(error) => {
-                    eprintln!("flowrec: {error}");
-                    return ExitCode::from(2);
-                }
+                Err(error) => return usage_error(&error),
             };
             let store = config.store_url.clone();
             match runtime.block_on(import::run(config)) {
@@ -57,11 +54,32 @@ fn main() -> ExitCode {
                     eprintln!("flowrec: {}", summary.describe(&store));
                     ExitCode::from(if summary.is_clean() { 0 } else { 1 })
                 }
-                Err(error) => {
-                    eprintln!("flowrec: error: {}", flow_schema::error_chain(&error));
-                    ExitCode::from(2)
+                Err(error) => failed(&error),
+            }
+        }
+        Command::Run(args) => {
+            let config = match args.into_config() {
+                Ok(config) => config,
+                Err(error) => return usage_error(&error),
+            };
+            let store = config.store_url.clone();
+            match runtime.block_on(run::run(config)) {
+                Ok(summary) => {
+                    eprintln!("flowrec: {}", summary.describe(&store));
+                    ExitCode::SUCCESS
                 }
+                Err(error) => failed(&error),
             }
         }
     }
+}
+
+fn usage_error(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("flowrec: {error}");
+    ExitCode::from(2)
+}
+
+fn failed(error: &dyn std::error::Error) -> ExitCode {
+    eprintln!("flowrec: error: {}", flow_schema::error_chain(error));
+    ExitCode::from(2)
 }

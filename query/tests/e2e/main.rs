@@ -1,6 +1,7 @@
 //! End-to-end scenarios: the real binaries, real files, a real S3-protocol server, DuckDB.
 //! One test binary for the whole workspace (build time matters on 2 cores).
 
+mod capture;
 mod support;
 
 use std::io::Write;

@@ -29,6 +29,7 @@ pub fn flowrec_bin() -> PathBuf {
     let sources = [
         root.join("recorder/src"),
         root.join("schemas/src"),
+        root.join("ebpf"),
         root.join("Cargo.lock"),
     ];
     if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {

@@ -6,6 +6,7 @@
 //! one they left, so no packet is counted twice or lost between reading and deleting an entry.
 
 pub mod layout;
+pub mod rows;
 
 use std::time::Duration;
 
@@ -164,6 +165,3 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
 fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { map, source }
 }
-
-#[cfg(test)]
-mod tests;

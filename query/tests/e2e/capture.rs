@@ -1,0 +1,275 @@
+//! `flowrec run --source ebpf` on a real kernel with real traffic, checked through flowsql.
+//!
+//! Two network namespaces joined by a veth pair (names prefixed `frt`, removed afterwards); the
+//! recorder runs in one of them (`nsenter --net`), attached to its end of the pair. Needs root,
+//! as CI runs; anywhere else this test fails and says so.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// Namespaces `a` (10.199.0.1) and `b` (10.199.0.2) and the veth pair between them; removed on
+/// drop (deleting a namespace deletes its end of the pair, and so the pair).
+struct Veth {
+    a: String,
+    b: String,
+    /// The pair's end inside `a`.
+    end_a: String,
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("iproute2 is installed");
+    assert!(status.success(), "ip {}", args.join(" "));
+}
+
+impl Veth {
+    fn new() -> Veth {
+        // SAFETY: no arguments, no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            root,
+            "the capture test needs root (CI runs the suite as root)"
+        );
+        let id = std::process::id() % 100_000;
+        let veth = Veth {
+            a: format!("frt-a-{id}"),
+            b: format!("frt-b-{id}"),
+            end_a: format!("frt{id}a"),
+        };
+        let end_b = format!("frt{id}b");
+        ip(&["netns", "add", &veth.a]);
+        ip(&["netns", "add", &veth.b]);
+        ip(&[
+            "link",
+            "add",
+            &veth.end_a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &end_b,
+        ]);
+        ip(&["link", "set", &veth.end_a, "netns", &veth.a]);
+        ip(&["link", "set", &end_b, "netns", &veth.b]);
+        for (ns, end, address) in [
+            (&veth.a, &veth.end_a, "10.199.0.1/24"),
+            (&veth.b, &end_b, "10.199.0.2/24"),
+        ] {
+            ip(&["-n", ns, "addr", "add", address, "dev", end]);
+            ip(&["-n", ns, "link", "set", end, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        veth
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Runs `f` on a thread that lives in network namespace `ns`.
+fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(format!("/run/netns/{ns}")).expect("netns exists");
+                // SAFETY: setns for this thread only, with a valid namespace fd.
+                let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(
+                    entered,
+                    0,
+                    "setns {ns}: {}",
+                    std::io::Error::last_os_error()
+                );
+                f()
+            })
+            .join()
+            .expect("no panic in the namespace thread")
+    })
+}
+
+/// The recorder process, killed if the test fails before it stops it.
+struct Recorder(std::process::Child);
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const TCP_BYTES: usize = 1_000_000;
+const TCP_PORT: u16 = 5201;
+const UDP_PORT: u16 = 5353;
+const UDP_PAYLOAD: usize = 100;
+
+/// A TCP transfer, three UDP datagrams and two pings from `a` to `b`.
+fn traffic(veth: &Veth) {
+    let (listener, udp) = in_netns(&veth.b, || {
+        (
+            TcpListener::bind(("10.199.0.2", TCP_PORT)).unwrap(),
+            UdpSocket::bind(("10.199.0.2", UDP_PORT)).unwrap(),
+        )
+    });
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        drop(stream); // the client waits for this close before it sends the datagrams
+        let mut datagram = [0u8; 2048];
+        for _ in 0..3 {
+            udp.recv(&mut datagram).unwrap();
+        }
+        received.len()
+    });
+    in_netns(&veth.a, || {
+        let mut stream = TcpStream::connect(("10.199.0.2", TCP_PORT)).unwrap();
+        stream.write_all(&vec![7u8; TCP_BYTES]).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        stream.read_to_end(&mut Vec::new()).unwrap();
+        let udp = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+        for _ in 0..3 {
+            udp.send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", UDP_PORT))
+                .unwrap();
+        }
+    });
+    assert_eq!(server.join().unwrap(), TCP_BYTES);
+    let ping = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", veth.a))
+        .args(["ping", "-c", "2", "-i", "0.2", "-q", "10.199.0.2"])
+        .output()
+        .expect("iputils-ping is installed");
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stderr)
+    );
+}
+
+/// Every segment of the TCP connection carries a 20-byte IP header and a 32-byte TCP header
+/// (timestamps option); SYN and SYN-ACK carry 8 more option bytes (MSS, SACK-permitted, window
+/// scale). So the client's flow is exactly `N + 52 * packets + 8` IP bytes and the server's
+/// `52 * packets + 8`, whatever the segmentation. UDP: 20 + 8 + payload per datagram; ping:
+/// 20 + 8 + 56 per echo.
+#[test]
+fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let mut recorder = Recorder(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", veth.a))
+            .arg(flowrec_bin())
+            .args([
+                "run",
+                "--source",
+                "ebpf",
+                "--interfaces",
+                &format!("{},nosuch*", veth.end_a),
+            ])
+            .args([
+                "--active-timeout",
+                "1s",
+                "--node-name",
+                "capture-node",
+                "--store",
+                &store,
+            ])
+            .env_remove("FLOW_STORE")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(recorder.0.stderr.take().unwrap());
+    let mut first = String::new();
+    stderr.read_line(&mut first).unwrap();
+    assert!(first.contains("recording flows on"), "{first}");
+
+    traffic(&veth);
+    // Let the last ACKs pass and at least one drain happen mid-run.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(recorder.0.id() as i32, libc::SIGTERM) };
+    let status = recorder.0.wait().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{first}{rest}");
+    assert!(
+        rest.contains("packets not counted (flow map full): 0"),
+        "{rest}"
+    );
+    drop(veth);
+
+    let flows = query(
+        &store,
+        "select ip_source as src, ip_destination as dst, cast(l4_protocol as varchar) as l4,
+                source_port as sport, destination_port as dport, icmp_type,
+                cast(traffic_direction as varchar) as direction,
+                cast(interface_name as varchar) as interface,
+                sum(bytes) as bytes, sum(packets) as packets,
+                bool_or(array_has(tcp_flags, 'SYN')) as syn,
+                bool_or(array_has(tcp_flags, 'FIN')) as fin,
+                bool_or(array_has(tcp_flags, 'ACK')) as ack,
+                min(flow_start) <= max(flow_end) as ordered,
+                count(distinct cast(capture_source as varchar)) as sources
+         from flows
+         where capture_source = 'ebpf' and node_name = 'capture-node'
+         group by 1, 2, 3, 4, 5, 6, 7, 8",
+        &[],
+    );
+    let find = |l4: &str, src: &str, pred: &dyn Fn(&serde_json::Value) -> bool| {
+        flows
+            .iter()
+            .find(|f| f["l4"] == l4 && f["src"] == src && pred(f))
+            .unwrap_or_else(|| panic!("no {l4} flow from {src} in {flows:#?}"))
+            .clone()
+    };
+    let port = |key: &'static str, port: u16| move |f: &serde_json::Value| f[key] == port;
+    let n = |f: &serde_json::Value, key: &str| f[key].as_u64().unwrap();
+
+    let out = find("TCP", "10.199.0.1", &port("dport", TCP_PORT));
+    let back = find("TCP", "10.199.0.2", &port("sport", TCP_PORT));
+    assert_eq!(
+        n(&out, "bytes"),
+        TCP_BYTES as u64 + 52 * n(&out, "packets") + 8,
+        "{out}"
+    );
+    assert_eq!(n(&back, "bytes"), 52 * n(&back, "packets") + 8, "{back}");
+    for flow in [&out, &back] {
+        assert_eq!(
+            (&flow["syn"], &flow["fin"], &flow["ack"]),
+            (&true.into(), &true.into(), &true.into()),
+            "{flow}"
+        );
+        assert_eq!(flow["ordered"], true);
+        assert!(
+            flow["interface"].as_str().unwrap().starts_with("frt"),
+            "{flow}"
+        );
+    }
+    assert_eq!(out["direction"], "EGRESS");
+    assert_eq!(back["direction"], "INGRESS");
+
+    let udp = find("UDP", "10.199.0.1", &port("dport", UDP_PORT));
+    assert_eq!(n(&udp, "packets"), 3, "{udp}");
+    assert_eq!(n(&udp, "bytes"), 3 * (20 + 8 + UDP_PAYLOAD as u64), "{udp}");
+
+    let echo = find("ICMPv4", "10.199.0.1", &|f| f["icmp_type"] == 8);
+    let reply = find("ICMPv4", "10.199.0.2", &|f| f["icmp_type"] == 0);
+    for flow in [&echo, &reply] {
+        assert_eq!(n(flow, "packets"), 2, "{flow}");
+        assert_eq!(n(flow, "bytes"), 2 * (20 + 8 + 56), "{flow}");
+    }
+    assert!(flows.iter().all(|f| f["sources"] == 1));
+}

@@ -1,0 +1,243 @@
+//! `flowrec run --source ebpf`: the recorder's own capture, continuously.
+//!
+//! The tc programs are attached to the chosen interfaces; a drainer thread empties their flow
+//! map every active timeout and hands the rows to batching (`batch`), the shared write side
+//! (`sink`) encodes and uploads sealed files. Ctrl-C or SIGTERM: a last drain, every open file
+//! sealed and uploaded, the programs detached (they are attached as TCX links, which go away
+//! with the process).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use flow_schema::store::{Patience, Store, StoreError};
+use flow_schema::{CaptureSource, Table};
+use tokio::sync::mpsc;
+
+use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::ebpf::rows::{BootClock, FlowRows};
+use crate::ebpf::{CaptureError, TcCapture};
+use crate::parquet_file::Provenance;
+use crate::sink::{self, SinkError, Written};
+use crate::upload::Uploader;
+
+/// A validated `run` request.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Interface names or globs (`lxc*`), as given.
+    pub interfaces: Vec<String>,
+    pub active_timeout: Duration,
+    pub node_name: String,
+    pub store_url: String,
+    pub rotation: RotationPolicy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Write(#[from] SinkError),
+    #[error("--interfaces {patterns}: no interface matches (interfaces here: {available})")]
+    NoInterface { patterns: String, available: String },
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signals(std::io::Error),
+    #[error("the drainer thread panicked")]
+    Drainer,
+}
+
+/// What a run recorded.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub written: Written,
+    pub flows_drained: u64,
+    /// Packets the kernel could not count because the flow map was full.
+    pub packets_lost_map_full: u64,
+}
+
+impl RunSummary {
+    pub fn describe(&self, store: &str) -> String {
+        format!(
+            "recorded {} flows into {store}: {} files; packets not counted (flow map full): {}",
+            self.written.flows, self.written.files, self.packets_lost_map_full
+        )
+    }
+}
+
+/// Set when the run should end; wakes the drainer from its wait.
+#[derive(Default)]
+struct Stop {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Stop {
+    fn request(&self) {
+        *self.requested.lock().expect("never poisoned") = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits up to `timeout`; true once a stop was requested.
+    fn wait(&self, timeout: Duration) -> bool {
+        let requested = self.requested.lock().expect("never poisoned");
+        let (requested, _) = self
+            .wake
+            .wait_timeout_while(requested, timeout, |stop| !*stop)
+            .expect("never poisoned");
+        *requested
+    }
+}
+
+pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
+    let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
+    let interfaces = matching_interfaces(&config.interfaces)?;
+    let mut capture = TcCapture::load()?;
+    for interface in &interfaces {
+        capture.attach(interface)?;
+    }
+    eprintln!(
+        "flowrec: recording flows on {} into {}, drained every {:?}; Ctrl-C or SIGTERM stops",
+        interfaces.join(","),
+        store.location,
+        config.active_timeout
+    );
+
+    let stop = Arc::new(Stop::default());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(RunError::Signals)?;
+    let signalled = Arc::clone(&stop);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        signalled.request();
+    });
+
+    let (sender, receiver) = mpsc::channel::<SealedFile>(2);
+    let drain_config = config.clone();
+    let drain_stop = Arc::clone(&stop);
+    let drainer = std::thread::spawn(move || -> Result<(u64, u64), CaptureError> {
+        let mut rows = FlowRows::new(drain_config.node_name.clone());
+        let mut batcher = Batcher::new(drain_config.rotation.clone());
+        let send =
+            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+        let mut drained = 0u64;
+        loop {
+            let stopping = drain_stop.wait(drain_config.active_timeout);
+            let flows = capture.drain()?;
+            drained += flows.len() as u64;
+            let mut sealed = Vec::new();
+            if !flows.is_empty() {
+                sealed = batcher.push(Table::Flows, rows.batch(&flows, BootClock::now()));
+            }
+            sealed.extend(batcher.expired(Instant::now()));
+            let delivered = send(sealed);
+            if stopping || !delivered {
+                send(batcher.flush());
+                return Ok((drained, capture.packets_lost_map_full()?));
+            }
+        }
+    });
+
+    let provenance = Provenance {
+        node: config.node_name.clone(),
+        source: CaptureSource::Ebpf.as_str(),
+    };
+    let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
+    let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
+    // A failed write stops the drainer through its closed channel.
+    stop.request();
+    let (flows_drained, packets_lost_map_full) =
+        drainer.join().map_err(|_| RunError::Drainer)??;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    Ok(RunSummary {
+        written,
+        flows_drained,
+        packets_lost_map_full,
+    })
+}
+
+/// The interfaces of this network namespace that match `patterns` (names or globs).
+fn matching_interfaces(patterns: &[String]) -> Result<Vec<String>, RunError> {
+    let available = interface_names();
+    let matching: Vec<String> = available
+        .iter()
+        .filter(|name| patterns.iter().any(|p| glob_match(p, name)))
+        .cloned()
+        .collect();
+    if matching.is_empty() {
+        return Err(RunError::NoInterface {
+            patterns: patterns.join(","),
+            available: available.join(", "),
+        });
+    }
+    Ok(matching)
+}
+
+/// Interface names of the calling thread's network namespace (netlink, not /sys/class/net,
+/// which shows the namespace /sys was mounted in).
+fn interface_names() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 {
+            names.push(
+                std::ffi::CStr::from_ptr((*entry).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names.sort();
+    names
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        assert!(glob_match("lxc*", "lxc12ab"));
+        assert!(glob_match("eth0", "eth0"));
+        assert!(!glob_match("eth0", "eth01"));
+        assert!(glob_match("veth?", "veth1"));
+        assert!(!glob_match("veth?", "veth12"));
+        assert!(glob_match("*", "lo"));
+        assert!(glob_match("a*b*c", "aXXbYc"));
+        assert!(!glob_match("a*b*c", "aXXbY"));
+    }
+
+    #[test]
+    fn no_matching_interface_names_the_patterns_and_what_exists() {
+        let error = matching_interfaces(&["nosuch*".into()]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("--interfaces nosuch*"), "{text}");
+        assert!(text.contains("lo"), "{text}");
+    }
+}
