@@ -25,13 +25,13 @@ struct flow_key {
 	__u8 icmp_code;
 };
 
-/* What was seen of a flow since the last drain. */
+/* What one CPU saw of a flow since the last drain (flowrec merges the CPUs' copies). */
 struct flow_stats {
 	__u64 first_seen_ns; /* bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME */
 	__u64 last_seen_ns;
 	__u64 bytes;   /* IP bytes, headers included */
 	__u64 packets;
-	__u32 if_index;  /* interface it was first seen on */
+	__u32 if_index;  /* interface it was first seen on (by this CPU) */
 	__u32 tcp_flags; /* OR of the flags seen: FIN 0x1, SYN 0x2, RST 0x4, PSH 0x8, ACK 0x10,
 	                    URG 0x20, ECE 0x40, CWR 0x80, NS 0x100 (32 bits: atomic OR) */
 	__u8 direction;  /* DIRECTION_* of the first packet */

@@ -2,15 +2,16 @@
 //! attaching them to interfaces, and draining what they aggregated.
 //!
 //! tc flow aggregation: `tc_ingress`/`tc_egress` add every packet to its flow in one of two
-//! kernel hash maps; [`TcCapture::drain`] flips the programs to the other map and empties the
-//! one they left, so no packet is counted twice or lost between reading and deleting an entry.
+//! kernel per-CPU hash maps; [`TcCapture::drain`] flips the programs to the other map, empties
+//! the one they left (so no packet is counted twice or lost between reading and deleting an
+//! entry) and merges each flow's per-CPU copies.
 
 pub mod layout;
 pub mod rows;
 
 use std::time::Duration;
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
 use aya::programs::{SchedClassifier, TcAttachType};
 use aya::{Btf, Ebpf, EbpfLoader};
 
@@ -55,7 +56,7 @@ pub enum CaptureError {
 /// The two tc programs, loaded, with their maps.
 pub struct TcCapture {
     ebpf: Ebpf,
-    flows: [HashMap<MapData, FlowKey, FlowStats>; 2],
+    flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     selector: Array<MapData, u32>,
     losses: PerCpuArray<MapData, u64>,
     /// Which of `flows` the programs write to.
@@ -81,8 +82,10 @@ impl TcCapture {
                 })?;
         }
         let flows = [
-            HashMap::try_from(take_map(&mut ebpf, "flows_0")?).map_err(map_error("flows_0"))?,
-            HashMap::try_from(take_map(&mut ebpf, "flows_1")?).map_err(map_error("flows_1"))?,
+            PerCpuHashMap::try_from(take_map(&mut ebpf, "flows_0")?)
+                .map_err(map_error("flows_0"))?,
+            PerCpuHashMap::try_from(take_map(&mut ebpf, "flows_1")?)
+                .map_err(map_error("flows_1"))?,
         ];
         let selector =
             Array::try_from(take_map(&mut ebpf, "selector")?).map_err(map_error("selector"))?;
@@ -128,9 +131,11 @@ impl TcCapture {
             .map_err(map_error("flows"))?;
         let mut flows = Vec::with_capacity(keys.len());
         for key in keys {
-            let stats = map.get(&key, 0).map_err(map_error("flows"))?;
+            let copies = map.get(&key, 0).map_err(map_error("flows"))?;
             map.remove(&key).map_err(map_error("flows"))?;
-            flows.push((key, stats));
+            if let Some(stats) = merge(&copies) {
+                flows.push((key, stats));
+            }
         }
         Ok(flows)
     }
@@ -143,6 +148,24 @@ impl TcCapture {
             .map_err(map_error("losses"))?;
         Ok(per_cpu.iter().sum())
     }
+}
+
+/// One flow's counters from the CPUs' copies (a CPU that saw none of its packets has zeros).
+fn merge(copies: &[FlowStats]) -> Option<FlowStats> {
+    let mut seen = copies.iter().filter(|copy| copy.packets > 0);
+    let mut merged = *seen.next()?;
+    for copy in seen {
+        if copy.first_seen_ns < merged.first_seen_ns {
+            merged.first_seen_ns = copy.first_seen_ns;
+            merged.if_index = copy.if_index;
+            merged.direction = copy.direction;
+        }
+        merged.last_seen_ns = merged.last_seen_ns.max(copy.last_seen_ns);
+        merged.bytes += copy.bytes;
+        merged.packets += copy.packets;
+        merged.tcp_flags |= copy.tcp_flags;
+    }
+    Some(merged)
 }
 
 fn program<'a>(
@@ -164,4 +187,31 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
 
 fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { map, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_cpu_copies_merge_into_one_flow() {
+        let copy = |first, last, bytes, packets, flags, direction| FlowStats {
+            first_seen_ns: first,
+            last_seen_ns: last,
+            bytes,
+            packets,
+            if_index: 3,
+            tcp_flags: flags,
+            direction,
+            _pad: [0; 7],
+        };
+        let copies = [
+            copy(50, 90, 1000, 10, 0x10, 1),
+            FlowStats::default(),
+            copy(20, 60, 500, 5, 0x02, 0),
+        ];
+        let merged = merge(&copies).unwrap();
+        assert_eq!(merged, copy(20, 90, 1500, 15, 0x12, 0));
+        assert_eq!(merge(&[FlowStats::default(), FlowStats::default()]), None);
+    }
 }
