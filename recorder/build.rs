@@ -1,10 +1,15 @@
-//! Compiles the kernel programs in `ebpf/` (C, clang-19 `-target bpf`) into `OUT_DIR`, where
-//! `flowrec` embeds them. A missing compiler stops the build with the package to install.
+//! Compiles the kernel programs in `ebpf/` (C, clang-19 `-target bpf`, CO-RE) into `OUT_DIR`,
+//! where `flowrec` embeds them. A missing tool stops the build with the package to install.
+//!
+//! `vmlinux.h` (the kernel's types, for CO-RE) is generated from the build machine's BTF with
+//! bpftool: the types only need to be a recent kernel's, the loader relocates every field
+//! access to the running kernel's layout. `FLOWREC_VMLINUX_H` points at a ready-made one
+//! (for build machines without /sys/kernel/btf/vmlinux).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["tc_flow"];
+const PROGRAMS: &[&str] = &["flowrec"];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -12,27 +17,64 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
     println!("cargo:rerun-if-changed={}", sources.display());
     println!("cargo:rerun-if-env-changed=FLOWREC_CLANG");
+    println!("cargo:rerun-if-env-changed=FLOWREC_VMLINUX_H");
+    vmlinux_h(&out.join("vmlinux.h"));
     let clang = std::env::var("FLOWREC_CLANG").unwrap_or_else(|_| "clang-19".into());
     // asm/types.h and friends live in the multiarch include directory.
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").expect("set by cargo");
     let multiarch = format!("/usr/include/{arch}-linux-gnu");
+    let target_arch = match arch.as_str() {
+        "x86_64" => "x86",
+        "aarch64" => "arm64",
+        other => other,
+    };
     for program in PROGRAMS {
         let source = sources.join(format!("{program}.bpf.c"));
         let object = out.join(format!("{program}.bpf.o"));
-        compile(&clang, &source, &object, &sources, &multiarch);
+        let includes = [sources.as_path(), out.as_path(), Path::new(&multiarch)];
+        compile(&clang, &source, &object, &includes, target_arch);
         strip(&object);
     }
 }
 
-fn compile(clang: &str, source: &Path, object: &Path, include: &Path, multiarch: &str) {
-    let status = Command::new(clang)
+/// Writes the kernel's types as C, from `FLOWREC_VMLINUX_H` or the build machine's BTF.
+fn vmlinux_h(target: &Path) {
+    if let Ok(given) = std::env::var("FLOWREC_VMLINUX_H") {
+        std::fs::copy(&given, target)
+            .unwrap_or_else(|e| panic!("FLOWREC_VMLINUX_H={given}: cannot copy it: {e}"));
+        return;
+    }
+    let btf = "/sys/kernel/btf/vmlinux";
+    let output = Command::new("bpftool")
+        .args(["btf", "dump", "file", btf, "format", "c"])
+        .output();
+    match output {
+        Ok(output) if output.status.success() => std::fs::write(target, output.stdout)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", target.display())),
+        Ok(output) => panic!(
+            "bpftool could not dump {btf} ({}): the kernel programs need the kernel's types. \
+             Build on a kernel with BTF, or set FLOWREC_VMLINUX_H to a vmlinux.h",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+            "bpftool not found: it generates vmlinux.h for the eBPF programs. Install it with \
+             `apt-get install bpftool` (or run .ci/setup.sh), or set FLOWREC_VMLINUX_H"
+        ),
+        Err(error) => panic!("cannot run bpftool: {error}"),
+    }
+}
+
+fn compile(clang: &str, source: &Path, object: &Path, includes: &[&Path], target_arch: &str) {
+    let mut command = Command::new(clang);
+    command
         .args([
             "-target", "bpf", "-mcpu=v3", "-g", "-O2", "-Wall", "-Werror",
         ])
-        .arg("-I")
-        .arg(include)
-        .arg("-I")
-        .arg(multiarch)
+        .arg(format!("-D__TARGET_ARCH_{target_arch}"));
+    for include in includes {
+        command.arg("-I").arg(include);
+    }
+    let status = command
         .arg("-c")
         .arg(source)
         .arg("-o")

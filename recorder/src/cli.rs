@@ -1,5 +1,6 @@
 //! Command line of `flowrec`: flags parsed and validated into the config structs the stages use.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -37,10 +38,15 @@ Examples:
   flowrec run --source ebpf --interfaces 'lxc*,eth0'
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
 
+  flowrec run --source ebpf --interfaces 'veth*' --cgroup /sys/fs/cgroup/kubepods.slice
+
 Every packet on the interfaces (both directions) is counted into its flow in the kernel; every
 active timeout the flows are written as rows with capture_source = 'ebpf' (bytes, packets,
-tcp_flags, flow_start, flow_end, traffic_direction, interface_name). Ctrl-C or SIGTERM writes
-what was captured and detaches the programs.
+tcp_flags, flow_start, flow_end, traffic_direction, interface_name). Packets the kernel drops,
+anywhere on the node, make their flow DROPPED with the kernel's reason in drop_reason_desc
+(NO_SOCKET, NETFILTER_DROP, ...). TCP connections of the --cgroup's processes add their RTT,
+retransmits and byte counters (tcp_srtt_us, tcp_retransmits, ...) to their flows. Ctrl-C or
+SIGTERM writes what was captured and detaches the programs.
 
 Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network namespace of the
 interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
@@ -66,6 +72,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub active_timeout: Duration,
 
+    /// cgroup v2 whose processes' TCP connections are followed (sock_ops), descendants
+    /// included [default: the root of the cgroup v2 hierarchy]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -76,6 +87,7 @@ impl RunArgs {
         Ok(RunConfig {
             interfaces: self.interfaces,
             active_timeout: self.active_timeout,
+            cgroup: self.cgroup,
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,

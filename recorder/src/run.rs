@@ -6,6 +6,7 @@
 //! sealed and uploaded, the programs detached (they are attached as TCX links, which go away
 //! with the process).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ use tokio::sync::mpsc;
 
 use crate::batch::{Batcher, RotationPolicy, SealedFile};
 use crate::ebpf::rows::{BootClock, FlowRows};
-use crate::ebpf::{CaptureError, TcCapture};
+use crate::ebpf::drop_reasons::{BtfError, DropReasons};
+use crate::ebpf::{cgroup2_root, Capture, CaptureError, Losses};
 use crate::parquet_file::Provenance;
 use crate::sink::{self, SinkError, Written};
 use crate::upload::Uploader;
@@ -26,6 +28,8 @@ pub struct RunConfig {
     /// Interface names or globs (`lxc*`), as given.
     pub interfaces: Vec<String>,
     pub active_timeout: Duration,
+    /// cgroup v2 whose TCP connections are followed; None: the hierarchy's root.
+    pub cgroup: Option<PathBuf>,
     pub node_name: String,
     pub store_url: String,
     pub rotation: RotationPolicy,
@@ -41,6 +45,10 @@ pub enum RunError {
     Write(#[from] SinkError),
     #[error("--interfaces {patterns}: no interface matches (interfaces here: {available})")]
     NoInterface { patterns: String, available: String },
+    #[error(transparent)]
+    DropReasons(#[from] BtfError),
+    #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
+    NoCgroup2,
     #[error("cannot watch for SIGTERM: {0}")]
     Signals(std::io::Error),
     #[error("the drainer thread panicked")]
@@ -52,15 +60,19 @@ pub enum RunError {
 pub struct RunSummary {
     pub written: Written,
     pub flows_drained: u64,
-    /// Packets the kernel could not count because the flow map was full.
-    pub packets_lost_map_full: u64,
+    /// What the kernel side could not record.
+    pub losses: Losses,
 }
 
 impl RunSummary {
     pub fn describe(&self, store: &str) -> String {
         format!(
-            "recorded {} flows into {store}: {} files; packets not counted (flow map full): {}",
-            self.written.flows, self.written.files, self.packets_lost_map_full
+            "recorded {} flows into {store}: {} files; lost: {} packets (flow map full), \
+             {} TCP connections (connection map full)",
+            self.written.flows,
+            self.written.files,
+            self.losses.flow_map_full,
+            self.losses.conn_map_full
         )
     }
 }
@@ -92,13 +104,22 @@ impl Stop {
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
     let interfaces = matching_interfaces(&config.interfaces)?;
-    let mut capture = TcCapture::load()?;
+    let cgroup = match &config.cgroup {
+        Some(path) => path.clone(),
+        None => cgroup2_root().ok_or(RunError::NoCgroup2)?,
+    };
+    let drop_reasons = DropReasons::from_kernel()?;
+    let mut capture = Capture::load()?;
     for interface in &interfaces {
         capture.attach(interface)?;
     }
+    capture.watch_drops(&drop_reasons)?;
+    capture.watch_tcp(&cgroup)?;
     eprintln!(
-        "flowrec: recording flows on {} into {}, drained every {:?}; Ctrl-C or SIGTERM stops",
+        "flowrec: recording flows on {} (drops: node-wide; TCP: cgroup {}) into {}, \
+         drained every {:?}; Ctrl-C or SIGTERM stops",
         interfaces.join(","),
+        cgroup.display(),
         store.location,
         config.active_timeout
     );
@@ -118,25 +139,25 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let (sender, receiver) = mpsc::channel::<SealedFile>(2);
     let drain_config = config.clone();
     let drain_stop = Arc::clone(&stop);
-    let drainer = std::thread::spawn(move || -> Result<(u64, u64), CaptureError> {
-        let mut rows = FlowRows::new(drain_config.node_name.clone());
+    let drainer = std::thread::spawn(move || -> Result<(u64, Losses), CaptureError> {
+        let mut rows = FlowRows::new(drain_config.node_name.clone(), drop_reasons);
         let mut batcher = Batcher::new(drain_config.rotation.clone());
         let send =
             |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
         let mut drained = 0u64;
         loop {
             let stopping = drain_stop.wait(drain_config.active_timeout);
-            let flows = capture.drain()?;
-            drained += flows.len() as u64;
+            let drained_now = capture.drain()?;
+            drained += drained_now.flows.len() as u64;
             let mut sealed = Vec::new();
-            if !flows.is_empty() {
-                sealed = batcher.push(Table::Flows, rows.batch(&flows, BootClock::now()));
+            if !drained_now.flows.is_empty() {
+                sealed = batcher.push(Table::Flows, rows.batch(&drained_now, BootClock::now()));
             }
             sealed.extend(batcher.expired(Instant::now()));
             let delivered = send(sealed);
             if stopping || !delivered {
                 send(batcher.flush());
-                return Ok((drained, capture.packets_lost_map_full()?));
+                return Ok((drained, capture.losses()?));
             }
         }
     });
@@ -149,15 +170,14 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
     // A failed write stops the drainer through its closed channel.
     stop.request();
-    let (flows_drained, packets_lost_map_full) =
-        drainer.join().map_err(|_| RunError::Drainer)??;
+    let (flows_drained, losses) = drainer.join().map_err(|_| RunError::Drainer)??;
     if let Some(error) = failure {
         return Err(error.into());
     }
     Ok(RunSummary {
         written,
         flows_drained,
-        packets_lost_map_full,
+        losses,
     })
 }
 

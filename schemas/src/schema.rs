@@ -310,11 +310,34 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
         (f("packets", UInt64), "eBPF: packets in this flow direction"),
         (f("flow_start", timestamp_ns()), "eBPF: first packet seen"),
         (f("flow_end", timestamp_ns()), "eBPF: last packet seen"),
-        (f("tcp_srtt_us", UInt32), "eBPF: smoothed RTT (us)"),
-        (f("tcp_retransmits", UInt32), "eBPF: total retransmits"),
+        (
+            f("tcp_srtt_us", UInt32),
+            "eBPF: smoothed RTT (us) of this flow's TCP connection (sock_ops)",
+        ),
+        (
+            f("tcp_retransmits", UInt32),
+            "eBPF: total retransmits of that connection",
+        ),
+        (f("tcp_rtt_min_us", UInt32), "eBPF: minimum RTT (us) of that connection"),
+        (f("tcp_bytes_acked", UInt64), "eBPF: bytes the local end sent, acknowledged"),
+        (f("tcp_bytes_received", UInt64), "eBPF: bytes the local end received"),
+        (f("tcp_segs_in", UInt32), "eBPF: segments the local end received"),
+        (f("tcp_segs_out", UInt32), "eBPF: segments the local end sent"),
+        (
+            f("tcp_opened", dict()),
+            "eBPF: ACTIVE (the local end connected) or PASSIVE (it accepted)",
+        ),
+        (
+            f("tcp_state", dict()),
+            "eBPF: the connection's TCP state at the drain: ESTABLISHED ... CLOSE",
+        ),
         (
             f("drop_reason_kernel", dict()),
-            "eBPF: kernel skb drop reason name",
+            "eBPF: kernel skb drop reason name (also in drop_reason_desc)",
+        ),
+        (
+            f("dropped_packets", UInt64),
+            "eBPF: packets of this flow the kernel dropped",
         ),
     ]);
     cols

@@ -2,7 +2,7 @@
 //! C side). `layout_matches_the_compiled_programs` checks every size and offset against the
 //! BTF of the compiled object.
 
-/// `struct flow_key`: a flow's 5-tuple. IPv4 addresses are IPv4-mapped IPv6 addresses.
+/// `struct fr_flow_key`: a flow's 5-tuple. IPv4 addresses are IPv4-mapped IPv6 addresses.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -17,7 +17,7 @@ pub struct FlowKey {
     pub icmp_code: u8,
 }
 
-/// `struct flow_stats`: what was seen of a flow since the last drain.
+/// `struct fr_flow_stats`: what was seen of a flow since the last drain.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
@@ -30,20 +30,53 @@ pub struct FlowStats {
     pub if_index: u32,
     /// OR of the TCP flags seen; bits as in the TCP header (FIN 0x1 … CWR 0x80), NS 0x100.
     pub tcp_flags: u32,
-    /// `DIRECTION_INGRESS` or `DIRECTION_EGRESS` of the first packet.
+    /// `DIRECTION_*` of the first packet.
     pub direction: u8,
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 3],
+    /// `enum skb_drop_reason` of the latest drop (named from the kernel's BTF); 0: none.
+    pub drop_reason: u32,
+    /// Packets of this flow the kernel dropped, and their IP bytes.
+    pub drop_packets: u64,
+    pub drop_bytes: u64,
+}
+
+/// `struct fr_tcp_conn`: one TCP connection as sock_ops saw it, keyed local -> remote.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpConn {
+    /// CLOCK_BOOTTIME nanoseconds.
+    pub established_ns: u64,
+    /// 0 while the connection is open.
+    pub closed_ns: u64,
+    pub bytes_acked: u64,
+    pub bytes_received: u64,
+    pub srtt_us: u32,
+    pub rtt_min_us: u32,
+    pub total_retrans: u32,
+    pub segs_in: u32,
+    pub segs_out: u32,
+    /// `TCP_OPENED_ACTIVE` or `TCP_OPENED_PASSIVE`.
+    pub opened: u8,
+    /// The kernel's TCP state number (1 ESTABLISHED ... 7 CLOSE ...).
+    pub state: u8,
+    pub _pad: [u8; 2],
 }
 
 pub const DIRECTION_INGRESS: u8 = 0;
 pub const DIRECTION_EGRESS: u8 = 1;
-/// Index of the "map full" counter in the `losses` per-CPU array.
-pub const LOSS_MAP_FULL: u32 = 0;
+/// Only seen dropped, never on an attached interface.
+pub const DIRECTION_UNKNOWN: u8 = 2;
+pub const TCP_OPENED_ACTIVE: u8 = 1;
+pub const TCP_OPENED_PASSIVE: u8 = 2;
+/// Indexes of the counters in the `losses` per-CPU array.
+pub const LOSS_FLOW_MAP_FULL: u32 = 0;
+pub const LOSS_CONN_MAP_FULL: u32 = 1;
 
 // SAFETY: plain `#[repr(C)]` structs of integers and byte arrays, with explicit padding: every
 // bit pattern is a valid value, as `aya::Pod` requires for copying them out of BPF maps.
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
+unsafe impl aya::Pod for TcpConn {}
 
 #[cfg(test)]
 mod tests {
@@ -52,7 +85,7 @@ mod tests {
 
     /// Struct sizes and member byte offsets from `bpftool btf dump` of the compiled object.
     fn btf_struct(name: &str) -> (usize, Vec<(String, usize)>) {
-        let object = concat!(env!("OUT_DIR"), "/tc_flow.bpf.o");
+        let object = concat!(env!("OUT_DIR"), "/flowrec.bpf.o");
         let output = std::process::Command::new("bpftool")
             .args(["btf", "dump", "file", object])
             .output()
@@ -82,36 +115,39 @@ mod tests {
         (size.parse().unwrap(), members)
     }
 
+    /// Checks one struct's size and member offsets against the BTF.
+    macro_rules! same_layout {
+        ($c:literal, $rust:ty, [$($field:ident),* $(,)?]) => {{
+            let (size, members) = btf_struct($c);
+            assert_eq!(size, size_of::<$rust>(), "size of struct {}", $c);
+            let rust: Vec<(String, usize)> =
+                vec![$((stringify!($field).to_string(), offset_of!($rust, $field))),*];
+            assert_eq!(members, rust, "members of struct {}", $c);
+        }};
+    }
+
     #[test]
     fn layout_matches_the_compiled_programs() {
-        let (size, members) = btf_struct("flow_key");
-        assert_eq!(size, size_of::<FlowKey>());
-        let rust = [
-            ("src_addr", offset_of!(FlowKey, src_addr)),
-            ("dst_addr", offset_of!(FlowKey, dst_addr)),
-            ("src_port", offset_of!(FlowKey, src_port)),
-            ("dst_port", offset_of!(FlowKey, dst_port)),
-            ("protocol", offset_of!(FlowKey, protocol)),
-            ("ip_version", offset_of!(FlowKey, ip_version)),
-            ("icmp_type", offset_of!(FlowKey, icmp_type)),
-            ("icmp_code", offset_of!(FlowKey, icmp_code)),
-        ];
-        let rust: Vec<(String, usize)> = rust.iter().map(|(n, o)| (n.to_string(), *o)).collect();
-        assert_eq!(members, rust, "struct flow_key");
-
-        let (size, members) = btf_struct("flow_stats");
-        assert_eq!(size, size_of::<FlowStats>());
-        let rust = [
-            ("first_seen_ns", offset_of!(FlowStats, first_seen_ns)),
-            ("last_seen_ns", offset_of!(FlowStats, last_seen_ns)),
-            ("bytes", offset_of!(FlowStats, bytes)),
-            ("packets", offset_of!(FlowStats, packets)),
-            ("if_index", offset_of!(FlowStats, if_index)),
-            ("tcp_flags", offset_of!(FlowStats, tcp_flags)),
-            ("direction", offset_of!(FlowStats, direction)),
-            ("_pad", offset_of!(FlowStats, _pad)),
-        ];
-        let rust: Vec<(String, usize)> = rust.iter().map(|(n, o)| (n.to_string(), *o)).collect();
-        assert_eq!(members, rust, "struct flow_stats");
+        same_layout!(
+            "fr_flow_key",
+            FlowKey,
+            [src_addr, dst_addr, src_port, dst_port, protocol, ip_version, icmp_type, icmp_code]
+        );
+        same_layout!(
+            "fr_flow_stats",
+            FlowStats,
+            [
+                first_seen_ns, last_seen_ns, bytes, packets, if_index, tcp_flags, direction,
+                _pad, drop_reason, drop_packets, drop_bytes
+            ]
+        );
+        same_layout!(
+            "fr_tcp_conn",
+            TcpConn,
+            [
+                established_ns, closed_ns, bytes_acked, bytes_received, srtt_us, rtt_min_us,
+                total_retrans, segs_in, segs_out, opened, state, _pad
+            ]
+        );
     }
 }

@@ -1,24 +1,37 @@
-//! The recorder's own kernel programs (`ebpf/*.bpf.c`, built by `build.rs`): loading them,
-//! attaching them to interfaces, and draining what they aggregated.
+//! The recorder's own kernel programs (`ebpf/flowrec.bpf.c`, built by `build.rs`): loading
+//! them, attaching them, and draining what they recorded.
 //!
-//! tc flow aggregation: `tc_ingress`/`tc_egress` add every packet to its flow in one of two
-//! kernel per-CPU hash maps; [`TcCapture::drain`] flips the programs to the other map, empties
-//! the one they left (so no packet is counted twice or lost between reading and deleting an
-//! entry) and merges each flow's per-CPU copies.
+//! - tc flow aggregation: `tc_ingress`/`tc_egress` add every packet to its flow in one of two
+//!   kernel per-CPU hash maps; [`Capture::drain`] flips the programs to the other map, empties
+//!   the one they left (so no packet is counted twice or lost between reading and deleting an
+//!   entry) and merges each flow's per-CPU copies.
+//! - drops: `on_kfree_skb` adds each packet the kernel drops, with its reason, to the same flow
+//!   maps; [`drop_reasons`] names the reasons from the running kernel's BTF.
+//! - TCP: `tcp_lifecycle` (sock_ops on a cgroup v2) keeps each connection's RTT, retransmit and
+//!   byte counters; the drain returns them for [`rows`] to join to the connection's flows.
 
+pub mod drop_reasons;
 pub mod layout;
 pub mod rows;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::{
+    BtfTracePoint, CgroupAttachMode, SchedClassifier, SockOps, TcAttachType,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use layout::{FlowKey, FlowStats, LOSS_MAP_FULL};
+use drop_reasons::DropReasons;
+use layout::{
+    FlowKey, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL, LOSS_FLOW_MAP_FULL,
+};
 
-/// The compiled tc program, embedded (CO-RE: one object for every kernel).
-static TC_FLOW: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tc_flow.bpf.o"));
+/// The compiled programs, embedded (CO-RE: one object for every kernel).
+static PROGRAMS_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowrec.bpf.o"));
 
 /// How long programs that read the selector just before a flip may still write to the old map.
 /// A tc program runs for well under a microsecond; this is orders of magnitude more.
@@ -30,6 +43,8 @@ pub enum CaptureError {
         "cannot load the eBPF programs (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are needed): {0}"
     )]
     Load(#[from] aya::EbpfError),
+    #[error("the kernel has no BTF at /sys/kernel/btf/vmlinux, which the drop tracer needs: {0}")]
+    Btf(aya::BtfError),
     #[error("cannot load eBPF program {program}: {source}")]
     Program {
         program: &'static str,
@@ -43,6 +58,20 @@ pub enum CaptureError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("cannot attach the drop tracer (tp_btf/kfree_skb): {0}")]
+    AttachDrops(#[source] aya::programs::ProgramError),
+    #[error("--cgroup {path}: cannot open it: {source}")]
+    Cgroup {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--cgroup {path}: cannot attach the TCP tracer (sock_ops; is it a cgroup v2?): {source}")]
+    AttachTcp {
+        path: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
     #[error("eBPF map {map}: {source}")]
     Map {
         map: &'static str,
@@ -53,34 +82,59 @@ pub enum CaptureError {
     Missing(&'static str),
 }
 
-/// The two tc programs, loaded, with their maps.
-pub struct TcCapture {
+/// The programs, loaded, with their maps.
+pub struct Capture {
     ebpf: Ebpf,
     flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     selector: Array<MapData, u32>,
+    conns: aya::maps::HashMap<MapData, FlowKey, TcpConn>,
     losses: PerCpuArray<MapData, u64>,
     /// Which of `flows` the programs write to.
     active: usize,
+    /// The kernel's number for a drop without a reason (see `merge`).
+    unspecified_drop: Option<u32>,
 }
 
-const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+/// What one drain took from the kernel.
+#[derive(Debug, Default)]
+pub struct Drained {
+    pub flows: Vec<(FlowKey, FlowStats)>,
+    /// TCP connections open or closed since the previous drain, keyed local -> remote.
+    pub conns: HashMap<FlowKey, TcpConn>,
+}
+
+/// Everything the kernel side could not record, since the capture started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Losses {
+    /// Packets (or drops) that found the flow map full: in no flow.
+    pub flow_map_full: u64,
+    /// TCP connections that found the connection map full: their flows lack TCP data.
+    pub conn_map_full: u64,
+}
+
+const TC_PROGRAMS: [(&str, TcAttachType, &str); 2] = [
     ("tc_ingress", TcAttachType::Ingress, "ingress"),
     ("tc_egress", TcAttachType::Egress, "egress"),
 ];
+const DROP_PROGRAM: &str = "on_kfree_skb";
+const TCP_PROGRAM: &str = "tcp_lifecycle";
 
-impl TcCapture {
+impl Capture {
     /// Loads the programs into the kernel (not attached yet).
     pub fn load() -> Result<Self, CaptureError> {
-        let btf = Btf::from_sys_fs().ok();
-        let mut ebpf = EbpfLoader::new().btf(btf.as_ref()).load(TC_FLOW)?;
-        for (name, _, _) in PROGRAMS {
-            program(&mut ebpf, name)?
-                .load()
-                .map_err(|source| CaptureError::Program {
-                    program: name,
-                    source,
-                })?;
+        let btf = Btf::from_sys_fs().map_err(CaptureError::Btf)?;
+        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(PROGRAMS_OBJECT)?;
+        for (name, _, _) in TC_PROGRAMS {
+            let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
+            tc.load().map_err(program_error(name))?;
         }
+        let drops: &mut BtfTracePoint = program(&mut ebpf, DROP_PROGRAM)?;
+        drops
+            .load("kfree_skb", &btf)
+            .map_err(program_error(DROP_PROGRAM))?;
+        let tcp: &mut SockOps = program(&mut ebpf, TCP_PROGRAM)?;
+        tcp.load().map_err(program_error(TCP_PROGRAM))?;
+
         let flows = [
             PerCpuHashMap::try_from(take_map(&mut ebpf, "flows_0")?)
                 .map_err(map_error("flows_0"))?,
@@ -89,23 +143,27 @@ impl TcCapture {
         ];
         let selector =
             Array::try_from(take_map(&mut ebpf, "selector")?).map_err(map_error("selector"))?;
+        let conns = aya::maps::HashMap::try_from(take_map(&mut ebpf, "tcp_conns")?)
+            .map_err(map_error("tcp_conns"))?;
         let losses =
             PerCpuArray::try_from(take_map(&mut ebpf, "losses")?).map_err(map_error("losses"))?;
-        Ok(TcCapture {
+        Ok(Capture {
             ebpf,
             flows,
             selector,
+            conns,
             losses,
             active: 0,
+            unspecified_drop: None,
         })
     }
 
-    /// Attaches both programs to `interface` (TCX where the kernel has it). They stay attached
-    /// until the capture is dropped.
+    /// Attaches the tc programs to `interface` (TCX where the kernel has it). They stay
+    /// attached until the capture is dropped.
     pub fn attach(&mut self, interface: &str) -> Result<(), CaptureError> {
-        for (name, kind, direction) in PROGRAMS {
-            program(&mut self.ebpf, name)?
-                .attach(interface, kind)
+        for (name, kind, direction) in TC_PROGRAMS {
+            let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
+            tc.attach(interface, kind)
                 .map_err(|source| CaptureError::Attach {
                     interface: interface.to_string(),
                     direction,
@@ -115,9 +173,34 @@ impl TcCapture {
         Ok(())
     }
 
-    /// Every flow seen since the previous drain, with its counters; the kernel map is left
-    /// empty.
-    pub fn drain(&mut self) -> Result<Vec<(FlowKey, FlowStats)>, CaptureError> {
+    /// Starts counting the kernel's drops (every network namespace) into the flows.
+    pub fn watch_drops(&mut self, reasons: &DropReasons) -> Result<(), CaptureError> {
+        self.unspecified_drop = reasons.unspecified();
+        let drops: &mut BtfTracePoint = program(&mut self.ebpf, DROP_PROGRAM)?;
+        drops.attach().map_err(CaptureError::AttachDrops)?;
+        Ok(())
+    }
+
+    /// Starts following the TCP connections of `cgroup`'s processes (a cgroup v2 directory;
+    /// its descendants included).
+    pub fn watch_tcp(&mut self, cgroup: &Path) -> Result<(), CaptureError> {
+        let path = cgroup.display().to_string();
+        let directory = std::fs::File::open(cgroup).map_err(|source| CaptureError::Cgroup {
+            path: path.clone(),
+            source,
+        })?;
+        let tcp: &mut SockOps = program(&mut self.ebpf, TCP_PROGRAM)?;
+        // Attached as a BPF link (kernel >= 5.7), which always coexists with other programs on
+        // the cgroup (Cilium's, another recorder's); the link takes no multi flag.
+        tcp.attach(&directory, CgroupAttachMode::Single)
+            .map_err(|source| CaptureError::AttachTcp { path, source })?;
+        Ok(())
+    }
+
+    /// Every flow seen since the previous drain, with its counters, and the TCP connections
+    /// that were open meanwhile; the kernel's flow map is left empty and closed connections
+    /// are forgotten.
+    pub fn drain(&mut self) -> Result<Drained, CaptureError> {
         let previous = self.active;
         self.active = 1 - previous;
         self.selector
@@ -133,52 +216,96 @@ impl TcCapture {
         for key in keys {
             let copies = map.get(&key, 0).map_err(map_error("flows"))?;
             map.remove(&key).map_err(map_error("flows"))?;
-            if let Some(stats) = merge(&copies) {
+            if let Some(stats) = merge(&copies, self.unspecified_drop) {
                 flows.push((key, stats));
             }
         }
-        Ok(flows)
+        // Read after the flows: a connection that closed with the flows' last packets is
+        // seen closed, with its final counters.
+        let conns: HashMap<FlowKey, TcpConn> = self
+            .conns
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_error("tcp_conns"))?;
+        for (key, conn) in &conns {
+            // Nothing updates a connection after its close, so deleting it loses nothing.
+            if conn.closed_ns != 0 {
+                self.conns.remove(key).map_err(map_error("tcp_conns"))?;
+            }
+        }
+        Ok(Drained { flows, conns })
     }
 
-    /// Packets that found the flow map full since the capture started (not in any flow).
-    pub fn packets_lost_map_full(&self) -> Result<u64, CaptureError> {
-        let per_cpu = self
-            .losses
-            .get(&LOSS_MAP_FULL, 0)
-            .map_err(map_error("losses"))?;
-        Ok(per_cpu.iter().sum())
+    /// What the kernel side could not record since the capture started.
+    pub fn losses(&self) -> Result<Losses, CaptureError> {
+        let total = |index: u32| -> Result<u64, CaptureError> {
+            let per_cpu = self.losses.get(&index, 0).map_err(map_error("losses"))?;
+            Ok(per_cpu.iter().sum())
+        };
+        Ok(Losses {
+            flow_map_full: total(LOSS_FLOW_MAP_FULL)?,
+            conn_map_full: total(LOSS_CONN_MAP_FULL)?,
+        })
     }
 }
 
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most nodes,
+/// `/sys/fs/cgroup/unified` on hybrid ones), from /proc/self/mountinfo.
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let (mount, filesystem) = line.split_once(" - ")?;
+        let point = mount.split(' ').nth(4)?;
+        (filesystem.split(' ').next()? == "cgroup2").then(|| PathBuf::from(point))
+    })
+}
+
 /// One flow's counters from the CPUs' copies (a CPU that saw none of its packets has zeros).
-fn merge(copies: &[FlowStats]) -> Option<FlowStats> {
-    let mut seen = copies.iter().filter(|copy| copy.packets > 0);
+/// The interface and direction are the earliest copy's that saw the flow on an interface;
+/// the drop reason is the latest drop's, a specific reason winning over `unspecified`.
+fn merge(copies: &[FlowStats], unspecified: Option<u32>) -> Option<FlowStats> {
+    let specific = |reason: u32| reason != 0 && Some(reason) != unspecified;
+    let mut seen = copies.iter().filter(|copy| copy.first_seen_ns != 0);
     let mut merged = *seen.next()?;
     for copy in seen {
-        if copy.first_seen_ns < merged.first_seen_ns {
-            merged.first_seen_ns = copy.first_seen_ns;
+        let on_interface = copy.direction != DIRECTION_UNKNOWN;
+        if on_interface
+            && (merged.direction == DIRECTION_UNKNOWN || copy.first_seen_ns < merged.first_seen_ns)
+        {
             merged.if_index = copy.if_index;
             merged.direction = copy.direction;
         }
+        if copy.drop_packets > 0 {
+            let (mine, theirs) = (specific(merged.drop_reason), specific(copy.drop_reason));
+            let later = copy.last_seen_ns >= merged.last_seen_ns;
+            if merged.drop_packets == 0 || (theirs && !mine) || (theirs == mine && later) {
+                merged.drop_reason = copy.drop_reason;
+            }
+        }
+        merged.first_seen_ns = merged.first_seen_ns.min(copy.first_seen_ns);
         merged.last_seen_ns = merged.last_seen_ns.max(copy.last_seen_ns);
         merged.bytes += copy.bytes;
         merged.packets += copy.packets;
         merged.tcp_flags |= copy.tcp_flags;
+        merged.drop_packets += copy.drop_packets;
+        merged.drop_bytes += copy.drop_bytes;
     }
     Some(merged)
 }
 
-fn program<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut SchedClassifier, CaptureError> {
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, CaptureError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
     ebpf.program_mut(name)
         .ok_or(CaptureError::Missing(name))?
         .try_into()
-        .map_err(|source| CaptureError::Program {
-            program: name,
-            source,
-        })
+        .map_err(program_error(name))
+}
+
+fn program_error(program: &'static str) -> impl Fn(aya::programs::ProgramError) -> CaptureError {
+    move |source| CaptureError::Program { program, source }
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, CaptureError> {
@@ -193,9 +320,8 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError 
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_cpu_copies_merge_into_one_flow() {
-        let copy = |first, last, bytes, packets, flags, direction| FlowStats {
+    fn copy(first: u64, last: u64, bytes: u64, packets: u64, flags: u32, direction: u8) -> FlowStats {
+        FlowStats {
             first_seen_ns: first,
             last_seen_ns: last,
             bytes,
@@ -203,15 +329,45 @@ mod tests {
             if_index: 3,
             tcp_flags: flags,
             direction,
-            _pad: [0; 7],
-        };
+            ..FlowStats::default()
+        }
+    }
+
+    #[test]
+    fn per_cpu_copies_merge_into_one_flow() {
         let copies = [
             copy(50, 90, 1000, 10, 0x10, 1),
             FlowStats::default(),
             copy(20, 60, 500, 5, 0x02, 0),
         ];
-        let merged = merge(&copies).unwrap();
+        let merged = merge(&copies, Some(2)).unwrap();
         assert_eq!(merged, copy(20, 90, 1500, 15, 0x12, 0));
-        assert_eq!(merge(&[FlowStats::default(), FlowStats::default()]), None);
+        assert_eq!(merge(&[FlowStats::default(), FlowStats::default()], Some(2)), None);
+    }
+
+    #[test]
+    fn drops_merge_with_the_latest_reason_and_the_interface_s_direction() {
+        let dropped = |first, last, reason, packets| FlowStats {
+            if_index: 9,
+            direction: DIRECTION_UNKNOWN,
+            drop_reason: reason,
+            drop_packets: packets,
+            drop_bytes: packets * 60,
+            ..copy(first, last, 0, 0, 0, DIRECTION_UNKNOWN)
+        };
+        // Dropped first on one CPU (no interface), then seen on an interface by another.
+        let copies = [dropped(10, 70, 3, 2), copy(30, 40, 120, 2, 0x02, 0), dropped(15, 50, 5, 1)];
+        let merged = merge(&copies, Some(2)).unwrap();
+        assert_eq!(merged.first_seen_ns, 10);
+        assert_eq!(merged.last_seen_ns, 70);
+        assert_eq!((merged.if_index, merged.direction), (3, 0));
+        assert_eq!((merged.packets, merged.bytes), (2, 120));
+        assert_eq!((merged.drop_packets, merged.drop_bytes), (3, 180));
+        assert_eq!(merged.drop_reason, 3, "the reason of the drop seen last (t=70)");
+        // A later drop without a reason does not hide a specific one, in either order.
+        let unspecified_later = [dropped(10, 20, 3, 1), dropped(30, 90, 2, 1)];
+        assert_eq!(merge(&unspecified_later, Some(2)).unwrap().drop_reason, 3);
+        let unspecified_first = [dropped(10, 90, 2, 1), dropped(30, 40, 5, 1)];
+        assert_eq!(merge(&unspecified_first, Some(2)).unwrap().drop_reason, 5);
     }
 }

@@ -4,6 +4,13 @@
 //! `l4_protocol` is TCP/UDP/ICMPv4/ICMPv6/SCTP, `tcp_flags` lists names in Hubble's order,
 //! `traffic_direction` is INGRESS/EGRESS as seen on the interface. `time` is when the flow's
 //! interval started (`flow_start`); `flow_end` is its last packet before the drain.
+//!
+//! `bytes`/`packets` count what the tc programs saw on the attached interfaces;
+//! `dropped_packets` what the kernel dropped of the flow anywhere on the node. A flow with
+//! drops is `DROPPED`, with the kernel's reason name in `drop_reason_desc` (`NO_SOCKET`, ...);
+//! one only seen dropped (never on an attached interface) has `packets` 0 and direction
+//! `TRAFFIC_DIRECTION_UNKNOWN`. The `tcp_*` columns are the flow's TCP connection's, as the
+//! socket on this node saw it (see `connection_of`).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -13,72 +20,77 @@ use flow_schema::hubble::TCP_FLAG_NAMES;
 use flow_schema::table::TableBuilder;
 use flow_schema::{flow_schema, CaptureSource};
 
-use super::layout::{FlowKey, FlowStats, DIRECTION_EGRESS};
+use super::drop_reasons::DropReasons;
+use super::layout::{
+    FlowKey, TcpConn, DIRECTION_EGRESS, DIRECTION_INGRESS, DIRECTION_UNKNOWN, TCP_OPENED_ACTIVE,
+    TCP_OPENED_PASSIVE,
+};
+use super::Drained;
 
 /// Turns drained flows into record batches for one node.
 pub struct FlowRows {
     node: String,
     columns: Columns,
+    drop_reasons: DropReasons,
     interface_names: HashMap<u32, String>,
 }
 
-/// Schema positions of the columns the eBPF source fills.
-struct Columns {
-    time: usize,
-    capture_source: usize,
-    node_name: usize,
-    verdict: usize,
-    flow_type: usize,
-    traffic_direction: usize,
-    ip_source: usize,
-    ip_destination: usize,
-    ip_version: usize,
-    l4_protocol: usize,
-    source_port: usize,
-    destination_port: usize,
-    tcp_flags: usize,
-    icmp_type: usize,
-    icmp_code: usize,
-    interface_index: usize,
-    interface_name: usize,
-    bytes: usize,
-    packets: usize,
-    flow_start: usize,
-    flow_end: usize,
+/// Declares `Columns`, the schema positions of the columns the eBPF source fills, resolved by
+/// name once.
+macro_rules! columns {
+    ($($field:ident: $name:literal),* $(,)?) => {
+        struct Columns {
+            $($field: usize,)*
+        }
+
+        impl Columns {
+            fn resolve() -> Columns {
+                let schema = flow_schema();
+                let at = |name: &str| {
+                    schema
+                        .index_of(name)
+                        .unwrap_or_else(|_| panic!("column {name} is in the flow schema"))
+                };
+                Columns { $($field: at($name),)* }
+            }
+        }
+    };
 }
 
-impl Columns {
-    fn resolve() -> Columns {
-        let schema = flow_schema();
-        let at = |name: &str| {
-            schema
-                .index_of(name)
-                .unwrap_or_else(|_| panic!("column {name} is in the flow schema"))
-        };
-        Columns {
-            time: at("time"),
-            capture_source: at("capture_source"),
-            node_name: at("node_name"),
-            verdict: at("verdict"),
-            flow_type: at("type"),
-            traffic_direction: at("traffic_direction"),
-            ip_source: at("ip_source"),
-            ip_destination: at("ip_destination"),
-            ip_version: at("ip_version"),
-            l4_protocol: at("l4_protocol"),
-            source_port: at("source_port"),
-            destination_port: at("destination_port"),
-            tcp_flags: at("tcp_flags"),
-            icmp_type: at("icmp_type"),
-            icmp_code: at("icmp_code"),
-            interface_index: at("interface_index"),
-            interface_name: at("interface_name"),
-            bytes: at("bytes"),
-            packets: at("packets"),
-            flow_start: at("flow_start"),
-            flow_end: at("flow_end"),
-        }
-    }
+columns! {
+    time: "time",
+    capture_source: "capture_source",
+    node_name: "node_name",
+    verdict: "verdict",
+    flow_type: "type",
+    traffic_direction: "traffic_direction",
+    ip_source: "ip_source",
+    ip_destination: "ip_destination",
+    ip_version: "ip_version",
+    l4_protocol: "l4_protocol",
+    source_port: "source_port",
+    destination_port: "destination_port",
+    tcp_flags: "tcp_flags",
+    icmp_type: "icmp_type",
+    icmp_code: "icmp_code",
+    interface_index: "interface_index",
+    interface_name: "interface_name",
+    bytes: "bytes",
+    packets: "packets",
+    flow_start: "flow_start",
+    flow_end: "flow_end",
+    drop_reason_desc: "drop_reason_desc",
+    drop_reason_kernel: "drop_reason_kernel",
+    dropped_packets: "dropped_packets",
+    tcp_srtt_us: "tcp_srtt_us",
+    tcp_retransmits: "tcp_retransmits",
+    tcp_rtt_min_us: "tcp_rtt_min_us",
+    tcp_bytes_acked: "tcp_bytes_acked",
+    tcp_bytes_received: "tcp_bytes_received",
+    tcp_segs_in: "tcp_segs_in",
+    tcp_segs_out: "tcp_segs_out",
+    tcp_opened: "tcp_opened",
+    tcp_state: "tcp_state",
 }
 
 /// Converts CLOCK_BOOTTIME nanoseconds (what the programs stamp) to Unix-epoch nanoseconds.
@@ -111,35 +123,28 @@ impl BootClock {
 }
 
 impl FlowRows {
-    pub fn new(node: String) -> FlowRows {
+    pub fn new(node: String, drop_reasons: DropReasons) -> FlowRows {
         FlowRows {
             node,
             columns: Columns::resolve(),
+            drop_reasons,
             interface_names: HashMap::new(),
         }
     }
 
-    /// One row per drained flow.
-    pub fn batch(&mut self, flows: &[(FlowKey, FlowStats)], clock: BootClock) -> RecordBatch {
+    /// One row per drained flow, with its TCP connection's counters when sock_ops saw it.
+    pub fn batch(&mut self, drained: &Drained, clock: BootClock) -> RecordBatch {
         let mut table = TableBuilder::new(flow_schema());
         let c = &self.columns;
-        for (key, stats) in flows {
+        for (key, stats) in &drained.flows {
             let start = clock.unix_ns(stats.first_seen_ns);
             table.time(c.time, start);
             table.time(c.flow_start, start);
             table.time(c.flow_end, clock.unix_ns(stats.last_seen_ns));
             table.str(c.capture_source, CaptureSource::Ebpf.as_str());
             table.str(c.node_name, &self.node);
-            table.str(c.verdict, "FORWARDED");
             table.str(c.flow_type, "L3_L4");
-            table.str(
-                c.traffic_direction,
-                if stats.direction == DIRECTION_EGRESS {
-                    "EGRESS"
-                } else {
-                    "INGRESS"
-                },
-            );
+            table.str(c.traffic_direction, direction_name(stats.direction));
             table.str(c.ip_source, &address(&key.src_addr, key.ip_version));
             table.str(c.ip_destination, &address(&key.dst_addr, key.ip_version));
             table.str(
@@ -167,21 +172,99 @@ impl FlowRows {
                     }
                 }
                 list.end();
+                if let Some(conn) = connection_of(key, stats.direction, &drained.conns) {
+                    table.u32(c.tcp_srtt_us, conn.srtt_us);
+                    table.u32(c.tcp_retransmits, conn.total_retrans);
+                    table.u32(c.tcp_rtt_min_us, conn.rtt_min_us);
+                    table.u64(c.tcp_bytes_acked, conn.bytes_acked);
+                    table.u64(c.tcp_bytes_received, conn.bytes_received);
+                    table.u32(c.tcp_segs_in, conn.segs_in);
+                    table.u32(c.tcp_segs_out, conn.segs_out);
+                    table.str(c.tcp_opened, opened_name(conn.opened));
+                    table.str(c.tcp_state, tcp_state_name(conn.state));
+                }
             }
             table.u32(c.interface_index, stats.if_index);
-            let name = self
-                .interface_names
-                .entry(stats.if_index)
-                .or_insert_with(|| interface_name(stats.if_index));
-            if !name.is_empty() {
-                table.str(c.interface_name, name);
+            // A flow only seen dropped may have been dropped in another network namespace,
+            // where this index names another interface (or none).
+            if stats.direction != DIRECTION_UNKNOWN {
+                let name = self
+                    .interface_names
+                    .entry(stats.if_index)
+                    .or_insert_with(|| interface_name(stats.if_index));
+                if !name.is_empty() {
+                    table.str(c.interface_name, name);
+                }
             }
             table.u64(c.bytes, stats.bytes);
             table.u64(c.packets, stats.packets);
+            // Packets freed without a reason (NOT_SPECIFIED) are counted, but do not make the
+            // flow DROPPED: the kernel frees some that way in normal operation.
+            let dropped = stats.drop_packets > 0
+                && Some(stats.drop_reason) != self.drop_reasons.unspecified();
+            if stats.drop_packets > 0 {
+                let reason = self.drop_reasons.name(stats.drop_reason);
+                table.str(c.drop_reason_kernel, &reason);
+                table.u64(c.dropped_packets, stats.drop_packets);
+                if dropped {
+                    table.str(c.drop_reason_desc, &reason);
+                }
+            }
+            table.str(c.verdict, if dropped { "DROPPED" } else { "FORWARDED" });
             table.commit();
         }
         table.finish().expect("rows match the flow schema")
     }
+}
+
+/// The TCP connection a flow belongs to, from the side of the recording node's socket: a
+/// packet leaving through the interface (egress) was sent by the socket whose local end is the
+/// source; one arriving (ingress) is for the socket whose local end is the destination. When
+/// only the other end's socket is known (it ran in the watched cgroup, this one did not), that
+/// one is used.
+fn connection_of<'a>(
+    key: &FlowKey,
+    direction: u8,
+    conns: &'a HashMap<FlowKey, TcpConn>,
+) -> Option<&'a TcpConn> {
+    let reversed = FlowKey {
+        src_addr: key.dst_addr,
+        dst_addr: key.src_addr,
+        src_port: key.dst_port,
+        dst_port: key.src_port,
+        ..*key
+    };
+    let (first, second) = if direction == DIRECTION_INGRESS {
+        (&reversed, key)
+    } else {
+        (key, &reversed)
+    };
+    conns.get(first).or_else(|| conns.get(second))
+}
+
+fn direction_name(direction: u8) -> &'static str {
+    match direction {
+        DIRECTION_INGRESS => "INGRESS",
+        DIRECTION_EGRESS => "EGRESS",
+        _ => "TRAFFIC_DIRECTION_UNKNOWN",
+    }
+}
+
+fn opened_name(opened: u8) -> &'static str {
+    match opened {
+        TCP_OPENED_ACTIVE => "ACTIVE",
+        TCP_OPENED_PASSIVE => "PASSIVE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The kernel's TCP states (include/net/tcp_states.h, stable uapi numbering).
+fn tcp_state_name(state: u8) -> &'static str {
+    const NAMES: [&str; 14] = [
+        "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+        "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "BOUND_INACTIVE",
+    ];
+    NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
 }
 
 fn address(bytes: &[u8; 16], version: u8) -> String {
@@ -221,20 +304,41 @@ fn interface_name(index: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ebpf::layout::FlowStats;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
 
-    #[test]
-    fn a_drained_tcp_flow_becomes_a_row_like_hubble_s() {
+    fn key(src: [u8; 4], src_port: u16, dst: [u8; 4], dst_port: u16) -> FlowKey {
         let mut key = FlowKey {
-            src_port: 40000,
-            dst_port: 80,
+            src_port,
+            dst_port,
             protocol: libc::IPPROTO_TCP as u8,
             ip_version: 4,
             ..FlowKey::default()
         };
-        key.src_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 1]);
-        key.dst_addr[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, 2]);
+        key.src_addr[10..12].copy_from_slice(&[0xff, 0xff]);
+        key.src_addr[12..].copy_from_slice(&src);
+        key.dst_addr[10..12].copy_from_slice(&[0xff, 0xff]);
+        key.dst_addr[12..].copy_from_slice(&dst);
+        key
+    }
+
+    fn text(batch: &RecordBatch, name: &str, row: usize) -> Option<String> {
+        let column = arrow::compute::cast(
+            batch.column_by_name(name).unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let column = column.as_string::<i32>();
+        column.is_valid(row).then(|| column.value(row).to_string())
+    }
+
+    fn reasons() -> DropReasons {
+        DropReasons::from_kernel().expect("CI kernels have BTF")
+    }
+
+    #[test]
+    fn a_drained_tcp_flow_becomes_a_row_like_hubble_s() {
         let stats = FlowStats {
             first_seen_ns: 1_000,
             last_seen_ns: 2_000,
@@ -243,23 +347,21 @@ mod tests {
             if_index: 1,
             tcp_flags: 0x01 | 0x02 | 0x10,
             direction: DIRECTION_EGRESS,
-            _pad: [0; 7],
+            ..FlowStats::default()
+        };
+        let drained = Drained {
+            flows: vec![(key([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80), stats)],
+            conns: HashMap::new(),
         };
         let clock = BootClock { offset_ns: 10 };
-        let batch = FlowRows::new("node-1".into()).batch(&[(key, stats)], clock);
+        let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock);
         assert_eq!(batch.num_rows(), 1);
-        let text = |name: &str| {
-            let column = arrow::compute::cast(
-                batch.column_by_name(name).unwrap(),
-                &arrow::datatypes::DataType::Utf8,
-            )
-            .unwrap();
-            column.as_string::<i32>().value(0).to_string()
-        };
+        let text = |name: &str| text(&batch, name, 0).unwrap_or_default();
         assert_eq!(text("ip_source"), "10.0.0.1");
         assert_eq!(text("ip_destination"), "10.0.0.2");
         assert_eq!(text("l4_protocol"), "TCP");
         assert_eq!(text("traffic_direction"), "EGRESS");
+        assert_eq!(text("verdict"), "FORWARDED");
         assert_eq!(text("capture_source"), "ebpf");
         assert_eq!(text("node_name"), "node-1");
         assert_eq!(text("destination_port"), "80");
@@ -279,5 +381,80 @@ mod tests {
             .as_primitive::<UInt64Type>();
         assert_eq!(bytes.value(0), 4_242);
         assert!(batch.column_by_name("icmp_type").unwrap().is_null(0));
+        assert!(batch.column_by_name("tcp_srtt_us").unwrap().is_null(0));
+        assert!(batch.column_by_name("drop_reason_desc").unwrap().is_null(0));
+    }
+
+    #[test]
+    fn both_directions_carry_the_local_socket_s_counters() {
+        let client = key([10, 0, 0, 2], 40000, [10, 0, 0, 1], 80);
+        let server = key([10, 0, 0, 1], 80, [10, 0, 0, 2], 40000);
+        let conn = |srtt_us, opened| TcpConn {
+            srtt_us,
+            total_retrans: 2,
+            opened,
+            state: 7,
+            ..TcpConn::default()
+        };
+        // Both ends on this node: the row takes the socket on the recorded side of the
+        // interface (here, the server's), whichever direction the flow has.
+        let conns = HashMap::from([
+            (server, conn(111, TCP_OPENED_PASSIVE)),
+            (client, conn(222, TCP_OPENED_ACTIVE)),
+        ]);
+        let seen = |direction| FlowStats {
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            packets: 1,
+            direction,
+            ..FlowStats::default()
+        };
+        let drained = Drained {
+            flows: vec![(client, seen(DIRECTION_INGRESS)), (server, seen(DIRECTION_EGRESS))],
+            conns,
+        };
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        for row in 0..2 {
+            assert_eq!(text(&batch, "tcp_srtt_us", row).as_deref(), Some("111"));
+            assert_eq!(text(&batch, "tcp_retransmits", row).as_deref(), Some("2"));
+            assert_eq!(text(&batch, "tcp_opened", row).as_deref(), Some("PASSIVE"));
+            assert_eq!(text(&batch, "tcp_state", row).as_deref(), Some("CLOSE"));
+        }
+        // Only the client's socket known: it is used.
+        let drained = Drained {
+            flows: vec![(client, seen(DIRECTION_INGRESS))],
+            conns: HashMap::from([(client, conn(222, TCP_OPENED_ACTIVE))]),
+        };
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        assert_eq!(text(&batch, "tcp_srtt_us", 0).as_deref(), Some("222"));
+    }
+
+    #[test]
+    fn a_flow_with_drops_is_dropped_with_the_kernel_s_reason_name() {
+        let dropped = FlowStats {
+            first_seen_ns: 1,
+            last_seen_ns: 2,
+            direction: DIRECTION_UNKNOWN,
+            if_index: 4242,
+            drop_reason: 3,
+            drop_packets: 2,
+            drop_bytes: 120,
+            ..FlowStats::default()
+        };
+        let drained = Drained {
+            flows: vec![(key([10, 0, 0, 2], 40000, [10, 0, 0, 1], 81), dropped)],
+            conns: HashMap::new(),
+        };
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        assert_eq!(text(&batch, "verdict", 0).as_deref(), Some("DROPPED"));
+        assert_eq!(text(&batch, "drop_reason_desc", 0).as_deref(), Some("NO_SOCKET"));
+        assert_eq!(text(&batch, "drop_reason_kernel", 0).as_deref(), Some("NO_SOCKET"));
+        assert_eq!(text(&batch, "dropped_packets", 0).as_deref(), Some("2"));
+        assert_eq!(text(&batch, "packets", 0).as_deref(), Some("0"));
+        assert_eq!(
+            text(&batch, "traffic_direction", 0).as_deref(),
+            Some("TRAFFIC_DIRECTION_UNKNOWN")
+        );
+        assert_eq!(text(&batch, "interface_name", 0), None, "not named across namespaces");
     }
 }
