@@ -7,6 +7,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,7 +38,10 @@ impl Veth {
             root,
             "the capture test needs root (CI runs the suite as root)"
         );
-        let id = std::process::id() % 100_000;
+        // Unique per test in this process and across concurrent processes.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = std::process::id() % 10_000 * 10 + serial % 10;
         let veth = Veth {
             a: format!("frt-a-{id}"),
             b: format!("frt-b-{id}"),
@@ -99,6 +103,22 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
+/// What `flowrec run --source ebpf` needs (README, "Least privilege").
+const RECORDER_CAPABILITIES: &str = "+bpf,+net_admin,+perfmon";
+
+/// A `setpriv` prefix that runs a command as nobody with only `capabilities` (ambient, so they
+/// survive the exec of a non-root program).
+fn least_privilege(capabilities: &str) -> Vec<String> {
+    vec![
+        "setpriv".into(),
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        format!("--inh-caps=-all,{capabilities}"),
+        format!("--ambient-caps=-all,{capabilities}"),
+    ]
+}
+
 /// The recorder process, killed if the test fails before it stops it.
 struct Recorder(std::process::Child);
 
@@ -113,6 +133,22 @@ const TCP_BYTES: usize = 1_000_000;
 const TCP_PORT: u16 = 5201;
 const UDP_PORT: u16 = 5353;
 const UDP_PAYLOAD: usize = 100;
+/// Nothing listens there: the SYN is dropped with NO_SOCKET.
+const CLOSED_PORT: u16 = 5999;
+/// An nftables rule in `b` drops UDP to this port: NETFILTER_DROP.
+const FILTERED_PORT: u16 = 5354;
+
+/// Runs `nft -f -` with `rules` in network namespace `ns`.
+fn nft(ns: &str, rules: &str) {
+    let mut nft = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .args(["nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nftables is installed by .ci/setup.sh");
+    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success(), "nft -f - <<{rules}");
+}
 
 /// Retransmitted segments on either side of a connection, from the kernel's TCP_INFO.
 fn retransmits(stream: &TcpStream) -> u32 {
@@ -182,6 +218,27 @@ fn traffic(veth: &Veth) -> u16 {
     for _ in 0..3 {
         udp.recv(&mut datagram).unwrap();
     }
+    // Dropped in `b`'s stack (the recorder's drop tracer sees every namespace).
+    let refused = in_netns(&veth.a, || TcpStream::connect(("10.199.0.2", CLOSED_PORT)));
+    assert_eq!(
+        refused.unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    nft(
+        &veth.b,
+        &format!(
+            "table inet frt_test {{\n chain input {{\n  type filter hook input priority 0;\n  \
+             udp dport {FILTERED_PORT} drop\n }}\n}}\n"
+        ),
+    );
+    in_netns(&veth.a, || {
+        let socket = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+        for _ in 0..2 {
+            socket
+                .send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", FILTERED_PORT))
+                .unwrap();
+        }
+    });
     let ping = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", veth.a))
         .args(["ping", "-c", "2", "-i", "0.2", "-q", "10.199.0.2"])
@@ -199,15 +256,19 @@ fn traffic(veth: &Veth) -> u16 {
 /// (timestamps option); SYN and SYN-ACK carry 8 more option bytes (MSS, SACK-permitted, window
 /// scale). So the client's flow is exactly `N + 52 * packets + 8` IP bytes and the server's
 /// `52 * packets + 8`, whatever the segmentation. UDP: 20 + 8 + payload per datagram; ping:
-/// 20 + 8 + 56 per echo.
+/// 20 + 8 + 56 per echo. A SYN to a closed port and UDP hit by an nftables DROP rule are
+/// DROPPED with the kernel's reasons; the TCP rows carry the connection's sock_ops counters.
 #[test]
-fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
+fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     let veth = Veth::new();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();
+    // The recorder runs as nobody with only the capabilities the README documents.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut recorder = Recorder(
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", veth.a))
+            .args(least_privilege(RECORDER_CAPABILITIES))
             .arg(flowrec_bin())
             .args([
                 "run",
@@ -244,7 +305,7 @@ fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(status.success(), "{first}{rest}");
     assert!(
-        rest.contains("packets not counted (flow map full): 0"),
+        rest.contains("lost: 0 packets (flow map full), 0 TCP connections"),
         "{rest}"
     );
     drop(veth);
@@ -259,6 +320,12 @@ fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
                 bool_or(array_has(tcp_flags, 'SYN')) as syn,
                 bool_or(array_has(tcp_flags, 'FIN')) as fin,
                 bool_or(array_has(tcp_flags, 'ACK')) as ack,
+                string_agg(distinct cast(verdict as varchar), ',') as verdicts,
+                string_agg(distinct cast(drop_reason_desc as varchar), ',') as reasons,
+                sum(dropped_packets) as dropped,
+                max(tcp_srtt_us) as srtt, max(tcp_retransmits) as retransmits,
+                max(tcp_bytes_acked) as acked, max(tcp_bytes_received) as received,
+                string_agg(distinct cast(tcp_opened as varchar), ',') as opened,
                 min(flow_start) <= max(flow_end) as ordered,
                 count(distinct cast(capture_source as varchar)) as sources
          from flows
@@ -298,8 +365,36 @@ fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
     }
     assert_eq!(out["direction"], "EGRESS");
     assert_eq!(back["direction"], "INGRESS");
+    // Both directions carry the client's socket (in `a`, the recorded side): it opened the
+    // connection; the kernel's bytes_acked counts the sequence space acknowledged (SYN,
+    // TCP_BYTES, FIN), bytes_received what followed the SYN-ACK (the server's FIN only); it did
+    // not retransmit (the transfer was picked for that).
+    for flow in [&out, &back] {
+        assert!(n(flow, "srtt") > 0, "sock_ops RTT on {flow}");
+        assert_eq!(n(flow, "retransmits"), 0, "{flow}");
+        assert_eq!(flow["opened"], "ACTIVE", "{flow}");
+        assert_eq!(n(flow, "acked"), 1 + TCP_BYTES as u64 + 1, "{flow}");
+        assert_eq!(n(flow, "received"), 1, "{flow}");
+        assert_eq!(flow["verdicts"], "FORWARDED", "{flow}");
+    }
+
+    let syn = find("TCP", "10.199.0.1", &port("dport", CLOSED_PORT));
+    assert_eq!(
+        (&syn["verdicts"], &syn["reasons"]),
+        (&"DROPPED".into(), &"NO_SOCKET".into()),
+        "{syn}"
+    );
+    assert_eq!((n(&syn, "packets"), n(&syn, "dropped")), (1, 1), "{syn}");
+    let filtered = find("UDP", "10.199.0.1", &port("dport", FILTERED_PORT));
+    assert_eq!(
+        (&filtered["verdicts"], &filtered["reasons"]),
+        (&"DROPPED".into(), &"NETFILTER_DROP".into()),
+        "{filtered}"
+    );
+    assert_eq!((n(&filtered, "packets"), n(&filtered, "dropped")), (2, 2), "{filtered}");
 
     let udp = find("UDP", "10.199.0.1", &port("dport", UDP_PORT));
+    assert_eq!(udp["verdicts"], "FORWARDED", "{udp}");
     assert_eq!(n(&udp, "packets"), 3, "{udp}");
     assert_eq!(n(&udp, "bytes"), 3 * (20 + 8 + UDP_PAYLOAD as u64), "{udp}");
 
@@ -310,4 +405,28 @@ fn ebpf_capture_records_tcp_udp_and_icmp_flows_with_exact_counts() {
         assert_eq!(n(flow, "bytes"), 2 * (20 + 8 + 56), "{flow}");
     }
     assert!(flows.iter().all(|f| f["sources"] == 1));
+}
+
+/// Without CAP_PERFMON the kernel refuses the programs: the recorder says which capabilities it
+/// needs instead of failing obscurely, and leaves nothing attached.
+#[test]
+fn ebpf_capture_without_a_needed_capability_names_the_capabilities() {
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", veth.a))
+        .args(least_privilege("+bpf,+net_admin"))
+        .arg(flowrec_bin())
+        .args(["run", "--source", "ebpf", "--interfaces", &veth.end_a])
+        .arg("--store")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"),
+        "{first}"
+    );
 }

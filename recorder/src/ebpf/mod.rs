@@ -45,7 +45,10 @@ pub enum CaptureError {
     Load(#[from] aya::EbpfError),
     #[error("the kernel has no BTF at /sys/kernel/btf/vmlinux, which the drop tracer needs: {0}")]
     Btf(aya::BtfError),
-    #[error("cannot load eBPF program {program}: {source}")]
+    #[error(
+        "cannot load eBPF program {program} (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are \
+         needed): {source}"
+    )]
     Program {
         program: &'static str,
         #[source]
