@@ -30,7 +30,7 @@ struct fr_flow_key {
 
 /* What one CPU saw of a flow since the last drain (flowrec merges the CPUs' copies). */
 struct fr_flow_stats {
-	__u64 first_seen_ns; /* bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME */
+	__u64 first_seen_ns; /* CLOCK_MONOTONIC (see now_ns() in flowrec.bpf.c) */
 	__u64 last_seen_ns;
 	__u64 bytes;   /* IP bytes seen by tc, headers included */
 	__u64 packets; /* packets seen by tc */
@@ -51,7 +51,7 @@ struct fr_flow_stats {
 
 /* One TCP connection as sock_ops saw it, keyed by the flow_key local -> remote. */
 struct fr_tcp_conn {
-	__u64 established_ns; /* CLOCK_BOOTTIME */
+	__u64 established_ns; /* CLOCK_MONOTONIC */
 	__u64 closed_ns;      /* 0 while open */
 	__u64 bytes_acked;    /* sent and acknowledged */
 	__u64 bytes_received;

@@ -15,7 +15,7 @@ use flow_schema::{CaptureSource, Table};
 use tokio::sync::mpsc;
 
 use crate::batch::{Batcher, RotationPolicy, SealedFile};
-use crate::ebpf::rows::{BootClock, FlowRows};
+use crate::ebpf::rows::{MonotonicClock, FlowRows};
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
 use crate::ebpf::{cgroup2_root, Capture, CaptureError, Losses};
 use crate::parquet_file::Provenance;
@@ -151,7 +151,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             drained += drained_now.flows.len() as u64;
             let mut sealed = Vec::new();
             if !drained_now.flows.is_empty() {
-                sealed = batcher.push(Table::Flows, rows.batch(&drained_now, BootClock::now()));
+                sealed = batcher.push(Table::Flows, rows.batch(&drained_now, MonotonicClock::now()));
             }
             sealed.extend(batcher.expired(Instant::now()));
             let delivered = send(sealed);

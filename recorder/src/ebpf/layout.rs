@@ -21,7 +21,7 @@ pub struct FlowKey {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowStats {
-    /// CLOCK_BOOTTIME nanoseconds.
+    /// CLOCK_MONOTONIC nanoseconds (tick resolution from tc and sock_ops).
     pub first_seen_ns: u64,
     pub last_seen_ns: u64,
     /// IP bytes, headers included.
@@ -44,7 +44,7 @@ pub struct FlowStats {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpConn {
-    /// CLOCK_BOOTTIME nanoseconds.
+    /// CLOCK_MONOTONIC nanoseconds (tick resolution from tc and sock_ops).
     pub established_ns: u64,
     /// 0 while the connection is open.
     pub closed_ns: u64,

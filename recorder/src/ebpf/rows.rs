@@ -93,32 +93,32 @@ columns! {
     tcp_state: "tcp_state",
 }
 
-/// Converts CLOCK_BOOTTIME nanoseconds (what the programs stamp) to Unix-epoch nanoseconds.
+/// Converts CLOCK_MONOTONIC nanoseconds (what the programs stamp) to Unix-epoch nanoseconds.
 #[derive(Debug, Clone, Copy)]
-pub struct BootClock {
-    /// Unix time minus boot time, sampled together.
+pub struct MonotonicClock {
+    /// Unix time minus monotonic time, sampled together.
     offset_ns: i64,
 }
 
-impl BootClock {
-    pub fn now() -> BootClock {
-        let mut boot = libc::timespec {
+impl MonotonicClock {
+    pub fn now() -> MonotonicClock {
+        let mut monotonic = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: a valid clock id and a pointer to a timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut boot) };
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut monotonic) };
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        let boot_ns = boot.tv_sec * 1_000_000_000 + boot.tv_nsec;
-        BootClock {
-            offset_ns: unix - boot_ns,
+        let monotonic_ns = monotonic.tv_sec * 1_000_000_000 + monotonic.tv_nsec;
+        MonotonicClock {
+            offset_ns: unix - monotonic_ns,
         }
     }
 
-    pub fn unix_ns(self, boot_ns: u64) -> i64 {
-        boot_ns as i64 + self.offset_ns
+    pub fn unix_ns(self, monotonic_ns: u64) -> i64 {
+        monotonic_ns as i64 + self.offset_ns
     }
 }
 
@@ -133,7 +133,7 @@ impl FlowRows {
     }
 
     /// One row per drained flow, with its TCP connection's counters when sock_ops saw it.
-    pub fn batch(&mut self, drained: &Drained, clock: BootClock) -> RecordBatch {
+    pub fn batch(&mut self, drained: &Drained, clock: MonotonicClock) -> RecordBatch {
         let mut table = TableBuilder::new(flow_schema());
         let c = &self.columns;
         for (key, stats) in &drained.flows {
@@ -353,7 +353,7 @@ mod tests {
             flows: vec![(key([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80), stats)],
             conns: HashMap::new(),
         };
-        let clock = BootClock { offset_ns: 10 };
+        let clock = MonotonicClock { offset_ns: 10 };
         let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock);
         assert_eq!(batch.num_rows(), 1);
         let text = |name: &str| text(&batch, name, 0).unwrap_or_default();
@@ -413,7 +413,7 @@ mod tests {
             flows: vec![(client, seen(DIRECTION_INGRESS)), (server, seen(DIRECTION_EGRESS))],
             conns,
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
         for row in 0..2 {
             assert_eq!(text(&batch, "tcp_srtt_us", row).as_deref(), Some("111"));
             assert_eq!(text(&batch, "tcp_retransmits", row).as_deref(), Some("2"));
@@ -425,7 +425,7 @@ mod tests {
             flows: vec![(client, seen(DIRECTION_INGRESS))],
             conns: HashMap::from([(client, conn(222, TCP_OPENED_ACTIVE))]),
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
         assert_eq!(text(&batch, "tcp_srtt_us", 0).as_deref(), Some("222"));
     }
 
@@ -445,7 +445,7 @@ mod tests {
             flows: vec![(key([10, 0, 0, 2], 40000, [10, 0, 0, 1], 81), dropped)],
             conns: HashMap::new(),
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, BootClock::now());
+        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
         assert_eq!(text(&batch, "verdict", 0).as_deref(), Some("DROPPED"));
         assert_eq!(text(&batch, "drop_reason_desc", 0).as_deref(), Some("NO_SOCKET"));
         assert_eq!(text(&batch, "drop_reason_kernel", 0).as_deref(), Some("NO_SOCKET"));
