@@ -2,7 +2,8 @@
 /* flowrec's kernel programs, one object so that they share the flow maps:
  *
  *  - tc_ingress / tc_egress: every packet on an attached interface adds to its flow's
- *    counters in a per-CPU hash map, which flowrec drains every active timeout.
+ *    counters in a per-CPU hash map, which flowrec drains every active timeout. A packet that
+ *    crosses several attached interfaces counts once, on the flow's first interface.
  *  - on_kfree_skb (tp_btf/kfree_skb): a packet the kernel drops adds to the same flow's drop
  *    counters, with the kernel's drop reason (a number of `enum skb_drop_reason`, which
  *    flowrec names from the running kernel's BTF). Drops are seen node-wide, in every network
@@ -216,6 +217,10 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 		/* Seen dropped first (on another path); the interface tells more. */
 		stats->if_index = skb->ifindex;
 		stats->direction = direction;
+	} else if (stats->if_index != skb->ifindex) {
+		/* A packet crossing several attached interfaces (pod veth, then the node's NIC) is
+		 * counted once, on the interface where its flow was first seen. */
+		return;
 	}
 	stats->bytes += bytes;
 	stats->packets += segments;

@@ -74,12 +74,7 @@ fn compile(clang: &str, source: &Path, object: &Path, includes: &[&Path], target
     for include in includes {
         command.arg("-I").arg(include);
     }
-    let status = command
-        .arg("-c")
-        .arg(source)
-        .arg("-o")
-        .arg(object)
-        .status();
+    let status = command.arg("-c").arg(source).arg("-o").arg(object).status();
     match status {
         Ok(status) if status.success() => {}
         Ok(status) => panic!("{clang} failed on {} ({status})", source.display()),

@@ -39,6 +39,7 @@ Examples:
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
 
   flowrec run --source ebpf --interfaces 'veth*' --cgroup /sys/fs/cgroup/kubepods.slice
+  flowrec run --source ebpf --interfaces 'lxc*' --pods /run/flowrec/pods.json
 
 Every packet on the interfaces (both directions) is counted into its flow in the kernel; every
 active timeout the flows are written as rows with capture_source = 'ebpf' (bytes, packets,
@@ -77,6 +78,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
+    /// Pod inventory: the JSON of `kubectl get pods -A -o json`, re-read when it changes; fills
+    /// the source_/destination_ namespace, pod_name, labels and workload of flows
+    #[arg(long, value_name = "FILE")]
+    pub pods: Option<PathBuf>,
+
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -88,6 +94,7 @@ impl RunArgs {
             interfaces: self.interfaces,
             active_timeout: self.active_timeout,
             cgroup: self.cgroup,
+            pods: self.pods,
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,

@@ -1,7 +1,7 @@
 //! flowrec: the node recorder.
 //!
 //! Stages, one module each: sources (`input` + `import` for Hubble JSON files, `ebpf` + `run` for
-//! the recorder's own capture) → batching into files (`batch`) → staging as Parquet
+//! the recorder's own capture) → enrichment of captured flows with pod identity (`pods`) → batching into files (`batch`) → staging as Parquet
 //! (`parquet_file`) and upload to the store (`upload`), driven by `sink`.
 //! The schema, the Hubble mapping and the store layout come from `flow_schema`.
 
@@ -11,6 +11,7 @@ pub mod ebpf;
 pub mod import;
 pub mod input;
 pub mod parquet_file;
+pub mod pods;
 pub mod run;
 pub mod sink;
 pub mod upload;

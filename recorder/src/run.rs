@@ -15,10 +15,11 @@ use flow_schema::{CaptureSource, Table};
 use tokio::sync::mpsc;
 
 use crate::batch::{Batcher, RotationPolicy, SealedFile};
-use crate::ebpf::rows::{MonotonicClock, FlowRows};
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
+use crate::ebpf::rows::{FlowRows, MonotonicClock};
 use crate::ebpf::{cgroup2_root, Capture, CaptureError, Losses};
 use crate::parquet_file::Provenance;
+use crate::pods::{PodInventory, PodsError};
 use crate::sink::{self, SinkError, Written};
 use crate::upload::Uploader;
 
@@ -30,6 +31,8 @@ pub struct RunConfig {
     pub active_timeout: Duration,
     /// cgroup v2 whose TCP connections are followed; None: the hierarchy's root.
     pub cgroup: Option<PathBuf>,
+    /// `kubectl get pods -A -o json` output to enrich flows with.
+    pub pods: Option<PathBuf>,
     pub node_name: String,
     pub store_url: String,
     pub rotation: RotationPolicy,
@@ -47,6 +50,8 @@ pub enum RunError {
     NoInterface { patterns: String, available: String },
     #[error(transparent)]
     DropReasons(#[from] BtfError),
+    #[error("--pods {0}")]
+    Pods(#[from] PodsError),
     #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
     NoCgroup2,
     #[error("cannot watch for SIGTERM: {0}")]
@@ -109,6 +114,17 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         None => cgroup2_root().ok_or(RunError::NoCgroup2)?,
     };
     let drop_reasons = DropReasons::from_kernel()?;
+    // Read before attaching: a bad file is a usage error, reported before anything runs.
+    let mut pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
+    if let Some(pods) = &pods {
+        if pods.skipped() > 0 {
+            eprintln!(
+                "flowrec: --pods {}: {} pods without the fields needed were skipped",
+                pods.path().display(),
+                pods.skipped()
+            );
+        }
+    }
     let mut capture = Capture::load()?;
     for interface in &interfaces {
         capture.attach(interface)?;
@@ -148,10 +164,14 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         loop {
             let stopping = drain_stop.wait(drain_config.active_timeout);
             let drained_now = capture.drain()?;
+            if let Some(inventory) = &mut pods {
+                refresh(inventory);
+            }
             drained += drained_now.flows.len() as u64;
             let mut sealed = Vec::new();
             if !drained_now.flows.is_empty() {
-                sealed = batcher.push(Table::Flows, rows.batch(&drained_now, MonotonicClock::now()));
+                let batch = rows.batch(&drained_now, MonotonicClock::now(), pods.as_ref());
+                sealed = batcher.push(Table::Flows, batch);
             }
             sealed.extend(batcher.expired(Instant::now()));
             let delivered = send(sealed);
@@ -179,6 +199,20 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         flows_drained,
         losses,
     })
+}
+
+/// Re-reads the pod inventory if its file changed; a bad version is reported and the previous
+/// one kept (the file is rewritten by something else, and may be caught half-written).
+fn refresh(inventory: &mut PodInventory) {
+    match inventory.reload_if_changed() {
+        Ok(true) if inventory.skipped() > 0 => eprintln!(
+            "flowrec: --pods {} re-read; {} pods without the fields needed were skipped",
+            inventory.path().display(),
+            inventory.skipped()
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("flowrec: --pods: {error}; keeping the previous inventory"),
+    }
 }
 
 /// The interfaces of this network namespace that match `patterns` (names or globs).

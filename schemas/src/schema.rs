@@ -318,11 +318,26 @@ fn flow_columns() -> Vec<(Field, &'static str)> {
             f("tcp_retransmits", UInt32),
             "eBPF: total retransmits of that connection",
         ),
-        (f("tcp_rtt_min_us", UInt32), "eBPF: minimum RTT (us) of that connection"),
-        (f("tcp_bytes_acked", UInt64), "eBPF: bytes the local end sent, acknowledged"),
-        (f("tcp_bytes_received", UInt64), "eBPF: bytes the local end received"),
-        (f("tcp_segs_in", UInt32), "eBPF: segments the local end received"),
-        (f("tcp_segs_out", UInt32), "eBPF: segments the local end sent"),
+        (
+            f("tcp_rtt_min_us", UInt32),
+            "eBPF: minimum RTT (us) of that connection",
+        ),
+        (
+            f("tcp_bytes_acked", UInt64),
+            "eBPF: bytes the local end sent, acknowledged",
+        ),
+        (
+            f("tcp_bytes_received", UInt64),
+            "eBPF: bytes the local end received",
+        ),
+        (
+            f("tcp_segs_in", UInt32),
+            "eBPF: segments the local end received",
+        ),
+        (
+            f("tcp_segs_out", UInt32),
+            "eBPF: segments the local end sent",
+        ),
         (
             f("tcp_opened", dict()),
             "eBPF: ACTIVE (the local end connected) or PASSIVE (it accepted)",

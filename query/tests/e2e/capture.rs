@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use crate::support::*;
 
-/// Namespaces `a` (10.199.0.1) and `b` (10.199.0.2) and the veth pair between them; removed on
-/// drop (deleting a namespace deletes its end of the pair, and so the pair).
-struct Veth {
-    a: String,
-    b: String,
-    /// The pair's end inside `a`.
-    end_a: String,
+/// Network namespaces (names prefixed `frt`), removed on drop: deleting a namespace deletes the
+/// veth ends inside it, and so the pairs.
+struct Namespaces {
+    names: Vec<String>,
+    /// Unique per test in this process and across concurrent processes; names veths too.
+    id: u32,
 }
 
 fn ip(args: &[&str]) {
@@ -30,54 +29,72 @@ fn ip(args: &[&str]) {
     assert!(status.success(), "ip {}", args.join(" "));
 }
 
-impl Veth {
-    fn new() -> Veth {
+impl Namespaces {
+    fn new(roles: &[&str]) -> Namespaces {
         // SAFETY: no arguments, no memory.
         let root = unsafe { libc::geteuid() } == 0;
         assert!(
             root,
             "the capture test needs root (CI runs the suite as root)"
         );
-        // Unique per test in this process and across concurrent processes.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = std::process::id() % 10_000 * 10 + serial % 10;
-        let veth = Veth {
-            a: format!("frt-a-{id}"),
-            b: format!("frt-b-{id}"),
-            end_a: format!("frt{id}a"),
-        };
-        let end_b = format!("frt{id}b");
-        ip(&["netns", "add", &veth.a]);
-        ip(&["netns", "add", &veth.b]);
-        ip(&[
-            "link",
-            "add",
-            &veth.end_a,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &end_b,
-        ]);
-        ip(&["link", "set", &veth.end_a, "netns", &veth.a]);
-        ip(&["link", "set", &end_b, "netns", &veth.b]);
-        for (ns, end, address) in [
-            (&veth.a, &veth.end_a, "10.199.0.1/24"),
-            (&veth.b, &end_b, "10.199.0.2/24"),
-        ] {
-            ip(&["-n", ns, "addr", "add", address, "dev", end]);
-            ip(&["-n", ns, "link", "set", end, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        let names: Vec<String> = roles
+            .iter()
+            .map(|role| format!("frt-{role}-{id}"))
+            .collect();
+        for name in &names {
+            ip(&["netns", "add", name]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
         }
-        veth
+        Namespaces { names, id }
+    }
+
+    /// A veth pair between namespaces `x` and `y` (indexes), each end up with its address
+    /// (CIDR); returns the names of the two ends.
+    fn link(&self, x: usize, x_address: &str, y: usize, y_address: &str) -> (String, String) {
+        let end = |ns: usize| format!("frt{}{}{}", self.id, x * 3 + y, b"abc"[ns] as char);
+        let (end_x, end_y) = (end(x), end(y));
+        ip(&[
+            "link", "add", &end_x, "type", "veth", "peer", "name", &end_y,
+        ]);
+        for (ns, end, address) in [(x, &end_x, x_address), (y, &end_y, y_address)] {
+            ip(&["link", "set", end, "netns", &self.names[ns]]);
+            ip(&["-n", &self.names[ns], "addr", "add", address, "dev", end]);
+            ip(&["-n", &self.names[ns], "link", "set", end, "up"]);
+        }
+        (end_x, end_y)
     }
 }
 
-impl Drop for Veth {
+impl Drop for Namespaces {
     fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
+        for ns in &self.names {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Namespaces `a` (10.199.0.1) and `b` (10.199.0.2) and the veth pair between them.
+struct Veth {
+    /// Kept for its Drop.
+    _namespaces: Namespaces,
+    a: String,
+    b: String,
+    /// The pair's end inside `a`.
+    end_a: String,
+}
+
+impl Veth {
+    fn new() -> Veth {
+        let namespaces = Namespaces::new(&["a", "b"]);
+        let (end_a, _) = namespaces.link(0, "10.199.0.1/24", 1, "10.199.0.2/24");
+        Veth {
+            a: namespaces.names[0].clone(),
+            b: namespaces.names[1].clone(),
+            end_a,
+            _namespaces: namespaces,
         }
     }
 }
@@ -122,6 +139,54 @@ fn least_privilege(capabilities: &str) -> Vec<String> {
 /// The recorder process, killed if the test fails before it stops it.
 struct Recorder(std::process::Child);
 
+impl Recorder {
+    /// `flowrec run --source ebpf` in namespace `ns` on `interfaces`, draining every second,
+    /// as nobody with only the capabilities the README documents; returns once it records.
+    fn start(ns: &str, interfaces: &str, store: &str, extra: &[&str]) -> Recorder {
+        let store_dir = std::path::Path::new(store).parent().unwrap();
+        std::fs::set_permissions(store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut recorder = Recorder(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .args(least_privilege(RECORDER_CAPABILITIES))
+                .arg(flowrec_bin())
+                .args(["run", "--source", "ebpf", "--interfaces", interfaces])
+                .args(["--active-timeout", "1s", "--node-name", "capture-node"])
+                .args(["--store", store])
+                .args(extra)
+                .env_remove("FLOW_STORE")
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut first = String::new();
+        BufReader::new(recorder.0.stderr.as_mut().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("recording flows on"), "{first}");
+        recorder
+    }
+
+    /// SIGTERM, then checks it exited cleanly having lost nothing in the kernel.
+    fn stop(mut self) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let status = self.0.wait().unwrap();
+        let mut rest = String::new();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut rest)
+            .unwrap();
+        assert!(status.success(), "{rest}");
+        assert!(
+            rest.contains("lost: 0 packets (flow map full), 0 TCP connections"),
+            "{rest}"
+        );
+    }
+}
+
 impl Drop for Recorder {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -146,7 +211,11 @@ fn nft(ns: &str, rules: &str) {
         .stdin(Stdio::piped())
         .spawn()
         .expect("nftables is installed by .ci/setup.sh");
-    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
     assert!(nft.wait().unwrap().success(), "nft -f - <<{rules}");
 }
 
@@ -263,51 +332,16 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     let veth = Veth::new();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store").display().to_string();
-    // The recorder runs as nobody with only the capabilities the README documents.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let mut recorder = Recorder(
-        Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", veth.a))
-            .args(least_privilege(RECORDER_CAPABILITIES))
-            .arg(flowrec_bin())
-            .args([
-                "run",
-                "--source",
-                "ebpf",
-                "--interfaces",
-                &format!("{},nosuch*", veth.end_a),
-            ])
-            .args([
-                "--active-timeout",
-                "1s",
-                "--node-name",
-                "capture-node",
-                "--store",
-                &store,
-            ])
-            .env_remove("FLOW_STORE")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = BufReader::new(recorder.0.stderr.take().unwrap());
-    let mut first = String::new();
-    stderr.read_line(&mut first).unwrap();
-    assert!(first.contains("recording flows on"), "{first}");
-
+    // A fixture inventory (hand-written, in the shape of `kubectl get pods -A -o json`) puts
+    // pod client-7d4b9c-x2x9k on 10.199.0.1 and server-0 on 10.199.0.2.
+    let pods = repo_root().join("recorder/tests-data/pods.json");
+    let pods = pods.to_str().unwrap();
+    let interfaces = format!("{},nosuch*", veth.end_a);
+    let recorder = Recorder::start(&veth.a, &interfaces, &store, &["--pods", pods]);
     let client_port = traffic(&veth);
     // Let the last ACKs pass and at least one drain happen mid-run.
     std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(recorder.0.id() as i32, libc::SIGTERM) };
-    let status = recorder.0.wait().unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(status.success(), "{first}{rest}");
-    assert!(
-        rest.contains("lost: 0 packets (flow map full), 0 TCP connections"),
-        "{rest}"
-    );
+    recorder.stop();
     drop(veth);
 
     let flows = query(
@@ -326,6 +360,14 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
                 max(tcp_srtt_us) as srtt, max(tcp_retransmits) as retransmits,
                 max(tcp_bytes_acked) as acked, max(tcp_bytes_received) as received,
                 string_agg(distinct cast(tcp_opened as varchar), ',') as opened,
+                string_agg(distinct cast(source_namespace as varchar) || '/' || source_pod_name
+                    || ' ' || cast(source_workload_kind as varchar) || '/'
+                    || cast(source_workload as varchar) || ' '
+                    || array_to_string(source_labels, ';'), ',') as src_pod,
+                string_agg(distinct cast(destination_namespace as varchar) || '/'
+                    || destination_pod_name || ' '
+                    || cast(destination_workload_kind as varchar) || '/'
+                    || cast(destination_workload as varchar), ',') as dst_pod,
                 min(flow_start) <= max(flow_end) as ordered,
                 count(distinct cast(capture_source as varchar)) as sources
          from flows
@@ -378,6 +420,23 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
         assert_eq!(flow["verdicts"], "FORWARDED", "{flow}");
     }
 
+    // --pods: both ends named from the inventory, on every row (each drain's).
+    let client = "shop/client-7d4b9c-x2x9k Deployment/client \
+                  k8s:app=client;k8s:io.kubernetes.pod.namespace=shop;k8s:pod-template-hash=7d4b9c";
+    assert_eq!(out["src_pod"], client, "{out}");
+    assert_eq!(out["dst_pod"], "shop/server-0 StatefulSet/server", "{out}");
+    assert!(
+        back["src_pod"]
+            .as_str()
+            .unwrap()
+            .starts_with("shop/server-0 StatefulSet/server"),
+        "{back}"
+    );
+    assert_eq!(
+        back["dst_pod"], "shop/client-7d4b9c-x2x9k Deployment/client",
+        "{back}"
+    );
+
     let syn = find("TCP", "10.199.0.1", &port("dport", CLOSED_PORT));
     assert_eq!(
         (&syn["verdicts"], &syn["reasons"]),
@@ -391,7 +450,11 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
         (&"DROPPED".into(), &"NETFILTER_DROP".into()),
         "{filtered}"
     );
-    assert_eq!((n(&filtered, "packets"), n(&filtered, "dropped")), (2, 2), "{filtered}");
+    assert_eq!(
+        (n(&filtered, "packets"), n(&filtered, "dropped")),
+        (2, 2),
+        "{filtered}"
+    );
 
     let udp = find("UDP", "10.199.0.1", &port("dport", UDP_PORT));
     assert_eq!(udp["verdicts"], "FORWARDED", "{udp}");
@@ -429,4 +492,58 @@ fn ebpf_capture_without_a_needed_capability_names_the_capabilities() {
         first.contains("CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"),
         "{first}"
     );
+}
+
+/// A packet forwarded through the recorder's namespace crosses two attached interfaces (in on
+/// the link from `b`, out on the link to `c`): it is counted once, on the first.
+#[test]
+fn ebpf_capture_counts_a_forwarded_packet_once() {
+    let namespaces = Namespaces::new(&["r", "b", "c"]);
+    let (r_b, _) = namespaces.link(0, "10.198.1.1/24", 1, "10.198.1.2/24");
+    let (r_c, _) = namespaces.link(0, "10.198.2.1/24", 2, "10.198.2.2/24");
+    let [router, b, c] = [0, 1, 2].map(|i| namespaces.names[i].clone());
+    ip(&["-n", &b, "route", "add", "default", "via", "10.198.1.1"]);
+    ip(&["-n", &c, "route", "add", "default", "via", "10.198.2.1"]);
+    let forwarding = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{router}"))
+        .args(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        .status()
+        .unwrap();
+    assert!(forwarding.success());
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let recorder = Recorder::start(&router, &format!("{r_b},{r_c}"), &store, &[]);
+
+    let receiver = in_netns(&c, || UdpSocket::bind(("10.198.2.2", UDP_PORT)).unwrap());
+    in_netns(&b, || {
+        let socket = UdpSocket::bind(("10.198.1.2", 0)).unwrap();
+        for _ in 0..5 {
+            socket
+                .send_to(&[1u8; UDP_PAYLOAD], ("10.198.2.2", UDP_PORT))
+                .unwrap();
+        }
+    });
+    let mut datagram = [0u8; 2048];
+    for _ in 0..5 {
+        receiver.recv(&mut datagram).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    recorder.stop();
+    drop(namespaces);
+
+    let flows = query(
+        &store,
+        "select cast(interface_name as varchar) as interface,
+                cast(traffic_direction as varchar) as direction,
+                sum(packets) as packets, sum(bytes) as bytes
+         from flows
+         where ip_source = '10.198.1.2' and ip_destination = '10.198.2.2'
+         group by 1, 2",
+        &[],
+    );
+    assert_eq!(flows.len(), 1, "one flow, on one interface: {flows:#?}");
+    assert_eq!(flows[0]["interface"], r_b.as_str(), "{flows:#?}");
+    assert_eq!(flows[0]["direction"], "INGRESS");
+    assert_eq!(flows[0]["packets"], 5);
+    assert_eq!(flows[0]["bytes"], 5 * (20 + 8 + UDP_PAYLOAD as u64));
 }

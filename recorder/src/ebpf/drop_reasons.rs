@@ -113,8 +113,13 @@ fn find_enum(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, u32)>>, &'
     }
     let string = |offset: u32| -> Result<&str, &'static str> {
         let start = strings + offset as usize;
-        let bytes = data.get(start..strings_end).ok_or("string offset out of range")?;
-        let end = bytes.iter().position(|&b| b == 0).ok_or("unterminated string")?;
+        let bytes = data
+            .get(start..strings_end)
+            .ok_or("string offset out of range")?;
+        let end = bytes
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("unterminated string")?;
         std::str::from_utf8(&bytes[..end]).map_err(|_| "string not UTF-8")
     };
 
@@ -127,11 +132,11 @@ fn find_enum(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, u32)>>, &'
         let vlen = (info & 0xffff) as usize;
         let members = at + 12;
         let extra = match kind {
-            1 | 14 | 17 => 4,               // INT, VAR, DECL_TAG
-            3 => 12,                        // ARRAY
+            1 | 14 | 17 => 4,                      // INT, VAR, DECL_TAG
+            3 => 12,                               // ARRAY
             4 | 5 | 15 | KIND_ENUM64 => 12 * vlen, // STRUCT, UNION, DATASEC, ENUM64
-            KIND_ENUM | 13 => 8 * vlen,     // ENUM, FUNC_PROTO
-            2 | 7..=12 | 16 | 18 => 0,      // PTR, FWD, TYPEDEF, qualifiers, FUNC, FLOAT, TYPE_TAG
+            KIND_ENUM | 13 => 8 * vlen,            // ENUM, FUNC_PROTO
+            2 | 7..=12 | 16 | 18 => 0, // PTR, FWD, TYPEDEF, qualifiers, FUNC, FLOAT, TYPE_TAG
             _ => return Err("unknown type kind"),
         };
         if (kind == KIND_ENUM || kind == KIND_ENUM64) && name != 0 && string(name)? == wanted {
@@ -166,9 +171,23 @@ mod tests {
         let first = name("SKB_DROP_REASON_NO_SOCKET");
         let second = name("SKB_CONSUMED");
         let mut types: Vec<u32> = vec![
-            1, 1 << 24, 4, 32,          // INT "int", 4 bytes, 32 bits
-            5, (4 << 24) | 1, 4, 10, 1, 0, // STRUCT "pair" { int a; }
-            enum_name, (6 << 24) | 2, 4, first, 3, second, 1,
+            1,
+            1 << 24,
+            4,
+            32, // INT "int", 4 bytes, 32 bits
+            5,
+            (4 << 24) | 1,
+            4,
+            10,
+            1,
+            0, // STRUCT "pair" { int a; }
+            enum_name,
+            (6 << 24) | 2,
+            4,
+            first,
+            3,
+            second,
+            1,
         ];
         let mut data = Vec::new();
         data.extend_from_slice(&BTF_MAGIC.to_ne_bytes());
@@ -189,7 +208,10 @@ mod tests {
         let variants = find_enum(&blob("skb_drop_reason"), "skb_drop_reason").unwrap();
         assert_eq!(
             variants.unwrap(),
-            [("SKB_DROP_REASON_NO_SOCKET".to_string(), 3), ("SKB_CONSUMED".to_string(), 1)]
+            [
+                ("SKB_DROP_REASON_NO_SOCKET".to_string(), 3),
+                ("SKB_CONSUMED".to_string(), 1)
+            ]
         );
         assert_eq!(find_enum(&blob("other"), "skb_drop_reason").unwrap(), None);
     }
@@ -198,7 +220,10 @@ mod tests {
     fn a_truncated_blob_is_an_error_not_a_panic() {
         let data = blob("skb_drop_reason");
         for cut in [0, 3, 20, data.len() - 5] {
-            assert!(find_enum(&data[..cut], "skb_drop_reason").is_err(), "cut at {cut}");
+            assert!(
+                find_enum(&data[..cut], "skb_drop_reason").is_err(),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -211,7 +236,10 @@ mod tests {
             .iter()
             .find(|(_, name)| *name == "NETFILTER_DROP")
             .map(|(value, _)| *value);
-        assert!(netfilter.is_some(), "NETFILTER_DROP is a reason of this kernel");
+        assert!(
+            netfilter.is_some(),
+            "NETFILTER_DROP is a reason of this kernel"
+        );
         assert_eq!(reasons.name(0x0003_0007), "SUBSYS_3_7");
         assert_eq!(reasons.unspecified(), Some(2));
     }

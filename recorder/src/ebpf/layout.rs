@@ -137,16 +137,35 @@ mod tests {
             "fr_flow_stats",
             FlowStats,
             [
-                first_seen_ns, last_seen_ns, bytes, packets, if_index, tcp_flags, direction,
-                _pad, drop_reason, drop_packets, drop_bytes
+                first_seen_ns,
+                last_seen_ns,
+                bytes,
+                packets,
+                if_index,
+                tcp_flags,
+                direction,
+                _pad,
+                drop_reason,
+                drop_packets,
+                drop_bytes
             ]
         );
         same_layout!(
             "fr_tcp_conn",
             TcpConn,
             [
-                established_ns, closed_ns, bytes_acked, bytes_received, srtt_us, rtt_min_us,
-                total_retrans, segs_in, segs_out, opened, state, _pad
+                established_ns,
+                closed_ns,
+                bytes_acked,
+                bytes_received,
+                srtt_us,
+                rtt_min_us,
+                total_retrans,
+                segs_in,
+                segs_out,
+                opened,
+                state,
+                _pad
             ]
         );
     }

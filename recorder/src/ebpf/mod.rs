@@ -19,9 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::{
-    BtfTracePoint, CgroupAttachMode, SchedClassifier, SockOps, TcAttachType,
-};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, SchedClassifier, SockOps, TcAttachType};
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use drop_reasons::DropReasons;
@@ -69,7 +67,9 @@ pub enum CaptureError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--cgroup {path}: cannot attach the TCP tracer (sock_ops; is it a cgroup v2?): {source}")]
+    #[error(
+        "--cgroup {path}: cannot attach the TCP tracer (sock_ops; is it a cgroup v2?): {source}"
+    )]
     AttachTcp {
         path: String,
         #[source]
@@ -323,7 +323,14 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError 
 mod tests {
     use super::*;
 
-    fn copy(first: u64, last: u64, bytes: u64, packets: u64, flags: u32, direction: u8) -> FlowStats {
+    fn copy(
+        first: u64,
+        last: u64,
+        bytes: u64,
+        packets: u64,
+        flags: u32,
+        direction: u8,
+    ) -> FlowStats {
         FlowStats {
             first_seen_ns: first,
             last_seen_ns: last,
@@ -345,7 +352,10 @@ mod tests {
         ];
         let merged = merge(&copies, Some(2)).unwrap();
         assert_eq!(merged, copy(20, 90, 1500, 15, 0x12, 0));
-        assert_eq!(merge(&[FlowStats::default(), FlowStats::default()], Some(2)), None);
+        assert_eq!(
+            merge(&[FlowStats::default(), FlowStats::default()], Some(2)),
+            None
+        );
     }
 
     #[test]
@@ -359,14 +369,21 @@ mod tests {
             ..copy(first, last, 0, 0, 0, DIRECTION_UNKNOWN)
         };
         // Dropped first on one CPU (no interface), then seen on an interface by another.
-        let copies = [dropped(10, 70, 3, 2), copy(30, 40, 120, 2, 0x02, 0), dropped(15, 50, 5, 1)];
+        let copies = [
+            dropped(10, 70, 3, 2),
+            copy(30, 40, 120, 2, 0x02, 0),
+            dropped(15, 50, 5, 1),
+        ];
         let merged = merge(&copies, Some(2)).unwrap();
         assert_eq!(merged.first_seen_ns, 10);
         assert_eq!(merged.last_seen_ns, 70);
         assert_eq!((merged.if_index, merged.direction), (3, 0));
         assert_eq!((merged.packets, merged.bytes), (2, 120));
         assert_eq!((merged.drop_packets, merged.drop_bytes), (3, 180));
-        assert_eq!(merged.drop_reason, 3, "the reason of the drop seen last (t=70)");
+        assert_eq!(
+            merged.drop_reason, 3,
+            "the reason of the drop seen last (t=70)"
+        );
         // A later drop without a reason does not hide a specific one, in either order.
         let unspecified_later = [dropped(10, 20, 3, 1), dropped(30, 90, 2, 1)];
         assert_eq!(merge(&unspecified_later, Some(2)).unwrap().drop_reason, 3);

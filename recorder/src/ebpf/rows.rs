@@ -10,10 +10,11 @@
 //! drops is `DROPPED`, with the kernel's reason name in `drop_reason_desc` (`NO_SOCKET`, ...);
 //! one only seen dropped (never on an attached interface) has `packets` 0 and direction
 //! `TRAFFIC_DIRECTION_UNKNOWN`. The `tcp_*` columns are the flow's TCP connection's, as the
-//! socket on this node saw it (see `connection_of`).
+//! socket on this node saw it (see `connection_of`). With a pod inventory, each address that
+//! belonged to a pod at the flow's start gets that pod's namespace, name, labels and workload.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use arrow::array::RecordBatch;
 use flow_schema::hubble::TCP_FLAG_NAMES;
@@ -26,6 +27,7 @@ use super::layout::{
     TCP_OPENED_PASSIVE,
 };
 use super::Drained;
+use crate::pods::{PodInfo, PodInventory};
 
 /// Turns drained flows into record batches for one node.
 pub struct FlowRows {
@@ -91,6 +93,63 @@ columns! {
     tcp_segs_out: "tcp_segs_out",
     tcp_opened: "tcp_opened",
     tcp_state: "tcp_state",
+    source_namespace: "source_namespace",
+    source_pod_name: "source_pod_name",
+    source_labels: "source_labels",
+    source_workload: "source_workload",
+    source_workload_kind: "source_workload_kind",
+    destination_namespace: "destination_namespace",
+    destination_pod_name: "destination_pod_name",
+    destination_labels: "destination_labels",
+    destination_workload: "destination_workload",
+    destination_workload_kind: "destination_workload_kind",
+}
+
+/// Positions of one endpoint's pod columns.
+struct EndpointColumns {
+    namespace: usize,
+    pod_name: usize,
+    labels: usize,
+    workload: usize,
+    workload_kind: usize,
+}
+
+impl Columns {
+    fn endpoints(&self) -> [EndpointColumns; 2] {
+        [
+            EndpointColumns {
+                namespace: self.source_namespace,
+                pod_name: self.source_pod_name,
+                labels: self.source_labels,
+                workload: self.source_workload,
+                workload_kind: self.source_workload_kind,
+            },
+            EndpointColumns {
+                namespace: self.destination_namespace,
+                pod_name: self.destination_pod_name,
+                labels: self.destination_labels,
+                workload: self.destination_workload,
+                workload_kind: self.destination_workload_kind,
+            },
+        ]
+    }
+}
+
+/// Writes the pod behind one end of a flow.
+fn write_pod(table: &mut TableBuilder, columns: &EndpointColumns, pod: &PodInfo) {
+    table.str(columns.namespace, &pod.namespace);
+    table.str(columns.pod_name, &pod.name);
+    let labels = table.strings(columns.labels);
+    for label in &pod.labels {
+        labels.push(label);
+    }
+    labels.end();
+    if let Some(workload) = &pod.workload {
+        table.str(columns.workload, workload);
+    }
+    if let Some(kind) = &pod.workload_kind {
+        table.str(columns.workload_kind, kind);
+    }
 }
 
 /// Converts CLOCK_MONOTONIC nanoseconds (what the programs stamp) to Unix-epoch nanoseconds.
@@ -132,12 +191,27 @@ impl FlowRows {
         }
     }
 
-    /// One row per drained flow, with its TCP connection's counters when sock_ops saw it.
-    pub fn batch(&mut self, drained: &Drained, clock: MonotonicClock) -> RecordBatch {
+    /// One row per drained flow, with its TCP connection's counters when sock_ops saw it and
+    /// the pods behind its addresses (at the flow's start) when `pods` knows them.
+    pub fn batch(
+        &mut self,
+        drained: &Drained,
+        clock: MonotonicClock,
+        pods: Option<&PodInventory>,
+    ) -> RecordBatch {
         let mut table = TableBuilder::new(flow_schema());
         let c = &self.columns;
+        let endpoints = c.endpoints();
         for (key, stats) in &drained.flows {
             let start = clock.unix_ns(stats.first_seen_ns);
+            if let Some(pods) = pods {
+                for (address, columns) in [&key.src_addr, &key.dst_addr].into_iter().zip(&endpoints)
+                {
+                    if let Some(pod) = pods.lookup(ip_addr(address, key.ip_version), start) {
+                        write_pod(&mut table, columns, pod);
+                    }
+                }
+            }
             table.time(c.time, start);
             table.time(c.flow_start, start);
             table.time(c.flow_end, clock.unix_ns(stats.last_seen_ns));
@@ -145,8 +219,14 @@ impl FlowRows {
             table.str(c.node_name, &self.node);
             table.str(c.flow_type, "L3_L4");
             table.str(c.traffic_direction, direction_name(stats.direction));
-            table.str(c.ip_source, &address(&key.src_addr, key.ip_version));
-            table.str(c.ip_destination, &address(&key.dst_addr, key.ip_version));
+            table.str(
+                c.ip_source,
+                &ip_addr(&key.src_addr, key.ip_version).to_string(),
+            );
+            table.str(
+                c.ip_destination,
+                &ip_addr(&key.dst_addr, key.ip_version).to_string(),
+            );
             table.str(
                 c.ip_version,
                 if key.ip_version == 6 { "IPv6" } else { "IPv4" },
@@ -261,17 +341,29 @@ fn opened_name(opened: u8) -> &'static str {
 /// The kernel's TCP states (include/net/tcp_states.h, stable uapi numbering).
 fn tcp_state_name(state: u8) -> &'static str {
     const NAMES: [&str; 14] = [
-        "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-        "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV", "BOUND_INACTIVE",
+        "UNKNOWN",
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+        "NEW_SYN_RECV",
+        "BOUND_INACTIVE",
     ];
     NAMES.get(state as usize).copied().unwrap_or("UNKNOWN")
 }
 
-fn address(bytes: &[u8; 16], version: u8) -> String {
+fn ip_addr(bytes: &[u8; 16], version: u8) -> IpAddr {
     if version == 4 {
-        Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]).to_string()
+        IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15]))
     } else {
-        Ipv6Addr::from(*bytes).to_string()
+        IpAddr::V6(Ipv6Addr::from(*bytes))
     }
 }
 
@@ -354,7 +446,7 @@ mod tests {
             conns: HashMap::new(),
         };
         let clock = MonotonicClock { offset_ns: 10 };
-        let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock);
+        let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock, None);
         assert_eq!(batch.num_rows(), 1);
         let text = |name: &str| text(&batch, name, 0).unwrap_or_default();
         assert_eq!(text("ip_source"), "10.0.0.1");
@@ -410,10 +502,14 @@ mod tests {
             ..FlowStats::default()
         };
         let drained = Drained {
-            flows: vec![(client, seen(DIRECTION_INGRESS)), (server, seen(DIRECTION_EGRESS))],
+            flows: vec![
+                (client, seen(DIRECTION_INGRESS)),
+                (server, seen(DIRECTION_EGRESS)),
+            ],
             conns,
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
+        let batch =
+            FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now(), None);
         for row in 0..2 {
             assert_eq!(text(&batch, "tcp_srtt_us", row).as_deref(), Some("111"));
             assert_eq!(text(&batch, "tcp_retransmits", row).as_deref(), Some("2"));
@@ -425,7 +521,8 @@ mod tests {
             flows: vec![(client, seen(DIRECTION_INGRESS))],
             conns: HashMap::from([(client, conn(222, TCP_OPENED_ACTIVE))]),
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
+        let batch =
+            FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now(), None);
         assert_eq!(text(&batch, "tcp_srtt_us", 0).as_deref(), Some("222"));
     }
 
@@ -445,16 +542,27 @@ mod tests {
             flows: vec![(key([10, 0, 0, 2], 40000, [10, 0, 0, 1], 81), dropped)],
             conns: HashMap::new(),
         };
-        let batch = FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now());
+        let batch =
+            FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now(), None);
         assert_eq!(text(&batch, "verdict", 0).as_deref(), Some("DROPPED"));
-        assert_eq!(text(&batch, "drop_reason_desc", 0).as_deref(), Some("NO_SOCKET"));
-        assert_eq!(text(&batch, "drop_reason_kernel", 0).as_deref(), Some("NO_SOCKET"));
+        assert_eq!(
+            text(&batch, "drop_reason_desc", 0).as_deref(),
+            Some("NO_SOCKET")
+        );
+        assert_eq!(
+            text(&batch, "drop_reason_kernel", 0).as_deref(),
+            Some("NO_SOCKET")
+        );
         assert_eq!(text(&batch, "dropped_packets", 0).as_deref(), Some("2"));
         assert_eq!(text(&batch, "packets", 0).as_deref(), Some("0"));
         assert_eq!(
             text(&batch, "traffic_direction", 0).as_deref(),
             Some("TRAFFIC_DIRECTION_UNKNOWN")
         );
-        assert_eq!(text(&batch, "interface_name", 0), None, "not named across namespaces");
+        assert_eq!(
+            text(&batch, "interface_name", 0),
+            None,
+            "not named across namespaces"
+        );
     }
 }
