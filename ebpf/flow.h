@@ -10,7 +10,7 @@
 #ifndef FLOWREC_FLOW_H
 #define FLOWREC_FLOW_H
 
-/* Maximum flows held per map between two drains. */
+/* Flows held per map between two drains (flowrec overrides it: --flow-map-entries). */
 #define FLOW_MAP_ENTRIES 65536
 /* Maximum TCP connections tracked at once by sock_ops. */
 #define TCP_CONN_ENTRIES 65536

@@ -61,6 +61,15 @@ struct {
 	__type(value, __u32);
 } selector SEC(".maps");
 
+/* Flows created in flows_0 / flows_1 since each was last drained, per CPU: flowrec drains
+ * early when the active map is nearly full, instead of losing the flows that would not fit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_counts SEC(".maps");
+
 /* Open (and just closed) TCP connections, keyed local -> remote. flowrec deletes an entry once
  * it has read it closed. */
 struct {
@@ -146,15 +155,20 @@ static __always_inline __u32 parse_l4(struct fr_flow_key *key, __u32 *flags, voi
 static __always_inline struct fr_flow_stats *flow_stats_for(const struct fr_flow_key *key)
 {
 	__u32 zero = 0;
-	__u32 *active = bpf_map_lookup_elem(&selector, &zero);
-	void *flows = (active && *active) ? (void *)&flows_1 : (void *)&flows_0;
+	__u32 *selected = bpf_map_lookup_elem(&selector, &zero);
+	__u32 active = selected ? *selected : 0;
+	void *flows = active ? (void *)&flows_1 : (void *)&flows_0;
 	struct fr_flow_stats *stats = bpf_map_lookup_elem(flows, key);
 	if (stats)
 		return stats;
 	/* Creates the flow with every CPU's copy zeroed; another CPU may have just created it,
 	 * which is fine: then this CPU's zeroed copy is there to add to. */
 	struct fr_flow_stats zeroed = {};
-	bpf_map_update_elem(flows, key, &zeroed, BPF_NOEXIST);
+	if (!bpf_map_update_elem(flows, key, &zeroed, BPF_NOEXIST)) {
+		__u64 *created = bpf_map_lookup_elem(&flow_counts, &active);
+		if (created)
+			*created += 1;
+	}
 	return bpf_map_lookup_elem(flows, key);
 }
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use flow_schema::units::{parse_duration, parse_size};
 
 use crate::batch::{RotationError, RotationPolicy};
+use crate::ebpf::TcAttach;
 use crate::import::ImportConfig;
 use crate::input::InputName;
 use crate::run::RunConfig;
@@ -52,6 +53,14 @@ SIGTERM writes what was captured and detaches the programs.
 Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network namespace of the
 interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
 
+/// `--tc-attach`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TcAttachArg {
+    Auto,
+    Tcx,
+    Clsact,
+}
+
 /// Where flows come from for `run`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Source {
@@ -78,6 +87,17 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
+    /// Flows the kernel holds between drains (two maps of this size, each with a copy per CPU:
+    /// about N x (40 + 64 x CPUs) bytes each); flowrec drains early when one is 3/4 full
+    #[arg(long, default_value_t = 65536, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub flow_map_entries: u32,
+
+    /// How the tc programs attach: tcx (BPF links, kernel >= 6.6), clsact (tc filters; the
+    /// qdisc is added if missing and removed at exit only if added), auto (tcx where available)
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub tc_attach: TcAttachArg,
+
     /// Pod inventory: the JSON of `kubectl get pods -A -o json`, re-read when it changes; fills
     /// the source_/destination_ namespace, pod_name, labels and workload of flows
     #[arg(long, value_name = "FILE")]
@@ -95,6 +115,12 @@ impl RunArgs {
             active_timeout: self.active_timeout,
             cgroup: self.cgroup,
             pods: self.pods,
+            flow_map_entries: self.flow_map_entries,
+            tc_attach: match self.tc_attach {
+                TcAttachArg::Auto => TcAttach::Auto,
+                TcAttachArg::Tcx => TcAttach::Tcx,
+                TcAttachArg::Clsact => TcAttach::Clsact,
+            },
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod drain;
 pub mod ebpf;
 pub mod import;
 pub mod input;

@@ -7,17 +7,18 @@
 //! with the process).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use flow_schema::store::{Patience, Store, StoreError};
-use flow_schema::{CaptureSource, Table};
+use flow_schema::CaptureSource;
 use tokio::sync::mpsc;
 
-use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::batch::{RotationPolicy, SealedFile};
+use crate::drain::{Drainer, Drains, Stop};
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
-use crate::ebpf::rows::{FlowRows, MonotonicClock};
-use crate::ebpf::{cgroup2_root, Capture, CaptureError, Losses};
+use crate::ebpf::rows::FlowRows;
+use crate::ebpf::{cgroup2_root, Capture, CaptureError, TcAttach};
 use crate::parquet_file::Provenance;
 use crate::pods::{PodInventory, PodsError};
 use crate::sink::{self, SinkError, Written};
@@ -33,6 +34,9 @@ pub struct RunConfig {
     pub cgroup: Option<PathBuf>,
     /// `kubectl get pods -A -o json` output to enrich flows with.
     pub pods: Option<PathBuf>,
+    /// Capacity of each kernel flow map.
+    pub flow_map_entries: u32,
+    pub tc_attach: TcAttach,
     pub node_name: String,
     pub store_url: String,
     pub rotation: RotationPolicy,
@@ -64,45 +68,20 @@ pub enum RunError {
 #[derive(Debug, Default)]
 pub struct RunSummary {
     pub written: Written,
-    pub flows_drained: u64,
-    /// What the kernel side could not record.
-    pub losses: Losses,
+    pub drains: Drains,
 }
 
 impl RunSummary {
     pub fn describe(&self, store: &str) -> String {
         format!(
             "recorded {} flows into {store}: {} files; lost: {} packets (flow map full), \
-             {} TCP connections (connection map full)",
+             {} TCP connections (connection map full); {} early drains (flow map nearly full)",
             self.written.flows,
             self.written.files,
-            self.losses.flow_map_full,
-            self.losses.conn_map_full
+            self.drains.losses.flow_map_full,
+            self.drains.losses.conn_map_full,
+            self.drains.early
         )
-    }
-}
-
-/// Set when the run should end; wakes the drainer from its wait.
-#[derive(Default)]
-struct Stop {
-    requested: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Stop {
-    fn request(&self) {
-        *self.requested.lock().expect("never poisoned") = true;
-        self.wake.notify_all();
-    }
-
-    /// Waits up to `timeout`; true once a stop was requested.
-    fn wait(&self, timeout: Duration) -> bool {
-        let requested = self.requested.lock().expect("never poisoned");
-        let (requested, _) = self
-            .wake
-            .wait_timeout_while(requested, timeout, |stop| !*stop)
-            .expect("never poisoned");
-        *requested
     }
 }
 
@@ -115,7 +94,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     };
     let drop_reasons = DropReasons::from_kernel()?;
     // Read before attaching: a bad file is a usage error, reported before anything runs.
-    let mut pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
+    let pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
     if let Some(pods) = &pods {
         if pods.skipped() > 0 {
             eprintln!(
@@ -125,9 +104,9 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             );
         }
     }
-    let mut capture = Capture::load()?;
+    let mut capture = Capture::load(config.flow_map_entries)?;
     for interface in &interfaces {
-        capture.attach(interface)?;
+        capture.attach(interface, config.tc_attach)?;
     }
     capture.watch_drops(&drop_reasons)?;
     capture.watch_tcp(&cgroup)?;
@@ -153,34 +132,15 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     });
 
     let (sender, receiver) = mpsc::channel::<SealedFile>(2);
-    let drain_config = config.clone();
+    let drainer = Drainer {
+        capture,
+        rows: FlowRows::new(config.node_name.clone(), drop_reasons),
+        pods,
+        rotation: config.rotation.clone(),
+        active_timeout: config.active_timeout,
+    };
     let drain_stop = Arc::clone(&stop);
-    let drainer = std::thread::spawn(move || -> Result<(u64, Losses), CaptureError> {
-        let mut rows = FlowRows::new(drain_config.node_name.clone(), drop_reasons);
-        let mut batcher = Batcher::new(drain_config.rotation.clone());
-        let send =
-            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
-        let mut drained = 0u64;
-        loop {
-            let stopping = drain_stop.wait(drain_config.active_timeout);
-            let drained_now = capture.drain()?;
-            if let Some(inventory) = &mut pods {
-                refresh(inventory);
-            }
-            drained += drained_now.flows.len() as u64;
-            let mut sealed = Vec::new();
-            if !drained_now.flows.is_empty() {
-                let batch = rows.batch(&drained_now, MonotonicClock::now(), pods.as_ref());
-                sealed = batcher.push(Table::Flows, batch);
-            }
-            sealed.extend(batcher.expired(Instant::now()));
-            let delivered = send(sealed);
-            if stopping || !delivered {
-                send(batcher.flush());
-                return Ok((drained, capture.losses()?));
-            }
-        }
-    });
+    let drainer = std::thread::spawn(move || drainer.run(drain_stop, sender));
 
     let provenance = Provenance {
         node: config.node_name.clone(),
@@ -190,29 +150,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
     // A failed write stops the drainer through its closed channel.
     stop.request();
-    let (flows_drained, losses) = drainer.join().map_err(|_| RunError::Drainer)??;
+    let drains = drainer.join().map_err(|_| RunError::Drainer)??;
     if let Some(error) = failure {
         return Err(error.into());
     }
-    Ok(RunSummary {
-        written,
-        flows_drained,
-        losses,
-    })
-}
-
-/// Re-reads the pod inventory if its file changed; a bad version is reported and the previous
-/// one kept (the file is rewritten by something else, and may be caught half-written).
-fn refresh(inventory: &mut PodInventory) {
-    match inventory.reload_if_changed() {
-        Ok(true) if inventory.skipped() > 0 => eprintln!(
-            "flowrec: --pods {} re-read; {} pods without the fields needed were skipped",
-            inventory.path().display(),
-            inventory.skipped()
-        ),
-        Ok(_) => {}
-        Err(error) => eprintln!("flowrec: --pods: {error}; keeping the previous inventory"),
-    }
+    Ok(RunSummary { written, drains })
 }
 
 /// The interfaces of this network namespace that match `patterns` (names or globs).

@@ -89,7 +89,20 @@ struct Veth {
 impl Veth {
     fn new() -> Veth {
         let namespaces = Namespaces::new(&["a", "b"]);
-        let (end_a, _) = namespaces.link(0, "10.199.0.1/24", 1, "10.199.0.2/24");
+        let (end_a, end_b) = namespaces.link(0, "10.199.0.1/24", 1, "10.199.0.2/24");
+        // IPv6 too, usable at once (no duplicate address detection).
+        for (ns, end, address) in [(0, &end_a, "fd00:199::1/64"), (1, &end_b, "fd00:199::2/64")] {
+            ip(&[
+                "-n",
+                &namespaces.names[ns],
+                "addr",
+                "add",
+                address,
+                "dev",
+                end,
+                "nodad",
+            ]);
+        }
         Veth {
             a: namespaces.names[0].clone(),
             b: namespaces.names[1].clone(),
@@ -140,8 +153,8 @@ fn least_privilege(capabilities: &str) -> Vec<String> {
 struct Recorder(std::process::Child);
 
 impl Recorder {
-    /// `flowrec run --source ebpf` in namespace `ns` on `interfaces`, draining every second,
-    /// as nobody with only the capabilities the README documents; returns once it records.
+    /// `flowrec run --source ebpf` in namespace `ns` on `interfaces`, draining every second
+    /// unless `extra` says otherwise, as nobody with only the capabilities the README documents; returns once it records.
     fn start(ns: &str, interfaces: &str, store: &str, extra: &[&str]) -> Recorder {
         let store_dir = std::path::Path::new(store).parent().unwrap();
         std::fs::set_permissions(store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -151,9 +164,14 @@ impl Recorder {
                 .args(least_privilege(RECORDER_CAPABILITIES))
                 .arg(flowrec_bin())
                 .args(["run", "--source", "ebpf", "--interfaces", interfaces])
-                .args(["--active-timeout", "1s", "--node-name", "capture-node"])
+                .args(["--node-name", "capture-node"])
                 .args(["--store", store])
                 .args(extra)
+                .args(if extra.contains(&"--active-timeout") {
+                    &[][..]
+                } else {
+                    &["--active-timeout", "1s"][..]
+                })
                 .env_remove("FLOW_STORE")
                 .stderr(Stdio::piped())
                 .spawn()
@@ -167,8 +185,9 @@ impl Recorder {
         recorder
     }
 
-    /// SIGTERM, then checks it exited cleanly having lost nothing in the kernel.
-    fn stop(mut self) {
+    /// SIGTERM, then checks it exited cleanly having lost nothing in the kernel; returns its
+    /// summary line.
+    fn stop(mut self) -> String {
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let status = self.0.wait().unwrap();
@@ -184,6 +203,7 @@ impl Recorder {
             rest.contains("lost: 0 packets (flow map full), 0 TCP connections"),
             "{rest}"
         );
+        rest
     }
 }
 
@@ -237,9 +257,32 @@ fn retransmits(stream: &TcpStream) -> u32 {
     }
 }
 
+/// Keeps the calling thread on the CPU it runs on now.
+fn pin_to_one_cpu() {
+    // SAFETY: a cpu_set_t we own, for the calling thread (pid 0).
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        assert!(
+            cpu >= 0,
+            "sched_getcpu: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        let pinned = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(
+            pinned,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// One TCP transfer of `TCP_BYTES` from `a` to `b`; returns the client's port and whether
 /// either side retransmitted (a retransmission, or the SACK blocks around it, changes what the
-/// wire carried, so only a clean connection can be checked byte for byte).
+/// wire carried, so only a clean connection can be checked byte for byte; the sender is pinned
+/// to one CPU so that the veth does not reorder its segments, which would add SACK blocks too).
 fn tcp_transfer(veth: &Veth, port: u16) -> (u16, bool) {
     let listener = in_netns(&veth.b, || TcpListener::bind(("10.199.0.2", port)).unwrap());
     let server = std::thread::spawn(move || {
@@ -250,6 +293,9 @@ fn tcp_transfer(veth: &Veth, port: u16) -> (u16, bool) {
         retransmits(&stream)
     });
     let (client_port, client_retransmits) = in_netns(&veth.a, || {
+        // A veth delivers on the sending CPU: a sender that migrates mid-transfer can reorder
+        // segments, and the receiver's SACK blocks then change the ACKs' size.
+        pin_to_one_cpu();
         let mut stream = TcpStream::connect(("10.199.0.2", port)).unwrap();
         stream.write_all(&vec![7u8; TCP_BYTES]).unwrap();
         stream.shutdown(std::net::Shutdown::Write).unwrap();
@@ -286,6 +332,20 @@ fn traffic(veth: &Veth) -> u16 {
     let mut datagram = [0u8; 2048];
     for _ in 0..3 {
         udp.recv(&mut datagram).unwrap();
+    }
+    let udp6 = in_netns(&veth.b, || {
+        UdpSocket::bind(("fd00:199::2", UDP_PORT)).unwrap()
+    });
+    in_netns(&veth.a, || {
+        let socket = UdpSocket::bind(("fd00:199::1", 0)).unwrap();
+        for _ in 0..3 {
+            socket
+                .send_to(&[1u8; UDP_PAYLOAD], ("fd00:199::2", UDP_PORT))
+                .unwrap();
+        }
+    });
+    for _ in 0..3 {
+        udp6.recv(&mut datagram).unwrap();
     }
     // Dropped in `b`'s stack (the recorder's drop tracer sees every namespace).
     let refused = in_netns(&veth.a, || TcpStream::connect(("10.199.0.2", CLOSED_PORT)));
@@ -325,7 +385,7 @@ fn traffic(veth: &Veth) -> u16 {
 /// (timestamps option); SYN and SYN-ACK carry 8 more option bytes (MSS, SACK-permitted, window
 /// scale). So the client's flow is exactly `N + 52 * packets + 8` IP bytes and the server's
 /// `52 * packets + 8`, whatever the segmentation. UDP: 20 + 8 + payload per datagram; ping:
-/// 20 + 8 + 56 per echo. A SYN to a closed port and UDP hit by an nftables DROP rule are
+/// 20 + 8 + 56 per echo; UDP over IPv6: 40 + 8 + payload. A SYN to a closed port and UDP hit by an nftables DROP rule are
 /// DROPPED with the kernel's reasons; the TCP rows carry the connection's sock_ops counters.
 #[test]
 fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
@@ -461,6 +521,14 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     assert_eq!(n(&udp, "packets"), 3, "{udp}");
     assert_eq!(n(&udp, "bytes"), 3 * (20 + 8 + UDP_PAYLOAD as u64), "{udp}");
 
+    let udp6 = find("UDP", "fd00:199::1", &port("dport", UDP_PORT));
+    assert_eq!(n(&udp6, "packets"), 3, "{udp6}");
+    assert_eq!(
+        n(&udp6, "bytes"),
+        3 * (40 + 8 + UDP_PAYLOAD as u64),
+        "{udp6}"
+    );
+
     let echo = find("ICMPv4", "10.199.0.1", &|f| f["icmp_type"] == 8);
     let reply = find("ICMPv4", "10.199.0.2", &|f| f["icmp_type"] == 0);
     for flow in [&echo, &reply] {
@@ -546,4 +614,124 @@ fn ebpf_capture_counts_a_forwarded_packet_once() {
     assert_eq!(flows[0]["direction"], "INGRESS");
     assert_eq!(flows[0]["packets"], 5);
     assert_eq!(flows[0]["bytes"], 5 * (20 + 8 + UDP_PAYLOAD as u64));
+}
+
+/// More new flows between two drains than the kernel map holds: the recorder drains early
+/// when the map is 3/4 full, so every flow is recorded and nothing is lost.
+#[test]
+fn ebpf_capture_drains_early_when_the_flow_map_fills() {
+    const FLOWS: u16 = 300;
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let options = ["--flow-map-entries", "128", "--active-timeout", "1h"];
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
+    in_netns(&veth.a, || {
+        let socket = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+        // 5 new flows per 50 ms (and one ICMP port-unreachable flow back): well under the 32
+        // left when an early drain is due, at the recorder's 100 ms polling.
+        for port in 0..FLOWS {
+            socket
+                .send_to(&[1u8; 8], ("10.199.0.2", 20_000 + port))
+                .unwrap();
+            if port % 5 == 4 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let summary = recorder.stop();
+    drop(veth);
+    let early: u64 = summary
+        .trim_end()
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" early drains (flow map nearly full)"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no early drain count in {summary}"));
+    assert!(
+        early >= 2,
+        "{FLOWS} flows through a 128-flow map: {summary}"
+    );
+    let flows = query(
+        &store,
+        "select count(distinct destination_port) as ports, sum(packets) as packets
+         from flows
+         where ip_source = '10.199.0.1' and destination_port between 20000 and 20299",
+        &[],
+    );
+    assert_eq!(flows[0]["ports"], FLOWS, "{flows:?}");
+    assert_eq!(flows[0]["packets"], FLOWS, "{flows:?}");
+}
+
+/// `tc qdisc show dev <end>` in namespace `ns`: whether a clsact qdisc is there.
+fn has_clsact(ns: &str, end: &str) -> bool {
+    let qdiscs = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .args(["tc", "qdisc", "show", "dev", end])
+        .output()
+        .expect("iproute2's tc is installed");
+    String::from_utf8_lossy(&qdiscs.stdout).contains("qdisc clsact")
+}
+
+/// The clsact path (kernels without TCX): flows are recorded the same way; the recorder adds a
+/// clsact qdisc only where there is none and removes only the one it added.
+#[test]
+fn ebpf_capture_through_clsact_removes_only_the_qdisc_it_added() {
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = in_netns(&veth.b, || {
+        UdpSocket::bind(("10.199.0.2", UDP_PORT)).unwrap()
+    });
+    let send = |count: usize| {
+        in_netns(&veth.a, || {
+            let socket = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+            for _ in 0..count {
+                socket
+                    .send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", UDP_PORT))
+                    .unwrap();
+            }
+        });
+        let mut datagram = [0u8; 2048];
+        for _ in 0..count {
+            receiver.recv(&mut datagram).unwrap();
+        }
+    };
+    let clsact = ["--tc-attach", "clsact"];
+
+    // No qdisc before: the recorder adds one and removes it.
+    assert!(!has_clsact(&veth.a, &veth.end_a));
+    let first = dir.path().join("first").display().to_string();
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &first, &clsact);
+    assert!(has_clsact(&veth.a, &veth.end_a), "added while recording");
+    send(3);
+    recorder.stop();
+    assert!(!has_clsact(&veth.a, &veth.end_a), "removed at exit");
+
+    // Someone else's qdisc: used, and left in place.
+    let added = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", veth.a))
+        .args(["tc", "qdisc", "add", "dev", &veth.end_a, "clsact"])
+        .status()
+        .unwrap();
+    assert!(added.success());
+    let second = dir.path().join("second").display().to_string();
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &second, &clsact);
+    send(4);
+    recorder.stop();
+    assert!(
+        has_clsact(&veth.a, &veth.end_a),
+        "a qdisc it did not add stays"
+    );
+    drop(veth);
+
+    for (store, datagrams) in [(&first, 3), (&second, 4)] {
+        let flows = query(
+            store,
+            &format!(
+                "select sum(packets) as packets from flows
+                 where ip_source = '10.199.0.1' and destination_port = {UDP_PORT}"
+            ),
+            &[],
+        );
+        assert_eq!(flows[0]["packets"], datagrams, "{store}: {flows:?}");
+    }
 }

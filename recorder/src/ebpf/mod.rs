@@ -10,6 +10,7 @@
 //! - TCP: `tcp_lifecycle` (sock_ops on a cgroup v2) keeps each connection's RTT, retransmit and
 //!   byte counters; the drain returns them for [`rows`] to join to the connection's flows.
 
+pub mod clsact;
 pub mod drop_reasons;
 pub mod layout;
 pub mod rows;
@@ -18,10 +19,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, SchedClassifier, SockOps, TcAttachType};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::programs::tc::{NlOptions, TcAttachOptions};
+use aya::programs::{
+    BtfTracePoint, CgroupAttachMode, LinkOrder, SchedClassifier, SockOps, TcAttachType,
+};
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use clsact::{QdiscError, Qdiscs};
 use drop_reasons::DropReasons;
 use layout::{
     FlowKey, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL, LOSS_FLOW_MAP_FULL,
@@ -59,6 +64,8 @@ pub enum CaptureError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error(transparent)]
+    Qdisc(#[from] QdiscError),
     #[error("cannot attach the drop tracer (tp_btf/kfree_skb): {0}")]
     AttachDrops(#[source] aya::programs::ProgramError),
     #[error("--cgroup {path}: cannot open it: {source}")]
@@ -85,13 +92,29 @@ pub enum CaptureError {
     Missing(&'static str),
 }
 
+/// How the tc programs are attached to an interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcAttach {
+    /// TCX links where the kernel has them (6.6 and later), else the clsact qdisc.
+    Auto,
+    Tcx,
+    /// tc filters on the clsact qdisc (added if missing, removed at exit if added).
+    Clsact,
+}
+
 /// The programs, loaded, with their maps.
 pub struct Capture {
     ebpf: Ebpf,
+    /// Declared after `ebpf`, so dropped after it: the filters go before the qdiscs they hang
+    /// off, which are removed only if this capture added them.
+    qdiscs: Qdiscs,
     flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     selector: Array<MapData, u32>,
     conns: aya::maps::HashMap<MapData, FlowKey, TcpConn>,
     losses: PerCpuArray<MapData, u64>,
+    /// Flows created in each of `flows` since its last drain, per CPU.
+    flow_counts: PerCpuArray<MapData, u64>,
+    flow_capacity: u32,
     /// Which of `flows` the programs write to.
     active: usize,
     /// The kernel's number for a drop without a reason (see `merge`).
@@ -123,10 +146,15 @@ const DROP_PROGRAM: &str = "on_kfree_skb";
 const TCP_PROGRAM: &str = "tcp_lifecycle";
 
 impl Capture {
-    /// Loads the programs into the kernel (not attached yet).
-    pub fn load() -> Result<Self, CaptureError> {
+    /// Loads the programs into the kernel (not attached yet), with flow maps of
+    /// `flow_capacity` entries each.
+    pub fn load(flow_capacity: u32) -> Result<Self, CaptureError> {
         let btf = Btf::from_sys_fs().map_err(CaptureError::Btf)?;
-        let mut ebpf = EbpfLoader::new().btf(Some(&btf)).load(PROGRAMS_OBJECT)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .map_max_entries("flows_0", flow_capacity)
+            .map_max_entries("flows_1", flow_capacity)
+            .load(PROGRAMS_OBJECT)?;
         for (name, _, _) in TC_PROGRAMS {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
             tc.load().map_err(program_error(name))?;
@@ -150,7 +178,12 @@ impl Capture {
             .map_err(map_error("tcp_conns"))?;
         let losses =
             PerCpuArray::try_from(take_map(&mut ebpf, "losses")?).map_err(map_error("losses"))?;
+        let flow_counts = PerCpuArray::try_from(take_map(&mut ebpf, "flow_counts")?)
+            .map_err(map_error("flow_counts"))?;
         Ok(Capture {
+            qdiscs: Qdiscs::default(),
+            flow_counts,
+            flow_capacity,
             ebpf,
             flows,
             selector,
@@ -161,12 +194,25 @@ impl Capture {
         })
     }
 
-    /// Attaches the tc programs to `interface` (TCX where the kernel has it). They stay
-    /// attached until the capture is dropped.
-    pub fn attach(&mut self, interface: &str) -> Result<(), CaptureError> {
+    /// Attaches the tc programs to `interface`. They stay attached until the capture is
+    /// dropped.
+    pub fn attach(&mut self, interface: &str, how: TcAttach) -> Result<(), CaptureError> {
+        let clsact = match how {
+            TcAttach::Auto => !tcx_available(),
+            TcAttach::Tcx => false,
+            TcAttach::Clsact => true,
+        };
+        if clsact {
+            self.qdiscs.ensure(interface)?;
+        }
         for (name, kind, direction) in TC_PROGRAMS {
             let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
-            tc.attach(interface, kind)
+            let options = if clsact {
+                TcAttachOptions::Netlink(NlOptions::default())
+            } else {
+                TcAttachOptions::TcxOrder(LinkOrder::default())
+            };
+            tc.attach_with_options(interface, kind, options)
                 .map_err(|source| CaptureError::Attach {
                     interface: interface.to_string(),
                     direction,
@@ -174,6 +220,11 @@ impl Capture {
                 })?;
         }
         Ok(())
+    }
+
+    /// Interfaces on which this capture added a clsact qdisc (removed when it is dropped).
+    pub fn qdiscs_added(&self) -> &[String] {
+        self.qdiscs.added()
     }
 
     /// Starts counting the kernel's drops (every network namespace) into the flows.
@@ -223,6 +274,11 @@ impl Capture {
                 flows.push((key, stats));
             }
         }
+        let cpus = self.fill_per_cpu(previous)?.len();
+        let zeros = PerCpuValues::try_from(vec![0u64; cpus]).expect("one value per CPU");
+        self.flow_counts
+            .set(previous as u32, zeros, 0)
+            .map_err(map_error("flow_counts"))?;
         // Read after the flows: a connection that closed with the flows' last packets is
         // seen closed, with its final counters.
         let conns: HashMap<FlowKey, TcpConn> = self
@@ -239,6 +295,23 @@ impl Capture {
         Ok(Drained { flows, conns })
     }
 
+    /// Flows each kernel flow map holds.
+    pub fn flow_capacity(&self) -> u32 {
+        self.flow_capacity
+    }
+
+    /// Flows created in the active map since its last drain (approximate: a drop counted
+    /// from a preemptible context may race with a packet on the same CPU).
+    pub fn fill(&self) -> Result<u64, CaptureError> {
+        Ok(self.fill_per_cpu(self.active)?.iter().sum())
+    }
+
+    fn fill_per_cpu(&self, map: usize) -> Result<PerCpuValues<u64>, CaptureError> {
+        self.flow_counts
+            .get(&(map as u32), 0)
+            .map_err(map_error("flow_counts"))
+    }
+
     /// What the kernel side could not record since the capture started.
     pub fn losses(&self) -> Result<Losses, CaptureError> {
         let total = |index: u32| -> Result<u64, CaptureError> {
@@ -250,6 +323,12 @@ impl Capture {
             conn_map_full: total(LOSS_CONN_MAP_FULL)?,
         })
     }
+}
+
+/// TCX (tc through BPF links) arrived in Linux 6.6.
+fn tcx_available() -> bool {
+    aya::util::KernelVersion::current()
+        .is_ok_and(|version| version >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most nodes,

@@ -1,0 +1,209 @@
+//! The drainer thread of `flowrec run --source ebpf`: decides when to empty the kernel's flow
+//! map, and turns what it took into rows (enriched with pods) and sealed files for the sink.
+//!
+//! A drain happens every active timeout, and earlier when the active map is nearly full: a
+//! burst of new flows (a scan, a UDP flood with random ports) would otherwise find the map full
+//! and go uncounted. The fill level is the kernel's own count of flows created since the map
+//! was last drained, read every [`POLL`].
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use flow_schema::Table;
+use tokio::sync::mpsc;
+
+use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::ebpf::rows::{FlowRows, MonotonicClock};
+use crate::ebpf::{Capture, CaptureError, Losses};
+use crate::pods::PodInventory;
+
+/// How often the fill level of the kernel map is checked between drains.
+pub const POLL: Duration = Duration::from_millis(100);
+/// Drain early once the active map holds this share of its capacity (numerator / 4): a quarter
+/// is left for what arrives until the flip.
+const NEARLY_FULL_QUARTERS: u64 = 3;
+
+/// Set when the run should end; wakes the drainer from its wait.
+#[derive(Default)]
+pub struct Stop {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Stop {
+    pub fn request(&self) {
+        *self.requested.lock().expect("never poisoned") = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits up to `timeout`; true once a stop was requested.
+    fn wait(&self, timeout: Duration) -> bool {
+        let requested = self.requested.lock().expect("never poisoned");
+        let (requested, _) = self
+            .wake
+            .wait_timeout_while(requested, timeout, |stop| !*stop)
+            .expect("never poisoned");
+        *requested
+    }
+}
+
+/// Why a drain happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Timeout,
+    NearlyFull,
+}
+
+/// When the next drain is due.
+#[derive(Debug)]
+struct Schedule {
+    active_timeout: Duration,
+    /// Flows the kernel map holds.
+    capacity: u64,
+    next: Instant,
+}
+
+impl Schedule {
+    fn new(active_timeout: Duration, capacity: u64, now: Instant) -> Schedule {
+        Schedule {
+            active_timeout,
+            capacity,
+            next: now + active_timeout,
+        }
+    }
+
+    /// How long to sleep before looking again.
+    fn sleep(&self, now: Instant) -> Duration {
+        self.next.saturating_duration_since(now).min(POLL)
+    }
+
+    /// Whether to drain now, given the flows created in the active map.
+    fn due(&self, now: Instant, fill: u64) -> Option<Cause> {
+        if now >= self.next {
+            Some(Cause::Timeout)
+        } else if fill * 4 >= self.capacity * NEARLY_FULL_QUARTERS {
+            Some(Cause::NearlyFull)
+        } else {
+            None
+        }
+    }
+
+    fn drained(&mut self, now: Instant) {
+        self.next = now + self.active_timeout;
+    }
+}
+
+/// What the drainer did, for the run's summary.
+#[derive(Debug, Default)]
+pub struct Drains {
+    pub flows: u64,
+    /// Drains before the active timeout because the map was nearly full.
+    pub early: u64,
+    pub losses: Losses,
+}
+
+/// The drainer's inputs.
+pub struct Drainer {
+    pub capture: Capture,
+    pub rows: FlowRows,
+    pub pods: Option<PodInventory>,
+    pub rotation: RotationPolicy,
+    pub active_timeout: Duration,
+}
+
+impl Drainer {
+    /// Drains until `stop` (then a last drain and every file flushed) or until the sink stops
+    /// taking files.
+    pub fn run(
+        mut self,
+        stop: Arc<Stop>,
+        sender: mpsc::Sender<SealedFile>,
+    ) -> Result<Drains, CaptureError> {
+        let mut batcher = Batcher::new(self.rotation.clone());
+        let send =
+            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+        let capacity = u64::from(self.capture.flow_capacity());
+        let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
+        let mut drains = Drains::default();
+        loop {
+            let stopping = stop.wait(schedule.sleep(Instant::now()));
+            let now = Instant::now();
+            if !stopping {
+                match schedule.due(now, self.capture.fill()?) {
+                    None => continue,
+                    Some(Cause::NearlyFull) => drains.early += 1,
+                    Some(Cause::Timeout) => {}
+                }
+            }
+            schedule.drained(now);
+            let mut sealed = self.drain_once(&mut batcher, &mut drains)?;
+            sealed.extend(batcher.expired(Instant::now()));
+            let delivered = send(sealed);
+            if stopping || !delivered {
+                send(batcher.flush());
+                drains.losses = self.capture.losses()?;
+                return Ok(drains);
+            }
+        }
+    }
+
+    /// One drain: kernel flows -> rows -> files sealed by the batcher.
+    fn drain_once(
+        &mut self,
+        batcher: &mut Batcher,
+        drains: &mut Drains,
+    ) -> Result<Vec<SealedFile>, CaptureError> {
+        let drained = self.capture.drain()?;
+        if let Some(inventory) = &mut self.pods {
+            refresh(inventory);
+        }
+        drains.flows += drained.flows.len() as u64;
+        if drained.flows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = self
+            .rows
+            .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
+        Ok(batcher.push(Table::Flows, batch))
+    }
+}
+
+/// Re-reads the pod inventory if its file changed; a bad version is reported and the previous
+/// one kept (the file is rewritten by something else, and may be caught half-written).
+fn refresh(inventory: &mut PodInventory) {
+    match inventory.reload_if_changed() {
+        Ok(true) if inventory.skipped() > 0 => eprintln!(
+            "flowrec: --pods {} re-read; {} pods without the fields needed were skipped",
+            inventory.path().display(),
+            inventory.skipped()
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("flowrec: --pods: {error}; keeping the previous inventory"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drains_at_the_timeout_or_when_three_quarters_full() {
+        let start = Instant::now();
+        let mut schedule = Schedule::new(Duration::from_secs(10), 1000, start);
+        assert_eq!(schedule.due(start, 0), None);
+        assert_eq!(schedule.due(start, 749), None);
+        assert_eq!(schedule.due(start, 750), Some(Cause::NearlyFull));
+        let later = start + Duration::from_secs(10);
+        assert_eq!(schedule.due(later, 0), Some(Cause::Timeout));
+        schedule.drained(later);
+        assert_eq!(schedule.due(later + Duration::from_secs(9), 10), None);
+        // Sleeps are short enough to notice a filling map, never past the deadline.
+        assert_eq!(schedule.sleep(later), POLL);
+        let almost = later + Duration::from_millis(9_950);
+        assert_eq!(schedule.sleep(almost), Duration::from_millis(50));
+        assert_eq!(
+            schedule.sleep(later + Duration::from_secs(11)),
+            Duration::ZERO
+        );
+    }
+}
