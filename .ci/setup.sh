@@ -6,7 +6,8 @@
 set -euo pipefail
 
 # The eBPF programs are built with clang-19 against libbpf's headers; the layout test reads their
-# BTF with bpftool; the capture test builds network namespaces with iproute2 and pings.
+# BTF with bpftool (which also writes vmlinux.h at build); the capture tests build network
+# namespaces with iproute2, ping, filter with nftables and run the recorder with setpriv.
 need_apt=()
 command -v clang-19 >/dev/null 2>&1 || need_apt+=(clang-19)
 command -v llvm-strip-19 >/dev/null 2>&1 || need_apt+=(llvm-19)
@@ -16,6 +17,7 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   sudo=()
