@@ -257,6 +257,53 @@ fn retransmits(stream: &TcpStream) -> u32 {
     }
 }
 
+const SCTP_PORTS: (u16, u16) = (3868, 2905);
+const SCTP_PACKETS: u64 = 2;
+/// SCTP common header (ports, verification tag, checksum) + one 4-byte chunk header.
+const SCTP_BYTES: usize = 16;
+
+/// Two SCTP packets from `a` to `b` through a raw socket (no SCTP stack needed: the
+/// kernel only adds the IP header; `b` drops them, which the test does not look at).
+fn sctp_packets() {
+    // SAFETY: a raw socket we close below; sendto reads `packet` and `to`, both ours.
+    unsafe {
+        let socket = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_SCTP);
+        assert!(
+            socket >= 0,
+            "raw SCTP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut packet = [0u8; SCTP_BYTES];
+        packet[0..2].copy_from_slice(&SCTP_PORTS.0.to_be_bytes());
+        packet[2..4].copy_from_slice(&SCTP_PORTS.1.to_be_bytes());
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([10, 199, 0, 2]),
+            },
+            sin_zero: [0; 8],
+        };
+        for _ in 0..SCTP_PACKETS {
+            let sent = libc::sendto(
+                socket,
+                packet.as_ptr().cast(),
+                packet.len(),
+                0,
+                (&to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(
+                sent,
+                SCTP_BYTES as isize,
+                "{}",
+                std::io::Error::last_os_error()
+            );
+        }
+        libc::close(socket);
+    }
+}
+
 /// Keeps the calling thread on the CPU it runs on now.
 fn pin_to_one_cpu() {
     // SAFETY: a cpu_set_t we own, for the calling thread (pid 0).
@@ -368,6 +415,7 @@ fn traffic(veth: &Veth) -> u16 {
                 .unwrap();
         }
     });
+    in_netns(&veth.a, sctp_packets);
     let ping = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", veth.a))
         .args(["ping", "-c", "2", "-i", "0.2", "-q", "10.199.0.2"])
@@ -385,7 +433,7 @@ fn traffic(veth: &Veth) -> u16 {
 /// (timestamps option); SYN and SYN-ACK carry 8 more option bytes (MSS, SACK-permitted, window
 /// scale). So the client's flow is exactly `N + 52 * packets + 8` IP bytes and the server's
 /// `52 * packets + 8`, whatever the segmentation. UDP: 20 + 8 + payload per datagram; ping:
-/// 20 + 8 + 56 per echo; UDP over IPv6: 40 + 8 + payload. A SYN to a closed port and UDP hit by an nftables DROP rule are
+/// 20 + 8 + 56 per echo; UDP over IPv6: 40 + 8 + payload; SCTP (raw): 20 + 16. A SYN to a closed port and UDP hit by an nftables DROP rule are
 /// DROPPED with the kernel's reasons; the TCP rows carry the connection's sock_ops counters.
 #[test]
 fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
@@ -535,6 +583,15 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
         assert_eq!(n(flow, "packets"), 2, "{flow}");
         assert_eq!(n(flow, "bytes"), 2 * (20 + 8 + 56), "{flow}");
     }
+    let sctp = find("SCTP", "10.199.0.1", &port("dport", SCTP_PORTS.1));
+    assert_eq!(sctp["sport"], SCTP_PORTS.0, "{sctp}");
+    assert_eq!(n(&sctp, "packets"), SCTP_PACKETS, "{sctp}");
+    assert_eq!(
+        n(&sctp, "bytes"),
+        SCTP_PACKETS * (20 + SCTP_BYTES as u64),
+        "{sctp}"
+    );
+
     assert!(flows.iter().all(|f| f["sources"] == 1));
 }
 
