@@ -2,7 +2,8 @@
 //!
 //! Stages, one module each: sources (`input` + `import` for Hubble JSON files, `ebpf` + `run` for
 //! the recorder's own capture) → enrichment of captured flows with pod identity (`pods`) → batching into files (`batch`) → staging as Parquet
-//! (`parquet_file`) and upload to the store (`upload`), driven by `sink`.
+//! (`parquet_file`) and upload to the store (`upload`), driven by `sink`; the continuous
+//! recorder makes flows durable in a local `spool` first and ships sealed segments from it.
 //! The schema, the Hubble mapping and the store layout come from `flow_schema`.
 
 pub mod batch;
@@ -15,4 +16,5 @@ pub mod parquet_file;
 pub mod pods;
 pub mod run;
 pub mod sink;
+pub mod spool;
 pub mod upload;

@@ -57,15 +57,53 @@ impl Uploader {
         &self.store
     }
 
+    /// Uploads under a writer id unique to this run (an import: running it again writes
+    /// new objects).
     pub async fn upload(&mut self, file: EncodedFile) -> Result<UploadedFile, UploadError> {
         self.sequence += 1;
         let writer_id = format!("{}-{:06}", self.run_id, self.sequence);
+        self.put(file, &writer_id).await
+    }
+
+    /// Uploads under `writer_id` chosen by the caller (the spool: a function of the segment,
+    /// so that shipping it again overwrites), then reads the object's size back: the segment
+    /// is deleted only after this returns.
+    pub async fn upload_as(
+        &self,
+        file: EncodedFile,
+        writer_id: &str,
+    ) -> Result<UploadedFile, UploadError> {
+        let uploaded = self.put(file, writer_id).await?;
+        let path = self.store.path(&uploaded.key);
+        let meta = self
+            .store
+            .object_store
+            .head(&path)
+            .await
+            .map_err(|source| self.error(&uploaded.key, source))?;
+        if meta.size != uploaded.bytes as u64 {
+            let message = format!(
+                "stored object has {} bytes, {} were written",
+                meta.size, uploaded.bytes
+            );
+            return Err(self.error(
+                &uploaded.key,
+                object_store::Error::Generic {
+                    store: "verify",
+                    source: message.into(),
+                },
+            ));
+        }
+        Ok(uploaded)
+    }
+
+    async fn put(&self, file: EncodedFile, writer_id: &str) -> Result<UploadedFile, UploadError> {
         let key = FileName {
             table: file.table,
             node: &self.node,
             source: self.source,
             first_time_ns: file.first_time_ns,
-            writer_id: &writer_id,
+            writer_id,
         }
         .key();
         let path = self.store.path(&key);
@@ -74,16 +112,20 @@ impl Uploader {
             .object_store
             .put(&path, PutPayload::from(file.bytes))
             .await
-            .map_err(|source| UploadError {
-                url: format!("{}/{key}", self.store.location),
-                endpoint: self.store.describe(),
-                source,
-            })?;
+            .map_err(|source| self.error(&key, source))?;
         Ok(UploadedFile {
             table: file.table,
             key,
             rows: file.rows,
             bytes,
         })
+    }
+
+    fn error(&self, key: &str, source: object_store::Error) -> UploadError {
+        UploadError {
+            url: format!("{}/{key}", self.store.location),
+            endpoint: self.store.describe(),
+            source,
+        }
     }
 }

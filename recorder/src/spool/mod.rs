@@ -1,0 +1,404 @@
+//! The spool: where captured flows become durable before they reach the store.
+//!
+//! A flow is **recorded** once the spool record holding it is covered by an fsync
+//! ([`Spool::commit`], after every drain). Records go to numbered segments
+//! (`DIR/segments/NNNNNNNNNNNN.seg`, CRC-framed: [`segment`]); the highest-numbered is the one
+//! being written, every lower one is sealed and waits for the shipper ([`ship`]), which turns it
+//! into Parquet files under keys that depend only on the spool's id, the segment's number and
+//! the file's content, uploads them, checks them in the store, and only then deletes the
+//! segment. A retried or repeated upload therefore overwrites the same objects: nothing is
+//! duplicated, nothing deleted before it is safe.
+//!
+//! Layout of DIR: `LOCK` (flock'ed by the recorder using the spool; holds its pid), `ID` (a
+//! random id chosen when the spool is created, part of every object key, so a spool recreated
+//! from scratch never reuses a previous one's keys), `SEQUENCE` (the last segment number
+//! used, so numbers are never reused even after every segment was shipped), `segments/`.
+
+pub mod record;
+pub mod segment;
+pub mod ship;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use flow_schema::Table;
+
+use segment::{read_segment, sync_directory, SegmentError, SegmentWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("--spool {dir}: cannot {action}: {source}")]
+    Io {
+        dir: String,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "--spool {dir} is in use by another flowrec{holder}: one recorder per spool (give this \
+         one its own --spool)"
+    )]
+    InUse { dir: String, holder: String },
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    #[error("spool record: {0}")]
+    Record(#[from] record::RecordError),
+}
+
+/// A sealed segment, waiting to be shipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub sequence: u64,
+    pub path: PathBuf,
+}
+
+/// The writing side of a spool (one per recorder, held under the lock).
+pub struct Spool {
+    dir: PathBuf,
+    segments: PathBuf,
+    id: String,
+    /// Held for as long as the spool is open: the flock is the lock.
+    _lock: File,
+    active: SegmentWriter,
+    sequence: u64,
+    opened: Instant,
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` and returns it with the segments a previous run
+    /// left, to ship first. Recovery, in this order:
+    /// 1. take the lock, or fail naming the holder's pid: two recorders on one spool would
+    ///    ship each other's segments;
+    /// 2. read the spool id (create it the first time);
+    /// 3. every segment already there is from a previous run: an empty one is deleted, any
+    ///    other is sealed as it is (its damaged tail, if any, is reported when it is shipped,
+    ///    with the file and the offset);
+    /// 4. start a new segment numbered after every number ever used.
+    pub fn open(dir: &Path) -> Result<(Spool, Vec<Sealed>), SpoolError> {
+        let shown = dir.display().to_string();
+        let io_error = |action| {
+            let dir = shown.clone();
+            move |source| SpoolError::Io {
+                dir,
+                action,
+                source,
+            }
+        };
+        let segments = dir.join("segments");
+        std::fs::create_dir_all(&segments).map_err(io_error("create it"))?;
+        let lock = lock(dir, &shown)?;
+        let id = read_or_create_id(dir).map_err(io_error("read or create its ID"))?;
+        let mut leftovers = list_segments(&segments).map_err(io_error("list its segments"))?;
+        let mut sealed = Vec::new();
+        for (sequence, path) in leftovers.drain(..) {
+            if std::fs::metadata(&path)
+                .map_err(io_error("stat a segment"))?
+                .len()
+                <= segment::MAGIC.len() as u64
+            {
+                std::fs::remove_file(&path).map_err(io_error("remove an empty segment"))?;
+            } else {
+                sealed.push(Sealed { sequence, path });
+            }
+        }
+        let last = read_sequence(dir).map_err(io_error("read its SEQUENCE"))?;
+        let newest = sealed.last().map_or(0, |s| s.sequence);
+        let sequence = last.max(newest) + 1;
+        let active = start_segment(dir, &segments, sequence)?;
+        Ok((
+            Spool {
+                dir: dir.to_path_buf(),
+                segments,
+                id,
+                _lock: lock,
+                active,
+                sequence,
+                opened: Instant::now(),
+            },
+            sealed,
+        ))
+    }
+
+    /// The spool's id: part of every object key its segments become.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends rows (durable at the next [`Spool::commit`]).
+    pub fn append(&mut self, table: Table, batch: &RecordBatch) -> Result<(), SpoolError> {
+        let bytes = record::encode(table, batch)?;
+        self.active.append(&bytes)?;
+        Ok(())
+    }
+
+    /// Makes everything appended so far recorded.
+    pub fn commit(&mut self) -> Result<(), SpoolError> {
+        Ok(self.active.sync()?)
+    }
+
+    /// Bytes and age of the segment being written, for the rotation policy.
+    pub fn active_size(&self) -> (u64, Duration) {
+        (self.active.len(), self.opened.elapsed())
+    }
+
+    /// Seals the active segment (committing it) and starts the next; None if it held nothing.
+    pub fn seal(&mut self) -> Result<Option<Sealed>, SpoolError> {
+        if self.active.is_empty() {
+            return Ok(None);
+        }
+        self.commit()?;
+        let sealed = Sealed {
+            sequence: self.sequence,
+            path: self.active.path().to_path_buf(),
+        };
+        self.sequence += 1;
+        self.active = start_segment(&self.dir, &self.segments, self.sequence)?;
+        self.opened = Instant::now();
+        Ok(Some(sealed))
+    }
+}
+
+impl Drop for Spool {
+    /// An empty active segment is not left behind (recovery would only delete it).
+    fn drop(&mut self) {
+        if self.active.is_empty() {
+            let _ = std::fs::remove_file(self.active.path());
+        }
+    }
+}
+
+fn segment_path(segments: &Path, sequence: u64) -> PathBuf {
+    segments.join(format!("{sequence:012}.seg"))
+}
+
+/// Records `sequence` as used, then creates its segment.
+fn start_segment(dir: &Path, segments: &Path, sequence: u64) -> Result<SegmentWriter, SpoolError> {
+    write_atomically(&dir.join("SEQUENCE"), sequence.to_string().as_bytes()).map_err(|source| {
+        SpoolError::Io {
+            dir: dir.display().to_string(),
+            action: "write its SEQUENCE",
+            source,
+        }
+    })?;
+    Ok(SegmentWriter::create(&segment_path(segments, sequence))?)
+}
+
+fn lock(dir: &Path, shown: &str) -> Result<File, SpoolError> {
+    let path = dir.join("LOCK");
+    let io_error = |source| SpoolError::Io {
+        dir: shown.to_string(),
+        action: "open its LOCK",
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error)?;
+    // SAFETY: flock on a descriptor we own.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let holder = match pid.trim() {
+                "" => String::new(),
+                pid => format!(" (pid {pid})"),
+            };
+            return Err(SpoolError::InUse {
+                dir: shown.to_string(),
+                holder,
+            });
+        }
+        return Err(io_error(error));
+    }
+    file.set_len(0).map_err(io_error)?;
+    file.write_all(std::process::id().to_string().as_bytes())
+        .map_err(io_error)?;
+    Ok(file)
+}
+
+fn read_or_create_id(dir: &Path) -> io::Result<String> {
+    let path = dir.join("ID");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let mut random = [0u8; 8];
+    File::open("/dev/urandom")?.read_exact(&mut random)?;
+    let id = format!("{:016x}", u64::from_ne_bytes(random));
+    write_atomically(&path, id.as_bytes())?;
+    Ok(id)
+}
+
+fn read_sequence(dir: &Path) -> io::Result<u64> {
+    match std::fs::read_to_string(dir.join("SEQUENCE")) {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a number: {text:?}"),
+            )
+        }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
+/// Segments in `segments`, by number.
+fn list_segments(segments: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(segments)? {
+        let path = entry?.path();
+        let number = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_suffix(".seg"))
+            .and_then(|stem| stem.parse::<u64>().ok());
+        if let Some(number) = number {
+            found.push((number, path));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Replaces `path` with `contents` so that a crash leaves the old or the new file, whole.
+fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    sync_directory(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Removes a shipped segment, durably.
+pub fn remove_shipped(segment: &Sealed) -> io::Result<()> {
+    std::fs::remove_file(&segment.path)?;
+    sync_directory(segment.path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The good records of a sealed segment, decoded; damage is returned for the caller to
+/// report (file and offset).
+pub fn read_sealed(
+    segment: &Sealed,
+) -> Result<(Vec<(Table, RecordBatch)>, Option<String>), SpoolError> {
+    let recovered = read_segment(&segment.path)?;
+    let damage = recovered.damage.map(|(offset, damage)| {
+        format!(
+            "spool segment {}: {damage} at byte {offset}; the {} records before it are kept",
+            segment.path.display(),
+            recovered.records.len()
+        )
+    });
+    let records = recovered
+        .records
+        .iter()
+        .map(|bytes| record::decode(bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((records, damage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flow_schema::table::TableBuilder;
+
+    fn rows(times: &[i64]) -> RecordBatch {
+        let schema = flow_schema::flow_schema();
+        let mut table = TableBuilder::new(schema.clone());
+        let time = schema.index_of("time").unwrap();
+        for &t in times {
+            table.time(time, t);
+            table.commit();
+        }
+        table.finish().unwrap()
+    }
+
+    #[test]
+    fn a_second_recorder_on_the_same_spool_is_refused_with_the_holder_s_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_first, _) = Spool::open(dir.path()).unwrap();
+        let error = Spool::open(dir.path()).err().unwrap().to_string();
+        assert!(error.contains("in use by another flowrec"), "{error}");
+        assert!(
+            error.contains(&format!("pid {}", std::process::id())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn segments_left_by_a_run_are_sealed_and_numbers_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, first) = {
+            let (mut spool, left) = Spool::open(dir.path()).unwrap();
+            assert!(left.is_empty());
+            spool.append(Table::Flows, &rows(&[1, 2])).unwrap();
+            spool.commit().unwrap();
+            let sealed = spool.seal().unwrap().unwrap();
+            spool.append(Table::Flows, &rows(&[3])).unwrap();
+            spool.commit().unwrap();
+            (spool.id().to_string(), sealed)
+            // Dropped without sealing: as after a crash.
+        };
+        let (mut spool, left) = Spool::open(dir.path()).unwrap();
+        assert_eq!(spool.id(), id, "the id survives restarts");
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[0], first);
+        let (records, damage) = read_sealed(&left[1]).unwrap();
+        assert_eq!(damage, None);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].1.num_rows(), 1);
+        // Ship both, then restart: numbering continues after them.
+        for segment in &left {
+            remove_shipped(segment).unwrap();
+        }
+        spool.append(Table::Flows, &rows(&[4])).unwrap();
+        let next = spool.seal().unwrap().unwrap();
+        assert!(next.sequence > left[1].sequence);
+        drop(spool);
+        let (_spool, left) = Spool::open(dir.path()).unwrap();
+        assert_eq!(left, [next.clone()]);
+        assert!(
+            std::fs::read_dir(dir.path().join("segments"))
+                .unwrap()
+                .count()
+                == 2
+        );
+    }
+
+    #[test]
+    fn a_damaged_segment_is_recovered_up_to_its_last_good_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealed = {
+            let (mut spool, _) = Spool::open(dir.path()).unwrap();
+            for t in 0..3 {
+                spool.append(Table::Flows, &rows(&[t])).unwrap();
+            }
+            spool.seal().unwrap().unwrap()
+        };
+        let data = std::fs::read(&sealed.path).unwrap();
+        std::fs::write(&sealed.path, &data[..data.len() - 10]).unwrap();
+        let (records, damage) = read_sealed(&sealed).unwrap();
+        assert_eq!(records.len(), 2);
+        let damage = damage.unwrap();
+        assert!(
+            damage.contains(&sealed.path.display().to_string()),
+            "{damage}"
+        );
+        assert!(damage.contains("torn write) at byte"), "{damage}");
+    }
+}

@@ -1,0 +1,264 @@
+//! A spool segment: an append-only file of CRC-framed records, the unit of local durability.
+//!
+//! Domain-free: a record is opaque bytes (the spool puts Arrow IPC batches in them). Layout:
+//!
+//! ```text
+//! "FRSEG001"                                   8-byte magic, written and synced at creation
+//! [len: u32 LE][crc: u32 LE][payload: len bytes]   one frame per record, CRC-32 of the payload
+//! ...
+//! ```
+//!
+//! A record counts once a [`SegmentWriter::sync`] that followed its append returned. Reading a
+//! segment back ([`read_segment`]) stops at the first frame that is incomplete (a write cut by a
+//! crash: the torn tail) or whose CRC does not match (a damaged disk block): everything before it
+//! is returned, and what stopped the read is reported with the file and byte offset, so recovery
+//! can log it and go on.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// First bytes of every segment.
+pub const MAGIC: &[u8; 8] = b"FRSEG001";
+const FRAME_HEADER: usize = 8;
+/// Larger "lengths" are damage, not records: a record is one drain's or one chunk's rows.
+pub const MAX_RECORD: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+#[error("spool segment {path}: cannot {action}: {source}")]
+pub struct SegmentError {
+    pub path: PathBuf,
+    pub action: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
+fn error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> SegmentError + 'a {
+    move |source| SegmentError {
+        path: path.to_path_buf(),
+        action,
+        source,
+    }
+}
+
+/// Appends records to a new segment.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    /// Appended since the last sync.
+    unsynced: bool,
+}
+
+impl SegmentWriter {
+    /// Creates the segment (never reuses an existing file), with its magic on disk and the
+    /// directory entry synced: after this returns, a crash leaves a valid, empty segment.
+    pub fn create(path: &Path) -> Result<SegmentWriter, SegmentError> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(error(path, "create"))?;
+        file.write_all(MAGIC).map_err(error(path, "write"))?;
+        file.sync_all().map_err(error(path, "sync"))?;
+        if let Some(directory) = path.parent() {
+            sync_directory(directory).map_err(error(path, "sync the directory of"))?;
+        }
+        Ok(SegmentWriter {
+            path: path.to_path_buf(),
+            file,
+            len: MAGIC.len() as u64,
+            unsynced: false,
+        })
+    }
+
+    /// Appends one record (not yet durable: see [`SegmentWriter::sync`]); returns its offset.
+    pub fn append(&mut self, payload: &[u8]) -> Result<u64, SegmentError> {
+        assert!(
+            payload.len() <= MAX_RECORD,
+            "records are bounded by the spool"
+        );
+        let offset = self.len;
+        let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        self.file
+            .write_all(&frame)
+            .map_err(error(&self.path, "append to"))?;
+        self.len += frame.len() as u64;
+        self.unsynced = true;
+        Ok(offset)
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<(), SegmentError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(error(&self.path, "sync"))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Bytes in the segment, magic included.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == MAGIC.len() as u64
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Makes a directory's entries (a created or renamed file) durable.
+pub fn sync_directory(directory: &Path) -> io::Result<()> {
+    File::open(directory)?.sync_all()
+}
+
+/// Why reading a segment stopped before its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// The last frame is incomplete: a write cut short by a crash.
+    TornTail,
+    /// The frame's payload does not match its CRC.
+    BadChecksum,
+    /// The frame claims more than any record can hold.
+    BadLength(u64),
+    /// The file does not start with the segment magic.
+    BadMagic,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::TornTail => write!(f, "incomplete last record (torn write)"),
+            Damage::BadChecksum => write!(f, "checksum mismatch"),
+            Damage::BadLength(length) => write!(f, "impossible record length {length}"),
+            Damage::BadMagic => write!(f, "not a spool segment"),
+        }
+    }
+}
+
+/// A segment as read back: its good records, and where and why reading stopped early.
+#[derive(Debug)]
+pub struct Recovered {
+    pub records: Vec<Vec<u8>>,
+    /// Bytes up to the end of the last good record.
+    pub valid_len: u64,
+    /// `(offset, damage)` of the first frame that could not be read, if any.
+    pub damage: Option<(u64, Damage)>,
+}
+
+/// Reads every good record of a segment, stopping at the first damaged frame.
+pub fn read_segment(path: &Path) -> Result<Recovered, SegmentError> {
+    let data = std::fs::read(path).map_err(error(path, "read"))?;
+    Ok(parse(&data))
+}
+
+fn parse(data: &[u8]) -> Recovered {
+    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
+        return Recovered {
+            records: Vec::new(),
+            valid_len: 0,
+            damage: Some((0, Damage::BadMagic)),
+        };
+    }
+    let mut records = Vec::new();
+    let mut at = MAGIC.len();
+    let damage = loop {
+        if at == data.len() {
+            break None;
+        }
+        let Some(header) = data.get(at..at + FRAME_HEADER) else {
+            break Some(Damage::TornTail);
+        };
+        let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        if length > MAX_RECORD {
+            break Some(Damage::BadLength(length as u64));
+        }
+        let start = at + FRAME_HEADER;
+        let Some(payload) = data.get(start..start + length) else {
+            break Some(Damage::TornTail);
+        };
+        if crc32fast::hash(payload) != checksum {
+            break Some(Damage::BadChecksum);
+        }
+        records.push(payload.to_vec());
+        at = start + length;
+    };
+    Recovered {
+        records,
+        valid_len: at as u64,
+        damage: damage.map(|kind| (at as u64, kind)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(records: &[&[u8]]) -> (tempfile::TempDir, PathBuf, Vec<u64>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.seg");
+        let mut writer = SegmentWriter::create(&path).unwrap();
+        let offsets = records.iter().map(|r| writer.append(r).unwrap()).collect();
+        writer.sync().unwrap();
+        (dir, path, offsets)
+    }
+
+    #[test]
+    fn records_come_back_in_order() {
+        let (_dir, path, offsets) = written(&[b"one", b"", b"three"]);
+        let recovered = read_segment(&path).unwrap();
+        assert_eq!(recovered.records, [&b"one"[..], b"", b"three"]);
+        assert_eq!(recovered.damage, None);
+        assert_eq!(recovered.valid_len, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(offsets, [8, 8 + 8 + 3, 8 + 8 + 3 + 8]);
+        assert!(SegmentWriter::create(&path).is_err(), "never reuses a file");
+    }
+
+    #[test]
+    fn a_truncated_segment_keeps_every_whole_record() {
+        let (_dir, path, offsets) = written(&[b"first record", b"second record"]);
+        let full = std::fs::read(&path).unwrap();
+        // Cut anywhere inside the second frame (its header or its payload).
+        for cut in offsets[1] as usize + 1..full.len() {
+            let recovered = parse(&full[..cut]);
+            assert_eq!(recovered.records, [&b"first record"[..]], "cut at {cut}");
+            assert_eq!(recovered.valid_len, offsets[1]);
+            assert_eq!(recovered.damage, Some((offsets[1], Damage::TornTail)));
+        }
+        // Cut exactly between frames: nothing is damaged.
+        assert_eq!(parse(&full[..offsets[1] as usize]).damage, None);
+    }
+
+    #[test]
+    fn a_flipped_byte_stops_the_read_at_its_record() {
+        let (_dir, path, offsets) = written(&[b"aaaa", b"bbbb", b"cccc"]);
+        let mut data = std::fs::read(&path).unwrap();
+        data[offsets[1] as usize + FRAME_HEADER + 2] ^= 0x40;
+        let recovered = parse(&data);
+        assert_eq!(recovered.records, [&b"aaaa"[..]]);
+        assert_eq!(recovered.damage, Some((offsets[1], Damage::BadChecksum)));
+        // A flipped length byte: an impossible length, or a frame that now runs past the end.
+        let mut data = std::fs::read(&path).unwrap();
+        data[offsets[2] as usize + 3] ^= 0x80;
+        let recovered = parse(&data);
+        assert_eq!(recovered.records.len(), 2);
+        assert_eq!(recovered.damage.unwrap().0, offsets[2]);
+    }
+
+    #[test]
+    fn a_file_without_the_magic_is_not_a_segment() {
+        assert_eq!(parse(b"garbage!").damage, Some((0, Damage::BadMagic)));
+        assert_eq!(parse(b"").damage, Some((0, Damage::BadMagic)));
+        assert_eq!(parse(MAGIC).records.len(), 0);
+        assert_eq!(parse(MAGIC).damage, None);
+    }
+}
