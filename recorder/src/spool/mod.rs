@@ -291,11 +291,16 @@ pub fn remove_shipped(segment: &Sealed) -> io::Result<()> {
     sync_directory(segment.path.parent().unwrap_or(Path::new(".")))
 }
 
-/// The good records of a sealed segment, decoded; damage is returned for the caller to
-/// report (file and offset).
-pub fn read_sealed(
-    segment: &Sealed,
-) -> Result<(Vec<(Table, RecordBatch)>, Option<String>), SpoolError> {
+/// A sealed segment's good records, decoded.
+#[derive(Debug)]
+pub struct Contents {
+    pub records: Vec<(Table, RecordBatch)>,
+    /// Why reading stopped before the end (file and offset), for the caller to report.
+    pub damage: Option<String>,
+}
+
+/// Reads a sealed segment back.
+pub fn read_sealed(segment: &Sealed) -> Result<Contents, SpoolError> {
     let recovered = read_segment(&segment.path)?;
     let damage = recovered.damage.map(|(offset, damage)| {
         format!(
@@ -309,7 +314,7 @@ pub fn read_sealed(
         .iter()
         .map(|bytes| record::decode(bytes))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((records, damage))
+    Ok(Contents { records, damage })
 }
 
 #[cfg(test)]
@@ -358,10 +363,10 @@ mod tests {
         assert_eq!(spool.id(), id, "the id survives restarts");
         assert_eq!(left.len(), 2, "{left:?}");
         assert_eq!(left[0], first);
-        let (records, damage) = read_sealed(&left[1]).unwrap();
-        assert_eq!(damage, None);
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].1.num_rows(), 1);
+        let contents = read_sealed(&left[1]).unwrap();
+        assert_eq!(contents.damage, None);
+        assert_eq!(contents.records.len(), 1);
+        assert_eq!(contents.records[0].1.num_rows(), 1);
         // Ship both, then restart: numbering continues after them.
         for segment in &left {
             remove_shipped(segment).unwrap();
@@ -371,7 +376,7 @@ mod tests {
         assert!(next.sequence > left[1].sequence);
         drop(spool);
         let (_spool, left) = Spool::open(dir.path()).unwrap();
-        assert_eq!(left, [next.clone()]);
+        assert_eq!(left, std::slice::from_ref(&next));
         assert!(
             std::fs::read_dir(dir.path().join("segments"))
                 .unwrap()
@@ -392,9 +397,9 @@ mod tests {
         };
         let data = std::fs::read(&sealed.path).unwrap();
         std::fs::write(&sealed.path, &data[..data.len() - 10]).unwrap();
-        let (records, damage) = read_sealed(&sealed).unwrap();
-        assert_eq!(records.len(), 2);
-        let damage = damage.unwrap();
+        let contents = read_sealed(&sealed).unwrap();
+        assert_eq!(contents.records.len(), 2);
+        let damage = contents.damage.unwrap();
         assert!(
             damage.contains(&sealed.path.display().to_string()),
             "{damage}"

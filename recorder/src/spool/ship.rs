@@ -51,10 +51,10 @@ pub async fn ship(
     provenance: &Provenance,
 ) -> Result<Shipped, ShipError> {
     let reading = segment.clone();
-    let (records, damage) = tokio::task::spawn_blocking(move || read_sealed(&reading))
+    let contents = tokio::task::spawn_blocking(move || read_sealed(&reading))
         .await
         .map_err(|error| ShipError::Thread(error.to_string()))??;
-    if let Some(damage) = damage {
+    if let Some(damage) = &contents.damage {
         eprintln!("flowrec: {damage}");
     }
     // One file per table and hour, however large: a segment is bounded by the rotation policy.
@@ -63,7 +63,7 @@ pub async fn ship(
         max_age: Duration::MAX,
     });
     let mut files = Vec::new();
-    for (table, batch) in records {
+    for (table, batch) in contents.records {
         files.extend(batcher.push(table, batch));
     }
     files.extend(batcher.flush());
