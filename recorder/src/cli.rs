@@ -50,6 +50,12 @@ anywhere on the node, make their flow DROPPED with the kernel's reason in drop_r
 retransmits and byte counters (tcp_srtt_us, tcp_retransmits, ...) to their flows. Ctrl-C or
 SIGTERM writes what was captured and detaches the programs.
 
+A flow is recorded once the drain that took it from the kernel is fsynced in the --spool
+folder; sealed spool segments (--max-file-bytes, --max-file-age) become Parquet files in the
+store under keys fixed by the segment, and are deleted only after the upload is checked. A
+restart ships what a previous run left. Exit status: 0 everything shipped; 1 segments were left
+in the spool (shipped at the next start); 2 the recorder could not run.
+
 Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network namespace of the
 interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
 
@@ -93,6 +99,16 @@ pub struct RunArgs {
           value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub flow_map_entries: u32,
 
+    /// Local folder where flows become durable (fsynced) after every drain, before they are
+    /// shipped to the store; kept across restarts (one recorder per folder)
+    #[arg(long, default_value = "/var/lib/flowrec/spool", value_name = "DIR")]
+    pub spool: PathBuf,
+
+    /// After Ctrl-C / SIGTERM, how long to keep trying to ship what is spooled; what is left
+    /// stays in the spool for the next start
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub stop_grace: Duration,
+
     /// How the tc programs attach: tcx (BPF links, kernel >= 6.6), clsact (tc filters; the
     /// qdisc is added if missing and removed at exit only if added), auto (tcx where available)
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
@@ -116,6 +132,8 @@ impl RunArgs {
             cgroup: self.cgroup,
             pods: self.pods,
             flow_map_entries: self.flow_map_entries,
+            spool: self.spool,
+            stop_grace: self.stop_grace,
             tc_attach: match self.tc_attach {
                 TcAttachArg::Auto => TcAttach::Auto,
                 TcAttachArg::Tcx => TcAttach::Tcx,

@@ -1,5 +1,7 @@
 //! The drainer thread of `flowrec run --source ebpf`: decides when to empty the kernel's flow
-//! map, and turns what it took into rows (enriched with pods) and sealed files for the sink.
+//! map, turns what it took into rows (enriched with pods) and records them in the spool
+//! (appended and fsynced: from then on they survive a crash), sealing segments by the rotation
+//! policy for the shipper.
 //!
 //! A drain happens every active timeout, and earlier when the active map is nearly full: a
 //! burst of new flows (a scan, a UDP flood with random ports) would otherwise find the map full
@@ -12,10 +14,19 @@ use std::time::{Duration, Instant};
 use flow_schema::Table;
 use tokio::sync::mpsc;
 
-use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::batch::RotationPolicy;
 use crate::ebpf::rows::{FlowRows, MonotonicClock};
 use crate::ebpf::{Capture, CaptureError, Losses};
 use crate::pods::PodInventory;
+use crate::spool::{Sealed, Spool, SpoolError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrainError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 /// How often the fill level of the kernel map is checked between drains.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -107,21 +118,16 @@ pub struct Drainer {
     pub capture: Capture,
     pub rows: FlowRows,
     pub pods: Option<PodInventory>,
+    pub spool: Spool,
+    /// When a spool segment is sealed for shipping: its size and age.
     pub rotation: RotationPolicy,
     pub active_timeout: Duration,
 }
 
 impl Drainer {
-    /// Drains until `stop` (then a last drain and every file flushed) or until the sink stops
-    /// taking files.
-    pub fn run(
-        mut self,
-        stop: Arc<Stop>,
-        sender: mpsc::Sender<SealedFile>,
-    ) -> Result<Drains, CaptureError> {
-        let mut batcher = Batcher::new(self.rotation.clone());
-        let send =
-            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+    /// Drains until `stop` (then a last drain, and the segment sealed) or until the shipper is
+    /// gone; hands every sealed segment to `sealed`.
+    pub fn run(mut self, stop: Arc<Stop>, sealed: mpsc::Sender<Sealed>) -> Result<Drains, DrainError> {
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
         let mut drains = Drains::default();
@@ -136,35 +142,38 @@ impl Drainer {
                 }
             }
             schedule.drained(now);
-            let mut sealed = self.drain_once(&mut batcher, &mut drains)?;
-            sealed.extend(batcher.expired(Instant::now()));
-            let delivered = send(sealed);
+            self.drain_once(&mut drains)?;
+            let (bytes, age) = self.spool.active_size();
+            let full = bytes >= self.rotation.max_bytes as u64 || age >= self.rotation.max_age;
+            let mut delivered = true;
+            if stopping || full {
+                if let Some(segment) = self.spool.seal()? {
+                    delivered = sealed.blocking_send(segment).is_ok();
+                }
+            }
             if stopping || !delivered {
-                send(batcher.flush());
                 drains.losses = self.capture.losses()?;
                 return Ok(drains);
             }
         }
     }
 
-    /// One drain: kernel flows -> rows -> files sealed by the batcher.
-    fn drain_once(
-        &mut self,
-        batcher: &mut Batcher,
-        drains: &mut Drains,
-    ) -> Result<Vec<SealedFile>, CaptureError> {
+    /// One drain: kernel flows -> rows -> recorded in the spool.
+    fn drain_once(&mut self, drains: &mut Drains) -> Result<(), DrainError> {
         let drained = self.capture.drain()?;
         if let Some(inventory) = &mut self.pods {
             refresh(inventory);
         }
         drains.flows += drained.flows.len() as u64;
         if drained.flows.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let batch = self
             .rows
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
-        Ok(batcher.push(Table::Flows, batch))
+        self.spool.append(Table::Flows, &batch)?;
+        self.spool.commit()?;
+        Ok(())
     }
 }
 

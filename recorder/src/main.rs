@@ -66,7 +66,7 @@ fn main() -> ExitCode {
             match runtime.block_on(run::run(config)) {
                 Ok(summary) => {
                     eprintln!("flowrec: {}", summary.describe(&store));
-                    ExitCode::SUCCESS
+                    ExitCode::from(if summary.is_complete() { 0 } else { 1 })
                 }
                 Err(error) => failed(&error),
             }

@@ -14,14 +14,15 @@ use flow_schema::store::{Patience, Store, StoreError};
 use flow_schema::CaptureSource;
 use tokio::sync::mpsc;
 
-use crate::batch::{RotationPolicy, SealedFile};
-use crate::drain::{Drainer, Drains, Stop};
+use crate::batch::RotationPolicy;
+use crate::drain::{DrainError, Drainer, Drains, Stop};
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
 use crate::ebpf::rows::FlowRows;
 use crate::ebpf::{cgroup2_root, Capture, CaptureError, TcAttach};
 use crate::parquet_file::Provenance;
 use crate::pods::{PodInventory, PodsError};
-use crate::sink::{self, SinkError, Written};
+use crate::spool::ship::{ship_all, Shipping};
+use crate::spool::{Sealed, Spool, SpoolError};
 use crate::upload::Uploader;
 
 /// A validated `run` request.
@@ -34,6 +35,11 @@ pub struct RunConfig {
     pub cgroup: Option<PathBuf>,
     /// `kubectl get pods -A -o json` output to enrich flows with.
     pub pods: Option<PathBuf>,
+    /// Where flows are made durable before they are shipped.
+    pub spool: PathBuf,
+    /// After a stop, how long unshipped segments are still tried before they are left in the
+    /// spool.
+    pub stop_grace: Duration,
     /// Capacity of each kernel flow map.
     pub flow_map_entries: u32,
     pub tc_attach: TcAttach,
@@ -49,7 +55,9 @@ pub enum RunError {
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error(transparent)]
-    Write(#[from] SinkError),
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Drain(#[from] DrainError),
     #[error("--interfaces {patterns}: no interface matches (interfaces here: {available})")]
     NoInterface { patterns: String, available: String },
     #[error(transparent)]
@@ -67,21 +75,32 @@ pub enum RunError {
 /// What a run recorded.
 #[derive(Debug, Default)]
 pub struct RunSummary {
-    pub written: Written,
+    pub shipping: Shipping,
     pub drains: Drains,
 }
 
 impl RunSummary {
     pub fn describe(&self, store: &str) -> String {
+        let left = match self.shipping.left {
+            0 => String::new(),
+            n => format!("; {n} spool segment(s) left to ship at the next start"),
+        };
         format!(
             "recorded {} flows into {store}: {} files; lost: {} packets (flow map full), \
-             {} TCP connections (connection map full); {} early drains (flow map nearly full)",
-            self.written.flows,
-            self.written.files,
+             {} TCP connections (connection map full); {} early drains (flow map nearly full); \
+             {} upload retries{left}",
+            self.shipping.shipped.flows,
+            self.shipping.shipped.files,
             self.drains.losses.flow_map_full,
             self.drains.losses.conn_map_full,
-            self.drains.early
+            self.drains.early,
+            self.shipping.retries
         )
+    }
+
+    /// Everything recorded reached the store.
+    pub fn is_complete(&self) -> bool {
+        self.shipping.left == 0
     }
 }
 
@@ -103,6 +122,15 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
                 pods.skipped()
             );
         }
+    }
+    // Recovery before capture: a spool another recorder holds stops the run here.
+    let (spool, leftovers) = Spool::open(&config.spool)?;
+    if !leftovers.is_empty() {
+        eprintln!(
+            "flowrec: --spool {}: {} segment(s) from a previous run, shipped first",
+            config.spool.display(),
+            leftovers.len()
+        );
     }
     let mut capture = Capture::load(config.flow_map_entries)?;
     for interface in &interfaces {
@@ -131,11 +159,17 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         signalled.request();
     });
 
-    let (sender, receiver) = mpsc::channel::<SealedFile>(2);
+    // Segments left by a previous run go first; the channel never blocks the drainer for long.
+    let (sender, receiver) = mpsc::channel::<Sealed>(leftovers.len() + 16);
+    for segment in leftovers {
+        sender.try_send(segment).expect("room for every leftover");
+    }
+    let spool_id = spool.id().to_string();
     let drainer = Drainer {
         capture,
         rows: FlowRows::new(config.node_name.clone(), drop_reasons),
         pods,
+        spool,
         rotation: config.rotation.clone(),
         active_timeout: config.active_timeout,
     };
@@ -146,15 +180,10 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         node: config.node_name.clone(),
         source: CaptureSource::Ebpf.as_str(),
     };
-    let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
-    let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
-    // A failed write stops the drainer through its closed channel.
-    stop.request();
+    let uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
+    let shipping = ship_all(receiver, &spool_id, &uploader, &provenance, config.stop_grace).await;
     let drains = drainer.join().map_err(|_| RunError::Drainer)??;
-    if let Some(error) = failure {
-        return Err(error.into());
-    }
-    Ok(RunSummary { written, drains })
+    Ok(RunSummary { shipping, drains })
 }
 
 /// The interfaces of this network namespace that match `patterns` (names or globs).

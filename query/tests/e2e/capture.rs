@@ -166,6 +166,8 @@ impl Recorder {
                 .args(["run", "--source", "ebpf", "--interfaces", interfaces])
                 .args(["--node-name", "capture-node"])
                 .args(["--store", store])
+                .arg("--spool")
+                .arg(format!("{store}-spool"))
                 .args(extra)
                 .args(if extra.contains(&"--active-timeout") {
                     &[][..]
@@ -304,35 +306,25 @@ fn sctp_packets() {
     }
 }
 
-/// Keeps the calling thread on the CPU it runs on now.
-fn pin_to_one_cpu() {
+/// Keeps the calling thread on CPU 0.
+fn pin_to_cpu_0() {
     // SAFETY: a cpu_set_t we own, for the calling thread (pid 0).
     unsafe {
-        let cpu = libc::sched_getcpu();
-        assert!(
-            cpu >= 0,
-            "sched_getcpu: {}",
-            std::io::Error::last_os_error()
-        );
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu as usize, &mut set);
+        libc::CPU_SET(0, &mut set);
         let pinned = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(
-            pinned,
-            0,
-            "sched_setaffinity: {}",
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(pinned, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
     }
 }
 
 /// One TCP transfer of `TCP_BYTES` from `a` to `b`; returns the client's port and whether
 /// either side retransmitted (a retransmission, or the SACK blocks around it, changes what the
-/// wire carried, so only a clean connection can be checked byte for byte; the sender is pinned
-/// to one CPU so that the veth does not reorder its segments, which would add SACK blocks too).
+/// wire carried, so only a clean connection can be checked byte for byte; both ends run on one
+/// CPU so that the veth does not reorder segments, which would add SACK blocks too).
 fn tcp_transfer(veth: &Veth, port: u16) -> (u16, bool) {
     let listener = in_netns(&veth.b, || TcpListener::bind(("10.199.0.2", port)).unwrap());
     let server = std::thread::spawn(move || {
+        pin_to_cpu_0();
         let (mut stream, _) = listener.accept().unwrap();
         let mut received = Vec::new();
         stream.read_to_end(&mut received).unwrap();
@@ -340,9 +332,11 @@ fn tcp_transfer(veth: &Veth, port: u16) -> (u16, bool) {
         retransmits(&stream)
     });
     let (client_port, client_retransmits) = in_netns(&veth.a, || {
-        // A veth delivers on the sending CPU: a sender that migrates mid-transfer can reorder
-        // segments, and the receiver's SACK blocks then change the ACKs' size.
-        pin_to_one_cpu();
+        // A veth delivers on the sending CPU: segments sent from two CPUs (the client's
+        // thread, and the softirq answering the server's window updates where the server
+        // runs) can arrive reordered, and the receiver's SACK blocks then change the ACKs'
+        // size. Both ends on one CPU keep the wire in order.
+        pin_to_cpu_0();
         let mut stream = TcpStream::connect(("10.199.0.2", port)).unwrap();
         stream.write_all(&vec![7u8; TCP_BYTES]).unwrap();
         stream.shutdown(std::net::Shutdown::Write).unwrap();
@@ -601,13 +595,16 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
 fn ebpf_capture_without_a_needed_capability_names_the_capabilities() {
     let veth = Veth::new();
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let output = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", veth.a))
         .args(least_privilege("+bpf,+net_admin"))
         .arg(flowrec_bin())
         .args(["run", "--source", "ebpf", "--interfaces", &veth.end_a])
         .arg("--store")
-        .arg(dir.path())
+        .arg(dir.path().join("store"))
+        .arg("--spool")
+        .arg(dir.path().join("spool"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
