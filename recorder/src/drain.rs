@@ -127,7 +127,11 @@ pub struct Drainer {
 impl Drainer {
     /// Drains until `stop` (then a last drain, and the segment sealed) or until the shipper is
     /// gone; hands every sealed segment to `sealed`.
-    pub fn run(mut self, stop: Arc<Stop>, sealed: mpsc::Sender<Sealed>) -> Result<Drains, DrainError> {
+    pub fn run(
+        mut self,
+        stop: Arc<Stop>,
+        sealed: mpsc::Sender<Sealed>,
+    ) -> Result<Drains, DrainError> {
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
         let mut drains = Drains::default();

@@ -181,7 +181,14 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         source: CaptureSource::Ebpf.as_str(),
     };
     let uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
-    let shipping = ship_all(receiver, &spool_id, &uploader, &provenance, config.stop_grace).await;
+    let shipping = ship_all(
+        receiver,
+        &spool_id,
+        &uploader,
+        &provenance,
+        config.stop_grace,
+    )
+    .await;
     let drains = drainer.join().map_err(|_| RunError::Drainer)??;
     Ok(RunSummary { shipping, drains })
 }

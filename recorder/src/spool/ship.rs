@@ -186,3 +186,85 @@ pub async fn ship_all(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::Spool;
+    use flow_schema::store::{Patience, Store};
+    use flow_schema::table::TableBuilder;
+
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn rows(times: &[i64]) -> arrow::array::RecordBatch {
+        let schema = flow_schema::flow_schema();
+        let mut table = TableBuilder::new(schema.clone());
+        let time = schema.index_of("time").unwrap();
+        for &t in times {
+            table.time(time, t);
+            table.commit();
+        }
+        table.finish().unwrap()
+    }
+
+    fn objects(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let name = path.strip_prefix(root).unwrap().display().to_string();
+                    found.push((name, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// A crash after the upload but before the delete ships the segment again at the next
+    /// start: the same keys are written with the same bytes, so the store holds it once.
+    #[tokio::test]
+    async fn shipping_a_segment_twice_writes_the_same_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        std::fs::create_dir_all(&store_dir).unwrap();
+        let store = Store::open(store_dir.to_str().unwrap(), &Patience::INTERACTIVE).unwrap();
+        let uploader = Uploader::new(store, "node-1".into(), "ebpf");
+        let provenance = Provenance {
+            node: "node-1".into(),
+            source: "ebpf",
+        };
+        let (mut spool, _) = Spool::open(&dir.path().join("spool")).unwrap();
+        // Two hours in one segment: two files.
+        spool
+            .append(Table::Flows, &rows(&[10 * HOUR + 5, 10 * HOUR + 1]))
+            .unwrap();
+        spool.append(Table::Flows, &rows(&[11 * HOUR + 2])).unwrap();
+        let segment = spool.seal().unwrap().unwrap();
+        let copy = dir.path().join("copy.seg");
+        std::fs::copy(&segment.path, &copy).unwrap();
+
+        let shipped = ship(&segment, spool.id(), &uploader, &provenance)
+            .await
+            .unwrap();
+        assert_eq!((shipped.flows, shipped.files), (3, 2));
+        assert!(!segment.path.exists(), "deleted once shipped");
+        let first = objects(&store_dir);
+        assert_eq!(
+            first.len(),
+            2,
+            "{:?}",
+            first.iter().map(|o| &o.0).collect::<Vec<_>>()
+        );
+
+        std::fs::copy(&copy, &segment.path).unwrap();
+        ship(&segment, spool.id(), &uploader, &provenance)
+            .await
+            .unwrap();
+        assert_eq!(objects(&store_dir), first, "same keys, same bytes");
+    }
+}
