@@ -109,6 +109,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub stop_grace: Duration,
 
+    /// Serve Prometheus metrics (/metrics) and a health check (/health) on this address,
+    /// e.g. 0.0.0.0:9464
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// How the tc programs attach: tcx (BPF links, kernel >= 6.6), clsact (tc filters; the
     /// qdisc is added if missing and removed at exit only if added), auto (tcx where available)
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
@@ -133,6 +138,7 @@ impl RunArgs {
             pods: self.pods,
             flow_map_entries: self.flow_map_entries,
             spool: self.spool,
+            metrics_addr: self.metrics_addr,
             stop_grace: self.stop_grace,
             tc_attach: match self.tc_attach {
                 TcAttachArg::Auto => TcAttach::Auto,

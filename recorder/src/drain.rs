@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use crate::batch::RotationPolicy;
 use crate::ebpf::rows::{FlowRows, MonotonicClock};
 use crate::ebpf::{Capture, CaptureError, Losses};
+use crate::metrics::Metrics;
 use crate::pods::PodInventory;
 use crate::spool::{Sealed, Spool, SpoolError};
 
@@ -122,6 +123,7 @@ pub struct Drainer {
     /// When a spool segment is sealed for shipping: its size and age.
     pub rotation: RotationPolicy,
     pub active_timeout: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Drainer {
@@ -141,7 +143,10 @@ impl Drainer {
             if !stopping {
                 match schedule.due(now, self.capture.fill()?) {
                     None => continue,
-                    Some(Cause::NearlyFull) => drains.early += 1,
+                    Some(Cause::NearlyFull) => {
+                        drains.early += 1;
+                        Metrics::add(&self.metrics.early_drains, 1);
+                    }
                     Some(Cause::Timeout) => {}
                 }
             }
@@ -155,8 +160,19 @@ impl Drainer {
                     delivered = sealed.blocking_send(segment).is_ok();
                 }
             }
+            drains.losses = self.capture.losses()?;
+            let metrics = &self.metrics;
+            let losses = drains.losses;
+            metrics
+                .packets_lost_flow_map_full
+                .store(losses.flow_map_full, std::sync::atomic::Ordering::Relaxed);
+            metrics
+                .connections_lost_conn_map_full
+                .store(losses.conn_map_full, std::sync::atomic::Ordering::Relaxed);
             if stopping || !delivered {
-                drains.losses = self.capture.losses()?;
+                metrics
+                    .draining
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 return Ok(drains);
             }
         }
@@ -168,7 +184,9 @@ impl Drainer {
         if let Some(inventory) = &mut self.pods {
             refresh(inventory);
         }
-        drains.flows += drained.flows.len() as u64;
+        let flows = drained.flows.len() as u64;
+        drains.flows += flows;
+        Metrics::add(&self.metrics.flows_received, flows);
         if drained.flows.is_empty() {
             return Ok(());
         }
@@ -177,6 +195,7 @@ impl Drainer {
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
         self.spool.append(Table::Flows, &batch)?;
         self.spool.commit()?;
+        Metrics::add(&self.metrics.flows_recorded, flows);
         Ok(())
     }
 }

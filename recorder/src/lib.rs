@@ -12,6 +12,7 @@ pub mod drain;
 pub mod ebpf;
 pub mod import;
 pub mod input;
+pub mod metrics;
 pub mod parquet_file;
 pub mod pods;
 pub mod run;

@@ -19,6 +19,7 @@ use crate::drain::{DrainError, Drainer, Drains, Stop};
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
 use crate::ebpf::rows::FlowRows;
 use crate::ebpf::{cgroup2_root, Capture, CaptureError, TcAttach};
+use crate::metrics::{self, Metrics};
 use crate::parquet_file::Provenance;
 use crate::pods::{PodInventory, PodsError};
 use crate::spool::ship::{ship_all, Shipping};
@@ -40,6 +41,8 @@ pub struct RunConfig {
     /// After a stop, how long unshipped segments are still tried before they are left in the
     /// spool.
     pub stop_grace: Duration,
+    /// Where to serve Prometheus metrics and /health.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Capacity of each kernel flow map.
     pub flow_map_entries: u32,
     pub tc_attach: TcAttach,
@@ -66,6 +69,12 @@ pub enum RunError {
     Pods(#[from] PodsError),
     #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
     NoCgroup2,
+    #[error("--metrics-addr {address}: cannot listen: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot watch for SIGTERM: {0}")]
     Signals(std::io::Error),
     #[error("the drainer thread panicked")]
@@ -132,12 +141,36 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             leftovers.len()
         );
     }
+    let metrics = Arc::new(Metrics::new(config.spool.clone()));
+    if let Some(address) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| RunError::Metrics { address, source })?;
+        let bound = listener.local_addr().unwrap_or(address);
+        eprintln!("flowrec: serving metrics on http://{bound}/metrics and /health");
+        tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
+    }
     let mut capture = Capture::load(config.flow_map_entries)?;
     for interface in &interfaces {
         capture.attach(interface, config.tc_attach)?;
     }
     capture.watch_drops(&drop_reasons)?;
     capture.watch_tcp(&cgroup)?;
+    // Signals are caught before "recording" is announced: a stop that follows the
+    // announcement always flushes.
+    let stop = Arc::new(Stop::default());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(RunError::Signals)?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(RunError::Signals)?;
+    let signalled = Arc::clone(&stop);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        signalled.request();
+    });
     eprintln!(
         "flowrec: recording flows on {} (drops: node-wide; TCP: cgroup {}) into {}, \
          drained every {:?}; Ctrl-C or SIGTERM stops",
@@ -146,18 +179,6 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         store.location,
         config.active_timeout
     );
-
-    let stop = Arc::new(Stop::default());
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(RunError::Signals)?;
-    let signalled = Arc::clone(&stop);
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        signalled.request();
-    });
 
     // Segments left by a previous run go first; the channel never blocks the drainer for long.
     let (sender, receiver) = mpsc::channel::<Sealed>(leftovers.len() + 16);
@@ -172,6 +193,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         spool,
         rotation: config.rotation.clone(),
         active_timeout: config.active_timeout,
+        metrics: Arc::clone(&metrics),
     };
     let drain_stop = Arc::clone(&stop);
     let drainer = std::thread::spawn(move || drainer.run(drain_stop, sender));
@@ -187,6 +209,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         &uploader,
         &provenance,
         config.stop_grace,
+        &metrics,
     )
     .await;
     let drains = drainer.join().map_err(|_| RunError::Drainer)??;

@@ -823,6 +823,21 @@ fn udp_datagrams(veth: &Veth, port: u16, count: usize) {
     }
 }
 
+/// GET `path` from `address` inside namespace `ns`: the status line and the body.
+fn http_get(ns: &str, address: &str, path: &str) -> (String, String) {
+    in_netns(ns, || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    })
+}
+
 /// Packets recorded per destination port of UDP from `a`, on the recorded interface (drops
 /// are recorded node-wide: tests running alongside with the same addresses add drop-only
 /// flows, whose direction is unknown).
@@ -845,8 +860,8 @@ fn udp_packets(store: &str) -> std::collections::BTreeMap<u64, u64> {
 }
 
 /// A recorder killed with SIGKILL after a drain loses nothing that drain spooled: the next
-/// start (same --spool) ships it, once; a second recorder on that spool is refused; a restart
-/// with nothing new ships nothing again.
+/// start (same --spool) ships it, once, and its metrics say so; a second recorder on that spool
+/// is refused; a restart with nothing new ships nothing again.
 #[test]
 fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     let veth = Veth::new();
@@ -869,7 +884,8 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
         .count();
     assert_eq!(segments, 1, "the killed run's segment is in the spool");
 
-    let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &keep_open);
+    let with_metrics = [&keep_open[..], &["--metrics-addr", "127.0.0.1:0"]].concat();
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &with_metrics);
     assert!(
         recorder
             .startup
@@ -877,6 +893,13 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
         "{}",
         recorder.startup
     );
+    let metrics_addr = recorder
+        .startup
+        .split("serving metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {}", recorder.startup))
+        .to_string();
     let refused = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", veth.a))
         .args(least_privilege(RECORDER_CAPABILITIES))
@@ -893,6 +916,24 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     );
     udp_datagrams(&veth, 6002, 3);
     std::thread::sleep(Duration::from_millis(1500));
+    let (status, metrics) = http_get(&veth.a, &metrics_addr, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    // The leftover segment was shipped (one file: one table, one hour); this run recorded
+    // flows; nothing was lost; the active segment is in the spool.
+    assert!(value("flowrec_flows_shipped_total") >= 1, "{metrics}");
+    assert_eq!(value("flowrec_files_uploaded_total"), 1, "{metrics}");
+    assert!(value("flowrec_flows_recorded_total") >= 1, "{metrics}");
+    assert_eq!(value("flowrec_lost_total{cause=\"flow_map_full\"}"), 0);
+    assert_eq!(value("flowrec_upload_errors_total"), 0);
+    assert!(value("flowrec_spool_bytes") > 0, "{metrics}");
+    let (health, body) = http_get(&veth.a, &metrics_addr, "/health");
+    assert!(health.contains("200"), "{health} {body}");
     recorder.stop();
     let expected = std::collections::BTreeMap::from([(6001, 4), (6002, 3)]);
     assert_eq!(udp_packets(&store), expected);

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::{read_sealed, remove_shipped, Sealed, SpoolError};
 use crate::batch::{Batcher, RotationPolicy};
+use crate::metrics::Metrics;
 use crate::parquet_file::{self, EncodeError, Provenance};
 use crate::upload::{UploadError, UploadedFile, Uploader};
 
@@ -127,6 +128,7 @@ pub async fn ship_all(
     uploader: &Uploader,
     provenance: &Provenance,
     grace: Duration,
+    metrics: &Metrics,
 ) -> Shipping {
     let mut shipping = Shipping::default();
     let mut queue = VecDeque::new();
@@ -167,6 +169,9 @@ pub async fn ship_all(
         }
         match ship(segment, spool_id, uploader, provenance).await {
             Ok(shipped) => {
+                Metrics::add(&metrics.flows_shipped, shipped.flows);
+                Metrics::add(&metrics.files_uploaded, shipped.files);
+                Metrics::add(&metrics.bytes_uploaded, shipped.bytes);
                 shipping.shipped.add(shipped);
                 shipping.segments += 1;
                 backoff = FIRST_BACKOFF;
@@ -174,6 +179,7 @@ pub async fn ship_all(
             }
             Err(error) => {
                 shipping.retries += 1;
+                Metrics::add(&metrics.upload_errors, 1);
                 let wait = remaining.map_or(backoff, |left| backoff.min(left));
                 eprintln!(
                     "flowrec: cannot ship spool segment {} (kept; retrying in {wait:?}): {}",

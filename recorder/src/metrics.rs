@@ -1,0 +1,225 @@
+//! `--metrics-addr`: Prometheus metrics and a health endpoint for `flowrec run`.
+//!
+//! Every stage counts into one [`Metrics`] (atomics, shared); the spool's gauges are measured
+//! when scraped. The server is a few lines of HTTP/1.1 on tokio (GET /metrics, GET /health),
+//! enough for Prometheus and a kubelet probe, without pulling a web framework into the
+//! recorder.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counters of one recorder run.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Flows taken from the source (kernel drains).
+    pub flows_received: AtomicU64,
+    /// Flows fsynced in the spool: recorded.
+    pub flows_recorded: AtomicU64,
+    /// Flows in files uploaded and checked in the store.
+    pub flows_shipped: AtomicU64,
+    pub files_uploaded: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    /// Failed shipping attempts (each retried).
+    pub upload_errors: AtomicU64,
+    /// Kernel-side losses (cumulative counters read at every drain).
+    pub packets_lost_flow_map_full: AtomicU64,
+    pub connections_lost_conn_map_full: AtomicU64,
+    pub early_drains: AtomicU64,
+    /// False once the drainer has stopped (the health endpoint then answers 503).
+    pub draining: AtomicBool,
+    /// The spool folder, measured at each scrape.
+    pub spool: PathBuf,
+}
+
+impl Metrics {
+    pub fn new(spool: PathBuf) -> Metrics {
+        Metrics {
+            spool,
+            draining: AtomicBool::new(true),
+            ..Metrics::default()
+        }
+    }
+
+    pub fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let (spool_bytes, oldest) = spool_usage(&self.spool.join("segments"));
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (labels, value) in samples {
+                out.push_str(&format!("{name}{labels} {value}\n"));
+            }
+        };
+        metric(
+            "flowrec_flows_received_total",
+            "counter",
+            "Flows taken from the source.",
+            &[("", get(&self.flows_received))],
+        );
+        metric(
+            "flowrec_flows_recorded_total",
+            "counter",
+            "Flows fsynced in the local spool (recorded).",
+            &[("", get(&self.flows_recorded))],
+        );
+        metric(
+            "flowrec_flows_shipped_total",
+            "counter",
+            "Flows in files uploaded to the store and checked there.",
+            &[("", get(&self.flows_shipped))],
+        );
+        metric(
+            "flowrec_files_uploaded_total",
+            "counter",
+            "Parquet files uploaded.",
+            &[("", get(&self.files_uploaded))],
+        );
+        metric(
+            "flowrec_bytes_uploaded_total",
+            "counter",
+            "Bytes of Parquet uploaded.",
+            &[("", get(&self.bytes_uploaded))],
+        );
+        metric(
+            "flowrec_upload_errors_total",
+            "counter",
+            "Failed attempts to ship a spool segment (each is retried).",
+            &[("", get(&self.upload_errors))],
+        );
+        metric(
+            "flowrec_lost_total",
+            "counter",
+            "What could not be recorded, by cause (packets for flow_map_full, connections for \
+             conn_map_full).",
+            &[
+                (
+                    "{cause=\"flow_map_full\"}",
+                    get(&self.packets_lost_flow_map_full),
+                ),
+                (
+                    "{cause=\"conn_map_full\"}",
+                    get(&self.connections_lost_conn_map_full),
+                ),
+            ],
+        );
+        metric(
+            "flowrec_early_drains_total",
+            "counter",
+            "Kernel map drains before the active timeout (map nearly full).",
+            &[("", get(&self.early_drains))],
+        );
+        metric(
+            "flowrec_spool_bytes",
+            "gauge",
+            "Bytes of spool segments not yet shipped (the one being written included).",
+            &[("", spool_bytes)],
+        );
+        metric(
+            "flowrec_spool_oldest_age_seconds",
+            "gauge",
+            "Age of the oldest spool segment: how far behind the store is.",
+            &[("", oldest)],
+        );
+        out
+    }
+}
+
+/// Total bytes of the segments and the age in seconds of the oldest (0 when none).
+fn spool_usage(segments: &std::path::Path) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(segments) else {
+        return (0, 0);
+    };
+    let mut bytes = 0;
+    let mut oldest: Option<SystemTime> = None;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        bytes += meta.len();
+        if let Ok(created) = meta.created().or_else(|_| meta.modified()) {
+            oldest = Some(oldest.map_or(created, |o| o.min(created)));
+        }
+    }
+    let age = oldest
+        .and_then(|o| SystemTime::now().duration_since(o).ok())
+        .map_or(0, |age| age.as_secs());
+    (bytes, age)
+}
+
+/// Serves `/metrics` and `/health` on `listener` until the process ends.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            // The request head, bounded: nothing here needs a body.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match stream.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request);
+            let target = line.split_whitespace().nth(1).unwrap_or("");
+            let (status, body) = match target {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/health" | "/healthz" if metrics.draining.load(Ordering::Relaxed) => {
+                    ("200 OK", "ok\n".to_string())
+                }
+                "/health" | "/healthz" => ("503 Service Unavailable", "stopped\n".to_string()),
+                _ => ("404 Not Found", "try /metrics or /health\n".to_string()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_counter_with_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+        std::fs::write(dir.path().join("segments/000000000001.seg"), [0u8; 100]).unwrap();
+        let metrics = Metrics::new(dir.path().to_path_buf());
+        Metrics::add(&metrics.flows_recorded, 42);
+        Metrics::add(&metrics.packets_lost_flow_map_full, 3);
+        let text = metrics.render();
+        assert!(
+            text.contains("\nflowrec_flows_recorded_total 42\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowrec_lost_total{cause=\"flow_map_full\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("flowrec_lost_total{cause=\"conn_map_full\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nflowrec_spool_bytes 100\n"), "{text}");
+        assert!(
+            text.contains("# TYPE flowrec_spool_oldest_age_seconds gauge\n"),
+            "{text}"
+        );
+    }
+}
