@@ -104,6 +104,12 @@ pub struct RunArgs {
     #[arg(long, default_value = "/var/lib/flowrec/spool", value_name = "DIR")]
     pub spool: PathBuf,
 
+    /// Most disk the spool may use (segments not yet shipped, e.g. while the store is down);
+    /// when reached, new flows are not recorded and are counted as lost (cause spool_full):
+    /// what is already spooled is kept
+    #[arg(long, default_value = "10GiB", value_parser = parse_size, value_name = "SIZE")]
+    pub spool_max_bytes: usize,
+
     /// After Ctrl-C / SIGTERM, how long to keep trying to ship what is spooled; what is left
     /// stays in the spool for the next start
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
@@ -138,6 +144,7 @@ impl RunArgs {
             pods: self.pods,
             flow_map_entries: self.flow_map_entries,
             spool: self.spool,
+            spool_max_bytes: self.spool_max_bytes as u64,
             metrics_addr: self.metrics_addr,
             stop_grace: self.stop_grace,
             tc_attach: match self.tc_attach {

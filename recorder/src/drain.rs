@@ -112,6 +112,8 @@ pub struct Drains {
     /// Drains before the active timeout because the map was nearly full.
     pub early: u64,
     pub losses: Losses,
+    /// Flows not recorded because the spool was at its budget.
+    pub lost_spool_full: u64,
 }
 
 /// The drainer's inputs.
@@ -120,6 +122,8 @@ pub struct Drainer {
     pub rows: FlowRows,
     pub pods: Option<PodInventory>,
     pub spool: Spool,
+    /// Most bytes the spool may hold (`--spool-max-bytes`).
+    pub spool_budget: u64,
     /// When a spool segment is sealed for shipping: its size and age.
     pub rotation: RotationPolicy,
     pub active_timeout: Duration,
@@ -193,7 +197,15 @@ impl Drainer {
         let batch = self
             .rows
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
-        self.spool.append(Table::Flows, &batch)?;
+        if !self
+            .spool
+            .append_within(Table::Flows, &batch, self.spool_budget)?
+        {
+            // The documented policy: what is spooled stays; these flows are not recorded.
+            drains.lost_spool_full += flows;
+            Metrics::add(&self.metrics.flows_lost_spool_full, flows);
+            return Ok(());
+        }
         self.spool.commit()?;
         Metrics::add(&self.metrics.flows_recorded, flows);
         Ok(())

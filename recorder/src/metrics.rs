@@ -29,6 +29,8 @@ pub struct Metrics {
     /// Kernel-side losses (cumulative counters read at every drain).
     pub packets_lost_flow_map_full: AtomicU64,
     pub connections_lost_conn_map_full: AtomicU64,
+    /// Flows not recorded because the spool was at `--spool-max-bytes`.
+    pub flows_lost_spool_full: AtomicU64,
     pub early_drains: AtomicU64,
     /// False once the drainer has stopped (the health endpoint then answers 503).
     pub draining: AtomicBool,
@@ -100,7 +102,7 @@ impl Metrics {
             "flowrec_lost_total",
             "counter",
             "What could not be recorded, by cause (packets for flow_map_full, connections for \
-             conn_map_full).",
+             conn_map_full, flows for spool_full).",
             &[
                 (
                     "{cause=\"flow_map_full\"}",
@@ -110,6 +112,7 @@ impl Metrics {
                     "{cause=\"conn_map_full\"}",
                     get(&self.connections_lost_conn_map_full),
                 ),
+                ("{cause=\"spool_full\"}", get(&self.flows_lost_spool_full)),
             ],
         );
         metric(

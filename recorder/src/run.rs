@@ -41,6 +41,8 @@ pub struct RunConfig {
     /// After a stop, how long unshipped segments are still tried before they are left in the
     /// spool.
     pub stop_grace: Duration,
+    /// Most bytes the spool may hold; beyond, new flows are not recorded (and counted).
+    pub spool_max_bytes: u64,
     /// Where to serve Prometheus metrics and /health.
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Capacity of each kernel flow map.
@@ -95,13 +97,15 @@ impl RunSummary {
             n => format!("; {n} spool segment(s) left to ship at the next start"),
         };
         format!(
-            "recorded {} flows into {store}: {} files; lost: {} packets (flow map full), \
-             {} TCP connections (connection map full); {} early drains (flow map nearly full); \
-             {} upload retries{left}",
+            "recorded {} of {} flows into {store}: {} files; lost: {} packets (flow map full), \
+             {} TCP connections (connection map full), {} flows (spool full); {} early drains \
+             (flow map nearly full); {} upload retries{left}",
             self.shipping.shipped.flows,
+            self.drains.flows,
             self.shipping.shipped.files,
             self.drains.losses.flow_map_full,
             self.drains.losses.conn_map_full,
+            self.drains.lost_spool_full,
             self.drains.early,
             self.shipping.retries
         )
@@ -191,6 +195,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         rows: FlowRows::new(config.node_name.clone(), drop_reasons),
         pods,
         spool,
+        spool_budget: config.spool_max_bytes,
         rotation: config.rotation.clone(),
         active_timeout: config.active_timeout,
         metrics: Arc::clone(&metrics),

@@ -823,6 +823,25 @@ fn udp_datagrams(veth: &Veth, port: u16, count: usize) {
     }
 }
 
+/// A sample's value in a Prometheus exposition.
+fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// The address a recorder serves its metrics on, from its startup lines.
+fn metrics_address(recorder: &Recorder) -> String {
+    recorder
+        .startup
+        .split("serving metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in {}", recorder.startup))
+        .to_string()
+}
+
 /// GET `path` from `address` inside namespace `ns`: the status line and the body.
 fn http_get(ns: &str, address: &str, path: &str) -> (String, String) {
     in_netns(ns, || {
@@ -893,13 +912,7 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
         "{}",
         recorder.startup
     );
-    let metrics_addr = recorder
-        .startup
-        .split("serving metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no metrics address in {}", recorder.startup))
-        .to_string();
+    let metrics_addr = metrics_address(&recorder);
     let refused = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{}", veth.a))
         .args(least_privilege(RECORDER_CAPABILITIES))
@@ -918,12 +931,7 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     std::thread::sleep(Duration::from_millis(1500));
     let (status, metrics) = http_get(&veth.a, &metrics_addr, "/metrics");
     assert!(status.contains("200"), "{status}");
-    let value = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
+    let value = |name: &str| metric(&metrics, name);
     // The leftover segment was shipped (one file: one table, one hour); this run recorded
     // flows; nothing was lost; the active segment is in the spool.
     assert!(value("flowrec_flows_shipped_total") >= 1, "{metrics}");
@@ -948,4 +956,85 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
         .unwrap()
         .count();
     assert_eq!(left, 0, "shipped segments are deleted");
+}
+
+/// The store refuses writes (as when S3 is down): the recorder keeps recording into its spool
+/// up to --spool-max-bytes, then counts new flows as lost (what is spooled is kept); once the
+/// store takes writes again, everything spooled lands. Lost = received - stored, exactly.
+#[test]
+fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    // Owned by root, 0755: the recorder (nobody) cannot write there yet.
+    std::fs::create_dir(&store_dir).unwrap();
+    let store = store_dir.display().to_string();
+    let options = [
+        "--max-file-age",
+        "1s",
+        "--spool-max-bytes",
+        "150KiB",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
+    let address = metrics_address(&recorder);
+    let scrape = || http_get(&veth.a, &address, "/metrics").1;
+    // A new flow every 100 ms until the budget is reached and flows are being lost.
+    let mut port = 7000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(&scrape(), "flowrec_lost_total{cause=\"spool_full\"}") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spool never filled: {}",
+            scrape()
+        );
+        udp_datagrams(&veth, port, 1);
+        port += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = scrape();
+    assert!(
+        metric(&metrics, "flowrec_upload_errors_total") > 0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "flowrec_flows_shipped_total"),
+        0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "flowrec_spool_bytes") <= 150 * 1024,
+        "{metrics}"
+    );
+
+    // The store is back: the spool empties (retries back off up to 30 s).
+    std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = scrape();
+        let shipped = metric(&metrics, "flowrec_flows_shipped_total");
+        if shipped > 0 && shipped == metric(&metrics, "flowrec_flows_recorded_total") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught up: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let summary = recorder.stop();
+    drop(veth);
+    let number = |pattern: &str| -> u64 {
+        let (before, _) = summary
+            .split_once(pattern)
+            .unwrap_or_else(|| panic!("{summary}"));
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (stored, received) = (number(" of "), number(" flows into "));
+    let lost = number(" flows (spool full)");
+    assert!(lost > 0, "{summary}");
+    assert_eq!(stored + lost, received, "{summary}");
+    let rows = query(&store, "select count(*) as n from flows", &[]);
+    assert_eq!(rows[0]["n"], stored, "{summary}");
 }

@@ -139,6 +139,42 @@ impl Spool {
         Ok(())
     }
 
+    /// Appends rows unless the spool would then hold more than `budget` bytes (segments not
+    /// yet shipped included); returns whether they were appended. Rows already recorded are
+    /// never deleted to make room: recorded means kept until shipped.
+    pub fn append_within(
+        &mut self,
+        table: Table,
+        batch: &RecordBatch,
+        budget: u64,
+    ) -> Result<bool, SpoolError> {
+        let bytes = record::encode(table, batch)?;
+        let used = self.size().map_err(|source| SpoolError::Io {
+            dir: self.dir.display().to_string(),
+            action: "measure its segments",
+            source,
+        })?;
+        if used + bytes.len() as u64 > budget {
+            return Ok(false);
+        }
+        self.active.append(&bytes)?;
+        Ok(true)
+    }
+
+    /// Bytes of every segment in the spool (the shipper deletes shipped ones concurrently).
+    pub fn size(&self) -> io::Result<u64> {
+        let mut total = 0;
+        for entry in std::fs::read_dir(&self.segments)? {
+            match entry?.metadata() {
+                Ok(meta) => total += meta.len(),
+                // Shipped and deleted while listing.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(total)
+    }
+
     /// Makes everything appended so far recorded.
     pub fn commit(&mut self) -> Result<(), SpoolError> {
         Ok(self.active.sync()?)
@@ -383,6 +419,21 @@ mod tests {
                 .count()
                 == 2
         );
+    }
+
+    #[test]
+    fn a_full_spool_refuses_new_rows_and_keeps_what_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path()).unwrap();
+        let batch = rows(&[1, 2, 3]);
+        let one = record::encode(Table::Flows, &batch).unwrap().len() as u64 + 8;
+        let budget = segment::MAGIC.len() as u64 + 2 * one;
+        assert!(spool.append_within(Table::Flows, &batch, budget).unwrap());
+        assert!(spool.append_within(Table::Flows, &batch, budget).unwrap());
+        assert!(!spool.append_within(Table::Flows, &batch, budget).unwrap());
+        assert_eq!(spool.size().unwrap(), budget);
+        let sealed = spool.seal().unwrap().unwrap();
+        assert_eq!(read_sealed(&sealed).unwrap().records.len(), 2);
     }
 
     #[test]
