@@ -136,7 +136,7 @@ impl Drainer {
     pub fn run(
         mut self,
         stop: Arc<Stop>,
-        sealed: mpsc::Sender<Sealed>,
+        sealed: mpsc::UnboundedSender<Sealed>,
     ) -> Result<Drains, DrainError> {
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
@@ -161,7 +161,7 @@ impl Drainer {
             let mut delivered = true;
             if stopping || full {
                 if let Some(segment) = self.spool.seal()? {
-                    delivered = sealed.blocking_send(segment).is_ok();
+                    delivered = sealed.send(segment).is_ok();
                 }
             }
             drains.losses = self.capture.losses()?;

@@ -184,10 +184,12 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         config.active_timeout
     );
 
-    // Segments left by a previous run go first; the channel never blocks the drainer for long.
-    let (sender, receiver) = mpsc::channel::<Sealed>(leftovers.len() + 16);
+    // Segments left by a previous run go first. Unbounded: it carries paths, and a drainer
+    // blocked behind a stuck store would stop emptying the kernel map; the spool's budget is
+    // what bounds a long outage.
+    let (sender, receiver) = mpsc::unbounded_channel::<Sealed>();
     for segment in leftovers {
-        sender.try_send(segment).expect("room for every leftover");
+        sender.send(segment).expect("the receiver is here");
     }
     let spool_id = spool.id().to_string();
     let drainer = Drainer {

@@ -123,7 +123,7 @@ pub struct Shipping {
 /// backoff (the spool keeps it meanwhile). Once `sealed` is closed (the recorder is stopping),
 /// what is left is tried until `grace` has passed, then left in the spool for the next start.
 pub async fn ship_all(
-    mut sealed: mpsc::Receiver<Sealed>,
+    mut sealed: mpsc::UnboundedReceiver<Sealed>,
     spool_id: &str,
     uploader: &Uploader,
     provenance: &Provenance,
