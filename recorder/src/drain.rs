@@ -29,6 +29,10 @@ pub enum DrainError {
     Spool(#[from] SpoolError),
 }
 
+/// Rows per spool record: a record is well under the segment format's limit (a flow row is a
+/// few hundred bytes in Arrow IPC) whatever `--flow-map-entries` is.
+const ROWS_PER_RECORD: usize = 65_536;
+
 /// How often the fill level of the kernel map is checked between drains.
 pub const POLL: Duration = Duration::from_millis(100);
 /// Drain early once the active map holds this share of its capacity (numerator / 4): a quarter
@@ -138,6 +142,17 @@ impl Drainer {
         stop: Arc<Stop>,
         sealed: mpsc::UnboundedSender<Sealed>,
     ) -> Result<Drains, DrainError> {
+        // /health turns 503 however the drainer ends (a stop, an error, a panic).
+        struct Stopped<'a>(&'a Metrics);
+        impl Drop for Stopped<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .draining
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let metrics = Arc::clone(&self.metrics);
+        let _stopped = Stopped(&metrics);
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
         let mut drains = Drains::default();
@@ -174,9 +189,6 @@ impl Drainer {
                 .connections_lost_conn_map_full
                 .store(losses.conn_map_full, std::sync::atomic::Ordering::Relaxed);
             if stopping || !delivered {
-                metrics
-                    .draining
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 return Ok(drains);
             }
         }
@@ -197,17 +209,24 @@ impl Drainer {
         let batch = self
             .rows
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
-        if !self
-            .spool
-            .append_within(Table::Flows, &batch, self.spool_budget)?
-        {
-            // The documented policy: what is spooled stays; these flows are not recorded.
-            drains.lost_spool_full += flows;
-            Metrics::add(&self.metrics.flows_lost_spool_full, flows);
-            return Ok(());
+        // Records of bounded size, however large the kernel map is.
+        let mut recorded = 0;
+        for start in (0..batch.num_rows()).step_by(ROWS_PER_RECORD) {
+            let rows = batch.slice(start, ROWS_PER_RECORD.min(batch.num_rows() - start));
+            let count = rows.num_rows() as u64;
+            if self
+                .spool
+                .append_within(Table::Flows, &rows, self.spool_budget)?
+            {
+                recorded += count;
+            } else {
+                // The documented policy: what is spooled stays; these flows are not recorded.
+                drains.lost_spool_full += count;
+                Metrics::add(&self.metrics.flows_lost_spool_full, count);
+            }
         }
         self.spool.commit()?;
-        Metrics::add(&self.metrics.flows_recorded, flows);
+        Metrics::add(&self.metrics.flows_recorded, recorded);
         Ok(())
     }
 }

@@ -130,27 +130,31 @@ impl Metrics {
         metric(
             "flowrec_spool_oldest_age_seconds",
             "gauge",
-            "Age of the oldest spool segment: how far behind the store is.",
+            "Age of the oldest sealed spool segment not yet shipped: how far behind the store is.",
             &[("", oldest)],
         );
         out
     }
 }
 
-/// Total bytes of the segments and the age in seconds of the oldest (0 when none).
+/// Total bytes of the segments, and the age in seconds of the oldest sealed one (the
+/// newest is being written; 0 when nothing waits).
 fn spool_usage(segments: &std::path::Path) -> (u64, u64) {
     let Ok(entries) = std::fs::read_dir(segments) else {
         return (0, 0);
     };
-    let mut bytes = 0;
-    let mut oldest: Option<SystemTime> = None;
-    for entry in entries.flatten() {
-        let Ok(meta) = entry.metadata() else { continue };
-        bytes += meta.len();
-        if let Ok(created) = meta.created().or_else(|_| meta.modified()) {
-            oldest = Some(oldest.map_or(created, |o| o.min(created)));
-        }
-    }
+    let mut found: Vec<(std::ffi::OsString, std::fs::Metadata)> = entries
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name(), entry.metadata().ok()?)))
+        .collect();
+    let bytes = found.iter().map(|(_, meta)| meta.len()).sum();
+    // Names are zero-padded numbers: the last in order is the active segment.
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.pop();
+    let oldest = found
+        .iter()
+        .filter_map(|(_, meta)| meta.created().or_else(|_| meta.modified()).ok())
+        .min();
     let age = oldest
         .and_then(|o| SystemTime::now().duration_since(o).ok())
         .map_or(0, |age| age.as_secs());
@@ -202,7 +206,8 @@ mod tests {
     fn the_exposition_names_every_counter_with_its_value() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("segments")).unwrap();
-        std::fs::write(dir.path().join("segments/000000000001.seg"), [0u8; 100]).unwrap();
+        std::fs::write(dir.path().join("segments/000000000001.seg"), [0u8; 60]).unwrap();
+        std::fs::write(dir.path().join("segments/000000000002.seg"), [0u8; 40]).unwrap();
         let metrics = Metrics::new(dir.path().to_path_buf());
         Metrics::add(&metrics.flows_recorded, 42);
         Metrics::add(&metrics.packets_lost_flow_map_full, 3);

@@ -97,11 +97,11 @@ impl RunSummary {
             n => format!("; {n} spool segment(s) left to ship at the next start"),
         };
         format!(
-            "recorded {} of {} flows into {store}: {} files; lost: {} packets (flow map full), \
+            "drained {} flows, shipped {} flows into {store}: {} files; lost: {} packets (flow map full), \
              {} TCP connections (connection map full), {} flows (spool full); {} early drains \
              (flow map nearly full); {} upload retries{left}",
-            self.shipping.shipped.flows,
             self.drains.flows,
+            self.shipping.shipped.flows,
             self.shipping.shipped.files,
             self.drains.losses.flow_map_full,
             self.drains.losses.conn_map_full,
@@ -192,6 +192,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         sender.send(segment).expect("the receiver is here");
     }
     let spool_id = spool.id().to_string();
+    // Held until shipping is over, after the drainer (and its spool) are gone.
+    let spool_lock = spool.lock();
     let drainer = Drainer {
         capture,
         rows: FlowRows::new(config.node_name.clone(), drop_reasons),
@@ -219,6 +221,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         &metrics,
     )
     .await;
+    drop(spool_lock);
     let drains = drainer.join().map_err(|_| RunError::Drainer)??;
     Ok(RunSummary { shipping, drains })
 }

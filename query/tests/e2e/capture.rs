@@ -1031,7 +1031,7 @@ fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
             .unwrap_or_else(|| panic!("{summary}"));
         before.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    let (stored, received) = (number(" of "), number(" flows into "));
+    let (received, stored) = (number(" flows, shipped"), number(" flows into "));
     let lost = number(" flows (spool full)");
     assert!(lost > 0, "{summary}");
     assert_eq!(stored + lost, received, "{summary}");

@@ -49,6 +49,10 @@ pub enum SpoolError {
     Record(#[from] record::RecordError),
 }
 
+/// The spool's lock: released when the last holder drops it.
+#[derive(Debug, Clone)]
+pub struct SpoolLock(#[allow(dead_code)] std::sync::Arc<File>);
+
 /// A sealed segment, waiting to be shipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
@@ -61,8 +65,8 @@ pub struct Spool {
     dir: PathBuf,
     segments: PathBuf,
     id: String,
-    /// Held for as long as the spool is open: the flock is the lock.
-    _lock: File,
+    /// The flock is the lock; shared with whoever must outlive the writer (the shipper).
+    lock: SpoolLock,
     active: SegmentWriter,
     sequence: u64,
     opened: Instant,
@@ -74,9 +78,10 @@ impl Spool {
     /// 1. take the lock, or fail naming the holder's pid: two recorders on one spool would
     ///    ship each other's segments;
     /// 2. read the spool id (create it the first time);
-    /// 3. every segment already there is from a previous run: an empty one is deleted, any
-    ///    other is sealed as it is (its damaged tail, if any, is reported when it is shipped,
-    ///    with the file and the offset);
+    /// 3. every segment already there is from a previous run: it is cut at its last good
+    ///    record (a torn or damaged tail is logged with the file and the offset) and fsynced,
+    ///    so that what is shipped is what would survive a power loss now, and shipping it again
+    ///    later writes the same objects; one left with no record is deleted, any other sealed;
     /// 4. start a new segment numbered after every number ever used.
     pub fn open(dir: &Path) -> Result<(Spool, Vec<Sealed>), SpoolError> {
         let shown = dir.display().to_string();
@@ -95,13 +100,7 @@ impl Spool {
         let mut leftovers = list_segments(&segments).map_err(io_error("list its segments"))?;
         let mut sealed = Vec::new();
         for (sequence, path) in leftovers.drain(..) {
-            if std::fs::metadata(&path)
-                .map_err(io_error("stat a segment"))?
-                .len()
-                <= segment::MAGIC.len() as u64
-            {
-                std::fs::remove_file(&path).map_err(io_error("remove an empty segment"))?;
-            } else {
+            if recover_segment(&path)? {
                 sealed.push(Sealed { sequence, path });
             }
         }
@@ -114,13 +113,19 @@ impl Spool {
                 dir: dir.to_path_buf(),
                 segments,
                 id,
-                _lock: lock,
+                lock: SpoolLock(std::sync::Arc::new(lock)),
                 active,
                 sequence,
                 opened: Instant::now(),
             },
             sealed,
         ))
+    }
+
+    /// The lock, for the shipper to hold until it is done: a recorder started meanwhile on the
+    /// same spool would otherwise ship the same segments.
+    pub fn lock(&self) -> SpoolLock {
+        self.lock.clone()
     }
 
     /// The spool's id: part of every object key its segments become.
@@ -154,7 +159,7 @@ impl Spool {
             action: "measure its segments",
             source,
         })?;
-        if used + bytes.len() as u64 > budget {
+        if used + segment::FRAME_HEADER as u64 + bytes.len() as u64 > budget {
             return Ok(false);
         }
         self.active.append(&bytes)?;
@@ -209,6 +214,44 @@ impl Drop for Spool {
             let _ = std::fs::remove_file(self.active.path());
         }
     }
+}
+
+/// Step 3 of [`Spool::open`] for one segment; returns whether it holds records to ship.
+fn recover_segment(path: &Path) -> Result<bool, SpoolError> {
+    let recovered = read_segment(path)?;
+    let io_error = |action| {
+        move |source| SegmentError {
+            path: path.to_path_buf(),
+            action,
+            source,
+        }
+    };
+    if recovered.records.is_empty() {
+        if let Some((offset, damage)) = &recovered.damage {
+            eprintln!(
+                "flowrec: spool segment {}: {damage} at byte {offset}; no record to recover",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path).map_err(io_error("remove"))?;
+        return Ok(false);
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error("open"))?;
+    if let Some((offset, damage)) = &recovered.damage {
+        eprintln!(
+            "flowrec: spool segment {}: {damage} at byte {offset}; the {} records before it are \
+             kept, the rest is cut",
+            path.display(),
+            recovered.records.len()
+        );
+        file.set_len(recovered.valid_len)
+            .map_err(io_error("truncate"))?;
+    }
+    file.sync_all().map_err(io_error("sync"))?;
+    Ok(true)
 }
 
 fn segment_path(segments: &Path, sequence: u64) -> PathBuf {
@@ -323,7 +366,11 @@ fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Removes a shipped segment, durably.
 pub fn remove_shipped(segment: &Sealed) -> io::Result<()> {
-    std::fs::remove_file(&segment.path)?;
+    match std::fs::remove_file(&segment.path) {
+        // Removed by an earlier attempt whose directory sync failed.
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     sync_directory(segment.path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -345,11 +392,25 @@ pub fn read_sealed(segment: &Sealed) -> Result<Contents, SpoolError> {
             recovered.records.len()
         )
     });
-    let records = recovered
-        .records
-        .iter()
-        .map(|bytes| record::decode(bytes))
-        .collect::<Result<Vec<_>, _>>()?;
+    // A record that passed its checksum but does not decode (written by a broken or newer
+    // recorder) ends the segment like damage does: what precedes it ships, and the segment
+    // never blocks the ones after it.
+    let mut records = Vec::with_capacity(recovered.records.len());
+    let mut damage = damage;
+    for (index, bytes) in recovered.records.iter().enumerate() {
+        match record::decode(bytes) {
+            Ok(decoded) => records.push(decoded),
+            Err(error) => {
+                damage = Some(format!(
+                    "spool segment {}: record {} does not decode ({error}); the {index} records \
+                     before it are kept",
+                    segment.path.display(),
+                    index + 1
+                ));
+                break;
+            }
+        }
+    }
     Ok(Contents { records, damage })
 }
 
@@ -456,5 +517,24 @@ mod tests {
             "{damage}"
         );
         assert!(damage.contains("torn write) at byte"), "{damage}");
+        // Reopening cuts the tail: the segment then reads clean, with the same two records.
+        let (_spool, left) = Spool::open(dir.path()).unwrap();
+        assert_eq!(left, std::slice::from_ref(&sealed));
+        let contents = read_sealed(&sealed).unwrap();
+        assert_eq!((contents.records.len(), contents.damage), (2, None));
+    }
+
+    #[test]
+    fn a_record_that_does_not_decode_ends_its_segment_without_blocking_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path()).unwrap();
+        spool.append(Table::Flows, &rows(&[1])).unwrap();
+        spool.active.append(b"\x09not arrow").unwrap();
+        spool.append(Table::Flows, &rows(&[2])).unwrap();
+        let sealed = spool.seal().unwrap().unwrap();
+        let contents = read_sealed(&sealed).unwrap();
+        assert_eq!(contents.records.len(), 1);
+        let damage = contents.damage.unwrap();
+        assert!(damage.contains("record 2 does not decode"), "{damage}");
     }
 }

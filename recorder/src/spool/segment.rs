@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 /// First bytes of every segment.
 pub const MAGIC: &[u8; 8] = b"FRSEG001";
-const FRAME_HEADER: usize = 8;
+pub const FRAME_HEADER: usize = 8;
 /// Larger "lengths" are damage, not records: a record is one drain's or one chunk's rows.
 pub const MAX_RECORD: usize = 256 << 20;
 
@@ -74,11 +74,18 @@ impl SegmentWriter {
     }
 
     /// Appends one record (not yet durable: see [`SegmentWriter::sync`]); returns its offset.
+    /// Records are 1 to [`MAX_RECORD`] bytes (the spool splits larger drains).
     pub fn append(&mut self, payload: &[u8]) -> Result<u64, SegmentError> {
-        assert!(
-            payload.len() <= MAX_RECORD,
-            "records are bounded by the spool"
-        );
+        if payload.is_empty() || payload.len() > MAX_RECORD {
+            return Err(SegmentError {
+                path: self.path.clone(),
+                action: "append to",
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("a record of {} bytes", payload.len()),
+                ),
+            });
+        }
         let offset = self.len;
         let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -179,7 +186,9 @@ fn parse(data: &[u8]) -> Recovered {
         };
         let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
         let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if length > MAX_RECORD {
+        // The spool never writes an empty record; zeros (a file extended by a crash whose data
+        // never reached the disk) would otherwise pass as empty records with CRC 0.
+        if length == 0 || length > MAX_RECORD {
             break Some(Damage::BadLength(length as u64));
         }
         let start = at + FRAME_HEADER;
@@ -214,12 +223,12 @@ mod tests {
 
     #[test]
     fn records_come_back_in_order() {
-        let (_dir, path, offsets) = written(&[b"one", b"", b"three"]);
+        let (_dir, path, offsets) = written(&[b"one", b"2", b"three"]);
         let recovered = read_segment(&path).unwrap();
-        assert_eq!(recovered.records, [&b"one"[..], b"", b"three"]);
+        assert_eq!(recovered.records, [&b"one"[..], b"2", b"three"]);
         assert_eq!(recovered.damage, None);
         assert_eq!(recovered.valid_len, std::fs::metadata(&path).unwrap().len());
-        assert_eq!(offsets, [8, 8 + 8 + 3, 8 + 8 + 3 + 8]);
+        assert_eq!(offsets, [8, 8 + 8 + 3, 8 + 8 + 3 + 8 + 1]);
         assert!(SegmentWriter::create(&path).is_err(), "never reuses a file");
     }
 
@@ -255,10 +264,24 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_filled_tail_is_damage_not_empty_records() {
+        let (_dir, path, _) = written(&[b"kept"]);
+        let mut data = std::fs::read(&path).unwrap();
+        let good = data.len() as u64;
+        data.extend_from_slice(&[0u8; 64]);
+        let recovered = parse(&data);
+        assert_eq!(recovered.records, [&b"kept"[..]]);
+        assert_eq!(recovered.damage, Some((good, Damage::BadLength(0))));
+    }
+
+    #[test]
     fn a_file_without_the_magic_is_not_a_segment() {
         assert_eq!(parse(b"garbage!").damage, Some((0, Damage::BadMagic)));
         assert_eq!(parse(b"").damage, Some((0, Damage::BadMagic)));
         assert_eq!(parse(MAGIC).records.len(), 0);
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(&[0u8; 8]);
+        assert_eq!(parse(&data).damage, Some((8, Damage::BadLength(0))));
         assert_eq!(parse(MAGIC).damage, None);
     }
 }

@@ -63,6 +63,10 @@ pub async fn ship(
     uploader: &Uploader,
     provenance: &Provenance,
 ) -> Result<Shipped, ShipError> {
+    if !segment.path.exists() {
+        // Shipped and deleted by an earlier attempt that then failed to sync the directory.
+        return Ok(Shipped::default());
+    }
     let reading = segment.clone();
     let contents = tokio::task::spawn_blocking(move || read_sealed(&reading))
         .await
@@ -167,7 +171,15 @@ pub async fn ship_all(
             );
             return shipping;
         }
-        match ship(segment, spool_id, uploader, provenance).await {
+        let attempt = ship(segment, spool_id, uploader, provenance);
+        let outcome = match remaining {
+            // Stopping: an attempt may not outlast the grace.
+            Some(left) => tokio::time::timeout(left, attempt)
+                .await
+                .unwrap_or_else(|_| Err(ShipError::Thread("stop grace over".into()))),
+            None => attempt.await,
+        };
+        match outcome {
             Ok(shipped) => {
                 Metrics::add(&metrics.flows_shipped, shipped.flows);
                 Metrics::add(&metrics.files_uploaded, shipped.files);
@@ -186,7 +198,11 @@ pub async fn ship_all(
                     segment.path.display(),
                     flow_schema::error_chain(&error)
                 );
-                tokio::time::sleep(wait).await;
+                // A stop during the wait starts the grace at once.
+                let until = Instant::now() + wait;
+                while Instant::now() < until && (deadline.is_some() || !sealed.is_closed()) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
