@@ -38,9 +38,9 @@ const RUN_EXAMPLES: &str = "\
 Examples:
   flowrec run --source ebpf --interfaces 'lxc*,eth0'
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
-
   flowrec run --source ebpf --interfaces 'veth*' --cgroup /sys/fs/cgroup/kubepods.slice
-  flowrec run --source ebpf --interfaces 'lxc*' --pods /run/flowrec/pods.json
+  flowrec run --source ebpf --interfaces 'lxc*' --pods /run/flowrec/pods.json \\
+      --spool /var/lib/flowrec/spool --metrics-addr 0.0.0.0:9464
 
 Every packet on the interfaces (both directions) is counted into its flow in the kernel; every
 active timeout the flows are written as rows with capture_source = 'ebpf' (bytes, packets,
