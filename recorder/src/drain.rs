@@ -118,6 +118,8 @@ pub struct Drains {
     pub losses: Losses,
     /// Flows not recorded because the spool was at its budget.
     pub lost_spool_full: u64,
+    /// Flows not recorded because the spool's disk failed them (full, I/O error).
+    pub lost_spool_error: u64,
 }
 
 /// The drainer's inputs.
@@ -175,8 +177,14 @@ impl Drainer {
             let full = bytes >= self.rotation.max_bytes as u64 || age >= self.rotation.max_age;
             let mut delivered = true;
             if stopping || full {
-                if let Some(segment) = self.spool.seal()? {
-                    delivered = sealed.send(segment).is_ok();
+                match self.spool.seal() {
+                    Ok(Some(segment)) => delivered = sealed.send(segment).is_ok(),
+                    Ok(None) => {}
+                    // What is in the segment is recorded; it is sealed at a later try.
+                    Err(error) => eprintln!(
+                        "flowrec: cannot seal the spool segment (kept, sealed later): {}",
+                        flow_schema::error_chain(&error)
+                    ),
                 }
             }
             drains.losses = self.capture.losses()?;
@@ -210,24 +218,40 @@ impl Drainer {
             .rows
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
         // Records of bounded size, however large the kernel map is.
-        let mut recorded = 0;
+        let mut appended = 0;
         for start in (0..batch.num_rows()).step_by(ROWS_PER_RECORD) {
             let rows = batch.slice(start, ROWS_PER_RECORD.min(batch.num_rows() - start));
             let count = rows.num_rows() as u64;
-            if self
+            match self
                 .spool
-                .append_within(Table::Flows, &rows, self.spool_budget)?
+                .append_within(Table::Flows, &rows, self.spool_budget)
             {
-                recorded += count;
-            } else {
+                Ok(true) => appended += count,
                 // The documented policy: what is spooled stays; these flows are not recorded.
-                drains.lost_spool_full += count;
-                Metrics::add(&self.metrics.flows_lost_spool_full, count);
+                Ok(false) => {
+                    drains.lost_spool_full += count;
+                    Metrics::add(&self.metrics.flows_lost_spool_full, count);
+                }
+                Err(error) => self.lose(drains, count, &error),
             }
         }
-        self.spool.commit()?;
-        Metrics::add(&self.metrics.flows_recorded, recorded);
+        match self.spool.commit() {
+            Ok(()) => Metrics::add(&self.metrics.flows_recorded, appended),
+            // The segment was cut back to its last sync: this drain's records are gone.
+            Err(error) => self.lose(drains, appended, &error),
+        }
         Ok(())
+    }
+
+    /// Flows the spool could not take (a full disk, an I/O error): counted, reported, and the
+    /// recorder goes on; it records again as soon as the disk does.
+    fn lose(&self, drains: &mut Drains, flows: u64, error: &SpoolError) {
+        drains.lost_spool_error += flows;
+        Metrics::add(&self.metrics.flows_lost_spool_error, flows);
+        eprintln!(
+            "flowrec: {flows} flows not recorded: {}",
+            flow_schema::error_chain(error)
+        );
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub connections_lost_conn_map_full: AtomicU64,
     /// Flows not recorded because the spool was at `--spool-max-bytes`.
     pub flows_lost_spool_full: AtomicU64,
+    /// Flows not recorded because writing the spool failed (disk full, I/O error).
+    pub flows_lost_spool_error: AtomicU64,
     pub early_drains: AtomicU64,
     /// False once the drainer has stopped (the health endpoint then answers 503).
     pub draining: AtomicBool,
@@ -102,7 +104,7 @@ impl Metrics {
             "flowrec_lost_total",
             "counter",
             "What could not be recorded, by cause (packets for flow_map_full, connections for \
-             conn_map_full, flows for spool_full).",
+             conn_map_full, flows for spool_full and spool_error).",
             &[
                 (
                     "{cause=\"flow_map_full\"}",
@@ -113,6 +115,7 @@ impl Metrics {
                     get(&self.connections_lost_conn_map_full),
                 ),
                 ("{cause=\"spool_full\"}", get(&self.flows_lost_spool_full)),
+                ("{cause=\"spool_error\"}", get(&self.flows_lost_spool_error)),
             ],
         );
         metric(

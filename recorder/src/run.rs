@@ -98,14 +98,15 @@ impl RunSummary {
         };
         format!(
             "drained {} flows, shipped {} flows into {store}: {} files; lost: {} packets (flow map full), \
-             {} TCP connections (connection map full), {} flows (spool full); {} early drains \
-             (flow map nearly full); {} upload retries{left}",
+             {} TCP connections (connection map full), {} flows (spool full), {} flows (spool \
+             write failed); {} early drains (flow map nearly full); {} upload retries{left}",
             self.drains.flows,
             self.shipping.shipped.flows,
             self.shipping.shipped.files,
             self.drains.losses.flow_map_full,
             self.drains.losses.conn_map_full,
             self.drains.lost_spool_full,
+            self.drains.lost_spool_error,
             self.drains.early,
             self.shipping.retries
         )

@@ -172,8 +172,11 @@ impl Recorder {
             .args(["run", "--source", "ebpf", "--interfaces", interfaces])
             .args(["--node-name", "capture-node"])
             .args(["--store", store])
-            .arg("--spool")
-            .arg(format!("{store}-spool"))
+            .args(if extra.contains(&"--spool") {
+                vec![]
+            } else {
+                vec!["--spool".to_string(), format!("{store}-spool")]
+            })
             .args(extra)
             .args(if extra.contains(&"--active-timeout") {
                 &[][..]
@@ -1037,4 +1040,113 @@ fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
     assert_eq!(stored + lost, received, "{summary}");
     let rows = query(&store, "select count(*) as n from flows", &[]);
     assert_eq!(rows[0]["n"], stored, "{summary}");
+}
+
+/// A small tmpfs mounted for a test (root can), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0777"),
+                "frt-tmpfs",
+            ])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs at {}", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The spool's disk fills up (the store refuses writes meanwhile, so nothing can be shipped):
+/// the recorder counts the flows it cannot write, keeps running, and records again once
+/// shipping frees space. Lost + stored = received, exactly.
+#[test]
+fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
+    let veth = Veth::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir(&store_dir).unwrap(); // root's, 0755: refuses the recorder's writes
+    let store = store_dir.display().to_string();
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "256k");
+    let spool = disk.0.join("spool").display().to_string();
+    let options = [
+        "--spool",
+        &spool,
+        "--max-file-age",
+        "1s",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
+    let address = metrics_address(&recorder);
+    let scrape = || http_get(&veth.a, &address, "/metrics").1;
+    let mut port = 8000;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while metric(&scrape(), "flowrec_lost_total{cause=\"spool_error\"}") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the disk never filled: {}",
+            scrape()
+        );
+        udp_datagrams(&veth, port, 1);
+        port += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (health, _) = http_get(&veth.a, &address, "/health");
+    assert!(
+        health.contains("200"),
+        "still running on a full disk: {health}"
+    );
+
+    // The store is back: shipping frees the disk, and recording resumes.
+    std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = scrape();
+        let shipped = metric(&metrics, "flowrec_flows_shipped_total");
+        if shipped > 0 && shipped == metric(&metrics, "flowrec_flows_recorded_total") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught up: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    udp_datagrams(&veth, 9999, 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let summary = recorder.stop();
+    drop(veth);
+    let number = |pattern: &str| -> u64 {
+        let (before, _) = summary
+            .split_once(pattern)
+            .unwrap_or_else(|| panic!("{summary}"));
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (received, stored) = (number(" flows, shipped"), number(" flows into "));
+    let lost = number(" flows (spool write failed)");
+    assert!(lost > 0, "{summary}");
+    assert_eq!(number(" flows (spool full)"), 0, "{summary}");
+    assert_eq!(stored + lost, received, "{summary}");
+    let rows = query(&store, "select count(*) as n from flows", &[]);
+    assert_eq!(rows[0]["n"], stored, "{summary}");
+    assert_eq!(
+        udp_packets(&store).get(&9999),
+        Some(&3),
+        "recording resumed"
+    );
+    drop(disk);
 }

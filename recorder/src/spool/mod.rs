@@ -196,12 +196,15 @@ impl Spool {
             return Ok(None);
         }
         self.commit()?;
+        // The next segment exists before this one counts as sealed: if it cannot be created
+        // (a full disk), this one stays active and a later seal tries again.
+        let next = start_segment(&self.dir, &self.segments, self.sequence + 1)?;
+        let previous = std::mem::replace(&mut self.active, next);
         let sealed = Sealed {
             sequence: self.sequence,
-            path: self.active.path().to_path_buf(),
+            path: previous.path().to_path_buf(),
         };
         self.sequence += 1;
-        self.active = start_segment(&self.dir, &self.segments, self.sequence)?;
         self.opened = Instant::now();
         Ok(Some(sealed))
     }

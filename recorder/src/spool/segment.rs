@@ -15,7 +15,7 @@
 //! can log it and go on.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// First bytes of every segment.
@@ -47,8 +47,8 @@ pub struct SegmentWriter {
     path: PathBuf,
     file: File,
     len: u64,
-    /// Appended since the last sync.
-    unsynced: bool,
+    /// Length covered by the last successful sync.
+    synced_len: u64,
 }
 
 impl SegmentWriter {
@@ -69,7 +69,7 @@ impl SegmentWriter {
             path: path.to_path_buf(),
             file,
             len: MAGIC.len() as u64,
-            unsynced: false,
+            synced_len: MAGIC.len() as u64,
         })
     }
 
@@ -91,21 +91,37 @@ impl SegmentWriter {
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         frame.extend_from_slice(payload);
-        self.file
-            .write_all(&frame)
-            .map_err(error(&self.path, "append to"))?;
+        if let Err(failure) = self.file.write_all(&frame) {
+            // A full disk can leave part of the frame written: cut it off, so that the next
+            // record follows the last whole one instead of garbage.
+            self.truncate_to(offset);
+            return Err(error(&self.path, "append to")(failure));
+        }
         self.len += frame.len() as u64;
-        self.unsynced = true;
         Ok(offset)
     }
 
-    /// Makes every record appended so far durable.
+    /// Makes every record appended so far durable. On failure the records appended since the
+    /// last successful sync are cut off (their durability is unknown): the caller counts them
+    /// as not recorded.
     pub fn sync(&mut self) -> Result<(), SegmentError> {
-        if self.unsynced {
-            self.file.sync_data().map_err(error(&self.path, "sync"))?;
-            self.unsynced = false;
+        if self.len == self.synced_len {
+            return Ok(());
         }
+        if let Err(failure) = self.file.sync_data() {
+            self.truncate_to(self.synced_len);
+            return Err(error(&self.path, "sync")(failure));
+        }
+        self.synced_len = self.len;
         Ok(())
+    }
+
+    /// Best effort: shortens the file to `len` and writes from there on. Truncating frees
+    /// space, so it works on a full disk; if it still fails, the reader stops at the damage.
+    fn truncate_to(&mut self, len: u64) {
+        if self.file.set_len(len).is_ok() && self.file.seek(SeekFrom::Start(len)).is_ok() {
+            self.len = len;
+        }
     }
 
     /// Bytes in the segment, magic included.
