@@ -8,6 +8,7 @@
 //! and go uncounted. The fill level is the kernel's own count of flows created since the map
 //! was last drained, read every [`POLL`].
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -148,9 +149,7 @@ impl Drainer {
         struct Stopped<'a>(&'a Metrics);
         impl Drop for Stopped<'_> {
             fn drop(&mut self) {
-                self.0
-                    .draining
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                self.0.draining.store(false, Ordering::Relaxed);
             }
         }
         let metrics = Arc::clone(&self.metrics);
@@ -192,10 +191,10 @@ impl Drainer {
             let losses = drains.losses;
             metrics
                 .packets_lost_flow_map_full
-                .store(losses.flow_map_full, std::sync::atomic::Ordering::Relaxed);
+                .store(losses.flow_map_full, Ordering::Relaxed);
             metrics
                 .connections_lost_conn_map_full
-                .store(losses.conn_map_full, std::sync::atomic::Ordering::Relaxed);
+                .store(losses.conn_map_full, Ordering::Relaxed);
             if stopping || !delivered {
                 return Ok(drains);
             }

@@ -961,6 +961,55 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     assert_eq!(left, 0, "shipped segments are deleted");
 }
 
+/// Sends one datagram to a new port of `b` every 100 ms until the recorder's metrics count
+/// flows lost for `cause`; fails after `patience`.
+fn new_flows_until_lost(
+    veth: &Veth,
+    scrape: &dyn Fn() -> String,
+    cause: &str,
+    first_port: u16,
+    patience: Duration,
+) {
+    let sample = format!("flowrec_lost_total{{cause=\"{cause}\"}}");
+    let deadline = std::time::Instant::now() + patience;
+    let mut port = first_port;
+    while metric(&scrape(), &sample) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no flow lost for {cause}: {}",
+            scrape()
+        );
+        udp_datagrams(veth, port, 1);
+        port += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (up to 60 s: retries back off up to 30 s) until every recorded flow was shipped.
+fn wait_until_everything_recorded_is_shipped(scrape: &dyn Fn() -> String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = scrape();
+        let shipped = metric(&metrics, "flowrec_flows_shipped_total");
+        if shipped > 0 && shipped == metric(&metrics, "flowrec_flows_recorded_total") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught up: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The number just before `pattern` in a recorder's summary line.
+fn summary_number(summary: &str, pattern: &str) -> u64 {
+    let (before, _) = summary
+        .split_once(pattern)
+        .unwrap_or_else(|| panic!("no {pattern:?} in {summary}"));
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
 /// The store refuses writes (as when S3 is down): the recorder keeps recording into its spool
 /// up to --spool-max-bytes, then counts new flows as lost (what is spooled is kept); once the
 /// store takes writes again, everything spooled lands. Lost = received - stored, exactly.
@@ -984,18 +1033,7 @@ fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
     let address = metrics_address(&recorder);
     let scrape = || http_get(&veth.a, &address, "/metrics").1;
     // A new flow every 100 ms until the budget is reached and flows are being lost.
-    let mut port = 7000;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metric(&scrape(), "flowrec_lost_total{cause=\"spool_full\"}") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the spool never filled: {}",
-            scrape()
-        );
-        udp_datagrams(&veth, port, 1);
-        port += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    new_flows_until_lost(&veth, &scrape, "spool_full", 7000, Duration::from_secs(30));
     let metrics = scrape();
     assert!(
         metric(&metrics, "flowrec_upload_errors_total") > 0,
@@ -1013,27 +1051,10 @@ fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
 
     // The store is back: the spool empties (retries back off up to 30 s).
     std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let metrics = scrape();
-        let shipped = metric(&metrics, "flowrec_flows_shipped_total");
-        if shipped > 0 && shipped == metric(&metrics, "flowrec_flows_recorded_total") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never caught up: {metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_until_everything_recorded_is_shipped(&scrape);
     let summary = recorder.stop();
     drop(veth);
-    let number = |pattern: &str| -> u64 {
-        let (before, _) = summary
-            .split_once(pattern)
-            .unwrap_or_else(|| panic!("{summary}"));
-        before.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let number = |pattern: &str| summary_number(&summary, pattern);
     let (received, stored) = (number(" flows, shipped"), number(" flows into "));
     let lost = number(" flows (spool full)");
     assert!(lost > 0, "{summary}");
@@ -1093,18 +1114,7 @@ fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
     let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
     let address = metrics_address(&recorder);
     let scrape = || http_get(&veth.a, &address, "/metrics").1;
-    let mut port = 8000;
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while metric(&scrape(), "flowrec_lost_total{cause=\"spool_error\"}") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the disk never filled: {}",
-            scrape()
-        );
-        udp_datagrams(&veth, port, 1);
-        port += 1;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    new_flows_until_lost(&veth, &scrape, "spool_error", 8000, Duration::from_secs(40));
     let (health, _) = http_get(&veth.a, &address, "/health");
     assert!(
         health.contains("200"),
@@ -1113,29 +1123,12 @@ fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
 
     // The store is back: shipping frees the disk, and recording resumes.
     std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let metrics = scrape();
-        let shipped = metric(&metrics, "flowrec_flows_shipped_total");
-        if shipped > 0 && shipped == metric(&metrics, "flowrec_flows_recorded_total") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never caught up: {metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_until_everything_recorded_is_shipped(&scrape);
     udp_datagrams(&veth, 9999, 3);
     std::thread::sleep(Duration::from_millis(1500));
     let summary = recorder.stop();
     drop(veth);
-    let number = |pattern: &str| -> u64 {
-        let (before, _) = summary
-            .split_once(pattern)
-            .unwrap_or_else(|| panic!("{summary}"));
-        before.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let number = |pattern: &str| summary_number(&summary, pattern);
     let (received, stored) = (number(" flows, shipped"), number(" flows into "));
     let lost = number(" flows (spool write failed)");
     assert!(lost > 0, "{summary}");

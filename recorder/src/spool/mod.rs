@@ -417,21 +417,23 @@ pub fn read_sealed(segment: &Sealed) -> Result<Contents, SpoolError> {
     Ok(Contents { records, damage })
 }
 
+/// Flow rows with only `time` set, for the spool's tests.
+#[cfg(test)]
+pub(crate) fn test_rows(times: &[i64]) -> RecordBatch {
+    let schema = flow_schema::flow_schema();
+    let mut table = flow_schema::table::TableBuilder::new(schema.clone());
+    let time = schema.index_of("time").unwrap();
+    for &t in times {
+        table.time(time, t);
+        table.commit();
+    }
+    table.finish().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_rows as rows;
     use super::*;
-    use flow_schema::table::TableBuilder;
-
-    fn rows(times: &[i64]) -> RecordBatch {
-        let schema = flow_schema::flow_schema();
-        let mut table = TableBuilder::new(schema.clone());
-        let time = schema.index_of("time").unwrap();
-        for &t in times {
-            table.time(time, t);
-            table.commit();
-        }
-        table.finish().unwrap()
-    }
 
     #[test]
     fn a_second_recorder_on_the_same_spool_is_refused_with_the_holder_s_pid() {

@@ -212,22 +212,10 @@ pub async fn ship_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spool::Spool;
+    use crate::spool::{test_rows as rows, Spool};
     use flow_schema::store::{Patience, Store};
-    use flow_schema::table::TableBuilder;
 
     const HOUR: i64 = 3_600_000_000_000;
-
-    fn rows(times: &[i64]) -> arrow::array::RecordBatch {
-        let schema = flow_schema::flow_schema();
-        let mut table = TableBuilder::new(schema.clone());
-        let time = schema.index_of("time").unwrap();
-        for &t in times {
-            table.time(time, t);
-            table.commit();
-        }
-        table.finish().unwrap()
-    }
 
     fn objects(root: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         let mut found = Vec::new();
