@@ -12,7 +12,16 @@
 //! Layout of DIR: `LOCK` (flock'ed by the recorder using the spool; holds its pid), `ID` (a
 //! random id chosen when the spool is created, part of every object key, so a spool recreated
 //! from scratch never reuses a previous one's keys), `SEQUENCE` (the last segment number
-//! used, so numbers are never reused even after every segment was shipped), `segments/`.
+//! used, so numbers are never reused even after every segment was shipped), `CHECKPOINT`
+//! (see below), `segments/`.
+//!
+//! **Checkpoints.** A source that reads from a position (a followed file) records its position
+//! in the same record as the rows read before it ([`Spool::append_transaction_within`]), so the
+//! two are recorded together or not at all. The newest checkpoint must outlive the segment
+//! holding it, which is deleted once shipped: before a segment holding one is sealed, its last
+//! checkpoint is written to `CHECKPOINT` (with the segment's number). At open, the newest of
+//! that file and of the leftover segments' checkpoints is the position to resume from
+//! ([`Spool::checkpoint`]). The spool does not interpret checkpoints.
 
 pub mod record;
 pub mod segment;
@@ -70,6 +79,8 @@ pub struct Spool {
     active: SegmentWriter,
     sequence: u64,
     opened: Instant,
+    /// The newest checkpoint recorded, and the segment it is in.
+    checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 impl Spool {
@@ -98,11 +109,26 @@ impl Spool {
         let lock = lock(dir, &shown)?;
         let id = read_or_create_id(dir).map_err(io_error("read or create its ID"))?;
         let mut leftovers = list_segments(&segments).map_err(io_error("list its segments"))?;
+        let mut checkpoint = read_checkpoint(dir).map_err(io_error("read its CHECKPOINT"))?;
         let mut sealed = Vec::new();
         for (sequence, path) in leftovers.drain(..) {
-            if recover_segment(&path)? {
+            let recovered = recover_segment(&path)?;
+            if let Some(found) = recovered.checkpoint {
+                if checkpoint
+                    .as_ref()
+                    .is_none_or(|(file, _)| sequence >= *file)
+                {
+                    checkpoint = Some((sequence, found));
+                }
+            }
+            if recovered.keep {
                 sealed.push(Sealed { sequence, path });
             }
+        }
+        // The leftovers are about to be shipped and deleted: their checkpoint must not go
+        // with them.
+        if let Some((sequence, bytes)) = &checkpoint {
+            write_checkpoint(dir, *sequence, bytes).map_err(io_error("write its CHECKPOINT"))?;
         }
         let last = read_sequence(dir).map_err(io_error("read its SEQUENCE"))?;
         let newest = sealed.last().map_or(0, |s| s.sequence);
@@ -117,6 +143,7 @@ impl Spool {
                 active,
                 sequence,
                 opened: Instant::now(),
+                checkpoint,
             },
             sealed,
         ))
@@ -154,16 +181,43 @@ impl Spool {
         budget: u64,
     ) -> Result<bool, SpoolError> {
         let bytes = record::encode(table, batch)?;
+        if !self.fits(bytes.len(), budget)? {
+            return Ok(false);
+        }
+        self.active.append(&bytes)?;
+        Ok(true)
+    }
+
+    /// Appends rows of any tables with the source's position after them, as one record,
+    /// unless the spool would then hold more than `budget` bytes; returns whether it was
+    /// appended. Recorded (rows and position together) at the next [`Spool::commit`].
+    pub fn append_transaction_within(
+        &mut self,
+        batches: &[(Table, RecordBatch)],
+        checkpoint: &[u8],
+        budget: u64,
+    ) -> Result<bool, SpoolError> {
+        let bytes = record::encode_transaction(batches, checkpoint)?;
+        if !self.fits(bytes.len(), budget)? {
+            return Ok(false);
+        }
+        self.active.append(&bytes)?;
+        self.checkpoint = Some((self.sequence, checkpoint.to_vec()));
+        Ok(true)
+    }
+
+    /// The newest checkpoint appended, or recovered at open: where the source resumes.
+    pub fn checkpoint(&self) -> Option<&[u8]> {
+        self.checkpoint.as_ref().map(|(_, bytes)| bytes.as_slice())
+    }
+
+    fn fits(&self, record: usize, budget: u64) -> Result<bool, SpoolError> {
         let used = self.size().map_err(|source| SpoolError::Io {
             dir: self.dir.display().to_string(),
             action: "measure its segments",
             source,
         })?;
-        if used + segment::FRAME_HEADER as u64 + bytes.len() as u64 > budget {
-            return Ok(false);
-        }
-        self.active.append(&bytes)?;
-        Ok(true)
+        Ok(used + segment::FRAME_HEADER as u64 + record as u64 <= budget)
     }
 
     /// Bytes of every segment in the spool (the shipper deletes shipped ones concurrently).
@@ -196,6 +250,17 @@ impl Spool {
             return Ok(None);
         }
         self.commit()?;
+        // Once sealed, this segment may be shipped and deleted at any time: its checkpoint is
+        // kept beside the segments first.
+        if let Some((sequence, bytes)) = &self.checkpoint {
+            if *sequence == self.sequence {
+                write_checkpoint(&self.dir, *sequence, bytes).map_err(|source| SpoolError::Io {
+                    dir: self.dir.display().to_string(),
+                    action: "write its CHECKPOINT",
+                    source,
+                })?;
+            }
+        }
         // The next segment exists before this one counts as sealed: if it cannot be created
         // (a full disk), this one stays active and a later seal tries again.
         let next = start_segment(&self.dir, &self.segments, self.sequence + 1)?;
@@ -219,8 +284,16 @@ impl Drop for Spool {
     }
 }
 
-/// Step 3 of [`Spool::open`] for one segment; returns whether it holds records to ship.
-fn recover_segment(path: &Path) -> Result<bool, SpoolError> {
+/// What recovery found in a leftover segment.
+struct Recovered {
+    /// It holds records to ship.
+    keep: bool,
+    /// Its last checkpoint.
+    checkpoint: Option<Vec<u8>>,
+}
+
+/// Step 3 of [`Spool::open`] for one segment.
+fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
     let recovered = read_segment(path)?;
     let io_error = |action| {
         move |source| SegmentError {
@@ -237,8 +310,17 @@ fn recover_segment(path: &Path) -> Result<bool, SpoolError> {
             );
         }
         std::fs::remove_file(path).map_err(io_error("remove"))?;
-        return Ok(false);
+        return Ok(Recovered {
+            keep: false,
+            checkpoint: None,
+        });
     }
+    let checkpoint = recovered
+        .records
+        .iter()
+        .rev()
+        .find_map(|bytes| record::checkpoint(bytes))
+        .map(<[u8]>::to_vec);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -254,7 +336,10 @@ fn recover_segment(path: &Path) -> Result<bool, SpoolError> {
             .map_err(io_error("truncate"))?;
     }
     file.sync_all().map_err(io_error("sync"))?;
-    Ok(true)
+    Ok(Recovered {
+        keep: true,
+        checkpoint,
+    })
 }
 
 fn segment_path(segments: &Path, sequence: u64) -> PathBuf {
@@ -326,6 +411,29 @@ fn read_or_create_id(dir: &Path) -> io::Result<String> {
     Ok(id)
 }
 
+/// `CHECKPOINT`: the segment number (u64 LE), then the checkpoint.
+fn write_checkpoint(dir: &Path, sequence: u64, checkpoint: &[u8]) -> io::Result<()> {
+    let mut contents = sequence.to_le_bytes().to_vec();
+    contents.extend_from_slice(checkpoint);
+    write_atomically(&dir.join("CHECKPOINT"), &contents)
+}
+
+fn read_checkpoint(dir: &Path) -> io::Result<Option<(u64, Vec<u8>)>> {
+    match std::fs::read(dir.join("CHECKPOINT")) {
+        Ok(contents) => match contents.split_first_chunk::<8>() {
+            Some((sequence, checkpoint)) => {
+                Ok(Some((u64::from_le_bytes(*sequence), checkpoint.to_vec())))
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "shorter than its 8-byte segment number",
+            )),
+        },
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 fn read_sequence(dir: &Path) -> io::Result<u64> {
     match std::fs::read_to_string(dir.join("SEQUENCE")) {
         Ok(text) => text.trim().parse().map_err(|_| {
@@ -380,6 +488,7 @@ pub fn remove_shipped(segment: &Sealed) -> io::Result<()> {
 /// A sealed segment's good records, decoded.
 #[derive(Debug)]
 pub struct Contents {
+    /// Every record's batches, in order.
     pub records: Vec<(Table, RecordBatch)>,
     /// Why reading stopped before the end (file and offset), for the caller to report.
     pub damage: Option<String>,
@@ -402,7 +511,7 @@ pub fn read_sealed(segment: &Sealed) -> Result<Contents, SpoolError> {
     let mut damage = damage;
     for (index, bytes) in recovered.records.iter().enumerate() {
         match record::decode(bytes) {
-            Ok(decoded) => records.push(decoded),
+            Ok(decoded) => records.extend(decoded.batches),
             Err(error) => {
                 damage = Some(format!(
                     "spool segment {}: record {} does not decode ({error}); the {index} records \
@@ -485,6 +594,52 @@ mod tests {
                 .count()
                 == 2
         );
+    }
+
+    #[test]
+    fn the_newest_checkpoint_survives_crashes_shipping_and_torn_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let txn = |spool: &mut Spool, t: i64, position: &str| {
+            let batches = [(Table::Flows, rows(&[t]))];
+            assert!(spool
+                .append_transaction_within(&batches, position.as_bytes(), u64::MAX)
+                .unwrap());
+            spool.commit().unwrap();
+        };
+        let reopen = || Spool::open(dir.path()).unwrap();
+        let first = {
+            let (mut spool, _) = reopen();
+            assert_eq!(spool.checkpoint(), None);
+            txn(&mut spool, 1, "a");
+            txn(&mut spool, 2, "b");
+            assert_eq!(spool.checkpoint(), Some(&b"b"[..]));
+            spool.seal().unwrap().unwrap()
+        };
+        // Crash with "c" recorded in the active segment: it wins over CHECKPOINT ("b").
+        let (mut spool, left) = reopen();
+        assert_eq!(spool.checkpoint(), Some(&b"b"[..]));
+        assert_eq!(left, std::slice::from_ref(&first));
+        txn(&mut spool, 3, "c");
+        drop(spool);
+        let (spool, left) = reopen();
+        assert_eq!(spool.checkpoint(), Some(&b"c"[..]));
+        // Everything shipped and deleted: the checkpoint is still known.
+        for segment in &left {
+            remove_shipped(segment).unwrap();
+        }
+        drop(spool);
+        let (mut spool, left) = reopen();
+        assert!(left.is_empty());
+        assert_eq!(spool.checkpoint(), Some(&b"c"[..]));
+        // A transaction torn by a crash takes its position with it.
+        txn(&mut spool, 4, "d");
+        let active = spool.active.path().to_path_buf();
+        drop(spool);
+        let data = std::fs::read(&active).unwrap();
+        std::fs::write(&active, &data[..data.len() - 3]).unwrap();
+        let (spool, left) = reopen();
+        assert!(left.is_empty(), "the torn segment held nothing else");
+        assert_eq!(spool.checkpoint(), Some(&b"c"[..]));
     }
 
     #[test]

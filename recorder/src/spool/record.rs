@@ -1,6 +1,17 @@
-//! What a spool record holds: rows of one table, as one Arrow IPC stream (schema + one batch)
-//! behind a one-byte table tag. Self-describing, so a segment written by an older recorder
-//! still decodes; the schema costs a few KiB per record, and a record is a whole drain.
+//! What a spool record holds: rows, and for a source that reads from a position (a followed
+//! file) the position after them.
+//!
+//! Two encodings behind a one-byte tag:
+//! - `0` / `1`: rows of one table (flows / lost events) as one Arrow IPC stream (schema + one
+//!   batch);
+//! - `2`, a *transaction*: `[u32 LE checkpoint length][checkpoint]` then, per table,
+//!   `[table tag][u32 LE length][Arrow IPC stream]`. The checkpoint is the source's position
+//!   after these rows; being in the same CRC frame, rows and position are recorded together or
+//!   not at all, which is what lets a restarted source neither skip nor repeat.
+//!
+//! Self-describing (the IPC stream carries its schema), so a segment written by an older
+//! recorder still decodes; the schema costs a few KiB per record, and a record is a whole
+//! drain or chunk.
 
 use arrow::array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
@@ -17,6 +28,18 @@ pub enum RecordError {
     Ipc(#[from] arrow::error::ArrowError),
     #[error("the record holds no batch")]
     NoBatch,
+    #[error("the record ends inside a length-prefixed field")]
+    Truncated,
+}
+
+const TRANSACTION: u8 = 2;
+
+/// A decoded record.
+#[derive(Debug)]
+pub struct Record {
+    pub batches: Vec<(Table, RecordBatch)>,
+    /// The source's position after these rows (opaque to the spool).
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 fn tag(table: Table) -> u8 {
@@ -26,49 +49,139 @@ fn tag(table: Table) -> u8 {
     }
 }
 
-pub fn encode(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, RecordError> {
-    let mut bytes = vec![tag(table)];
-    let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema())?;
+fn table(tag: u8) -> Result<Table, RecordError> {
+    match tag {
+        0 => Ok(Table::Flows),
+        1 => Ok(Table::LostEvents),
+        other => Err(RecordError::UnknownTable(other)),
+    }
+}
+
+fn write_ipc(bytes: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), RecordError> {
+    let mut writer = StreamWriter::try_new(bytes, &batch.schema())?;
     writer.write(batch)?;
     writer.finish()?;
-    drop(writer);
+    Ok(())
+}
+
+fn read_ipc(ipc: &[u8]) -> Result<RecordBatch, RecordError> {
+    let mut reader = StreamReader::try_new(ipc, None)?;
+    reader
+        .next()
+        .ok_or(RecordError::NoBatch)?
+        .map_err(Into::into)
+}
+
+/// Rows of one table.
+pub fn encode(table: Table, batch: &RecordBatch) -> Result<Vec<u8>, RecordError> {
+    let mut bytes = vec![tag(table)];
+    write_ipc(&mut bytes, batch)?;
     Ok(bytes)
 }
 
-pub fn decode(record: &[u8]) -> Result<(Table, RecordBatch), RecordError> {
-    let (&tag, ipc) = record.split_first().ok_or(RecordError::Empty)?;
-    let table = match tag {
-        0 => Table::Flows,
-        1 => Table::LostEvents,
-        other => return Err(RecordError::UnknownTable(other)),
-    };
-    let mut reader = StreamReader::try_new(ipc, None)?;
-    let batch = reader.next().ok_or(RecordError::NoBatch)??;
-    Ok((table, batch))
+/// Rows of any tables (empty batches are left out) with the position after them.
+pub fn encode_transaction(
+    batches: &[(Table, RecordBatch)],
+    checkpoint: &[u8],
+) -> Result<Vec<u8>, RecordError> {
+    let mut bytes = vec![TRANSACTION];
+    bytes.extend_from_slice(&(checkpoint.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(checkpoint);
+    for (table, batch) in batches.iter().filter(|(_, batch)| batch.num_rows() > 0) {
+        bytes.push(tag(*table));
+        let length_at = bytes.len();
+        bytes.extend_from_slice(&[0; 4]);
+        write_ipc(&mut bytes, batch)?;
+        let length = (bytes.len() - length_at - 4) as u32;
+        bytes[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
+    }
+    Ok(bytes)
+}
+
+/// Splits `[u32 LE length][field]` off the front of `bytes`.
+fn length_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
+    let (length, rest) = bytes
+        .split_first_chunk::<4>()
+        .ok_or(RecordError::Truncated)?;
+    let length = u32::from_le_bytes(*length) as usize;
+    if rest.len() < length {
+        return Err(RecordError::Truncated);
+    }
+    Ok(rest.split_at(length))
+}
+
+pub fn decode(record: &[u8]) -> Result<Record, RecordError> {
+    let (&tag, mut rest) = record.split_first().ok_or(RecordError::Empty)?;
+    if tag != TRANSACTION {
+        return Ok(Record {
+            batches: vec![(table(tag)?, read_ipc(rest)?)],
+            checkpoint: None,
+        });
+    }
+    let (checkpoint, tail) = length_prefixed(rest)?;
+    rest = tail;
+    let mut batches = Vec::new();
+    while let Some((&tag, tail)) = rest.split_first() {
+        let (ipc, tail) = length_prefixed(tail)?;
+        batches.push((table(tag)?, read_ipc(ipc)?));
+        rest = tail;
+    }
+    Ok(Record {
+        batches,
+        checkpoint: Some(checkpoint.to_vec()),
+    })
+}
+
+/// The checkpoint a record carries, read without decoding its rows (recovery reads every
+/// record of every leftover segment).
+pub fn checkpoint(record: &[u8]) -> Option<&[u8]> {
+    match record.split_first() {
+        Some((&TRANSACTION, rest)) => length_prefixed(rest).ok().map(|(checkpoint, _)| checkpoint),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flow_schema::table::TableBuilder;
+    use crate::spool::test_rows;
 
     #[test]
     fn a_batch_survives_the_round_trip() {
-        let schema = flow_schema::flow_schema();
-        let mut rows = TableBuilder::new(schema.clone());
-        let time = schema.index_of("time").unwrap();
-        let verdict = schema.index_of("verdict").unwrap();
-        for t in [3, 1, 2] {
-            rows.time(time, t);
-            rows.str(verdict, "DROPPED");
-            rows.commit();
-        }
-        let batch = rows.finish().unwrap();
+        let batch = test_rows(&[3, 1, 2]);
         let record = encode(Table::Flows, &batch).unwrap();
-        let (table, back) = decode(&record).unwrap();
-        assert_eq!(table, Table::Flows);
-        assert_eq!(back, batch);
+        let back = decode(&record).unwrap();
+        assert_eq!(back.batches, vec![(Table::Flows, batch)]);
+        assert_eq!(back.checkpoint, None);
+        assert_eq!(checkpoint(&record), None);
         assert!(matches!(decode(&[7]), Err(RecordError::UnknownTable(7))));
         assert!(decode(&record[..record.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_transaction_keeps_its_tables_and_checkpoint_together() {
+        let flows = test_rows(&[1, 2]);
+        let more = test_rows(&[3]);
+        let empty = test_rows(&[]);
+        let batches = [
+            (Table::Flows, flows.clone()),
+            (Table::LostEvents, empty),
+            (Table::Flows, more.clone()),
+        ];
+        let record = encode_transaction(&batches, b"inode 7 offset 42").unwrap();
+        assert_eq!(checkpoint(&record), Some(&b"inode 7 offset 42"[..]));
+        let back = decode(&record).unwrap();
+        assert_eq!(back.checkpoint.as_deref(), Some(&b"inode 7 offset 42"[..]));
+        assert_eq!(
+            back.batches,
+            vec![(Table::Flows, flows), (Table::Flows, more)],
+            "empty batches are left out"
+        );
+        // A position with no rows (every line was malformed) is a valid record.
+        let bare = encode_transaction(&[], b"x").unwrap();
+        assert!(decode(&bare).unwrap().batches.is_empty());
+        assert!(decode(&record[..record.len() - 1]).is_err());
+        assert!(decode(&record[..8]).is_err(), "cut inside the checkpoint");
+        assert_eq!(checkpoint(&record[..8]), None);
     }
 }
