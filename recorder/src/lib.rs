@@ -17,5 +17,6 @@ pub mod parquet_file;
 pub mod pods;
 pub mod run;
 pub mod sink;
+pub mod source;
 pub mod spool;
 pub mod upload;

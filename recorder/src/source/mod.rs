@@ -1,0 +1,3 @@
+//! Where `flowrec run` takes flows from.
+
+pub mod tail;
