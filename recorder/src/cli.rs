@@ -10,7 +10,9 @@ use crate::batch::{RotationError, RotationPolicy};
 use crate::ebpf::TcAttach;
 use crate::import::ImportConfig;
 use crate::input::InputName;
-use crate::run::RunConfig;
+use crate::run::{RunConfig, SourceConfig};
+use crate::source::ebpf::EbpfConfig;
+use crate::source::follow::FollowConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,20 +31,28 @@ pub enum Command {
     /// Import Hubble JSON flow exports (hubble observe -o jsonpb, the Hubble exporter's files)
     #[command(after_help = IMPORT_EXAMPLES)]
     Import(ImportArgs),
-    /// Record flows continuously from this node (the recorder's own eBPF programs)
+    /// Record flows continuously: the recorder's own eBPF programs, or a Hubble exporter file
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
 }
 
 const RUN_EXAMPLES: &str = "\
 Examples:
+  flowrec run --source file --follow /var/run/cilium/hubble/events.log --store s3://flows/prod
   flowrec run --source ebpf --interfaces 'lxc*,eth0'
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
   flowrec run --source ebpf --interfaces 'veth*' --cgroup /sys/fs/cgroup/kubepods.slice
   flowrec run --source ebpf --interfaces 'lxc*' --pods /run/flowrec/pods.json \\
       --spool /var/lib/flowrec/spool --metrics-addr 0.0.0.0:9464
 
-Every packet on the interfaces (both directions) is counted into its flow in the kernel; every
+--source file follows a Hubble exporter file (hubble-export-file-path) as Cilium's exporter
+rotates it (rename to events-<time>.log, optionally gzipped): every line is recorded once,
+with capture_source = 'hubble'. The position read up to is recorded with the lines, so a
+restart resumes there, finding the file among the rotated ones if it moved; the very first
+start reads the file from its beginning. When the spool is full, reading pauses (the lines
+wait in the file).
+
+--source ebpf: every packet on the interfaces (both directions) is counted into its flow in the kernel; every
 active timeout the flows are written as rows with capture_source = 'ebpf' (bytes, packets,
 tcp_flags, flow_start, flow_end, traffic_direction, interface_name). Packets the kernel drops,
 anywhere on the node, make their flow DROPPED with the kernel's reason in drop_reason_desc
@@ -50,14 +60,13 @@ anywhere on the node, make their flow DROPPED with the kernel's reason in drop_r
 retransmits and byte counters (tcp_srtt_us, tcp_retransmits, ...) to their flows. Ctrl-C or
 SIGTERM writes what was captured and detaches the programs.
 
-A flow is recorded once the drain that took it from the kernel is fsynced in the --spool
-folder; sealed spool segments (--max-file-bytes, --max-file-age) become Parquet files in the
+A flow is recorded once the drain (or the lines) holding it is fsynced in the --spool folder; sealed spool segments (--max-file-bytes, --max-file-age) become Parquet files in the
 store under keys fixed by the segment, and are deleted only after the upload is checked. A
 restart ships what a previous run left. Exit status: 0 everything shipped; 1 segments were left
 in the spool (shipped at the next start); 2 the recorder could not run.
 
-Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network namespace of the
-interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
+--source ebpf needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network
+namespace of the interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
 
 /// `--tc-attach`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -72,6 +81,8 @@ pub enum TcAttachArg {
 pub enum Source {
     /// The recorder's own tc programs
     Ebpf,
+    /// A Hubble exporter file (--follow)
+    File,
 }
 
 #[derive(Debug, Args)]
@@ -80,8 +91,18 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "SOURCE")]
     pub source: Source,
 
-    /// Interfaces to capture on: comma-separated names or globs (lxc*,eth0)
-    #[arg(long, required = true, value_name = "LIST", value_delimiter = ',')]
+    /// The Hubble exporter file to follow (--source file), e.g.
+    /// /var/run/cilium/hubble/events.log
+    #[arg(long, value_name = "PATH", required_if_eq("source", "file"))]
+    pub follow: Option<PathBuf>,
+
+    /// Interfaces to capture on (--source ebpf): comma-separated names or globs (lxc*,eth0)
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        required_if_eq("source", "ebpf")
+    )]
     pub interfaces: Vec<String>,
 
     /// How often flows are drained from the kernel and written as rows
@@ -134,24 +155,71 @@ pub struct RunArgs {
     pub store: StoreArgs,
 }
 
+/// A `run` command line that parses but does not hold together.
+#[derive(Debug, thiserror::Error)]
+pub enum RunArgsError {
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
+    #[error("{flag} applies to --source {applies_to}, not --source {given}")]
+    NotForSource {
+        flag: &'static str,
+        applies_to: &'static str,
+        given: &'static str,
+    },
+}
+
 impl RunArgs {
-    pub fn into_config(self) -> Result<RunConfig, RotationError> {
-        let Source::Ebpf = self.source;
+    pub fn into_config(self) -> Result<RunConfig, RunArgsError> {
+        let source = match self.source {
+            Source::Ebpf => {
+                if self.follow.is_some() {
+                    return Err(RunArgsError::NotForSource {
+                        flag: "--follow",
+                        applies_to: "file",
+                        given: "ebpf",
+                    });
+                }
+                SourceConfig::Ebpf(EbpfConfig {
+                    interfaces: self.interfaces,
+                    active_timeout: self.active_timeout,
+                    cgroup: self.cgroup,
+                    pods: self.pods,
+                    flow_map_entries: self.flow_map_entries,
+                    tc_attach: match self.tc_attach {
+                        TcAttachArg::Auto => TcAttach::Auto,
+                        TcAttachArg::Tcx => TcAttach::Tcx,
+                        TcAttachArg::Clsact => TcAttach::Clsact,
+                    },
+                })
+            }
+            Source::File => {
+                let not_for_file = |flag| RunArgsError::NotForSource {
+                    flag,
+                    applies_to: "ebpf",
+                    given: "file",
+                };
+                if !self.interfaces.is_empty() {
+                    return Err(not_for_file("--interfaces"));
+                }
+                if self.cgroup.is_some() {
+                    return Err(not_for_file("--cgroup"));
+                }
+                if self.pods.is_some() {
+                    return Err(not_for_file("--pods"));
+                }
+                SourceConfig::File(FollowConfig {
+                    path: self
+                        .follow
+                        .expect("clap requires --follow with --source file"),
+                })
+            }
+        };
         Ok(RunConfig {
-            interfaces: self.interfaces,
-            active_timeout: self.active_timeout,
-            cgroup: self.cgroup,
-            pods: self.pods,
-            flow_map_entries: self.flow_map_entries,
+            source,
             spool: self.spool,
             spool_max_bytes: self.spool_max_bytes as u64,
             metrics_addr: self.metrics_addr,
             stop_grace: self.stop_grace,
-            tc_attach: match self.tc_attach {
-                TcAttachArg::Auto => TcAttach::Auto,
-                TcAttachArg::Tcx => TcAttach::Tcx,
-                TcAttachArg::Clsact => TcAttach::Clsact,
-            },
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,

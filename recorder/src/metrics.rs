@@ -34,8 +34,12 @@ pub struct Metrics {
     /// Flows not recorded because writing the spool failed (disk full, I/O error).
     pub flows_lost_spool_error: AtomicU64,
     pub early_drains: AtomicU64,
-    /// False once the drainer has stopped (the health endpoint then answers 503).
-    pub draining: AtomicBool,
+    /// Lines of a followed file that are not Hubble events (reported, skipped).
+    pub lines_malformed: AtomicU64,
+    /// 1 while a followed file's reading waits for the spool (at its budget, or failing).
+    pub source_waiting: AtomicU64,
+    /// False once the source has stopped (the health endpoint then answers 503).
+    pub recording: AtomicBool,
     /// The spool folder, measured at each scrape.
     pub spool: PathBuf,
 }
@@ -44,7 +48,7 @@ impl Metrics {
     pub fn new(spool: PathBuf) -> Metrics {
         Metrics {
             spool,
-            draining: AtomicBool::new(true),
+            recording: AtomicBool::new(true),
             ..Metrics::default()
         }
     }
@@ -55,7 +59,7 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let (spool_bytes, oldest) = spool_usage(&self.spool.join("segments"));
+        let (spool_bytes, waiting, oldest) = spool_usage(&self.spool.join("segments"));
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -125,6 +129,24 @@ impl Metrics {
             &[("", get(&self.early_drains))],
         );
         metric(
+            "flowrec_lines_malformed_total",
+            "counter",
+            "Lines of the followed file that are not Hubble events (reported and skipped).",
+            &[("", get(&self.lines_malformed))],
+        );
+        metric(
+            "flowrec_source_waiting",
+            "gauge",
+            "1 while reading the followed file waits for room in the spool (or for its disk).",
+            &[("", get(&self.source_waiting))],
+        );
+        metric(
+            "flowrec_spool_segments_waiting",
+            "gauge",
+            "Sealed spool segments not yet shipped.",
+            &[("", waiting)],
+        );
+        metric(
             "flowrec_spool_bytes",
             "gauge",
             "Bytes of spool segments not yet shipped (the one being written included).",
@@ -140,11 +162,11 @@ impl Metrics {
     }
 }
 
-/// Total bytes of the segments, and the age in seconds of the oldest sealed one (the
-/// newest is being written; 0 when nothing waits).
-fn spool_usage(segments: &std::path::Path) -> (u64, u64) {
+/// Total bytes of the segments, how many are sealed, and the age in seconds of the oldest
+/// sealed one (the newest is being written; 0 when nothing waits).
+fn spool_usage(segments: &std::path::Path) -> (u64, u64, u64) {
     let Ok(entries) = std::fs::read_dir(segments) else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     let mut found: Vec<(std::ffi::OsString, std::fs::Metadata)> = entries
         .flatten()
@@ -161,7 +183,7 @@ fn spool_usage(segments: &std::path::Path) -> (u64, u64) {
     let age = oldest
         .and_then(|o| SystemTime::now().duration_since(o).ok())
         .map_or(0, |age| age.as_secs());
-    (bytes, age)
+    (bytes, found.len() as u64, age)
 }
 
 /// Serves `/metrics` and `/health` on `listener` until the process ends.
@@ -185,7 +207,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let target = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match target {
                 "/metrics" => ("200 OK", metrics.render()),
-                "/health" | "/healthz" if metrics.draining.load(Ordering::Relaxed) => {
+                "/health" | "/healthz" if metrics.recording.load(Ordering::Relaxed) => {
                     ("200 OK", "ok\n".to_string())
                 }
                 "/health" | "/healthz" => ("503 Service Unavailable", "stopped\n".to_string()),
@@ -228,6 +250,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nflowrec_spool_bytes 100\n"), "{text}");
+        assert!(
+            text.contains("\nflowrec_spool_segments_waiting 1\n"),
+            "{text}"
+        );
         assert!(
             text.contains("# TYPE flowrec_spool_oldest_age_seconds gauge\n"),
             "{text}"

@@ -412,12 +412,6 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")
 }
 
-fn gz_name(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".gz");
-    PathBuf::from(name)
-}
-
 /// Opens `path` (plain or gzip) positioned at `offset` of its content.
 fn open(path: &Path, offset: u64) -> io::Result<Reading> {
     let mut file = File::open(path)?;

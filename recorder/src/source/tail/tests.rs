@@ -73,6 +73,12 @@ impl Exporter {
     }
 }
 
+fn gz_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    PathBuf::from(name)
+}
+
 fn lines_of(chunk: &Lines) -> Vec<String> {
     String::from_utf8(chunk.bytes.clone())
         .unwrap()

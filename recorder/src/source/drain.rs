@@ -9,18 +9,17 @@
 //! was last drained, read every [`POLL`].
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flow_schema::Table;
-use tokio::sync::mpsc;
 
-use crate::batch::RotationPolicy;
+use super::{Recording, SpoolOutput, Stop};
 use crate::ebpf::rows::{FlowRows, MonotonicClock};
 use crate::ebpf::{Capture, CaptureError, Losses};
 use crate::metrics::Metrics;
 use crate::pods::PodInventory;
-use crate::spool::{Sealed, Spool, SpoolError};
+use crate::spool::SpoolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
@@ -39,30 +38,6 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// Drain early once the active map holds this share of its capacity (numerator / 4): a quarter
 /// is left for what arrives until the flip.
 const NEARLY_FULL_QUARTERS: u64 = 3;
-
-/// Set when the run should end; wakes the drainer from its wait.
-#[derive(Default)]
-pub struct Stop {
-    requested: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Stop {
-    pub fn request(&self) {
-        *self.requested.lock().expect("never poisoned") = true;
-        self.wake.notify_all();
-    }
-
-    /// Waits up to `timeout`; true once a stop was requested.
-    fn wait(&self, timeout: Duration) -> bool {
-        let requested = self.requested.lock().expect("never poisoned");
-        let (requested, _) = self
-            .wake
-            .wait_timeout_while(requested, timeout, |stop| !*stop)
-            .expect("never poisoned");
-        *requested
-    }
-}
 
 /// Why a drain happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,32 +103,17 @@ pub struct Drainer {
     pub capture: Capture,
     pub rows: FlowRows,
     pub pods: Option<PodInventory>,
-    pub spool: Spool,
-    /// Most bytes the spool may hold (`--spool-max-bytes`).
-    pub spool_budget: u64,
-    /// When a spool segment is sealed for shipping: its size and age.
-    pub rotation: RotationPolicy,
+    pub output: SpoolOutput,
     pub active_timeout: Duration,
     pub metrics: Arc<Metrics>,
 }
 
 impl Drainer {
     /// Drains until `stop` (then a last drain, and the segment sealed) or until the shipper is
-    /// gone; hands every sealed segment to `sealed`.
-    pub fn run(
-        mut self,
-        stop: Arc<Stop>,
-        sealed: mpsc::UnboundedSender<Sealed>,
-    ) -> Result<Drains, DrainError> {
-        // /health turns 503 however the drainer ends (a stop, an error, a panic).
-        struct Stopped<'a>(&'a Metrics);
-        impl Drop for Stopped<'_> {
-            fn drop(&mut self) {
-                self.0.draining.store(false, Ordering::Relaxed);
-            }
-        }
+    /// gone.
+    pub fn run(mut self, stop: Arc<Stop>) -> Result<Drains, DrainError> {
         let metrics = Arc::clone(&self.metrics);
-        let _stopped = Stopped(&metrics);
+        let _recording = Recording(&metrics);
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
         let mut drains = Drains::default();
@@ -172,20 +132,7 @@ impl Drainer {
             }
             schedule.drained(now);
             self.drain_once(&mut drains)?;
-            let (bytes, age) = self.spool.active_size();
-            let full = bytes >= self.rotation.max_bytes as u64 || age >= self.rotation.max_age;
-            let mut delivered = true;
-            if stopping || full {
-                match self.spool.seal() {
-                    Ok(Some(segment)) => delivered = sealed.send(segment).is_ok(),
-                    Ok(None) => {}
-                    // What is in the segment is recorded; it is sealed at a later try.
-                    Err(error) => eprintln!(
-                        "flowrec: cannot seal the spool segment (kept, sealed later): {}",
-                        flow_schema::error_chain(&error)
-                    ),
-                }
-            }
+            let delivered = self.output.seal_if_due(stopping);
             drains.losses = self.capture.losses()?;
             let metrics = &self.metrics;
             let losses = drains.losses;
@@ -221,9 +168,10 @@ impl Drainer {
         for start in (0..batch.num_rows()).step_by(ROWS_PER_RECORD) {
             let rows = batch.slice(start, ROWS_PER_RECORD.min(batch.num_rows() - start));
             let count = rows.num_rows() as u64;
-            match self
+            let output = &mut self.output;
+            match output
                 .spool
-                .append_within(Table::Flows, &rows, self.spool_budget)
+                .append_within(Table::Flows, &rows, output.budget)
             {
                 Ok(true) => appended += count,
                 // The documented policy: what is spooled stays; these flows are not recorded.
@@ -234,7 +182,7 @@ impl Drainer {
                 Err(error) => self.lose(drains, count, &error),
             }
         }
-        match self.spool.commit() {
+        match self.output.spool.commit() {
             Ok(()) => Metrics::add(&self.metrics.flows_recorded, appended),
             // The segment was cut back to its last sync: this drain's records are gone.
             Err(error) => self.lose(drains, appended, &error),

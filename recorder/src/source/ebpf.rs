@@ -1,0 +1,196 @@
+//! `--source ebpf`: setting up the recorder's own capture (interfaces, cgroup, drop reasons,
+//! pod inventory checked first; then the programs loaded and attached) and handing it to the
+//! drainer (`drain`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::drain::Drainer;
+use super::SpoolOutput;
+use crate::ebpf::drop_reasons::{BtfError, DropReasons};
+use crate::ebpf::rows::FlowRows;
+use crate::ebpf::{cgroup2_root, Capture, CaptureError, TcAttach};
+use crate::metrics::Metrics;
+use crate::pods::{PodInventory, PodsError};
+
+/// `--source ebpf` settings.
+#[derive(Debug, Clone)]
+pub struct EbpfConfig {
+    /// Interface names or globs (`lxc*`), as given.
+    pub interfaces: Vec<String>,
+    pub active_timeout: Duration,
+    /// cgroup v2 whose TCP connections are followed; None: the hierarchy's root.
+    pub cgroup: Option<PathBuf>,
+    /// `kubectl get pods -A -o json` output to enrich flows with.
+    pub pods: Option<PathBuf>,
+    /// Capacity of each kernel flow map.
+    pub flow_map_entries: u32,
+    pub tc_attach: TcAttach,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error("--interfaces {patterns}: no interface matches (interfaces here: {available})")]
+    NoInterface { patterns: String, available: String },
+    #[error(transparent)]
+    DropReasons(#[from] BtfError),
+    #[error("--pods {0}")]
+    Pods(#[from] PodsError),
+    #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
+    NoCgroup2,
+}
+
+/// Everything the capture needs, checked before the spool is opened: a usage error stops the
+/// run before anything is attached.
+pub struct Checked {
+    config: EbpfConfig,
+    interfaces: Vec<String>,
+    cgroup: PathBuf,
+    drop_reasons: DropReasons,
+    pods: Option<PodInventory>,
+}
+
+pub fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
+    let interfaces = matching_interfaces(&config.interfaces)?;
+    let cgroup = match &config.cgroup {
+        Some(path) => path.clone(),
+        None => cgroup2_root().ok_or(EbpfError::NoCgroup2)?,
+    };
+    let drop_reasons = DropReasons::from_kernel()?;
+    let pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
+    if let Some(pods) = &pods {
+        if pods.skipped() > 0 {
+            eprintln!(
+                "flowrec: --pods {}: {} pods without the fields needed were skipped",
+                pods.path().display(),
+                pods.skipped()
+            );
+        }
+    }
+    Ok(Checked {
+        config: config.clone(),
+        interfaces,
+        cgroup,
+        drop_reasons,
+        pods,
+    })
+}
+
+impl Checked {
+    /// What is recorded, for the "recording" announcement.
+    pub fn describe(&self) -> String {
+        format!(
+            "on {} (drops: node-wide; TCP: cgroup {}), drained every {:?}",
+            self.interfaces.join(","),
+            self.cgroup.display(),
+            self.config.active_timeout
+        )
+    }
+
+    /// Loads and attaches the programs; returns the drainer that empties them.
+    pub fn start(
+        self,
+        node_name: String,
+        output: SpoolOutput,
+        metrics: Arc<Metrics>,
+    ) -> Result<Drainer, EbpfError> {
+        let mut capture = Capture::load(self.config.flow_map_entries)?;
+        for interface in &self.interfaces {
+            capture.attach(interface, self.config.tc_attach)?;
+        }
+        capture.watch_drops(&self.drop_reasons)?;
+        capture.watch_tcp(&self.cgroup)?;
+        Ok(Drainer {
+            capture,
+            rows: FlowRows::new(node_name, self.drop_reasons),
+            pods: self.pods,
+            output,
+            active_timeout: self.config.active_timeout,
+            metrics,
+        })
+    }
+}
+
+/// The interfaces of this network namespace that match `patterns` (names or globs).
+fn matching_interfaces(patterns: &[String]) -> Result<Vec<String>, EbpfError> {
+    let available = interface_names();
+    let matching: Vec<String> = available
+        .iter()
+        .filter(|name| patterns.iter().any(|p| glob_match(p, name)))
+        .cloned()
+        .collect();
+    if matching.is_empty() {
+        return Err(EbpfError::NoInterface {
+            patterns: patterns.join(","),
+            available: available.join(", "),
+        });
+    }
+    Ok(matching)
+}
+
+/// Interface names of the calling thread's network namespace (netlink, not /sys/class/net,
+/// which shows the namespace /sys was mounted in).
+fn interface_names() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 {
+            names.push(
+                std::ffi::CStr::from_ptr((*entry).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names.sort();
+    names
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    fn matches(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => matches(&p[1..], n) || (!n.is_empty() && matches(p, &n[1..])),
+            (Some(b'?'), Some(_)) => matches(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => matches(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    matches(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        assert!(glob_match("lxc*", "lxc12ab"));
+        assert!(glob_match("eth0", "eth0"));
+        assert!(!glob_match("eth0", "eth01"));
+        assert!(glob_match("veth?", "veth1"));
+        assert!(!glob_match("veth?", "veth12"));
+        assert!(glob_match("*", "lo"));
+        assert!(glob_match("a*b*c", "aXXbYc"));
+        assert!(!glob_match("a*b*c", "aXXbY"));
+    }
+
+    #[test]
+    fn no_matching_interface_names_the_patterns_and_what_exists() {
+        let error = matching_interfaces(&["nosuch*".into()]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("--interfaces nosuch*"), "{text}");
+        assert!(text.contains("lo"), "{text}");
+    }
+}

@@ -1,0 +1,209 @@
+//! `--source file --follow PATH`: a Hubble exporter file, followed across rotations (`tail`),
+//! decoded (`flow_schema::hubble`) and recorded in the spool.
+//!
+//! Every chunk of lines read is recorded as one spool transaction: its flows and lost events
+//! together with the position after them. So after a crash the recorder resumes exactly where
+//! the last recorded lines end: a line is neither skipped nor recorded twice.
+//!
+//! When the spool reaches `--spool-max-bytes` (the store is down for long), reading pauses:
+//! the lines wait in the file, and nothing is lost unless the exporter's rotation deletes the
+//! backup holding them first (`hubble-export-file-max-backups`). A write the spool's disk
+//! fails is retried the same way.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flow_schema::hubble::HubbleDecoder;
+use flow_schema::{CaptureSource, Table};
+
+use super::tail::{Lines, Position, Tail, TailError};
+use super::{Recording, SpoolOutput, Stop};
+use crate::metrics::Metrics;
+
+/// `--source file` settings.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    /// The exporter's file (`--follow`).
+    pub path: PathBuf,
+}
+
+/// Bytes of lines read and recorded at once: bounds a spool record (and the fsync rate when
+/// the file grows fast).
+const CHUNK_BYTES: usize = 4 << 20;
+/// How often the file is looked at when nothing new was in it.
+const POLL: Duration = Duration::from_millis(200);
+/// How long to wait before trying the spool again (full, or its disk failing).
+const RETRY: Duration = Duration::from_secs(1);
+/// Malformed lines printed; the rest are counted (`flowrec_lines_malformed_total`).
+const ERRORS_SHOWN: u64 = 100;
+
+/// What a follower did, for the run's summary.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub lines: u64,
+    pub flows: u64,
+    pub lost_events: u64,
+    pub malformed: u64,
+}
+
+impl Followed {
+    pub fn describe(&self) -> String {
+        format!(
+            "read {} lines: {} flows and {} lost events recorded, {} malformed lines skipped",
+            self.lines, self.flows, self.lost_events, self.malformed
+        )
+    }
+}
+
+pub struct Follower {
+    tail: Tail,
+    decoder: HubbleDecoder,
+    output: SpoolOutput,
+    metrics: Arc<Metrics>,
+    followed: Followed,
+}
+
+impl Follower {
+    /// Follows `config.path` from the position the spool recorded last (its checkpoint), or
+    /// from the file's start.
+    pub fn new(
+        config: &FollowConfig,
+        node_name: String,
+        output: SpoolOutput,
+        metrics: Arc<Metrics>,
+    ) -> Result<Follower, TailError> {
+        let position = output
+            .spool
+            .checkpoint()
+            .map(Position::decode)
+            .transpose()?;
+        if let Some(position) = &position {
+            eprintln!(
+                "flowrec: --follow {}: resuming after line {} of the file read last (inode {})",
+                config.path.display(),
+                position.line,
+                position.ino
+            );
+        }
+        Ok(Follower {
+            tail: Tail::resume(&config.path, position)?,
+            decoder: HubbleDecoder::new(CaptureSource::Hubble, Some(node_name)),
+            output,
+            metrics,
+            followed: Followed::default(),
+        })
+    }
+
+    /// Reads and records until `stop` (then the segment is sealed) or the shipper is gone.
+    pub fn run(mut self, stop: Arc<Stop>) -> Followed {
+        let metrics = Arc::clone(&self.metrics);
+        let _recording = Recording(&metrics);
+        while !stop.requested() {
+            let idle = match self.tail.read(CHUNK_BYTES) {
+                Ok(Some(lines)) => {
+                    if !self.record(&lines, &stop) {
+                        break;
+                    }
+                    false
+                }
+                Ok(None) => true,
+                Err(error) => {
+                    eprintln!(
+                        "flowrec: {}; trying again",
+                        flow_schema::error_chain(&error)
+                    );
+                    true
+                }
+            };
+            if !self.output.seal_if_due(false) {
+                return self.followed;
+            }
+            if idle && stop.wait(POLL) {
+                break;
+            }
+        }
+        self.output.seal_if_due(true);
+        self.followed
+    }
+
+    /// Records `lines` and the position after them, waiting as long as the spool cannot take
+    /// them; false if a stop came first (then they are read again at the next start).
+    fn record(&mut self, lines: &Lines, stop: &Stop) -> bool {
+        let decoded = self.decoder.decode(&lines.bytes, lines.first_line);
+        for error in &decoded.errors {
+            self.followed.malformed += 1;
+            if self.followed.malformed <= ERRORS_SHOWN {
+                eprintln!(
+                    "flowrec: {}:{}: {}",
+                    lines.file.display(),
+                    error.line,
+                    error.reason
+                );
+            }
+            if self.followed.malformed == ERRORS_SHOWN {
+                eprintln!(
+                    "flowrec: further malformed lines are only counted \
+                     (flowrec_lines_malformed_total)"
+                );
+            }
+        }
+        Metrics::add(&self.metrics.lines_malformed, decoded.errors.len() as u64);
+        let flows = decoded.flows.num_rows() as u64;
+        let lost_events = decoded.lost_events.num_rows() as u64;
+        Metrics::add(&self.metrics.flows_received, flows);
+        let batches = [
+            (Table::Flows, decoded.flows),
+            (Table::LostEvents, decoded.lost_events),
+        ];
+        let checkpoint = lines.position.encode();
+        let mut waiting = false;
+        loop {
+            let output = &mut self.output;
+            let problem =
+                match output
+                    .spool
+                    .append_transaction_within(&batches, &checkpoint, output.budget)
+                {
+                    Ok(true) => match output.spool.commit() {
+                        Ok(()) => break,
+                        Err(error) => flow_schema::error_chain(&error),
+                    },
+                    Ok(false) => {
+                        // The segment being written counts against the budget too: sealed, it can
+                        // be shipped and make room.
+                        output.seal_if_due(true);
+                        format!("the spool is at --spool-max-bytes {}", output.budget)
+                    }
+                    Err(error) => flow_schema::error_chain(&error),
+                };
+            if !waiting {
+                eprintln!(
+                    "flowrec: --follow {}: {problem}: reading paused (the lines wait in the file) \
+                     until it can be recorded",
+                    self.tail.path().display()
+                );
+                waiting = true;
+                self.metrics.source_waiting.store(1, Ordering::Relaxed);
+            }
+            if stop.wait(RETRY) {
+                self.metrics.source_waiting.store(0, Ordering::Relaxed);
+                return false;
+            }
+        }
+        if waiting {
+            eprintln!(
+                "flowrec: --follow {}: recording again",
+                self.tail.path().display()
+            );
+            self.metrics.source_waiting.store(0, Ordering::Relaxed);
+        }
+        let read = lines.position.line + 1 - lines.first_line;
+        self.followed.lines += read;
+        self.followed.flows += flows;
+        self.followed.lost_events += lost_events;
+        Metrics::add(&self.metrics.flows_recorded, flows);
+        true
+    }
+}
