@@ -136,6 +136,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub stop_grace: Duration,
 
+    /// How long one upload request to the store may take before it is abandoned and retried
+    /// (a store that accepts connections but hangs must not stall shipping)
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub upload_timeout: Duration,
+
     /// Serve Prometheus metrics (/metrics) and a health check (/health) on this address,
     /// e.g. 0.0.0.0:9464
     #[arg(long, value_name = "ADDR")]
@@ -220,6 +225,7 @@ impl RunArgs {
             spool_max_bytes: self.spool_max_bytes as u64,
             metrics_addr: self.metrics_addr,
             stop_grace: self.stop_grace,
+            upload_timeout: self.upload_timeout,
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,

@@ -47,6 +47,8 @@ pub struct RunConfig {
     pub stop_grace: Duration,
     /// Most bytes the spool may hold.
     pub spool_max_bytes: u64,
+    /// Longest an upload request may take before it is retried.
+    pub upload_timeout: Duration,
     /// Where to serve Prometheus metrics and /health.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub node_name: String,
@@ -135,7 +137,11 @@ enum Checked {
 type SourceThread = Box<dyn FnOnce(Arc<Stop>) -> Result<Recorded, RunError> + Send>;
 
 pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
-    let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
+    let patience = Patience {
+        request_timeout: config.upload_timeout,
+        ..Patience::INTERACTIVE
+    };
+    let store = Store::open(&config.store_url, &patience)?;
     let checked = match &config.source {
         SourceConfig::Ebpf(ebpf) => Checked::Ebpf(Box::new(ebpf::check(ebpf)?)),
         SourceConfig::File(follow) => Checked::File(follow.clone()),

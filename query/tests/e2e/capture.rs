@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::*;
+use crate::support::{self, *};
 
 /// Network namespaces (names prefixed `frt`), removed on drop: deleting a namespace deletes the
 /// veth ends inside it, and so the pairs.
@@ -827,13 +827,6 @@ fn udp_datagrams(veth: &Veth, port: u16, count: usize) {
 }
 
 /// A sample's value in a Prometheus exposition.
-fn metric(metrics: &str, name: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-}
-
 /// The address a recorder serves its metrics on, from its startup lines.
 fn metrics_address(recorder: &Recorder) -> String {
     recorder
@@ -847,17 +840,7 @@ fn metrics_address(recorder: &Recorder) -> String {
 
 /// GET `path` from `address` inside namespace `ns`: the status line and the body.
 fn http_get(ns: &str, address: &str, path: &str) -> (String, String) {
-    in_netns(ns, || {
-        let mut stream = TcpStream::connect(address).unwrap();
-        write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        (
-            head.lines().next().unwrap_or("").to_string(),
-            body.to_string(),
-        )
-    })
+    in_netns(ns, || support::http_get(address, path))
 }
 
 /// Packets recorded per destination port of UDP from `a`, on the recorded interface (drops
@@ -1000,14 +983,6 @@ fn wait_until_everything_recorded_is_shipped(scrape: &dyn Fn() -> String) {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// The number just before `pattern` in a recorder's summary line.
-fn summary_number(summary: &str, pattern: &str) -> u64 {
-    let (before, _) = summary
-        .split_once(pattern)
-        .unwrap_or_else(|| panic!("no {pattern:?} in {summary}"));
-    before.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 /// The store refuses writes (as when S3 is down): the recorder keeps recording into its spool

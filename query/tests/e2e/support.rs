@@ -271,6 +271,14 @@ impl Moto {
         Moto { child, port }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections are accepted by the
+    /// kernel, requests hang.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -310,4 +318,33 @@ impl Drop for Moto {
 
 pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// The value of an unlabelled Prometheus sample.
+pub fn metric(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// The number just before `pattern` in a recorder's summary line.
+pub fn summary_number(summary: &str, pattern: &str) -> u64 {
+    let (before, _) = summary
+        .split_once(pattern)
+        .unwrap_or_else(|| panic!("no {pattern:?} in {summary}"));
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// GET `path` from `address`: the status line and the body.
+pub fn http_get(address: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flow_schema::hubble::HubbleDecoder;
 use flow_schema::{CaptureSource, Table};
@@ -30,12 +30,18 @@ pub struct FollowConfig {
 }
 
 /// Bytes of lines read and recorded at once: bounds a spool record (and the fsync rate when
-/// the file grows fast).
+/// the file grows fast). At most a quarter of the spool's budget, so that a record always fits
+/// in an empty spool (a record is smaller than its lines: Arrow is more compact than JSON).
 const CHUNK_BYTES: usize = 4 << 20;
 /// How often the file is looked at when nothing new was in it.
 const POLL: Duration = Duration::from_millis(200);
-/// How long to wait before trying the spool again (full, or its disk failing).
-const RETRY: Duration = Duration::from_secs(1);
+/// How long to wait before trying the spool again: full (room comes with every segment
+/// shipped, and checking is cheap), or its disk failing.
+const RETRY_FULL: Duration = Duration::from_millis(50);
+const RETRY_FAILING: Duration = Duration::from_secs(1);
+/// A wait for the spool is reported once it lasts this long (a spool at its budget while the
+/// shipper catches up is routine).
+const REPORT_WAIT_AFTER: Duration = Duration::from_secs(2);
 /// Malformed lines printed; the rest are counted (`flowrec_lines_malformed_total`).
 const ERRORS_SHOWN: u64 = 100;
 
@@ -63,6 +69,7 @@ pub struct Follower {
     output: SpoolOutput,
     metrics: Arc<Metrics>,
     followed: Followed,
+    chunk_bytes: usize,
 }
 
 impl Follower {
@@ -90,6 +97,7 @@ impl Follower {
         Ok(Follower {
             tail: Tail::resume(&config.path, position)?,
             decoder: HubbleDecoder::new(CaptureSource::Hubble, Some(node_name)),
+            chunk_bytes: CHUNK_BYTES.min(usize::try_from(output.budget / 4).unwrap_or(usize::MAX)),
             output,
             metrics,
             followed: Followed::default(),
@@ -101,7 +109,7 @@ impl Follower {
         let metrics = Arc::clone(&self.metrics);
         let _recording = Recording(&metrics);
         while !stop.requested() {
-            let idle = match self.tail.read(CHUNK_BYTES) {
+            let idle = match self.tail.read(self.chunk_bytes) {
                 Ok(Some(lines)) => {
                     if !self.record(&lines, &stop) {
                         break;
@@ -158,46 +166,50 @@ impl Follower {
             (Table::LostEvents, decoded.lost_events),
         ];
         let checkpoint = lines.position.encode();
-        let mut waiting = false;
+        let mut waiting: Option<Instant> = None;
+        let mut reported = false;
         loop {
             let output = &mut self.output;
-            let problem =
+            let (problem, retry) =
                 match output
                     .spool
                     .append_transaction_within(&batches, &checkpoint, output.budget)
                 {
                     Ok(true) => match output.spool.commit() {
                         Ok(()) => break,
-                        Err(error) => flow_schema::error_chain(&error),
+                        Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
                     },
                     Ok(false) => {
                         // The segment being written counts against the budget too: sealed, it can
                         // be shipped and make room.
                         output.seal_if_due(true);
-                        format!("the spool is at --spool-max-bytes {}", output.budget)
+                        let problem =
+                            format!("the spool is at --spool-max-bytes {}", output.budget);
+                        (problem, RETRY_FULL)
                     }
-                    Err(error) => flow_schema::error_chain(&error),
+                    Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
                 };
-            if !waiting {
+            let since = *waiting.get_or_insert_with(Instant::now);
+            self.metrics.source_waiting.store(1, Ordering::Relaxed);
+            if !reported && (since.elapsed() >= REPORT_WAIT_AFTER || retry == RETRY_FAILING) {
                 eprintln!(
                     "flowrec: --follow {}: {problem}: reading paused (the lines wait in the file) \
                      until it can be recorded",
                     self.tail.path().display()
                 );
-                waiting = true;
-                self.metrics.source_waiting.store(1, Ordering::Relaxed);
+                reported = true;
             }
-            if stop.wait(RETRY) {
+            if stop.wait(retry) {
                 self.metrics.source_waiting.store(0, Ordering::Relaxed);
                 return false;
             }
         }
-        if waiting {
+        self.metrics.source_waiting.store(0, Ordering::Relaxed);
+        if reported {
             eprintln!(
                 "flowrec: --follow {}: recording again",
                 self.tail.path().display()
             );
-            self.metrics.source_waiting.store(0, Ordering::Relaxed);
         }
         let read = lines.position.line + 1 - lines.first_line;
         self.followed.lines += read;

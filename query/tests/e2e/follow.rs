@@ -1,0 +1,544 @@
+//! `flowrec run --source file --follow`: a Hubble exporter file rotated under the recorder,
+//! the recorder killed at random moments, the S3 store cut off and frozen. The oracle is
+//! always the same: every line written is in the store exactly once (unique flow uuids,
+//! counted through flowsql).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// The exporter's file, written like Cilium's: one jsonpb envelope per line, renamed to a
+/// timestamped backup when "full" (lumberjack), every other backup gzipped (and the plain one
+/// removed).
+struct Exporter {
+    dir: PathBuf,
+    written: u64,
+    rotations: u64,
+}
+
+impl Exporter {
+    fn new(dir: &Path) -> Exporter {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::File::create(dir.join("events.log")).unwrap();
+        Exporter {
+            dir: dir.to_path_buf(),
+            written: 0,
+            rotations: 0,
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join("events.log")
+    }
+
+    /// A flow with a unique uuid, one millisecond after the previous one.
+    fn line(id: u64) -> String {
+        let (seconds, millis) = (id / 1000, id % 1000);
+        let time = format!(
+            "2026-11-26T{:02}:{:02}:{:02}.{millis:03}000000Z",
+            10 + seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        );
+        format!(
+            r#"{{"flow":{{"time":"{time}","uuid":"oracle-{id:09}","verdict":"FORWARDED","IP":{{"source":"10.0.1.{a}","destination":"10.0.2.{b}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":80,"flags":{{"SYN":true}}}}}},"source":{{"namespace":"shop","pod_name":"api-gateway-7d9f","labels":["k8s:app=api-gateway"]}},"destination":{{"namespace":"shop","pod_name":"user-service-5c4b","labels":["k8s:app=user-service"]}},"Type":"L3_L4","node_name":"oracle-node","event_type":{{"type":4}},"traffic_direction":"EGRESS","is_reply":false,"Summary":"TCP Flags: SYN"}},"node_name":"oracle-node","time":"{time}"}}"#,
+            a = id % 250 + 1,
+            b = id / 250 % 250 + 1,
+            port = 10_000 + id % 50_000,
+        )
+    }
+
+    fn write(&mut self, lines: u64) {
+        let mut text = String::new();
+        for _ in 0..lines {
+            text.push_str(&Exporter::line(self.written));
+            text.push('\n');
+            self.written += 1;
+        }
+        self.append(text.as_bytes());
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path())
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    fn rotate(&mut self, gzip: bool) {
+        self.rotations += 1;
+        let backup = self.dir.join(format!(
+            "events-2026-11-26T10-{:02}-{:02}.000.log",
+            self.rotations / 60,
+            self.rotations % 60
+        ));
+        std::fs::rename(self.path(), &backup).unwrap();
+        std::fs::File::create(self.path()).unwrap();
+        if gzip {
+            let data = std::fs::read(&backup).unwrap();
+            let mut gz = backup.as_os_str().to_owned();
+            gz.push(".gz");
+            let mut encoder = flate2::write::GzEncoder::new(
+                std::fs::File::create(&gz).unwrap(),
+                flate2::Compression::fast(),
+            );
+            encoder.write_all(&data).unwrap();
+            encoder.finish().unwrap();
+            std::fs::remove_file(&backup).unwrap();
+        }
+    }
+
+    /// Writes `lines_per_tick` lines every 10 ms, rotating every `rotate_every` lines, until
+    /// `stop`; gives the exporter back (with its count).
+    fn spawn(
+        mut self,
+        lines_per_tick: u64,
+        rotate_every: u64,
+        stop: Arc<AtomicBool>,
+    ) -> JoinHandle<Exporter> {
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                self.write(lines_per_tick);
+                if self.written % rotate_every < lines_per_tick {
+                    let gzip = self.rotations % 2 == 1;
+                    self.rotate(gzip);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            self
+        })
+    }
+}
+
+/// `flowrec run --source file` as a process; its stderr collected as it comes.
+struct FileRecorder {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+    metrics: String,
+}
+
+impl FileRecorder {
+    fn start(
+        follow: &Path,
+        store: &str,
+        spool: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new(flowrec_bin());
+        command
+            .args(["run", "--source", "file", "--follow"])
+            .arg(follow)
+            .args(["--store", store, "--spool"])
+            .arg(spool)
+            .args(["--node-name", "oracle-node", "--max-file-age", "1s"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("FLOW_STORE")
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let output = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&output);
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let line = line.unwrap();
+                let mut output = collected.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = output.lock().unwrap().clone();
+            if text.contains("recording flows") {
+                let metrics = text
+                    .split("serving metrics on http://")
+                    .nth(1)
+                    .and_then(|rest| rest.split('/').next())
+                    .unwrap()
+                    .to_string();
+                return FileRecorder {
+                    child,
+                    output,
+                    reader: Some(reader),
+                    metrics,
+                };
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the recorder exited ({status}) before recording: {text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the recorder did not start: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn scrape(&self) -> String {
+        http_get(&self.metrics, "/metrics").1
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        metric(&self.scrape(), name)
+    }
+
+    /// Waits until `done` holds for the metrics (or fails after `limit`).
+    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let metrics = self.scrape();
+            if done(&metrics) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not after {limit:?}:\n{metrics}\n{}",
+                self.output.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until the recorder has read everything there is: nothing new for a second,
+    /// nothing waiting for the spool. (For a local store, whose shipping never stalls.)
+    fn wait_until_idle(&self) {
+        let mut last = u64::MAX;
+        let mut stable = 0;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while stable < 5 {
+            let metrics = self.scrape();
+            let received = metric(&metrics, "flowrec_flows_received_total")
+                + metric(&metrics, "flowrec_lines_malformed_total");
+            let waiting = metric(&metrics, "flowrec_source_waiting");
+            stable = if received == last && waiting == 0 {
+                stable + 1
+            } else {
+                0
+            };
+            last = received;
+            assert!(Instant::now() < deadline, "never idle");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGTERM; the exit status and everything it printed.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        let output = self.output.lock().unwrap().clone();
+        (status, output)
+    }
+
+    /// SIGKILL: nothing flushed, nothing shipped.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for FileRecorder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Flows in the store, distinct uuids among them, and how many of them the generator wrote.
+fn oracle_counts(store: &str, env: &[(&str, &str)]) -> (u64, u64) {
+    let rows = query(
+        store,
+        "select count(*) as flows, count(distinct uuid) as ids from flows \
+         where uuid like 'oracle-%'",
+        env,
+    );
+    let number = |key: &str| rows[0][key].as_u64().unwrap();
+    (number("flows"), number("ids"))
+}
+
+/// Rename + recreate and rename + gzip while the recorder follows; a malformed line is
+/// reported with its file and line; a restart reads nothing twice.
+#[test]
+fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let spool = dir.path().join("spool");
+    let mut exporter = Exporter::new(&dir.path().join("hubble"));
+    exporter.write(1500);
+    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
+    exporter.write(1500);
+    exporter.rotate(false);
+    exporter.write(1500);
+    exporter.rotate(true);
+    exporter.write(1000);
+    exporter.append(b"{\"flow\": not json}\n");
+    exporter.write(500);
+    recorder.wait_until_idle();
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    assert_eq!(
+        summary_number(&output, " flows and 0 lost events recorded"),
+        6000
+    );
+    assert!(
+        output.contains(&format!("{}:1001: ", exporter.path().display())),
+        "the malformed line is named by file:line: {output}"
+    );
+    assert!(output.contains("1 malformed lines skipped"), "{output}");
+    assert_eq!(oracle_counts(&store, &[]), (6000, 6000));
+
+    // A restart resumes after the last line: nothing is read again.
+    exporter.write(10);
+    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
+    recorder.wait_until_idle();
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("read 10 lines"), "{output}");
+    assert_eq!(oracle_counts(&store, &[]), (6010, 6010));
+}
+
+/// A small xorshift generator: the kill moments are random but reproducible from the seed
+/// printed at the start.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// The oracle: an exporter writes flows with unique ids (rotating, half the backups gzipped)
+/// while the recorder is SIGKILLed at random moments and restarted; at the end every id is
+/// in the store exactly once. `FLOWREC_ORACLE_CYCLES` (default 20; `make oracle` runs 100)
+/// and `FLOWREC_ORACLE_SEED` reproduce a run.
+#[test]
+fn followed_file_sigkilled_at_random_moments_records_every_line_exactly_once() {
+    let cycles: u64 = std::env::var("FLOWREC_ORACLE_CYCLES")
+        .map(|v| v.parse().expect("FLOWREC_ORACLE_CYCLES: a number"))
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("FLOWREC_ORACLE_SEED")
+        .map(|v| v.parse().expect("FLOWREC_ORACLE_SEED: a number"))
+        .unwrap_or_else(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("oracle: {cycles} SIGKILL cycles, FLOWREC_ORACLE_SEED={seed}");
+    let mut random = Random(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let spool = dir.path().join("spool");
+    let exporter = Exporter::new(&dir.path().join("hubble"));
+    let path = exporter.path();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = exporter.spawn(40, 5000, Arc::clone(&stop));
+    for _ in 0..cycles {
+        let recorder = FileRecorder::start(&path, &store, &spool, &[], &[]);
+        std::thread::sleep(Duration::from_millis(50 + random.below(1500)));
+        recorder.kill();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let exporter = writer.join().unwrap();
+    let recorder = FileRecorder::start(&path, &store, &spool, &[], &[]);
+    recorder.wait_until_idle();
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    eprintln!(
+        "oracle: {} lines in {} files ({} rotations)",
+        exporter.written,
+        exporter.rotations + 1,
+        exporter.rotations
+    );
+    assert_eq!(
+        oracle_counts(&store, &[]),
+        (exporter.written, exporter.written),
+        "(flows, distinct ids) in the store; seed {seed}"
+    );
+}
+
+/// A TCP proxy in front of the S3 server that can be cut: while cut, its port refuses
+/// connections and the connections it carried are reset.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (cut_flag, stop_flag) = (Arc::clone(&cut), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut listener = Some(listener);
+            let mut carried: Vec<TcpStream> = Vec::new();
+            while !stop_flag.load(Ordering::Relaxed) {
+                if cut_flag.load(Ordering::Relaxed) {
+                    if listener.take().is_some() {
+                        for stream in carried.drain(..) {
+                            let _ = stream.shutdown(Shutdown::Both);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                let accepting = listener.get_or_insert_with(|| {
+                    TcpListener::bind(("127.0.0.1", port)).expect("the proxy's port again")
+                });
+                accepting.set_nonblocking(true).unwrap();
+                match accepting.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                            continue;
+                        };
+                        carried.push(client.try_clone().unwrap());
+                        carried.push(server.try_clone().unwrap());
+                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                        pipe(server, client);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+    }
+}
+
+/// Copies `from` to `to` until either end closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The S3 store goes away twice for `FLOWREC_OUTAGE_SECONDS` (default 30) while flows keep
+/// coming: first refusing connections (a proxy cut), then hanging (the server frozen with
+/// SIGSTOP). The recorder keeps reading into its spool until the spool's small budget is
+/// reached, then pauses (the documented policy for a file: the lines wait in the file, none is
+/// lost); retries show in the metrics; once the store is back, every flow lands exactly once
+/// and the spool metrics return to zero.
+#[test]
+fn followed_file_through_s3_outages_lands_every_flow_once() {
+    let outage = Duration::from_secs(
+        std::env::var("FLOWREC_OUTAGE_SECONDS")
+            .map(|v| v.parse().expect("FLOWREC_OUTAGE_SECONDS: a number"))
+            .unwrap_or(30),
+    );
+    let moto = Moto::start();
+    moto.create_bucket("outage");
+    let proxy = Proxy::start(moto.port);
+    let mut env = moto.env();
+    env.retain(|(key, _)| *key != "AWS_ENDPOINT_URL");
+    env.push((
+        "AWS_ENDPOINT_URL",
+        format!("http://127.0.0.1:{}", proxy.port),
+    ));
+    let env = env_refs(&env);
+    let store = "s3://outage/flows";
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let exporter = Exporter::new(&dir.path().join("hubble"));
+    let path = exporter.path();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = exporter.spawn(4, 3000, Arc::clone(&stop));
+    let recorder = FileRecorder::start(
+        &path,
+        store,
+        &spool,
+        &["--spool-max-bytes", "256KiB", "--upload-timeout", "3s"],
+        &env,
+    );
+    recorder.wait_for("first flows shipped", Duration::from_secs(30), |m| {
+        metric(m, "flowrec_flows_shipped_total") > 0
+    });
+    let back_to_normal = |recorder: &FileRecorder| {
+        recorder.wait_for("the spool emptied", Duration::from_secs(120), |m| {
+            metric(m, "flowrec_spool_segments_waiting") == 0
+                && metric(m, "flowrec_spool_oldest_age_seconds") == 0
+                && metric(m, "flowrec_source_waiting") == 0
+        })
+    };
+    let outages: [(&str, &dyn Fn(bool)); 2] = [
+        ("refused", &|on| proxy.set_cut(on)),
+        ("frozen", &|on| moto.freeze(on)),
+    ];
+    for (kind, outage_on) in outages {
+        let errors = recorder.metric("flowrec_upload_errors_total");
+        outage_on(true);
+        std::thread::sleep(outage);
+        let during = recorder.scrape();
+        outage_on(false);
+        assert!(
+            metric(&during, "flowrec_upload_errors_total") > errors,
+            "{kind}: uploads failed and were retried:\n{during}"
+        );
+        assert!(
+            metric(&during, "flowrec_spool_segments_waiting") > 0,
+            "{kind}: segments waited in the spool:\n{during}"
+        );
+        assert_eq!(
+            metric(&during, "flowrec_source_waiting"),
+            1,
+            "{kind}: the spool's budget was reached and reading paused:\n{during}"
+        );
+        back_to_normal(&recorder);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let exporter = writer.join().unwrap();
+    recorder.wait_for("every line read", Duration::from_secs(120), |m| {
+        metric(m, "flowrec_flows_received_total") == exporter.written
+    });
+    back_to_normal(&recorder);
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    assert!(output.contains("reading paused"), "{output}");
+    assert_eq!(
+        oracle_counts(store, &env),
+        (exporter.written, exporter.written),
+        "(flows, distinct ids) in the store\n{output}"
+    );
+}
