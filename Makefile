@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf
+.PHONY: demo test bench bench-ebpf oracle
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -14,3 +14,8 @@ bench:           ## import benchmark: flowrec vs DuckDB on 1M generated flows
 
 bench-ebpf:      ## cost of the tc programs: ns/packet, TCP throughput with/without (root)
 	bash benches/ebpf-cost.sh
+
+oracle:          ## durability oracle, long form: 100 SIGKILL cycles of a followed file (FLOWREC_ORACLE_SEED=N reproduces one)
+	bash .ci/setup.sh
+	cargo build --workspace
+	FLOWREC_ORACLE_CYCLES=100 cargo test -p flowsql --test e2e -- --nocapture followed_file_sigkilled
