@@ -542,3 +542,96 @@ fn followed_file_through_s3_outages_lands_every_flow_once() {
         "(flows, distinct ids) in the store\n{output}"
     );
 }
+
+/// Spool segments damaged while the recorder was down (one cut mid-record, one with a flipped
+/// byte) are recovered up to their last good record, each with a log line naming the file and
+/// the byte offset; what is recovered lands once. The newest segment's torn records took their
+/// positions with them, so their lines are read again from the file (recovered); the lines of
+/// the older segment's lost records are not (a newer position was recorded): they are missing.
+#[test]
+fn damaged_spool_segments_are_cut_at_their_last_good_record_and_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // A store under a regular file cannot be written: segments stay in the spool.
+    std::fs::write(dir.path().join("not-a-folder"), b"").unwrap();
+    let unwritable = dir.path().join("not-a-folder/store").display().to_string();
+    let mut exporter = Exporter::new(&dir.path().join("hubble"));
+    // A small budget makes small chunks: several records per segment.
+    let extra = ["--spool-max-bytes", "2MiB", "--stop-grace", "1s"];
+    let recorder = FileRecorder::start(&exporter.path(), &unwritable, &spool, &extra, &[]);
+    for _ in 0..2 {
+        exporter.write(2000);
+        recorder.wait_for("the lines read", Duration::from_secs(30), |m| {
+            metric(m, "flowrec_flows_received_total") == exporter.written
+        });
+        // Sealed (--max-file-age 1s) before the next batch: one segment per batch.
+        recorder.wait_for("the segment sealed", Duration::from_secs(30), |m| {
+            metric(m, "flowrec_spool_segments_waiting") as u64 * 2000 >= exporter.written
+        });
+    }
+    recorder.kill();
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(spool.join("segments"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| std::fs::metadata(path).unwrap().len() > 8)
+        .collect();
+    segments.sort();
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    let (flipped, cut) = (&segments[0], &segments[1]);
+    let mut data = std::fs::read(flipped).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x40;
+    std::fs::write(flipped, &data).unwrap();
+    let length = std::fs::metadata(cut).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cut)
+        .unwrap()
+        .set_len(length - 100)
+        .unwrap();
+
+    let store = dir.path().join("store").display().to_string();
+    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
+    let startup = recorder.output.lock().unwrap().clone();
+    for (segment, damage) in [(flipped, "checksum mismatch"), (cut, "torn write")] {
+        let named = format!("spool segment {}: ", segment.display());
+        let line = startup
+            .lines()
+            .find(|line| line.contains(&named))
+            .unwrap_or_else(|| panic!("no log line names {named}: {startup}"));
+        assert!(line.contains(damage), "{line}");
+        let offset: u64 = line
+            .split(" at byte ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|number| number.parse().ok())
+            .unwrap_or_else(|| panic!("no offset in {line}"));
+        assert!(
+            offset > 8 && offset <= middle as u64 || segment == cut,
+            "{line}"
+        );
+        assert!(line.contains("records before it are kept"), "{line}");
+    }
+    let resumed: u64 = startup
+        .split("resuming after line ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no resume position: {startup}"));
+    assert!(resumed < exporter.written, "{startup}");
+    recorder.wait_until_idle();
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    let again = exporter.written - resumed;
+    assert!(
+        output.contains(&format!("read {again} lines")),
+        "the torn tail's lines are read again: {output}"
+    );
+    let (flows, ids) = oracle_counts(&store, &[]);
+    assert_eq!(flows, ids, "nothing twice");
+    assert!(
+        flows > 0 && flows < exporter.written,
+        "{flows} of {}: the records before the damage, not the rest",
+        exporter.written
+    );
+}

@@ -31,7 +31,8 @@ pub struct FollowConfig {
 
 /// Bytes of lines read and recorded at once: bounds a spool record (and the fsync rate when
 /// the file grows fast). At most a quarter of the spool's budget, so that a record always fits
-/// in an empty spool (a record is smaller than its lines: Arrow is more compact than JSON).
+/// in an empty spool (a record, LZ4-compressed Arrow, is several times smaller than its JSON
+/// lines).
 const CHUNK_BYTES: usize = 4 << 20;
 /// How often the file is looked at when nothing new was in it.
 const POLL: Duration = Duration::from_millis(200);
