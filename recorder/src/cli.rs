@@ -141,6 +141,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub upload_timeout: Duration,
 
+    /// How events are logged on stderr: text (`flowrec: …`) or json (one object per line:
+    /// time, level, message)
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: crate::log::Format,
+
     /// Serve Prometheus metrics (/metrics) and a health check (/health) on this address,
     /// e.g. 0.0.0.0:9464
     #[arg(long, value_name = "ADDR")]

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod ebpf;
 pub mod import;
 pub mod input;
+pub mod log;
 pub mod metrics;
 pub mod parquet_file;
 pub mod pods;

@@ -58,6 +58,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Run(args) => {
+            flowrec::log::set_format(args.log_format);
             let config = match args.into_config() {
                 Ok(config) => config,
                 Err(error) => return usage_error(&error),
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
             let store = config.store_url.clone();
             match runtime.block_on(run::run(config)) {
                 Ok(summary) => {
-                    eprintln!("flowrec: {}", summary.describe(&store));
+                    flowrec::info!("{}", summary.describe(&store));
                     ExitCode::from(if summary.is_complete() { 0 } else { 1 })
                 }
                 Err(error) => failed(&error),
@@ -74,12 +75,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// (In the format `--log-format` chose; text for `import`.)
 fn usage_error(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("flowrec: {error}");
+    flowrec::error!("{error}");
     ExitCode::from(2)
 }
 
 fn failed(error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("flowrec: error: {}", flow_schema::error_chain(error));
+    flowrec::error!("error: {}", flow_schema::error_chain(error));
     ExitCode::from(2)
 }

@@ -149,8 +149,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     // Recovery before the source starts: a spool another recorder holds stops the run here.
     let (spool, leftovers) = Spool::open(&config.spool)?;
     if !leftovers.is_empty() {
-        eprintln!(
-            "flowrec: --spool {}: {} segment(s) from a previous run, shipped first",
+        crate::info!(
+            "--spool {}: {} segment(s) from a previous run, shipped first",
             config.spool.display(),
             leftovers.len()
         );
@@ -161,7 +161,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             .await
             .map_err(|source| RunError::Metrics { address, source })?;
         let bound = listener.local_addr().unwrap_or(address);
-        eprintln!("flowrec: serving metrics on http://{bound}/metrics and /health");
+        crate::info!("serving metrics on http://{bound}/metrics and /health");
         tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
     }
     // Segments left by a previous run go first. Unbounded: it carries paths, and a source
@@ -210,8 +210,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         }
         signalled.request();
     });
-    eprintln!(
-        "flowrec: recording flows {what} into {}; Ctrl-C or SIGTERM stops",
+    crate::info!(
+        "recording flows {what} into {}; Ctrl-C or SIGTERM stops",
         store.location
     );
     let source_stop = Arc::clone(&stop);

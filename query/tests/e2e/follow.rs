@@ -273,7 +273,7 @@ fn oracle_counts(store: &str, env: &[(&str, &str)]) -> (u64, u64) {
 }
 
 /// Rename + recreate and rename + gzip while the recorder follows; a malformed line is
-/// reported with its file and line; a restart reads nothing twice.
+/// reported with its file and line; a restart reads nothing twice (and logs JSON if asked).
 #[test]
 fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -303,13 +303,22 @@ fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
     assert!(output.contains("1 malformed lines skipped"), "{output}");
     assert_eq!(oracle_counts(&store, &[]), (6000, 6000));
 
-    // A restart resumes after the last line: nothing is read again.
+    // A restart resumes after the last line: nothing is read again. (Logged as JSON lines.)
     exporter.write(10);
-    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
+    let json = ["--log-format", "json"];
+    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &json, &[]);
     recorder.wait_until_idle();
     let (status, output) = recorder.stop();
     assert!(status.success(), "{output}");
     assert!(output.contains("read 10 lines"), "{output}");
+    for line in output.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+        assert!(
+            event["level"].is_string() && event["message"].is_string(),
+            "{line}"
+        );
+    }
     assert_eq!(oracle_counts(&store, &[]), (6010, 6010));
 }
 

@@ -60,7 +60,7 @@ impl Drop for Qdiscs {
     fn drop(&mut self) {
         for interface in self.added.drain(..) {
             if let Err(error) = remove(&interface) {
-                eprintln!("flowrec: {error}");
+                crate::warn!("{error}");
             }
         }
     }

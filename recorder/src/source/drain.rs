@@ -195,8 +195,8 @@ impl Drainer {
     fn lose(&self, drains: &mut Drains, flows: u64, error: &SpoolError) {
         drains.lost_spool_error += flows;
         Metrics::add(&self.metrics.flows_lost_spool_error, flows);
-        eprintln!(
-            "flowrec: {flows} flows not recorded: {}",
+        crate::warn!(
+            "{flows} flows not recorded: {}",
             flow_schema::error_chain(error)
         );
     }
@@ -206,13 +206,13 @@ impl Drainer {
 /// one kept (the file is rewritten by something else, and may be caught half-written).
 fn refresh(inventory: &mut PodInventory) {
     match inventory.reload_if_changed() {
-        Ok(true) if inventory.skipped() > 0 => eprintln!(
-            "flowrec: --pods {} re-read; {} pods without the fields needed were skipped",
+        Ok(true) if inventory.skipped() > 0 => crate::warn!(
+            "--pods {} re-read; {} pods without the fields needed were skipped",
             inventory.path().display(),
             inventory.skipped()
         ),
         Ok(_) => {}
-        Err(error) => eprintln!("flowrec: --pods: {error}; keeping the previous inventory"),
+        Err(error) => crate::warn!("--pods: {error}; keeping the previous inventory"),
     }
 }
 

@@ -63,8 +63,8 @@ pub fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
     let pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
     if let Some(pods) = &pods {
         if pods.skipped() > 0 {
-            eprintln!(
-                "flowrec: --pods {}: {} pods without the fields needed were skipped",
+            crate::warn!(
+                "--pods {}: {} pods without the fields needed were skipped",
                 pods.path().display(),
                 pods.skipped()
             );

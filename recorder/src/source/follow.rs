@@ -88,8 +88,8 @@ impl Follower {
             .map(Position::decode)
             .transpose()?;
         if let Some(position) = &position {
-            eprintln!(
-                "flowrec: --follow {}: resuming after line {} of the file read last (inode {})",
+            crate::info!(
+                "--follow {}: resuming after line {} of the file read last (inode {})",
                 config.path.display(),
                 position.line,
                 position.ino
@@ -119,10 +119,7 @@ impl Follower {
                 }
                 Ok(None) => true,
                 Err(error) => {
-                    eprintln!(
-                        "flowrec: {}; trying again",
-                        flow_schema::error_chain(&error)
-                    );
+                    crate::warn!("{}; trying again", flow_schema::error_chain(&error));
                     true
                 }
             };
@@ -144,16 +141,11 @@ impl Follower {
         for error in &decoded.errors {
             self.followed.malformed += 1;
             if self.followed.malformed <= ERRORS_SHOWN {
-                eprintln!(
-                    "flowrec: {}:{}: {}",
-                    lines.file.display(),
-                    error.line,
-                    error.reason
-                );
+                crate::warn!("{}:{}: {}", lines.file.display(), error.line, error.reason);
             }
             if self.followed.malformed == ERRORS_SHOWN {
-                eprintln!(
-                    "flowrec: further malformed lines are only counted \
+                crate::warn!(
+                    "further malformed lines are only counted \
                      (flowrec_lines_malformed_total)"
                 );
             }
@@ -193,8 +185,8 @@ impl Follower {
             let since = *waiting.get_or_insert_with(Instant::now);
             self.metrics.source_waiting.store(1, Ordering::Relaxed);
             if !reported && (since.elapsed() >= REPORT_WAIT_AFTER || retry == RETRY_FAILING) {
-                eprintln!(
-                    "flowrec: --follow {}: {problem}: reading paused (the lines wait in the file) \
+                crate::warn!(
+                    "--follow {}: {problem}: reading paused (the lines wait in the file) \
                      until it can be recorded",
                     self.tail.path().display()
                 );
@@ -207,10 +199,7 @@ impl Follower {
         }
         self.metrics.source_waiting.store(0, Ordering::Relaxed);
         if reported {
-            eprintln!(
-                "flowrec: --follow {}: recording again",
-                self.tail.path().display()
-            );
+            crate::info!("--follow {}: recording again", self.tail.path().display());
         }
         let read = lines.position.line + 1 - lines.first_line;
         self.followed.lines += read;

@@ -72,8 +72,8 @@ impl SpoolOutput {
             Ok(None) => true,
             // What is in the segment is recorded; it is sealed at a later try.
             Err(error) => {
-                eprintln!(
-                    "flowrec: cannot seal the spool segment (kept, sealed later): {}",
+                crate::warn!(
+                    "cannot seal the spool segment (kept, sealed later): {}",
                     flow_schema::error_chain(&error)
                 );
                 true

@@ -239,8 +239,9 @@ impl Tail {
         }
         let read_so_far = reading.offset + reading.partial.len() as u64;
         if reading.plain.is_some() && metadata.len() < read_so_far {
-            eprintln!(
-                "flowrec: --follow {}: the file shrank to {} bytes, below the {read_so_far}                  read (truncated in place): reading it again from its start",
+            crate::warn!(
+                "--follow {}: the file shrank to {} bytes, below the {read_so_far} \
+                 read (truncated in place): reading it again from its start",
                 self.path.display(),
                 metadata.len()
             );
@@ -256,8 +257,8 @@ impl Tail {
             Some(position) => match self.successor(position)? {
                 Some(next) => next,
                 None => {
-                    eprintln!(
-                        "flowrec: --follow {}: the rotated file read last (inode {}) is gone, so \
+                    crate::warn!(
+                        "--follow {}: the rotated file read last (inode {}) is gone, so \
                          which rotated files are newer is unknown: going on with {}; rotated \
                          files between the two, if any, are not read",
                         self.path.display(),
@@ -303,8 +304,8 @@ impl Tail {
         let backups = backups(&self.path).map_err(io_error(&self.path, "list the backups of"))?;
         for backup in &backups {
             if let Some(reading) = open_at(backup, position)? {
-                eprintln!(
-                    "flowrec: --follow {}: resuming in rotated file {} at line {}",
+                crate::info!(
+                    "--follow {}: resuming in rotated file {} at line {}",
                     self.path.display(),
                     backup.display(),
                     position.line + 1
@@ -313,8 +314,8 @@ impl Tail {
                 return Ok(());
             }
         }
-        eprintln!(
-            "flowrec: --follow {}: the file read last (inode {}, {} lines read) is neither this \
+        crate::warn!(
+            "--follow {}: the file read last (inode {}, {} lines read) is neither this \
              path nor one of its rotated files any more (deleted by the rotation?): lines it got \
              after that, and rotated files deleted since, are not recorded; reading {} from its \
              start",

@@ -304,8 +304,8 @@ fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
     };
     if recovered.records.is_empty() {
         if let Some((offset, damage)) = &recovered.damage {
-            eprintln!(
-                "flowrec: spool segment {}: {damage} at byte {offset}; no record to recover",
+            crate::warn!(
+                "spool segment {}: {damage} at byte {offset}; no record to recover",
                 path.display()
             );
         }
@@ -326,8 +326,8 @@ fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
         .open(path)
         .map_err(io_error("open"))?;
     if let Some((offset, damage)) = &recovered.damage {
-        eprintln!(
-            "flowrec: spool segment {}: {damage} at byte {offset}; the {} records before it are \
+        crate::warn!(
+            "spool segment {}: {damage} at byte {offset}; the {} records before it are \
              kept, the rest is cut",
             path.display(),
             recovered.records.len()

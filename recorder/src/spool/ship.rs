@@ -72,7 +72,7 @@ pub async fn ship(
         .await
         .map_err(|error| ShipError::Thread(error.to_string()))??;
     if let Some(damage) = &contents.damage {
-        eprintln!("flowrec: {damage}");
+        crate::warn!("{damage}");
     }
     // One file per table and hour, however large: a segment is bounded by the rotation policy.
     let mut batcher = Batcher::new(RotationPolicy {
@@ -163,8 +163,8 @@ pub async fn ship_all(
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
             shipping.left = queue.len() as u64;
-            eprintln!(
-                "flowrec: stopping with {} spool segment(s) not shipped (first: {}); they stay \
+            crate::warn!(
+                "stopping with {} spool segment(s) not shipped (first: {}); they stay \
                  in the spool and are shipped at the next start",
                 queue.len(),
                 segment.path.display()
@@ -193,8 +193,8 @@ pub async fn ship_all(
                 shipping.retries += 1;
                 Metrics::add(&metrics.upload_errors, 1);
                 let wait = remaining.map_or(backoff, |left| backoff.min(left));
-                eprintln!(
-                    "flowrec: cannot ship spool segment {} (kept; retrying in {wait:?}): {}",
+                crate::warn!(
+                    "cannot ship spool segment {} (kept; retrying in {wait:?}): {}",
                     segment.path.display(),
                     flow_schema::error_chain(&error)
                 );
