@@ -68,6 +68,18 @@ in the spool (shipped at the next start); 2 the recorder could not run.
 --source ebpf needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root). Run it in the network
 namespace of the interfaces (nsenter --net=/run/netns/NAME, not `ip netns exec`, which hides /sys/fs/bpf).";
 
+/// Smallest `--spool-max-bytes`: below, records would rarely fit (an empty spool takes one
+/// record whatever its size, so nothing ever blocks for good).
+const MIN_SPOOL_BYTES: usize = 64 << 10;
+
+fn parse_spool_budget(text: &str) -> Result<usize, String> {
+    let bytes = parse_size(text)?;
+    if bytes < MIN_SPOOL_BYTES {
+        return Err(format!("at least 64KiB, not {text}"));
+    }
+    Ok(bytes)
+}
+
 /// `--tc-attach`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum TcAttachArg {
@@ -128,7 +140,7 @@ pub struct RunArgs {
     /// Most disk the spool may use (segments not yet shipped, e.g. while the store is down);
     /// when reached, new flows are not recorded and are counted as lost (cause spool_full):
     /// what is already spooled is kept
-    #[arg(long, default_value = "10GiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "10GiB", value_parser = parse_spool_budget, value_name = "SIZE")]
     pub spool_max_bytes: usize,
 
     /// After Ctrl-C / SIGTERM, how long to keep trying to ship what is spooled; what is left

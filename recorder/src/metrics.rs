@@ -38,6 +38,9 @@ pub struct Metrics {
     pub lines_malformed: AtomicU64,
     /// 1 while a followed file's reading waits for the spool (at its budget, or failing).
     pub source_waiting: AtomicU64,
+    /// 1 when the last look at the followed file found nothing new (everything written to it
+    /// so far is read).
+    pub source_caught_up: AtomicU64,
     /// False once the source has stopped (the health endpoint then answers 503).
     pub recording: AtomicBool,
     /// The spool folder, measured at each scrape.
@@ -139,6 +142,12 @@ impl Metrics {
             "gauge",
             "1 while reading the followed file waits for room in the spool (or for its disk).",
             &[("", get(&self.source_waiting))],
+        );
+        metric(
+            "flowrec_source_caught_up",
+            "gauge",
+            "1 when the last look at the followed file found nothing new to read.",
+            &[("", get(&self.source_caught_up))],
         );
         metric(
             "flowrec_spool_segments_waiting",

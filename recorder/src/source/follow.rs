@@ -30,9 +30,9 @@ pub struct FollowConfig {
 }
 
 /// Bytes of lines read and recorded at once: bounds a spool record (and the fsync rate when
-/// the file grows fast). At most a quarter of the spool's budget, so that a record always fits
-/// in an empty spool (a record, LZ4-compressed Arrow, is several times smaller than its JSON
-/// lines).
+/// the file grows fast). At most a quarter of the spool's budget, so that records of a few
+/// chunks fit at once (a record, LZ4-compressed Arrow, is several times smaller than its JSON
+/// lines; an empty spool takes any record).
 const CHUNK_BYTES: usize = 4 << 20;
 /// How often the file is looked at when nothing new was in it.
 const POLL: Duration = Duration::from_millis(200);
@@ -112,12 +112,16 @@ impl Follower {
         while !stop.requested() {
             let idle = match self.tail.read(self.chunk_bytes) {
                 Ok(Some(lines)) => {
+                    self.metrics.source_caught_up.store(0, Ordering::Relaxed);
                     if !self.record(&lines, &stop) {
                         break;
                     }
                     false
                 }
-                Ok(None) => true,
+                Ok(None) => {
+                    self.metrics.source_caught_up.store(1, Ordering::Relaxed);
+                    true
+                }
                 Err(error) => {
                     crate::warn!("{}; trying again", flow_schema::error_chain(&error));
                     true
@@ -174,8 +178,10 @@ impl Follower {
                     },
                     Ok(false) => {
                         // The segment being written counts against the budget too: sealed, it can
-                        // be shipped and make room.
-                        output.seal_if_due(true);
+                        // be shipped and make room. (No shipper: the run is ending.)
+                        if !output.seal_if_due(true) {
+                            return false;
+                        }
                         let problem =
                             format!("the spool is at --spool-max-bytes {}", output.budget);
                         (problem, RETRY_FULL)

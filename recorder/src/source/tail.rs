@@ -87,12 +87,15 @@ impl Position {
         let [dev, ino, offset, line, head_len, head_crc] = numbers[..] else {
             return Err(bad());
         };
+        if head_len > HEAD as u64 {
+            return Err(bad());
+        }
         Ok(Position {
             dev,
             ino,
             offset,
             line,
-            head_len: u32::try_from(head_len).map_err(|_| bad())?,
+            head_len: head_len as u32,
             head_crc: u32::try_from(head_crc).map_err(|_| bad())?,
         })
     }
@@ -127,6 +130,8 @@ struct Reading {
     /// Fixed when resuming from a position (its head is the file's identity); else grows with
     /// `head`.
     head_fixed: Option<(u32, u32)>,
+    /// A gzip that cannot be read to its end: its last partial line is cut, not a line.
+    damaged: bool,
 }
 
 impl Reading {
@@ -252,50 +257,88 @@ impl Tail {
 
     /// Opens the file that comes next; false if it does not exist (yet).
     fn open_next(&mut self) -> Result<bool, TailError> {
-        let next = match &self.after {
-            None => self.path.clone(),
-            Some(position) => match self.successor(position)? {
-                Some(next) => next,
-                None => {
-                    crate::warn!(
-                        "--follow {}: the rotated file read last (inode {}) is gone, so \
-                         which rotated files are newer is unknown: going on with {}; rotated \
-                         files between the two, if any, are not read",
-                        self.path.display(),
-                        position.ino,
-                        self.path.display()
-                    );
-                    self.after = None;
-                    self.path.clone()
-                }
-            },
+        let Some(after) = self.after.clone() else {
+            return self.open_path();
         };
-        match open(&next, 0) {
+        match self.successor(&after)? {
+            Next::Backup(backup) => Ok(self.open_backup(&backup)),
+            Next::Path => {
+                if !self.open_path()? {
+                    return Ok(false);
+                }
+                // PATH may have been rotated between the listing and the open: then a backup
+                // newer than `after` exists now, and it comes first.
+                if let Next::Backup(backup) = self.successor(&after)? {
+                    self.reading = None;
+                    return Ok(self.open_backup(&backup));
+                }
+                Ok(true)
+            }
+            Next::Unknown => {
+                crate::warn!(
+                    "--follow {}: the rotated file read last (inode {}) is gone, so which \
+                     rotated files are newer is unknown: going on with {}; rotated files \
+                     between the two, if any, are not read",
+                    self.path.display(),
+                    after.ino,
+                    self.path.display()
+                );
+                self.after = None;
+                self.open_path()
+            }
+        }
+    }
+
+    fn open_path(&mut self) -> Result<bool, TailError> {
+        match open_from_start(&self.path) {
             Ok(reading) => {
                 self.reading = Some(reading);
                 Ok(true)
             }
-            // PATH not created yet, or a backup gzipped since it was listed: looked for
-            // again at the next read.
+            // Not created yet (between lumberjack's rename and create, or before Cilium).
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(io_error(&next, "open")(error)),
+            Err(error) => Err(io_error(&self.path, "open")(error)),
         }
     }
 
-    /// The file after `position`'s among the backups (oldest first, then `PATH`); None if
-    /// `position`'s file is not among them any more.
-    fn successor(&self, position: &Position) -> Result<Option<PathBuf>, TailError> {
-        let backups = backups(&self.path).map_err(io_error(&self.path, "list the backups of"))?;
-        for (index, backup) in backups.iter().enumerate() {
-            if is_file_of(backup, position)? {
-                let next = backups.get(index + 1).unwrap_or(&self.path);
-                return Ok(Some(next.clone()));
+    /// Opens a backup, plain or (once compressed) gzipped; false if it is gone for now (it is
+    /// looked for again at the next read).
+    fn open_backup(&mut self, backup: &Backup) -> bool {
+        for candidate in backup.candidates() {
+            match open_from_start(candidate) {
+                Ok(reading) => {
+                    self.reading = Some(reading);
+                    return true;
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => crate::warn!(
+                    "--follow {}: cannot open rotated file {}: {error}",
+                    self.path.display(),
+                    candidate.display()
+                ),
             }
         }
-        Ok(None)
+        false
     }
 
-    /// Finds `position`'s file (`PATH` or a backup) and reads on from the position's offset.
+    /// What comes after `position`'s file: the next backup (oldest first), or `PATH`.
+    fn successor(&self, position: &Position) -> Result<Next, TailError> {
+        let backups = backups(&self.path).map_err(io_error(&self.path, "list the backups of"))?;
+        for (index, backup) in backups.iter().enumerate() {
+            for candidate in backup.candidates() {
+                if identify(candidate, position)?.is_some() {
+                    return Ok(match backups.get(index + 1) {
+                        Some(next) => Next::Backup(next.clone()),
+                        None => Next::Path,
+                    });
+                }
+            }
+        }
+        Ok(Next::Unknown)
+    }
+
+    /// Finds `position`'s file (`PATH` or a backup, plain or gzipped) and reads on from the
+    /// position's offset.
     fn locate(&mut self, position: &Position) -> Result<(), TailError> {
         if let Some(reading) = open_at(&self.path, position)? {
             self.reading = Some(reading);
@@ -303,15 +346,19 @@ impl Tail {
         }
         let backups = backups(&self.path).map_err(io_error(&self.path, "list the backups of"))?;
         for backup in &backups {
-            if let Some(reading) = open_at(backup, position)? {
-                crate::info!(
-                    "--follow {}: resuming in rotated file {} at line {}",
-                    self.path.display(),
-                    backup.display(),
-                    position.line + 1
-                );
-                self.reading = Some(reading);
-                return Ok(());
+            // Plain first: while it exists its .gz may be incomplete; once it is gone the .gz
+            // is complete.
+            for candidate in backup.candidates() {
+                if let Some(reading) = open_at(candidate, position)? {
+                    crate::info!(
+                        "--follow {}: resuming in rotated file {} at line {}",
+                        self.path.display(),
+                        candidate.display(),
+                        position.line + 1
+                    );
+                    self.reading = Some(reading);
+                    return Ok(());
+                }
             }
         }
         crate::warn!(
@@ -324,14 +371,23 @@ impl Tail {
             position.line,
             self.path.display()
         );
-        self.open_next()?;
+        self.open_path()?;
         Ok(())
     }
 }
 
-/// A file known to be complete: a last line without its newline is handed out as a line.
+/// What follows a finished file.
+enum Next {
+    Backup(Backup),
+    Path,
+    /// The finished file is not among the backups any more.
+    Unknown,
+}
+
+/// A file known to be complete: a last line without its newline is handed out as a line
+/// (unless the file is damaged there).
 fn finish(reading: &mut Reading) -> Option<Lines> {
-    if reading.partial.is_empty() {
+    if reading.partial.is_empty() || reading.damaged {
         return None;
     }
     let mut bytes = std::mem::take(&mut reading.partial);
@@ -355,6 +411,7 @@ fn read_lines(reading: &mut Reading, max: usize) -> Result<Option<Lines>, TailEr
     let mut want = max.max(start + 64 * 1024);
     let mut filled = start;
     let mut newline = None;
+    let mut failed = None;
     loop {
         buffer.resize(want, 0);
         let before = filled;
@@ -367,10 +424,23 @@ fn read_lines(reading: &mut Reading, max: usize) -> Result<Option<Lines>, TailEr
                 }
                 Ok(n) => filled += n,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // A damaged gzip (cut by a crash of the node while compressing): what it held
+                // up to the damage is read, the rest cannot be.
+                Err(error) if reading.plain.is_none() => {
+                    crate::warn!(
+                        "--follow: rotated file {} is damaged after {} bytes ({error}): the \
+                         rest of it is not recorded",
+                        reading.path.display(),
+                        reading.offset as usize + filled
+                    );
+                    reading.reader = Box::new(io::empty());
+                    reading.damaged = true;
+                    end_of_file = true;
+                    break;
+                }
                 Err(error) => {
-                    buffer.truncate(filled);
-                    reading.partial = buffer;
-                    return Err(io_error(&reading.path, "read")(error));
+                    failed = Some(error);
+                    break;
                 }
             }
         }
@@ -379,7 +449,7 @@ fn read_lines(reading: &mut Reading, max: usize) -> Result<Option<Lines>, TailEr
             .rposition(|&b| b == b'\n')
             .map(|at| before + at)
             .or(newline);
-        if end_of_file || newline.is_some() {
+        if end_of_file || newline.is_some() || failed.is_some() {
             break;
         }
         want *= 2;
@@ -392,6 +462,10 @@ fn read_lines(reading: &mut Reading, max: usize) -> Result<Option<Lines>, TailEr
             let more = (HEAD - known).min(filled - start);
             reading.head.extend_from_slice(&buffer[start..start + more]);
         }
+    }
+    if let Some(error) = failed {
+        reading.partial = buffer;
+        return Err(io_error(&reading.path, "read")(error));
     }
     let Some(last_newline) = newline else {
         reading.partial = buffer;
@@ -413,21 +487,24 @@ fn is_gz(path: &Path) -> bool {
     path.extension().is_some_and(|ext| ext == "gz")
 }
 
-/// Opens `path` (plain or gzip) positioned at `offset` of its content.
-fn open(path: &Path, offset: u64) -> io::Result<Reading> {
-    let mut file = File::open(path)?;
+fn open_from_start(path: &Path) -> io::Result<Reading> {
+    let file = File::open(path)?;
+    reading_from(path, file, 0)
+}
+
+/// A reading of `file` (plain or gzip, by `path`'s name) positioned at `offset` of its
+/// content.
+fn reading_from(path: &Path, mut file: File, offset: u64) -> io::Result<Reading> {
     let metadata = file.metadata()?;
-    let mut head = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
     let (reader, plain): (Box<dyn Read + Send>, Option<File>) = if is_gz(path) {
         let mut decoder = MultiGzDecoder::new(file);
-        if offset > 0 {
-            let skipped = io::copy(&mut (&mut decoder).take(offset), &mut io::sink())?;
-            if skipped < offset {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{skipped} bytes once decompressed, fewer than the {offset} read"),
-                ));
-            }
+        let skipped = io::copy(&mut (&mut decoder).take(offset), &mut io::sink())?;
+        if skipped < offset {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{skipped} bytes once decompressed, fewer than the {offset} read"),
+            ));
         }
         (Box::new(decoder), None)
     } else {
@@ -435,9 +512,6 @@ fn open(path: &Path, offset: u64) -> io::Result<Reading> {
         let reader = file.try_clone()?;
         (Box::new(reader), Some(file))
     };
-    if offset == 0 {
-        head.reserve(HEAD);
-    }
     Ok(Reading {
         path: path.to_path_buf(),
         reader,
@@ -447,59 +521,67 @@ fn open(path: &Path, offset: u64) -> io::Result<Reading> {
         offset,
         line: 0,
         partial: Vec::new(),
-        head,
+        head: Vec::with_capacity(if offset == 0 { HEAD } else { 0 }),
         head_fixed: None,
+        damaged: false,
     })
 }
 
-/// The first `len` bytes of `path`'s content (fewer if it is shorter).
-fn read_head(path: &Path, len: usize) -> io::Result<Vec<u8>> {
-    let file = File::open(path)?;
-    let mut reader: Box<dyn Read> = if is_gz(path) {
-        Box::new(MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut head = Vec::with_capacity(len);
-    match reader.by_ref().take(len as u64).read_to_end(&mut head) {
-        Ok(_) => Ok(head),
-        // A gzip cut short (still being written) is not the file looked for, yet.
-        Err(error) if is_gz(path) => Err(io::Error::new(io::ErrorKind::InvalidData, error)),
-        Err(error) => Err(error),
-    }
-}
-
-/// Whether `path` is `position`'s file: the same inode (a gzipped backup has its own) and the
-/// same head.
-fn is_file_of(path: &Path, position: &Position) -> Result<bool, TailError> {
+/// `path` opened, if it is `position`'s file: the same inode (a gzipped backup has its own)
+/// and the same head. Checked on the opened file, so a rename between a check and an open
+/// cannot swap files.
+fn identify(path: &Path, position: &Position) -> Result<Option<File>, TailError> {
     if position.head_len == 0 {
-        return Ok(false);
-    }
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(error) => return Err(io_error(path, "stat")(error)),
-    };
-    if !is_gz(path) && (metadata.dev(), metadata.ino()) != (position.dev, position.ino) {
-        return Ok(false);
-    }
-    let head = match read_head(path, position.head_len as usize) {
-        Ok(head) => head,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(error) if error.kind() == io::ErrorKind::InvalidData => return Ok(false),
-        Err(error) => return Err(io_error(path, "read")(error)),
-    };
-    Ok(head.len() == position.head_len as usize && crc32fast::hash(&head) == position.head_crc)
-}
-
-/// `path` opened at `position`'s offset if it is `position`'s file.
-fn open_at(path: &Path, position: &Position) -> Result<Option<Reading>, TailError> {
-    if !is_file_of(path, position)? {
         return Ok(None);
     }
-    let mut reading = match open(path, position.offset) {
-        Ok(reading) => reading,
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error(path, "open")(error)),
+    };
+    let metadata = file.metadata().map_err(io_error(path, "stat"))?;
+    if !is_gz(path) && (metadata.dev(), metadata.ino()) != (position.dev, position.ino) {
+        return Ok(None);
+    }
+    let len = position.head_len as usize;
+    let mut head = Vec::with_capacity(len);
+    let read = if is_gz(path) {
+        MultiGzDecoder::new(&file)
+            .take(len as u64)
+            .read_to_end(&mut head)
+    } else {
+        (&file).take(len as u64).read_to_end(&mut head)
+    };
+    match read {
+        Ok(_) => {}
+        // A gzip still being written (or damaged) is not the file looked for.
+        Err(_) if is_gz(path) => return Ok(None),
+        Err(error) => return Err(io_error(path, "read")(error)),
+    }
+    let same = head.len() == len && crc32fast::hash(&head) == position.head_crc;
+    Ok(same.then_some(file))
+}
+
+/// `path` opened at `position`'s offset if it is `position`'s file. A gzipped file shorter
+/// than the offset (damaged) is reported and counts as read to its end.
+fn open_at(path: &Path, position: &Position) -> Result<Option<Reading>, TailError> {
+    let Some(file) = identify(path, position)? else {
+        return Ok(None);
+    };
+    let mut reading = match reading_from(path, file, position.offset) {
+        Ok(reading) => reading,
+        Err(error) if is_gz(path) => {
+            crate::warn!(
+                "--follow: rotated file {} cannot be read up to the recorded position \
+                 ({error}): nothing more of it is recorded",
+                path.display()
+            );
+            let file = File::open(path).map_err(io_error(path, "open"))?;
+            let mut reading = reading_from(path, file, 0).map_err(io_error(path, "read"))?;
+            reading.reader = Box::new(io::empty());
+            reading.offset = position.offset;
+            reading
+        }
         Err(error) => return Err(io_error(path, "open")(error)),
     };
     reading.line = position.line;
@@ -507,9 +589,46 @@ fn open_at(path: &Path, position: &Position) -> Result<Option<Reading>, TailErro
     Ok(Some(reading))
 }
 
-/// Rotated backups of `path` (`{stem}-*{ext}` and `{stem}-*{ext}.gz` in its folder), oldest
-/// first; a backup present both plain and gzipped (compression in progress) is the plain one.
-fn backups(path: &Path) -> io::Result<Vec<PathBuf>> {
+/// A rotated backup, by the names it has while plain (lumberjack renamed it) and once
+/// gzipped; either may be missing.
+#[derive(Debug, Clone)]
+struct Backup {
+    plain: PathBuf,
+    gz: PathBuf,
+}
+
+impl Backup {
+    /// Plain first: while it exists its .gz may be incomplete.
+    fn candidates(&self) -> [&Path; 2] {
+        [&self.plain, &self.gz]
+    }
+}
+
+/// Whether `name` is a lumberjack backup of `{stem}{ext}`:
+/// `{stem}-YYYY-MM-DDTHH-MM-SS.mmm{ext}` (other files in the folder, such as another
+/// exporter's `{stem}-drops.log`, are not).
+fn is_backup_name(name: &str, stem: &str, ext: &str) -> bool {
+    let Some(time) = name
+        .strip_prefix(stem)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.strip_suffix(ext))
+    else {
+        return false;
+    };
+    const SHAPE: &[u8] = b"0000-00-00T00-00-00.000";
+    time.len() == SHAPE.len()
+        && time.bytes().zip(SHAPE).all(|(c, &shape)| {
+            if shape == b'0' {
+                c.is_ascii_digit()
+            } else {
+                c == shape
+            }
+        })
+}
+
+/// Rotated backups of `path` in its folder, oldest first (lumberjack's timestamps sort in
+/// time order); none if the folder does not exist (yet).
+fn backups(path: &Path) -> io::Result<Vec<Backup>> {
     let folder = match path.parent() {
         Some(folder) if !folder.as_os_str().is_empty() => folder,
         _ => Path::new("."),
@@ -522,19 +641,26 @@ fn backups(path: &Path) -> io::Result<Vec<PathBuf>> {
         Some(dot) if dot > 0 => (&name[..dot], &name[dot..]),
         _ => (name.as_str(), ""),
     };
-    let prefix = format!("{stem}-");
-    let mut found: Vec<String> = Vec::new();
-    for entry in std::fs::read_dir(folder)? {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut bases = std::collections::BTreeSet::new();
+    for entry in entries {
         let entry_name = entry?.file_name().to_string_lossy().into_owned();
         let base = entry_name.strip_suffix(".gz").unwrap_or(&entry_name);
-        if entry_name != name && base.starts_with(&prefix) && base.ends_with(ext) {
-            found.push(entry_name);
+        if is_backup_name(base, stem, ext) {
+            bases.insert(base.to_string());
         }
     }
-    found.sort();
-    // Sorted, "X" comes right before "X.gz".
-    found.dedup_by(|later, earlier| later.strip_suffix(".gz") == Some(earlier.as_str()));
-    Ok(found.into_iter().map(|name| folder.join(name)).collect())
+    Ok(bases
+        .into_iter()
+        .map(|base| Backup {
+            plain: folder.join(&base),
+            gz: folder.join(format!("{base}.gz")),
+        })
+        .collect())
 }
 
 #[cfg(test)]

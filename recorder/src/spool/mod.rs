@@ -81,6 +81,8 @@ pub struct Spool {
     opened: Instant,
     /// The newest checkpoint recorded, and the segment it is in.
     checkpoint: Option<(u64, Vec<u8>)>,
+    /// Appended, not yet committed.
+    pending_checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 impl Spool {
@@ -144,6 +146,7 @@ impl Spool {
                 sequence,
                 opened: Instant::now(),
                 checkpoint,
+                pending_checkpoint: None,
             },
             sealed,
         ))
@@ -202,11 +205,12 @@ impl Spool {
             return Ok(false);
         }
         self.active.append(&bytes)?;
-        self.checkpoint = Some((self.sequence, checkpoint.to_vec()));
+        // Only a commit makes it the spool's checkpoint: a failed sync cuts the record off.
+        self.pending_checkpoint = Some((self.sequence, checkpoint.to_vec()));
         Ok(true)
     }
 
-    /// The newest checkpoint appended, or recovered at open: where the source resumes.
+    /// The newest checkpoint committed, or recovered at open: where the source resumes.
     pub fn checkpoint(&self) -> Option<&[u8]> {
         self.checkpoint.as_ref().map(|(_, bytes)| bytes.as_slice())
     }
@@ -217,7 +221,10 @@ impl Spool {
             action: "measure its segments",
             source,
         })?;
-        Ok(used + segment::FRAME_HEADER as u64 + record as u64 <= budget)
+        // An empty spool takes a record larger than the whole budget: otherwise a source
+        // with such a record (a huge line) would wait forever.
+        let empty = used <= segment::MAGIC.len() as u64;
+        Ok(empty || used + segment::FRAME_HEADER as u64 + record as u64 <= budget)
     }
 
     /// Bytes of every segment in the spool (the shipper deletes shipped ones concurrently).
@@ -234,9 +241,16 @@ impl Spool {
         Ok(total)
     }
 
-    /// Makes everything appended so far recorded.
+    /// Makes everything appended so far recorded (on failure, nothing since the last commit
+    /// is).
     pub fn commit(&mut self) -> Result<(), SpoolError> {
-        Ok(self.active.sync()?)
+        let synced = self.active.sync();
+        let pending = self.pending_checkpoint.take();
+        synced?;
+        if pending.is_some() {
+            self.checkpoint = pending;
+        }
+        Ok(())
     }
 
     /// Bytes and age of the segment being written, for the rotation policy.
@@ -247,6 +261,8 @@ impl Spool {
     /// Seals the active segment (committing it) and starts the next; None if it held nothing.
     pub fn seal(&mut self) -> Result<Option<Sealed>, SpoolError> {
         if self.active.is_empty() {
+            // Its age counts from now: the next rows get the whole --max-file-age.
+            self.opened = Instant::now();
             return Ok(None);
         }
         self.commit()?;

@@ -60,8 +60,16 @@ impl SegmentWriter {
             .create_new(true)
             .open(path)
             .map_err(error(path, "create"))?;
-        file.write_all(MAGIC).map_err(error(path, "write"))?;
-        file.sync_all().map_err(error(path, "sync"))?;
+        // A segment that could not be made whole (a full disk) is removed: left behind, it
+        // would block every later attempt to create it.
+        let started = file
+            .write_all(MAGIC)
+            .map_err(error(path, "write"))
+            .and_then(|()| file.sync_all().map_err(error(path, "sync")));
+        if let Err(failure) = started {
+            let _ = std::fs::remove_file(path);
+            return Err(failure);
+        }
         if let Some(directory) = path.parent() {
             sync_directory(directory).map_err(error(path, "sync the directory of"))?;
         }

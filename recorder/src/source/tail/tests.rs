@@ -205,11 +205,17 @@ fn a_new_file_that_reuses_the_inode_is_not_mistaken_for_the_old_one() {
     );
     let mut position = last.unwrap();
     // Same inode, different first bytes: a different file, read from its start (with a warning).
-    std::fs::write(exporter.path(), b"{\"other\":1}\n{\"other\":2}\n").unwrap();
+    let other: Vec<String> = (0..10).map(|n| format!("{{\"other\":{n}}}")).collect();
+    std::fs::write(exporter.path(), other.join("\n") + "\n").unwrap();
+    assert!(std::fs::metadata(exporter.path()).unwrap().len() > u64::from(position.head_len));
     position.offset = 12;
     let mut tail = Tail::resume(&exporter.path(), Some(position)).unwrap();
     let chunk = tail.read(1 << 20).unwrap().unwrap();
-    assert_eq!(lines_of(&chunk), ["{\"other\":1}", "{\"other\":2}"]);
+    assert_eq!(
+        lines_of(&chunk),
+        other,
+        "read from its start, as a new file"
+    );
 }
 
 #[test]
@@ -306,4 +312,101 @@ fn random_rotations_and_crashes_give_every_line_exactly_once() {
         drain(&mut tail, &mut committed, &mut last);
         assert_eq!(committed, exporter.all(), "seed {seed}");
     }
+}
+
+#[test]
+fn only_lumberjack_backups_of_the_followed_file_count() {
+    assert!(is_backup_name(
+        "events-2026-11-26T10-00-01.000.log",
+        "events",
+        ".log"
+    ));
+    assert!(!is_backup_name("events-drops.log", "events", ".log"));
+    assert!(!is_backup_name(
+        "events-2026-11-26T10-00-01.000.json",
+        "events",
+        ".log"
+    ));
+    assert!(!is_backup_name(
+        "other-2026-11-26T10-00-01.000.log",
+        "events",
+        ".log"
+    ));
+    // Another exporter's file next to ours is never read as one of our backups.
+    let mut exporter = Exporter::new();
+    let drops = exporter.dir.path().join("events-drops.log");
+    std::fs::write(&drops, "{\"foreign\":1}\n").unwrap();
+    let mut tail = Tail::resume(&exporter.path(), None).unwrap();
+    let (mut got, mut last) = (Vec::new(), None);
+    exporter.write(3);
+    drain(&mut tail, &mut got, &mut last);
+    exporter.rotate(false);
+    exporter.write(2);
+    drain(&mut tail, &mut got, &mut last);
+    assert_eq!(got, exporter.all());
+}
+
+#[test]
+fn resuming_while_a_backup_is_being_gzipped_reads_it_once() {
+    let mut exporter = Exporter::new();
+    exporter.write(5);
+    let (mut got, mut last) = (Vec::new(), None);
+    drain(
+        &mut Tail::resume(&exporter.path(), None).unwrap(),
+        &mut got,
+        &mut last,
+    );
+    exporter.write(3);
+    let backup = exporter.rotate(false).unwrap();
+    exporter.write(2);
+    // Compression in progress: the plain backup and a partial .gz side by side.
+    let data = std::fs::read(&backup).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(&data).unwrap();
+    let gz = encoder.finish().unwrap();
+    std::fs::write(gz_name(&backup), &gz[..gz.len() / 2]).unwrap();
+    let mut tail = Tail::resume(&exporter.path(), last.clone()).unwrap();
+    let (mut both, mut after) = (got.clone(), last.clone());
+    drain(&mut tail, &mut both, &mut after);
+    assert_eq!(
+        both,
+        exporter.all(),
+        "plain and partial .gz: the plain one, once"
+    );
+    // Compression done, plain removed: the .gz is found (by its head) instead.
+    std::fs::write(gz_name(&backup), &gz).unwrap();
+    std::fs::remove_file(&backup).unwrap();
+    let mut tail = Tail::resume(&exporter.path(), last).unwrap();
+    drain(&mut tail, &mut got, &mut None);
+    assert_eq!(got, exporter.all(), "the .gz alone");
+}
+
+#[test]
+fn a_damaged_gzip_backup_is_read_up_to_its_damage_and_left_behind() {
+    let mut exporter = Exporter::new();
+    let mut tail = Tail::resume(&exporter.path(), None).unwrap();
+    let (mut got, mut last) = (Vec::new(), None);
+    exporter.write(2);
+    drain(&mut tail, &mut got, &mut last);
+    exporter.write(400);
+    let backup = exporter.rotate(true).unwrap();
+    let gz = gz_name(&backup);
+    let data = std::fs::read(&gz).unwrap();
+    std::fs::write(&gz, &data[..data.len() - 40]).unwrap();
+    exporter.write(3);
+    // Resumed in the damaged .gz: what it holds up to the damage, then the next file.
+    let mut tail = Tail::resume(&exporter.path(), last).unwrap();
+    drain(&mut tail, &mut got, &mut None);
+    let all = exporter.all();
+    assert!(got.len() > 2 && got.len() < all.len(), "{}", got.len());
+    assert_eq!(
+        &got[..got.len() - 3],
+        &all[..got.len() - 3],
+        "a prefix of the damaged file"
+    );
+    assert_eq!(
+        &got[got.len() - 3..],
+        &all[all.len() - 3..],
+        "then the new file"
+    );
 }
