@@ -13,6 +13,7 @@ use crate::input::InputName;
 use crate::run::{RunConfig, SourceConfig};
 use crate::source::ebpf::EbpfConfig;
 use crate::source::follow::FollowConfig;
+use crate::source::hubble::HubbleConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,11 +34,15 @@ pub enum Command {
     Import(ImportArgs),
     /// Record flows continuously: the recorder's own eBPF programs, or a Hubble exporter file
     #[command(after_help = RUN_EXAMPLES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 const RUN_EXAMPLES: &str = "\
 Examples:
+  flowrec run --source hubble --hubble-server unix:///var/run/cilium/hubble.sock
+  flowrec run --source hubble --hubble-server hubble-relay.kube-system:4245 \\
+      --hubble-tls-ca ca.crt --hubble-tls-cert tls.crt --hubble-tls-key tls.key \\
+      --hubble-tls-server-name ui.hubble-relay.cilium.io
   flowrec run --source file --follow /var/run/cilium/hubble/events.log --store s3://flows/prod
   flowrec run --source ebpf --interfaces 'lxc*,eth0'
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
@@ -95,6 +100,8 @@ pub enum Source {
     Ebpf,
     /// A Hubble exporter file (--follow)
     File,
+    /// A Hubble server or Hubble Relay, live over the Observer API (--hubble-server)
+    Hubble,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +114,37 @@ pub struct RunArgs {
     /// /var/run/cilium/hubble/events.log
     #[arg(long, value_name = "PATH", required_if_eq("source", "file"))]
     pub follow: Option<PathBuf>,
+
+    /// The Hubble server (--source hubble): unix:///var/run/cilium/hubble.sock (the local
+    /// agent) or host:port (Hubble Relay, e.g. hubble-relay.kube-system:4245)
+    #[arg(long, value_name = "ADDR", required_if_eq("source", "hubble"))]
+    pub hubble_server: Option<String>,
+
+    /// CA certificate (PEM) that signed the server's certificate; turns TLS on
+    #[arg(long, value_name = "FILE")]
+    pub hubble_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mTLS (with --hubble-tls-key)
+    #[arg(long, value_name = "FILE")]
+    pub hubble_tls_cert: Option<PathBuf>,
+
+    /// Client key (PEM) for mTLS (with --hubble-tls-cert)
+    #[arg(long, value_name = "FILE")]
+    pub hubble_tls_key: Option<PathBuf>,
+
+    /// Name expected in the server's certificate (Relay's is *.hubble-relay.cilium.io), if
+    /// not the host of --hubble-server
+    #[arg(long, value_name = "NAME")]
+    pub hubble_tls_server_name: Option<String>,
+
+    /// Only flows matching this Hubble FlowFilter (JSON, as `hubble observe --allowlist`);
+    /// repeated: any of them
+    #[arg(long, value_name = "JSON")]
+    pub hubble_allowlist: Vec<String>,
+
+    /// No flows matching this Hubble FlowFilter (JSON); repeated: any of them
+    #[arg(long, value_name = "JSON")]
+    pub hubble_denylist: Vec<String>,
 
     /// Interfaces to capture on (--source ebpf): comma-separated names or globs (lxc*,eth0)
     #[arg(
@@ -191,21 +229,60 @@ pub enum RunArgsError {
 }
 
 impl RunArgs {
+    /// An error naming the first flag given that belongs to one of the sources `others`
+    /// (the source chosen is `given`).
+    fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
+        let flags: [(&'static str, &'static str, bool); 11] = [
+            ("--follow", "file", self.follow.is_some()),
+            ("--interfaces", "ebpf", !self.interfaces.is_empty()),
+            ("--cgroup", "ebpf", self.cgroup.is_some()),
+            ("--pods", "ebpf", self.pods.is_some()),
+            ("--hubble-server", "hubble", self.hubble_server.is_some()),
+            ("--hubble-tls-ca", "hubble", self.hubble_tls_ca.is_some()),
+            (
+                "--hubble-tls-cert",
+                "hubble",
+                self.hubble_tls_cert.is_some(),
+            ),
+            ("--hubble-tls-key", "hubble", self.hubble_tls_key.is_some()),
+            (
+                "--hubble-tls-server-name",
+                "hubble",
+                self.hubble_tls_server_name.is_some(),
+            ),
+            (
+                "--hubble-allowlist",
+                "hubble",
+                !self.hubble_allowlist.is_empty(),
+            ),
+            (
+                "--hubble-denylist",
+                "hubble",
+                !self.hubble_denylist.is_empty(),
+            ),
+        ];
+        match flags
+            .iter()
+            .find(|(_, source, set)| *set && others.contains(source))
+        {
+            Some(&(flag, applies_to, _)) => Err(RunArgsError::NotForSource {
+                flag,
+                applies_to,
+                given,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn into_config(self) -> Result<RunConfig, RunArgsError> {
         let source = match self.source {
             Source::Ebpf => {
-                if self.follow.is_some() {
-                    return Err(RunArgsError::NotForSource {
-                        flag: "--follow",
-                        applies_to: "file",
-                        given: "ebpf",
-                    });
-                }
+                self.only_for(&["file", "hubble"], "ebpf")?;
                 SourceConfig::Ebpf(EbpfConfig {
-                    interfaces: self.interfaces,
+                    interfaces: self.interfaces.clone(),
                     active_timeout: self.active_timeout,
-                    cgroup: self.cgroup,
-                    pods: self.pods,
+                    cgroup: self.cgroup.clone(),
+                    pods: self.pods.clone(),
                     flow_map_entries: self.flow_map_entries,
                     tc_attach: match self.tc_attach {
                         TcAttachArg::Auto => TcAttach::Auto,
@@ -215,24 +292,27 @@ impl RunArgs {
                 })
             }
             Source::File => {
-                let not_for_file = |flag| RunArgsError::NotForSource {
-                    flag,
-                    applies_to: "ebpf",
-                    given: "file",
-                };
-                if !self.interfaces.is_empty() {
-                    return Err(not_for_file("--interfaces"));
-                }
-                if self.cgroup.is_some() {
-                    return Err(not_for_file("--cgroup"));
-                }
-                if self.pods.is_some() {
-                    return Err(not_for_file("--pods"));
-                }
+                self.only_for(&["ebpf", "hubble"], "file")?;
                 SourceConfig::File(FollowConfig {
                     path: self
                         .follow
+                        .clone()
                         .expect("clap requires --follow with --source file"),
+                })
+            }
+            Source::Hubble => {
+                self.only_for(&["ebpf", "file"], "hubble")?;
+                SourceConfig::Hubble(HubbleConfig {
+                    server: self
+                        .hubble_server
+                        .clone()
+                        .expect("clap requires --hubble-server with --source hubble"),
+                    tls_ca: self.hubble_tls_ca.clone(),
+                    tls_cert: self.hubble_tls_cert.clone(),
+                    tls_key: self.hubble_tls_key.clone(),
+                    tls_server_name: self.hubble_tls_server_name.clone(),
+                    allowlist: self.hubble_allowlist.clone(),
+                    denylist: self.hubble_denylist.clone(),
                 })
             }
         };

@@ -23,6 +23,7 @@ use crate::parquet_file::Provenance;
 use crate::source::drain::{DrainError, Drains};
 use crate::source::ebpf::{self, EbpfConfig, EbpfError};
 use crate::source::follow::{FollowConfig, Followed, Follower};
+use crate::source::hubble::{self, HubbleConfig, HubbleError, Listened, Listener};
 use crate::source::tail::TailError;
 use crate::source::{SpoolOutput, Stop};
 use crate::spool::ship::{ship_all, Shipping};
@@ -34,6 +35,7 @@ use crate::upload::Uploader;
 pub enum SourceConfig {
     Ebpf(EbpfConfig),
     File(FollowConfig),
+    Hubble(HubbleConfig),
 }
 
 /// A validated `run` request.
@@ -65,6 +67,8 @@ pub enum RunError {
     #[error(transparent)]
     Follow(#[from] TailError),
     #[error(transparent)]
+    Hubble(#[from] HubbleError),
+    #[error(transparent)]
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Drain(#[from] DrainError),
@@ -85,6 +89,7 @@ pub enum RunError {
 pub enum Recorded {
     Ebpf(Drains),
     File(Followed),
+    Hubble(Listened),
 }
 
 /// What a run recorded and shipped.
@@ -117,6 +122,7 @@ impl RunSummary {
                 drains.early,
             ),
             Recorded::File(followed) => format!("{}; {shipped}", followed.describe()),
+            Recorded::Hubble(listened) => format!("{}; {shipped}", listened.describe()),
         };
         format!("{recorded}; {} upload retries{left}", self.shipping.retries)
     }
@@ -131,6 +137,7 @@ impl RunSummary {
 enum Checked {
     Ebpf(Box<ebpf::Checked>),
     File(FollowConfig),
+    Hubble(Box<hubble::Checked>),
 }
 
 /// A started source: its thread's body.
@@ -145,6 +152,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let checked = match &config.source {
         SourceConfig::Ebpf(ebpf) => Checked::Ebpf(Box::new(ebpf::check(ebpf)?)),
         SourceConfig::File(follow) => Checked::File(follow.clone()),
+        SourceConfig::Hubble(config) => Checked::Hubble(Box::new(hubble::check(config)?)),
     };
     // Recovery before the source starts: a spool another recorder holds stops the run here.
     let (spool, leftovers) = Spool::open(&config.spool)?;
@@ -192,6 +200,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             let what = format!("from {} (following its rotations)", follow.path.display());
             let follower = Follower::new(&follow, node, output, Arc::clone(&metrics))?;
             let thread: SourceThread = Box::new(move |stop| Ok(Recorded::File(follower.run(stop))));
+            (thread, what, CaptureSource::Hubble)
+        }
+        Checked::Hubble(checked) => {
+            let what = checked.describe();
+            let listener = Listener::new(*checked, node, output, Arc::clone(&metrics))?;
+            let thread: SourceThread =
+                Box::new(move |stop| Ok(Recorded::Hubble(listener.run(stop))));
             (thread, what, CaptureSource::Hubble)
         }
     };

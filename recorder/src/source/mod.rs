@@ -3,11 +3,14 @@
 //!
 //! - `ebpf` + `drain`: the recorder's own capture (kernel flow maps drained on a schedule);
 //! - `tail` + `follow`: a Hubble exporter file followed across rotations, resuming from the
-//!   position recorded with the last lines.
+//!   position recorded with the last lines;
+//! - `hubble`: a Hubble server or Relay over the Observer gRPC API, resuming from the time of
+//!   the last flow recorded.
 
 pub mod drain;
 pub mod ebpf;
 pub mod follow;
+pub mod hubble;
 pub mod tail;
 
 use std::sync::atomic::Ordering;

@@ -1,0 +1,712 @@
+//! `--source hubble --hubble-server ADDR`: flows live from a Cilium agent's Hubble server
+//! (`unix:///var/run/cilium/hubble.sock`) or from Hubble Relay (`host:4245`, TLS or mTLS), over
+//! the Observer API (`GetFlows` with `follow`, after a `ServerStatus` check).
+//!
+//! A received event becomes the protojson line Hubble itself would print for it (the
+//! `hubble-api` serde impls, proto field names) and is decoded by the same decoder as imported
+//! files: a flow recorded live and the same flow imported give the same row.
+//!
+//! **Reconnecting without gaps or duplicates.** Every batch is recorded as one spool
+//! transaction with a checkpoint: the time of the newest flow recorded and the identities
+//! (uuid, else a hash of the flow) of the flows recorded at exactly that time. A new stream
+//! asks for flows `since` that time; what comes back older than it, or at it and already
+//! recorded, is dropped. The time without a stream is recorded in `lost_events` as
+//! `source = 'FLOWREC_DISCONNECTED'` (`first`..`last`): Hubble replays from its ring buffer,
+//! so flows are missing only if the buffer wrapped meanwhile, but a report can say the
+//! recording was interrupted. (Relay merges nodes' streams roughly in time order; a flow that
+//! reaches it later than newer ones, right across a reconnect, is taken as a duplicate.)
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flow_schema::hubble::HubbleDecoder;
+use flow_schema::{CaptureSource, Table};
+use hubble_api::flow::FlowFilter;
+use hubble_api::observer::get_flows_response::ResponseTypes;
+use hubble_api::observer::observer_client::ObserverClient;
+use hubble_api::observer::{GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
+use prost::Message;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use super::{Recording, SpoolOutput, Stop};
+use crate::metrics::Metrics;
+
+/// `--source hubble` settings, as given.
+#[derive(Debug, Clone)]
+pub struct HubbleConfig {
+    /// `unix:///path` or `host:port`.
+    pub server: String,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_server_name: Option<String>,
+    /// FlowFilter JSON, as `hubble observe --allowlist` takes it.
+    pub allowlist: Vec<String>,
+    pub denylist: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubbleError {
+    #[error("--hubble-server {0:?}: expected unix:///path/to/hubble.sock or host:port")]
+    BadAddress(String),
+    #[error("{flag} {path}: cannot read it: {source}")]
+    TlsFile {
+        flag: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--hubble-tls-cert and --hubble-tls-key go together (mTLS needs both)")]
+    HalfIdentity,
+    #[error("{flag}: not a Hubble FlowFilter ({source}) in {json}")]
+    Filter {
+        flag: &'static str,
+        json: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the Hubble resume position {0:?} is not one this flowrec wrote")]
+    BadPosition(String),
+}
+
+/// Where the server is.
+#[derive(Debug, Clone)]
+enum Address {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Unix(path) => write!(f, "unix://{}", path.display()),
+            Address::Tcp(host) => write!(f, "{host}"),
+        }
+    }
+}
+
+/// The settings, checked: files read, filters parsed.
+pub struct Checked {
+    address: Address,
+    tls: Option<ClientTlsConfig>,
+    allow: Vec<FlowFilter>,
+    deny: Vec<FlowFilter>,
+}
+
+pub fn check(config: &HubbleConfig) -> Result<Checked, HubbleError> {
+    let address = match config.server.strip_prefix("unix://") {
+        Some(path) if !path.is_empty() => Address::Unix(PathBuf::from(path)),
+        Some(_) => return Err(HubbleError::BadAddress(config.server.clone())),
+        None => {
+            let host = config
+                .server
+                .trim_start_matches("http://")
+                .trim_start_matches("https://");
+            match host.rsplit_once(':') {
+                Some((name, port)) if !name.is_empty() && port.parse::<u16>().is_ok() => {
+                    Address::Tcp(host.to_string())
+                }
+                _ => return Err(HubbleError::BadAddress(config.server.clone())),
+            }
+        }
+    };
+    let read = |flag: &'static str, path: &PathBuf| {
+        std::fs::read(path).map_err(|source| HubbleError::TlsFile {
+            flag,
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let tls_wanted = config.tls_ca.is_some()
+        || config.tls_cert.is_some()
+        || config.tls_key.is_some()
+        || config.tls_server_name.is_some();
+    let tls = if tls_wanted {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &config.tls_ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read("--hubble-tls-ca", ca)?));
+        } else {
+            tls = tls.with_native_roots();
+        }
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(
+                    read("--hubble-tls-cert", cert)?,
+                    read("--hubble-tls-key", key)?,
+                ));
+            }
+            (None, None) => {}
+            _ => return Err(HubbleError::HalfIdentity),
+        }
+        if let Some(name) = &config.tls_server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        Some(tls)
+    } else {
+        None
+    };
+    let filters = |flag: &'static str, list: &[String]| {
+        list.iter()
+            .map(|json| {
+                serde_json::from_str::<FlowFilter>(json).map_err(|source| HubbleError::Filter {
+                    flag,
+                    json: json.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Checked {
+        address,
+        tls,
+        allow: filters("--hubble-allowlist", &config.allowlist)?,
+        deny: filters("--hubble-denylist", &config.denylist)?,
+    })
+}
+
+impl Checked {
+    pub fn describe(&self) -> String {
+        format!(
+            "from Hubble at {}{}",
+            self.address,
+            if self.tls.is_some() { " (TLS)" } else { "" }
+        )
+    }
+
+    /// A channel to the server (connected lazily by tonic: errors show at the first call).
+    fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        match &self.address {
+            Address::Unix(path) => {
+                let path = path.clone();
+                // The URI is not used for a unix socket; tonic needs one.
+                Ok(
+                    Endpoint::from_static("http://hubble.sock").connect_with_connector_lazy(
+                        tower::service_fn(move |_| {
+                            let path = path.clone();
+                            async move {
+                                let stream = tokio::net::UnixStream::connect(path).await?;
+                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                            }
+                        }),
+                    ),
+                )
+            }
+            Address::Tcp(host) => {
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}"))?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_keepalive(Some(Duration::from_secs(30)));
+                if let Some(tls) = &self.tls {
+                    endpoint = endpoint.tls_config(tls.clone())?;
+                }
+                Ok(endpoint.connect_lazy())
+            }
+        }
+    }
+}
+
+/// Where recording stands: the newest flow time recorded, and which flows at that time.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Resume {
+    last_ns: Option<i64>,
+    at_last: HashSet<u64>,
+}
+
+const RESUME_VERSION: &str = "hubble1";
+
+impl Resume {
+    fn encode(&self) -> Vec<u8> {
+        let mut text = format!(
+            "{RESUME_VERSION} {}",
+            self.last_ns.map_or("-".to_string(), |ns| ns.to_string())
+        );
+        let mut ids: Vec<&u64> = self.at_last.iter().collect();
+        ids.sort();
+        for id in ids {
+            text.push_str(&format!(" {id:x}"));
+        }
+        text.into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Resume, HubbleError> {
+        let text = String::from_utf8_lossy(bytes);
+        let bad = || HubbleError::BadPosition(text.to_string());
+        let mut fields = text.split(' ');
+        if fields.next() != Some(RESUME_VERSION) {
+            return Err(bad());
+        }
+        let last_ns = match fields.next().ok_or_else(bad)? {
+            "-" => None,
+            ns => Some(ns.parse().map_err(|_| bad())?),
+        };
+        let at_last = fields
+            .map(|id| u64::from_str_radix(id, 16).map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        Ok(Resume { last_ns, at_last })
+    }
+
+    /// Whether a flow at `time_ns` with identity `id` was recorded already.
+    fn seen(&self, time_ns: i64, id: u64) -> bool {
+        match self.last_ns {
+            Some(last) => time_ns < last || (time_ns == last && self.at_last.contains(&id)),
+            None => false,
+        }
+    }
+
+    fn record(&mut self, time_ns: i64, id: u64) {
+        match self.last_ns {
+            Some(last) if time_ns < last => {}
+            Some(last) if time_ns == last => {
+                self.at_last.insert(id);
+            }
+            _ => {
+                self.last_ns = Some(time_ns);
+                self.at_last.clear();
+                self.at_last.insert(id);
+            }
+        }
+    }
+}
+
+/// A flow's identity for deduplication: its uuid, else a hash of its encoding.
+fn identity(flow: &hubble_api::flow::Flow) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if flow.uuid.is_empty() {
+        flow.encode_to_vec().hash(&mut hasher);
+    } else {
+        flow.uuid.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn time_ns(time: &Option<pbjson_types::Timestamp>) -> Option<i64> {
+    time.as_ref().map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    })
+}
+
+/// Events handed to the spool at once (or what came within [`BATCH_WAIT`]).
+const BATCH_EVENTS: usize = 8192;
+const BATCH_WAIT: Duration = Duration::from_millis(200);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long to wait before trying the spool again (full, or its disk failing).
+const RETRY_SPOOL: Duration = Duration::from_millis(200);
+
+/// What a Hubble source did, for the run's summary.
+#[derive(Debug, Default)]
+pub struct Listened {
+    pub flows: u64,
+    pub lost_events: u64,
+    pub duplicates: u64,
+    pub reconnects: u64,
+}
+
+impl Listened {
+    pub fn describe(&self) -> String {
+        format!(
+            "received {} flows and {} lost events from Hubble ({} duplicates after \
+             reconnecting dropped, {} reconnects)",
+            self.flows, self.lost_events, self.duplicates, self.reconnects
+        )
+    }
+}
+
+pub struct Listener {
+    checked: Checked,
+    decoder: HubbleDecoder,
+    output: SpoolOutput,
+    metrics: Arc<Metrics>,
+    resume: Resume,
+    node_name: String,
+    listened: Listened,
+}
+
+impl Listener {
+    pub fn new(
+        checked: Checked,
+        node_name: String,
+        output: SpoolOutput,
+        metrics: Arc<Metrics>,
+    ) -> Result<Listener, HubbleError> {
+        let resume = match output.spool.checkpoint() {
+            Some(bytes) => Resume::decode(bytes)?,
+            None => Resume::default(),
+        };
+        if let Some(ns) = resume.last_ns {
+            crate::info!(
+                "--hubble-server {}: resuming after the flows of {} recorded last",
+                checked.address,
+                format_ns(ns)
+            );
+        }
+        Ok(Listener {
+            checked,
+            decoder: HubbleDecoder::new(CaptureSource::Hubble, Some(node_name.clone())),
+            output,
+            metrics,
+            resume,
+            node_name,
+            listened: Listened::default(),
+        })
+    }
+
+    /// Streams flows until `stop` (then the segment is sealed) or the shipper is gone.
+    pub fn run(mut self, stop: Arc<Stop>) -> Listened {
+        let metrics = Arc::clone(&self.metrics);
+        let _recording = Recording(&metrics);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        runtime.block_on(self.listen(&stop));
+        self.output.seal_if_due(true);
+        self.listened
+    }
+
+    async fn listen(&mut self, stop: &Stop) {
+        let mut backoff = FIRST_BACKOFF;
+        // When the last stream ended (the gap to record once the next one starts).
+        let mut lost_since: Option<i64> = None;
+        while !stop.requested() {
+            match self.stream(stop, &mut lost_since).await {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::ShipperGone) => return,
+                Ok(Ended::Closed { received }) => {
+                    crate::warn!(
+                        "--hubble-server {}: the server ended the stream; reconnecting",
+                        self.checked.address
+                    );
+                    if received {
+                        backoff = FIRST_BACKOFF;
+                    }
+                }
+                Err(problem) => crate::warn!(
+                    "--hubble-server {}: {problem}; retrying in {backoff:?}",
+                    self.checked.address
+                ),
+            }
+            if lost_since.is_none() {
+                lost_since = Some(now_ns());
+            }
+            self.listened.reconnects += 1;
+            if wait(stop, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection: the status check, then the stream until it ends.
+    async fn stream(&mut self, stop: &Stop, lost_since: &mut Option<i64>) -> Result<Ended, String> {
+        let channel = self
+            .checked
+            .channel()
+            .map_err(|error| format!("cannot connect: {}", flow_schema::error_chain(&error)))?;
+        let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+        let status = client
+            .server_status(ServerStatusRequest {})
+            .await
+            .map_err(|status| describe_status("ServerStatus", &status))?
+            .into_inner();
+        crate::info!(
+            "--hubble-server {}: Hubble {} ({} flows seen, ring buffer {}/{})",
+            self.checked.address,
+            if status.version.is_empty() {
+                "(no version)"
+            } else {
+                &status.version
+            },
+            status.seen_flows,
+            status.num_flows,
+            status.max_flows
+        );
+        let request = GetFlowsRequest {
+            follow: true,
+            since: self.resume.last_ns.map(|ns| pbjson_types::Timestamp {
+                seconds: ns.div_euclid(1_000_000_000),
+                nanos: ns.rem_euclid(1_000_000_000) as i32,
+            }),
+            whitelist: self.checked.allow.clone(),
+            blacklist: self.checked.deny.clone(),
+            ..Default::default()
+        };
+        let mut stream = client
+            .get_flows(request)
+            .await
+            .map_err(|status| describe_status("GetFlows", &status))?
+            .into_inner();
+        if let Some(since) = lost_since.take() {
+            if !self.record_gap(since, now_ns(), stop) {
+                return Ok(Ended::Stopped);
+            }
+        }
+        let mut received = false;
+        let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(BATCH_EVENTS);
+        loop {
+            let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+            let mut ended = None;
+            while batch.len() < BATCH_EVENTS {
+                match tokio::time::timeout_at(deadline, stream.message()).await {
+                    Err(_elapsed) => break,
+                    Ok(Ok(Some(event))) => batch.push(event),
+                    Ok(Ok(None)) => {
+                        ended = Some(Ok(Ended::Closed { received }));
+                        break;
+                    }
+                    Ok(Err(status)) => {
+                        ended = Some(Err(describe_status("the flow stream", &status)));
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                received = true;
+                if !self.record(std::mem::take(&mut batch), stop) {
+                    return Ok(Ended::Stopped);
+                }
+            }
+            if !self.output.seal_if_due(false) {
+                return Ok(Ended::ShipperGone);
+            }
+            if let Some(ended) = ended {
+                return ended;
+            }
+            if stop.requested() {
+                return Ok(Ended::Stopped);
+            }
+        }
+    }
+
+    /// Records a batch of events with the resume position after them; false if a stop came
+    /// while the spool could not take them.
+    fn record(&mut self, events: Vec<GetFlowsResponse>, stop: &Stop) -> bool {
+        let mut resume = self.resume.clone();
+        let mut lines = Vec::with_capacity(events.len() * 1024);
+        for event in &events {
+            match &event.response_types {
+                Some(ResponseTypes::Flow(flow)) => {
+                    let time = time_ns(&flow.time).or_else(|| time_ns(&event.time));
+                    if let Some(time) = time {
+                        let id = identity(flow);
+                        if resume.seen(time, id) {
+                            self.listened.duplicates += 1;
+                            continue;
+                        }
+                        resume.record(time, id);
+                    }
+                    self.listened.flows += 1;
+                }
+                Some(ResponseTypes::LostEvents(_)) => self.listened.lost_events += 1,
+                Some(ResponseTypes::NodeStatus(status)) => {
+                    crate::info!(
+                        "--hubble-server {}: node status {:?}: {} {}",
+                        self.checked.address,
+                        status.state_change(),
+                        status.node_names.join(","),
+                        status.message
+                    );
+                    continue;
+                }
+                None => continue,
+            }
+            serde_json::to_writer(&mut lines, event).expect("protojson of a message");
+            lines.push(b'\n');
+        }
+        let decoded = self.decoder.decode(&lines, 1);
+        for error in &decoded.errors {
+            // Cannot happen for what serde wrote, unless the decoder and the API disagree.
+            crate::warn!("a Hubble event did not decode: {}", error.reason);
+        }
+        Metrics::add(
+            &self.metrics.flows_received,
+            decoded.flows.num_rows() as u64,
+        );
+        let flows = decoded.flows.num_rows() as u64;
+        let batches = [
+            (Table::Flows, decoded.flows),
+            (Table::LostEvents, decoded.lost_events),
+        ];
+        if !self.commit(&batches, &resume.encode(), stop) {
+            return false;
+        }
+        self.resume = resume;
+        Metrics::add(&self.metrics.flows_recorded, flows);
+        true
+    }
+
+    /// The time without a stream, as a `lost_events` row.
+    fn record_gap(&mut self, first: i64, last: i64, stop: &Stop) -> bool {
+        let line = format!(
+            "{{\"lost_events\":{{\"source\":\"FLOWREC_DISCONNECTED\",\"first\":\"{}\",\
+             \"last\":\"{}\"}},\"node_name\":{},\"time\":\"{}\"}}\n",
+            format_ns(first),
+            format_ns(last),
+            serde_json::Value::String(self.node_name.clone()),
+            format_ns(last)
+        );
+        let decoded = self.decoder.decode(line.as_bytes(), 1);
+        let batches = [(Table::LostEvents, decoded.lost_events)];
+        let resume = self.resume.encode();
+        self.commit(&batches, &resume, stop)
+    }
+
+    /// One spool transaction, retried while the spool cannot take it.
+    fn commit(
+        &mut self,
+        batches: &[(Table, arrow::array::RecordBatch)],
+        checkpoint: &[u8],
+        stop: &Stop,
+    ) -> bool {
+        let mut reported = false;
+        loop {
+            let output = &mut self.output;
+            let problem =
+                match output
+                    .spool
+                    .append_transaction_within(batches, checkpoint, output.budget)
+                {
+                    Ok(true) => match output.spool.commit() {
+                        Ok(()) => break,
+                        Err(error) => flow_schema::error_chain(&error),
+                    },
+                    Ok(false) => {
+                        if !output.seal_if_due(true) {
+                            return false;
+                        }
+                        format!("the spool is at --spool-max-bytes {}", output.budget)
+                    }
+                    Err(error) => flow_schema::error_chain(&error),
+                };
+            self.metrics.source_waiting.store(1, Ordering::Relaxed);
+            if !reported {
+                crate::warn!(
+                    "--hubble-server {}: {problem}: receiving paused until it can be recorded \
+                     (Hubble buffers meanwhile; what its ring buffer drops is reported by it)",
+                    self.checked.address
+                );
+                reported = true;
+            }
+            if stop.wait(RETRY_SPOOL) {
+                self.metrics.source_waiting.store(0, Ordering::Relaxed);
+                return false;
+            }
+        }
+        self.metrics.source_waiting.store(0, Ordering::Relaxed);
+        true
+    }
+}
+
+/// How a stream ended without an error.
+enum Ended {
+    Stopped,
+    ShipperGone,
+    Closed { received: bool },
+}
+
+/// A gRPC status as an operator reads it: which call, the code, the server's message.
+fn describe_status(call: &str, status: &tonic::Status) -> String {
+    let cause = match status.code() {
+        tonic::Code::Unimplemented => {
+            "the server does not implement the Hubble Observer API (is this a Hubble server?)"
+                .to_string()
+        }
+        tonic::Code::Unavailable => format!(
+            "unavailable: {}",
+            std::error::Error::source(status)
+                .map(flow_schema::error_chain)
+                .unwrap_or_else(|| status.message().to_string())
+        ),
+        code => format!("{code:?}: {}", status.message()),
+    };
+    format!("{call} failed: {cause}")
+}
+
+/// Sleeps `duration` unless a stop comes first (true then).
+async fn wait(stop: &Stop, duration: Duration) -> bool {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        if stop.requested() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100).min(until - Instant::now())).await;
+    }
+    stop.requested()
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn format_ns(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resume_position_survives_its_encoding_and_drops_what_was_seen() {
+        let mut resume = Resume::default();
+        assert!(!resume.seen(5, 1));
+        resume.record(5, 1);
+        resume.record(5, 2);
+        resume.record(3, 9);
+        let back = Resume::decode(&resume.encode()).unwrap();
+        assert_eq!(back, resume);
+        assert!(back.seen(4, 7), "older than the newest recorded");
+        assert!(back.seen(5, 2), "at the newest time, recorded");
+        assert!(!back.seen(5, 3), "at the newest time, not recorded");
+        assert!(!back.seen(6, 1), "newer");
+        resume.record(6, 4);
+        assert_eq!(resume.at_last.len(), 1);
+        assert!(Resume::decode(b"follow1 1 2").is_err());
+        assert_eq!(
+            Resume::decode(&Resume::default().encode()).unwrap(),
+            Resume::default()
+        );
+    }
+
+    #[test]
+    fn addresses_and_filters_are_checked_with_the_flag_named() {
+        let config = |server: &str| HubbleConfig {
+            server: server.into(),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
+            allowlist: vec![],
+            denylist: vec![],
+        };
+        assert!(matches!(
+            check(&config("unix:///var/run/cilium/hubble.sock")).map(|c| c.address),
+            Ok(Address::Unix(_))
+        ));
+        assert!(matches!(
+            check(&config("relay:4245")).map(|c| c.address),
+            Ok(Address::Tcp(_))
+        ));
+        for bad in ["relay", "unix://", ":4245", "relay:port"] {
+            let error = check(&config(bad)).err().unwrap().to_string();
+            assert!(error.contains("--hubble-server"), "{error}");
+        }
+        let mut filtered = config("relay:4245");
+        filtered.allowlist =
+            vec![r#"{"source_pod":["kube-system/"],"verdict":["DROPPED"]}"#.into()];
+        let checked = check(&filtered).unwrap();
+        assert_eq!(checked.allow[0].source_pod, ["kube-system/"]);
+        filtered.denylist = vec![r#"{"source_pod": 3}"#.into()];
+        let error = check(&filtered).err().unwrap().to_string();
+        assert!(error.contains("--hubble-denylist"), "{error}");
+        let mut half = config("relay:4245");
+        half.tls_cert = Some("/nonexistent".into());
+        assert!(check(&half).is_err());
+    }
+}
