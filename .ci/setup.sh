@@ -18,6 +18,8 @@ command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+# The Hubble TLS tests make their certificate authority and certificates with openssl.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   sudo=()

@@ -1,6 +1,6 @@
 //! `test-hubble-server`: a Hubble Observer server for tests and the live-recording benchmark.
 //! Serves the events of Hubble JSON files (jsonpb envelopes or bare flows, as `hubble observe
-//! -o jsonpb` prints them), or generated flows, over a unix socket or TCP (optionally TLS /
+//! -o jsonpb` prints them; plain or .gz), or generated flows, over a unix socket or TCP (optionally TLS /
 //! mTLS), through `GetFlows` (honouring `since`, and `follow` by keeping the stream open) and
 //! `ServerStatus`.
 //!
@@ -15,6 +15,7 @@
 //! test-hubble-server --listen 127.0.0.1:4245 --generate 1000000
 //! ```
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -102,8 +103,18 @@ fn options() -> Options {
 fn load(files: &[PathBuf]) -> Vec<GetFlowsResponse> {
     let mut events = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .unwrap_or_else(|error| usage(&format!("{}: {error}", file.display())));
+        let read = || -> std::io::Result<String> {
+            let mut text = String::new();
+            let path = file;
+            let file = std::fs::File::open(path)?;
+            if path.extension().is_some_and(|ext| ext == "gz") {
+                flate2::read::MultiGzDecoder::new(file).read_to_string(&mut text)?;
+            } else {
+                std::io::BufReader::new(file).read_to_string(&mut text)?;
+            }
+            Ok(text)
+        };
+        let text = read().unwrap_or_else(|error| usage(&format!("{}: {error}", file.display())));
         for (number, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -251,10 +262,12 @@ where
 #[tokio::main]
 async fn main() {
     let options = options();
-    let events = match options.generate {
+    let mut events = match options.generate {
         Some(count) => generated(count),
         None => load(&options.files),
     };
+    // In time order, as a ring buffer holds them (the files need not be).
+    events.sort_by_key(time_ns);
     let observer = TestObserver {
         events: Arc::new(events),
         drop_after: options.drop_after,

@@ -3,14 +3,13 @@
 //! always the same: every line written is in the store exactly once (unique flow uuids,
 //! counted through flowsql).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -119,141 +118,18 @@ impl Exporter {
     }
 }
 
-/// `flowrec run --source file` as a process; its stderr collected as it comes.
-struct FileRecorder {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-    metrics: String,
-}
-
-impl FileRecorder {
-    fn start(
-        follow: &Path,
-        store: &str,
-        spool: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
-        let mut command = Command::new(flowrec_bin());
-        command
-            .args(["run", "--source", "file", "--follow"])
-            .arg(follow)
-            .args(["--store", store, "--spool"])
-            .arg(spool)
-            .args(["--node-name", "oracle-node", "--max-file-age", "1s"])
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("FLOW_STORE")
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let output = Arc::new(Mutex::new(String::new()));
-        let collected = Arc::clone(&output);
-        let reader = std::thread::spawn(move || {
-            for line in stderr.lines() {
-                let line = line.unwrap();
-                let mut output = collected.lock().unwrap();
-                output.push_str(&line);
-                output.push('\n');
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = output.lock().unwrap().clone();
-            if text.contains("recording flows") {
-                let metrics = text
-                    .split("serving metrics on http://")
-                    .nth(1)
-                    .and_then(|rest| rest.split('/').next())
-                    .unwrap()
-                    .to_string();
-                return FileRecorder {
-                    child,
-                    output,
-                    reader: Some(reader),
-                    metrics,
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the recorder exited ({status}) before recording: {text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the recorder did not start: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn scrape(&self) -> String {
-        http_get(&self.metrics, "/metrics").1
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        metric(&self.scrape(), name)
-    }
-
-    /// Waits until `done` holds for the metrics (or fails after `limit`).
-    fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + limit;
-        loop {
-            let metrics = self.scrape();
-            if done(&metrics) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not after {limit:?}:\n{metrics}\n{}",
-                self.output.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// Waits until `flows` flows were read (and `malformed` lines skipped) by this run.
-    fn wait_until_read(&self, flows: u64, malformed: u64) {
-        self.wait_for("the lines read", Duration::from_secs(120), |m| {
-            metric(m, "flowrec_flows_received_total") == flows
-                && metric(m, "flowrec_lines_malformed_total") == malformed
-        });
-    }
-
-    /// Waits until the recorder found nothing more to read and shipped all it recorded (for
-    /// a file no longer written to).
-    fn wait_until_done(&self) {
-        self.wait_for("caught up and shipped", Duration::from_secs(120), |m| {
-            metric(m, "flowrec_source_caught_up") == 1
-                && metric(m, "flowrec_source_waiting") == 0
-                && metric(m, "flowrec_spool_segments_waiting") == 0
-        });
-    }
-
-    /// SIGTERM; the exit status and everything it printed.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let status = self.child.wait().unwrap();
-        self.reader.take().unwrap().join().unwrap();
-        let output = self.output.lock().unwrap().clone();
-        (status, output)
-    }
-
-    /// SIGKILL: nothing flushed, nothing shipped.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for FileRecorder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `flowrec run --source file --follow PATH`, with the options every test here uses.
+fn file_recorder(
+    follow: &Path,
+    store: &str,
+    spool: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> LiveRecorder {
+    let follow = follow.display().to_string();
+    let mut args = vec!["--source", "file", "--follow", &follow];
+    args.extend_from_slice(extra);
+    LiveRecorder::start(&args, store, spool, env)
 }
 
 /// Flows in the store, distinct uuids among them, and how many of them the generator wrote.
@@ -277,7 +153,7 @@ fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
     let spool = dir.path().join("spool");
     let mut exporter = Exporter::new(&dir.path().join("hubble"));
     exporter.write(1500);
-    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
+    let recorder = file_recorder(&exporter.path(), &store, &spool, &[], &[]);
     exporter.write(1500);
     exporter.rotate(false);
     exporter.write(1500);
@@ -302,7 +178,7 @@ fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
     // A restart resumes after the last line: nothing is read again. (Logged as JSON lines.)
     exporter.write(10);
     let json = ["--log-format", "json"];
-    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &json, &[]);
+    let recorder = file_recorder(&exporter.path(), &store, &spool, &json, &[]);
     recorder.wait_until_read(10, 0);
     let (status, output) = recorder.stop();
     assert!(status.success(), "{output}");
@@ -359,13 +235,13 @@ fn followed_file_sigkilled_at_random_moments_records_every_line_exactly_once() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = exporter.spawn(40, 5000, Arc::clone(&stop));
     for _ in 0..cycles {
-        let recorder = FileRecorder::start(&path, &store, &spool, &[], &[]);
+        let recorder = file_recorder(&path, &store, &spool, &[], &[]);
         std::thread::sleep(Duration::from_millis(50 + random.below(1500)));
         recorder.kill();
     }
     stop.store(true, Ordering::Relaxed);
     let exporter = writer.join().unwrap();
-    let recorder = FileRecorder::start(&path, &store, &spool, &[], &[]);
+    let recorder = file_recorder(&path, &store, &spool, &[], &[]);
     recorder.wait_until_done();
     let (status, output) = recorder.stop();
     assert!(status.success(), "{output}");
@@ -490,7 +366,7 @@ fn followed_file_through_s3_outages_lands_every_flow_once() {
     let path = exporter.path();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = exporter.spawn(4, 3000, Arc::clone(&stop));
-    let recorder = FileRecorder::start(
+    let recorder = file_recorder(
         &path,
         store,
         &spool,
@@ -502,7 +378,7 @@ fn followed_file_through_s3_outages_lands_every_flow_once() {
     });
     // While flows keep coming a segment is sealed every second: "back to normal" is at most
     // the newest one waiting, for at most a couple of seconds.
-    let back_to_normal = |recorder: &FileRecorder| {
+    let back_to_normal = |recorder: &LiveRecorder| {
         recorder.wait_for("the spool emptied", Duration::from_secs(120), |m| {
             metric(m, "flowrec_spool_segments_waiting") <= 1
                 && metric(m, "flowrec_spool_oldest_age_seconds") <= 2
@@ -569,7 +445,7 @@ fn damaged_spool_segments_are_cut_at_their_last_good_record_and_named() {
     let mut exporter = Exporter::new(&dir.path().join("hubble"));
     // A small budget makes small chunks: several records per segment.
     let extra = ["--spool-max-bytes", "2MiB", "--stop-grace", "1s"];
-    let recorder = FileRecorder::start(&exporter.path(), &unwritable, &spool, &extra, &[]);
+    let recorder = file_recorder(&exporter.path(), &unwritable, &spool, &extra, &[]);
     for _ in 0..2 {
         exporter.write(2000);
         recorder.wait_for("the lines read", Duration::from_secs(30), |m| {
@@ -602,8 +478,8 @@ fn damaged_spool_segments_are_cut_at_their_last_good_record_and_named() {
         .unwrap();
 
     let store = dir.path().join("store").display().to_string();
-    let recorder = FileRecorder::start(&exporter.path(), &store, &spool, &[], &[]);
-    let startup = recorder.output.lock().unwrap().clone();
+    let recorder = file_recorder(&exporter.path(), &store, &spool, &[], &[]);
+    let startup = recorder.process.output();
     for (segment, damage) in [(flipped, "checksum mismatch"), (cut, "torn write")] {
         let named = format!("spool segment {}: ", segment.display());
         let line = startup

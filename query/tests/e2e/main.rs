@@ -3,6 +3,7 @@
 
 mod capture;
 mod follow;
+mod hubble;
 mod support;
 
 use std::io::Write;

@@ -2,10 +2,12 @@
 //! server (moto) on loopback, and independent counts of Hubble JSON.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub fn flowsql_bin() -> PathBuf {
@@ -16,7 +18,28 @@ pub fn flowsql_bin() -> PathBuf {
 /// `cargo build --workspace` (which .ci/run runs first) does. A stale binary would test old
 /// code, so it is refused with the command that fixes it.
 pub fn flowrec_bin() -> PathBuf {
-    let path = flowsql_bin().with_file_name("flowrec");
+    workspace_bin(
+        "flowrec",
+        &[
+            "recorder/src",
+            "schemas/src",
+            "schemas/hubble-api",
+            "schemas/proto",
+            "ebpf",
+        ],
+    )
+}
+
+/// The test Hubble Observer server (benches), built like flowrec.
+pub fn test_hubble_server_bin() -> PathBuf {
+    workspace_bin(
+        "test-hubble-server",
+        &["benches/src", "schemas/hubble-api", "schemas/proto"],
+    )
+}
+
+fn workspace_bin(name: &str, sources: &[&str]) -> PathBuf {
+    let path = flowsql_bin().with_file_name(name);
     let built = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
@@ -26,13 +49,12 @@ pub fn flowrec_bin() -> PathBuf {
             )
         });
     let root = repo_root();
-    let sources = [
-        root.join("recorder/src"),
-        root.join("schemas/src"),
-        root.join("ebpf"),
-        root.join("Cargo.lock"),
-    ];
-    if let Some(newer) = sources.iter().find_map(|p| newer_than(p, built)) {
+    let newer = sources
+        .iter()
+        .map(|source| root.join(source))
+        .chain([root.join("Cargo.lock")])
+        .find_map(|p| newer_than(&p, built));
+    if let Some(newer) = newer {
         panic!(
             "{} is older than {}: run `cargo build --workspace` first",
             path.display(),
@@ -347,4 +369,171 @@ pub fn http_get(address: &str, path: &str) -> (String, String) {
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
     )
+}
+
+/// A child process whose stderr is collected as it comes (so it never blocks on a full pipe);
+/// killed on drop.
+pub struct Process {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Process {
+    pub fn spawn(mut command: Command) -> Process {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let output = Arc::new(Mutex::new(String::new()));
+        let collected = Arc::clone(&output);
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { return };
+                let mut output = collected.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
+        Process {
+            child,
+            output,
+            reader: Some(reader),
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the output contains `pattern`; returns it. Fails if the process exits
+    /// first, or after 30 s.
+    pub fn wait_for(&mut self, pattern: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = self.output();
+            if text.contains(pattern) {
+                return text;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "exited ({status}) before printing {pattern:?}: {}",
+                    self.output()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {pattern:?} after 30 s: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM; the exit status and everything it printed.
+    pub fn stop(mut self) -> (ExitStatus, String) {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        self.reader.take().unwrap().join().unwrap();
+        (status, self.output())
+    }
+
+    /// SIGKILL.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `flowrec run` with `source` arguments, spooling in `spool`, named `oracle-node`, sealing
+/// every second, serving metrics on a free port; returned once it records.
+pub struct LiveRecorder {
+    pub process: Process,
+    metrics: String,
+}
+
+impl LiveRecorder {
+    pub fn start(source: &[&str], store: &str, spool: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(flowrec_bin());
+        command
+            .arg("run")
+            .args(source)
+            .args(["--store", store, "--spool"])
+            .arg(spool)
+            .args(["--node-name", "oracle-node", "--max-file-age", "1s"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .env_remove("FLOW_STORE");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut process = Process::spawn(command);
+        let text = process.wait_for("recording flows");
+        let metrics = text
+            .split("serving metrics on http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap()
+            .to_string();
+        LiveRecorder { process, metrics }
+    }
+
+    pub fn scrape(&self) -> String {
+        http_get(&self.metrics, "/metrics").1
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        metric(&self.scrape(), name)
+    }
+
+    /// Waits until `done` holds for the metrics (or fails after `limit`).
+    pub fn wait_for(&self, what: &str, limit: Duration, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let metrics = self.scrape();
+            if done(&metrics) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not after {limit:?}:\n{metrics}\n{}",
+                self.process.output()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until `flows` flows were read (and `malformed` lines skipped) by this run.
+    pub fn wait_until_read(&self, flows: u64, malformed: u64) {
+        self.wait_for("the lines read", Duration::from_secs(120), |m| {
+            metric(m, "flowrec_flows_received_total") == flows
+                && metric(m, "flowrec_lines_malformed_total") == malformed
+        });
+    }
+
+    /// Waits until the recorder found nothing more to read and shipped all it recorded (for
+    /// a file no longer written to).
+    pub fn wait_until_done(&self) {
+        self.wait_for("caught up and shipped", Duration::from_secs(120), |m| {
+            metric(m, "flowrec_source_caught_up") == 1
+                && metric(m, "flowrec_source_waiting") == 0
+                && metric(m, "flowrec_spool_segments_waiting") == 0
+        });
+    }
+
+    /// SIGTERM; the exit status and everything it printed.
+    pub fn stop(self) -> (ExitStatus, String) {
+        self.process.stop()
+    }
+
+    /// SIGKILL: nothing flushed, nothing shipped.
+    pub fn kill(self) {
+        self.process.kill()
+    }
 }

@@ -248,6 +248,27 @@ impl Out<'_> {
         Ok(())
     }
 
+    /// A top-level proto3 scalar (no presence): zero is "not set", as on the wire, where a
+    /// zero is never sent. (JSON writers other than protojson may spell it out.)
+    fn u32_unless_zero(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
+        if let Some(v) = cursor.integer::<u32>("an unsigned 32-bit integer")? {
+            if v != 0 {
+                self.table.u32(self.column(column), v);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Out::u32_unless_zero`] for 64-bit scalars.
+    fn u64_unless_zero(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
+        if let Some(v) = cursor.integer::<u64>("an unsigned 64-bit integer")? {
+            if v != 0 {
+                self.table.u64(self.column(column), v);
+            }
+        }
+        Ok(())
+    }
+
     fn u64(&mut self, cursor: &mut Cursor, column: F) -> Result<()> {
         if let Some(v) = cursor.integer("an unsigned 64-bit integer")? {
             self.table.u64(self.column(column), v);
@@ -357,7 +378,7 @@ pub(crate) fn flow_field(cursor: &mut Cursor, out: &mut Out, key: &str) -> Resul
         }
         "uuid" => out.text(cursor, F::Uuid)?,
         "verdict" => out.name(cursor, F::Verdict, &enums::VERDICT)?,
-        "drop_reason" => out.u32(cursor, F::DropReason)?,
+        "drop_reason" => out.u32_unless_zero(cursor, F::DropReason)?,
         "drop_reason_desc" => out.name(cursor, F::DropReasonDesc, &enums::DROP_REASON)?,
         "auth_type" => out.name(cursor, F::AuthType, &enums::AUTH_TYPE)?,
         "Type" => out.name(cursor, F::Type, &enums::FLOW_TYPE)?,
@@ -372,11 +393,11 @@ pub(crate) fn flow_field(cursor: &mut Cursor, out: &mut Out, key: &str) -> Resul
             &enums::TRACE_OBSERVATION_POINT,
         )?,
         "trace_reason" => out.name(cursor, F::TraceReason, &enums::TRACE_REASON)?,
-        "policy_match_type" => out.u32(cursor, F::PolicyMatchType)?,
+        "policy_match_type" => out.u32_unless_zero(cursor, F::PolicyMatchType)?,
         "sock_xlate_point" => out.name(cursor, F::SockXlatePoint, &enums::SOCK_XLATE_POINT)?,
-        "socket_cookie" => out.u64(cursor, F::SocketCookie)?,
-        "cgroup_id" => out.u64(cursor, F::CgroupId)?,
-        "proxy_port" => out.u32(cursor, F::ProxyPort)?,
+        "socket_cookie" => out.u64_unless_zero(cursor, F::SocketCookie)?,
+        "cgroup_id" => out.u64_unless_zero(cursor, F::CgroupId)?,
+        "proxy_port" => out.u32_unless_zero(cursor, F::ProxyPort)?,
         "Summary" => out.text(cursor, F::Summary)?,
         "source_names" => out.strings(cursor, F::SourceNames)?,
         "destination_names" => out.strings(cursor, F::DestinationNames)?,

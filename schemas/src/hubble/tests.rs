@@ -164,6 +164,30 @@ fn zero_values_omitted_by_protojson_read_as_null_or_default() {
 }
 
 #[test]
+fn top_level_scalar_zeros_spelled_out_read_like_omitted_ones() {
+    // Not protojson (which omits zeros), but the same message: the row must be the one the
+    // wire format gives, where a zero is never sent.
+    let spelled = r#"{"flow":{"time":"2021-06-16T16:52:13Z","policy_match_type":0,"drop_reason":0,"proxy_port":0,"socket_cookie":"0","cgroup_id":0}}"#;
+    let omitted = r#"{"flow":{"time":"2021-06-16T16:52:13Z"}}"#;
+    let (spelled, omitted) = (decode(spelled).flows, decode(omitted).flows);
+    for column in [
+        "policy_match_type",
+        "drop_reason",
+        "proxy_port",
+        "socket_cookie",
+        "cgroup_id",
+    ] {
+        assert!(
+            spelled.column_by_name(column).unwrap().is_null(0),
+            "{column}"
+        );
+    }
+    assert_eq!(spelled, omitted);
+    let set = decode(r#"{"flow":{"time":"2021-06-16T16:52:13Z","policy_match_type":2}}"#).flows;
+    assert_eq!(u32_at(&set, "policy_match_type", 0), Some(2));
+}
+
+#[test]
 fn unknown_fields_are_tolerated() {
     let line = DROPPED_ENVELOPE
         .replacen(

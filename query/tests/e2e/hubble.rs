@@ -1,0 +1,361 @@
+//! `flowrec run --source hubble`: the recorder against the project's test Observer server
+//! (`test-hubble-server`, tonic) over a unix socket and over TCP with mTLS, a stream cut mid-way,
+//! and the errors an operator meets (wrong address, wrong certificate, not a Hubble server).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+/// The test server, serving `files` (`args` say where and how); returned once it listens.
+fn hubble_server(args: &[&str], files: &[PathBuf]) -> Process {
+    let mut command = Command::new(test_hubble_server_bin());
+    command.args(args).args(files);
+    let mut server = Process::spawn(command);
+    server.wait_for(" events on ");
+    server
+}
+
+/// The Hubble samples and the incident capture: every flow the project has.
+fn all_captures() -> Vec<PathBuf> {
+    let mut files = hubble_samples();
+    files.push(incident_capture());
+    files
+}
+
+/// Every flow column but `capture_source` (import vs hubble), in one order, as JSON lines.
+fn rows(store: &str) -> String {
+    let run = flowsql(
+        &[
+            "--store",
+            store,
+            "--format",
+            "ndjson",
+            "select * exclude (capture_source) from flows \
+             order by time, ip_source, source_port, destination_port, uuid, summary",
+        ],
+        &[],
+    )
+    .ok();
+    run.stdout
+}
+
+fn imported(files: &[PathBuf], dir: &Path) -> String {
+    let store = dir.join("imported").display().to_string();
+    let refs: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    import(&store, &refs, &[]).ok();
+    rows(&store)
+}
+
+/// `flowrec run --source hubble --hubble-server ADDR` with `extra` flags.
+fn hubble_recorder(address: &str, extra: &[&str], store: &str, spool: &Path) -> LiveRecorder {
+    let mut args = vec!["--source", "hubble", "--hubble-server", address];
+    args.extend_from_slice(extra);
+    LiveRecorder::start(&args, store, spool, &[])
+}
+
+/// Records until `flows` were recorded and shipped, then stops cleanly; the summary.
+fn record_all(recorder: LiveRecorder, flows: u64) -> String {
+    recorder.wait_for(
+        "every flow recorded",
+        std::time::Duration::from_secs(60),
+        |m| {
+            metric(m, "flowrec_flows_recorded_total") == flows
+                && metric(m, "flowrec_spool_segments_waiting") == 0
+        },
+    );
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    output
+}
+
+fn count_flows(files: &[PathBuf]) -> u64 {
+    count_json(files)
+        .iter()
+        .filter(|(k, _)| k.starts_with("verdict="))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[test]
+fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = all_captures();
+    let socket = dir.path().join("hubble.sock").display().to_string();
+    let server = hubble_server(&["--unix", &socket], &files);
+    let store = dir.path().join("live").display().to_string();
+    let recorder = hubble_recorder(
+        &format!("unix://{socket}"),
+        &[],
+        &store,
+        &dir.path().join("spool"),
+    );
+    let summary = record_all(recorder, count_flows(&files));
+    assert!(summary.contains("0 reconnects"), "{summary}");
+    drop(server);
+    let live = rows(&store);
+    assert_eq!(live.lines().count() as u64, count_flows(&files));
+    assert!(
+        live == imported(&files, dir.path()),
+        "live rows differ from imported ones"
+    );
+    let sources = query(&store, "select distinct capture_source from flows", &[]);
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0]["capture_source"], "hubble");
+}
+
+/// A certificate authority, a server certificate for localhost / 127.0.0.1 and a client
+/// certificate, made with openssl in `dir`; and a second, unrelated authority.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed by .ci/setup.sh");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key_file, cert_file, subject) = (
+            format!("{ca}.key"),
+            format!("{ca}.crt"),
+            format!("/CN=flowrec test {ca}"),
+        );
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend_from_slice(&key);
+        args.extend_from_slice(&["-keyout", &key_file, "-out", &cert_file]);
+        openssl(&args);
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for end in ["server", "client"] {
+        let (key_file, csr, cert, ext) = (
+            format!("{end}.key"),
+            format!("{end}.csr"),
+            format!("{end}.crt"),
+            format!("{end}.ext"),
+        );
+        let subject = format!("/CN={end}");
+        let mut args = vec!["req", "-subj", &subject];
+        args.extend_from_slice(&key);
+        args.extend_from_slice(&["-keyout", &key_file, "-out", &csr]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+            "-out",
+            &cert,
+        ]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn hubble_live_over_tcp_with_mtls_and_a_wrong_certificate_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let files = hubble_samples();
+    let address = format!("127.0.0.1:{}", free_port());
+    let server = hubble_server(
+        &[
+            "--listen",
+            &address,
+            "--tls-cert",
+            &file("server.crt"),
+            "--tls-key",
+            &file("server.key"),
+            "--client-ca",
+            &file("ca.crt"),
+        ],
+        &files,
+    );
+    let store = file("live");
+    let tls = |ca: &str| {
+        vec![
+            "--hubble-tls-ca".to_string(),
+            file(ca),
+            "--hubble-tls-cert".into(),
+            file("client.crt"),
+            "--hubble-tls-key".into(),
+            file("client.key"),
+            "--hubble-tls-server-name".into(),
+            "localhost".into(),
+        ]
+    };
+    let good = tls("ca.crt");
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let recorder = hubble_recorder(&address, &good, &store, &dir.path().join("spool"));
+    record_all(recorder, count_flows(&files));
+    assert!(rows(&store) == imported(&files, dir.path()));
+
+    // A server certificate from another authority: refused, named, retried, no crash.
+    let wrong = tls("other-ca.crt");
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let mut recorder = hubble_recorder(
+        &address,
+        &wrong,
+        &file("never"),
+        &dir.path().join("spool-wrong"),
+    );
+    let output = recorder.process.wait_for("retrying in 2s");
+    assert!(
+        output.contains(&format!("--hubble-server {address}: ")),
+        "{output}"
+    );
+    assert!(
+        output.to_lowercase().contains("certificate"),
+        "the cause is named: {output}"
+    );
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    drop(server);
+}
+
+#[test]
+fn hubble_errors_name_the_address_and_the_cause_and_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    // Nothing listens there.
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut recorder = hubble_recorder(&address, &[], &store, &dir.path().join("spool-1"));
+    let output = recorder.process.wait_for("retrying in 2s");
+    assert!(
+        output.contains(&format!("--hubble-server {address}: ")),
+        "{output}"
+    );
+    assert!(output.contains("onnection refused"), "{output}");
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "a stop while retrying is clean: {output}");
+
+    // A gRPC server without the Observer service.
+    let socket = dir.path().join("other.sock").display().to_string();
+    let server = hubble_server(&["--unix", &socket, "--no-observer"], &[]);
+    let mut recorder = hubble_recorder(
+        &format!("unix://{socket}"),
+        &[],
+        &store,
+        &dir.path().join("spool-2"),
+    );
+    let output = recorder.process.wait_for("retrying in");
+    assert!(
+        output.contains("does not implement the Hubble Observer API"),
+        "{output}"
+    );
+    recorder.stop();
+    drop(server);
+
+    // Bad flags are refused before anything runs, naming the flag.
+    let bad = flowrec(
+        &[
+            "run",
+            "--source",
+            "hubble",
+            "--hubble-server",
+            "relay",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert_eq!(bad.status, 2);
+    assert!(
+        bad.stderr.contains("--hubble-server \"relay\""),
+        "{}",
+        bad.stderr
+    );
+    let bad = flowrec(
+        &[
+            "run",
+            "--source",
+            "hubble",
+            "--hubble-server",
+            "relay:4245",
+            "--hubble-allowlist",
+            "{\"verdict\": 7",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert_eq!(bad.status, 2);
+    assert!(bad.stderr.contains("--hubble-allowlist"), "{}", bad.stderr);
+}
+
+/// The server cuts the first stream after 100 events; the recorder reconnects asking for flows
+/// since the last one it recorded: nothing missing, nothing twice, and the time without a
+/// stream is a FLOWREC_DISCONNECTED lost event. With `--lose 7` the server also loses the 7
+/// events after the cut (its ring buffer wrapped): exactly those are missing.
+#[test]
+fn hubble_stream_cut_midway_resumes_without_gaps_or_duplicates() {
+    let files = hubble_samples();
+    let total = count_flows(&files);
+    for lose in [0u64, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("hubble.sock").display().to_string();
+        let lost = lose.to_string();
+        let server = hubble_server(
+            &["--unix", &socket, "--drop-after", "100", "--lose", &lost],
+            &files,
+        );
+        let store = dir.path().join("live").display().to_string();
+        let recorder = hubble_recorder(
+            &format!("unix://{socket}"),
+            &[],
+            &store,
+            &dir.path().join("spool"),
+        );
+        let summary = record_all(recorder, total - lose);
+        assert!(summary.contains(" 1 reconnects"), "{summary}");
+        drop(server);
+        let stored = query(
+            &store,
+            "select count(*) as n, (select count(*) from (select distinct time, ip_source, \
+             source_port, destination_port, summary from flows)) as distinct_flows from flows",
+            &[],
+        );
+        assert_eq!(stored[0]["n"], total - lose, "lose {lose}: {summary}");
+        assert_eq!(stored[0]["distinct_flows"], stored[0]["n"], "nothing twice");
+        let gaps = query(
+            &store,
+            "select count(*) as n, min(first) <= min(last) as ordered from lost_events \
+             where source = 'FLOWREC_DISCONNECTED'",
+            &[],
+        );
+        assert_eq!(gaps[0]["n"], 1, "the gap is recorded: {summary}");
+        assert_eq!(gaps[0]["ordered"], true);
+    }
+}
