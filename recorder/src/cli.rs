@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use flow_schema::hubble::Redaction;
 use flow_schema::units::{parse_duration, parse_size};
 
 use crate::batch::{RotationError, RotationPolicy};
@@ -213,6 +214,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub redact: RedactArgs,
 }
 
 /// A `run` command line that parses but does not hold together.
@@ -323,6 +327,7 @@ impl RunArgs {
             metrics_addr: self.metrics_addr,
             stop_grace: self.stop_grace,
             upload_timeout: self.upload_timeout,
+            redaction: self.redact.redaction(),
             rotation: self.store.rotation()?,
             node_name: self.store.node_name(),
             store_url: self.store.store,
@@ -369,6 +374,52 @@ pub struct StoreArgs {
     pub max_file_age: Duration,
 }
 
+/// Redaction of L7 secrets, Hubble's options (`hubble-redact-*`); shared by every command that
+/// writes flows.
+#[derive(Debug, Args)]
+pub struct RedactArgs {
+    /// Remove the query and fragment of HTTP URLs (?token=...)
+    #[arg(long)]
+    pub redact_http_urlquery: bool,
+
+    /// Replace the password of user:password@ in HTTP URLs with HUBBLE_REDACTED
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub redact_http_userinfo: bool,
+
+    /// Keep only these HTTP headers' values (comma-separated names); the others become
+    /// HUBBLE_REDACTED
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        conflicts_with = "redact_http_headers_deny"
+    )]
+    pub redact_http_headers_allow: Vec<String>,
+
+    /// Replace these HTTP headers' values with HUBBLE_REDACTED (comma-separated names, e.g.
+    /// authorization,cookie)
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub redact_http_headers_deny: Vec<String>,
+
+    /// Replace Kafka API keys with HUBBLE_REDACTED
+    #[arg(long)]
+    pub redact_kafka_apikey: bool,
+}
+
+impl RedactArgs {
+    fn redaction(&self) -> Redaction {
+        Redaction {
+            url_query: self.redact_http_urlquery,
+            user_info: self.redact_http_userinfo,
+            headers: Redaction::headers_from(
+                &self.redact_http_headers_allow,
+                &self.redact_http_headers_deny,
+            ),
+            kafka_api_key: self.redact_kafka_apikey,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Files to import; - reads stdin
@@ -385,6 +436,9 @@ pub struct ImportArgs {
     /// Never draw a progress bar (it is drawn only when stderr is a terminal)
     #[arg(long)]
     pub no_progress: bool,
+
+    #[command(flatten)]
+    pub redact: RedactArgs,
 }
 
 impl StoreArgs {
@@ -416,6 +470,7 @@ impl ImportArgs {
             store_url: self.store.store,
             strict: self.strict,
             progress: !self.no_progress,
+            redaction: self.redact.redaction(),
         })
     }
 }

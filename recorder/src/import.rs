@@ -48,6 +48,8 @@ pub struct ImportConfig {
     pub rotation: RotationPolicy,
     /// Draw a progress bar (stderr is a terminal).
     pub progress: bool,
+    /// What is removed from L7 records before anything is written.
+    pub redaction: flow_schema::hubble::Redaction,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,7 +255,8 @@ fn read_inputs(
 pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
-    let decoder = HubbleDecoder::new(CaptureSource::Import, Some(config.node_name.clone()));
+    let decoder = HubbleDecoder::new(CaptureSource::Import, Some(config.node_name.clone()))
+        .with_redaction(config.redaction.clone());
     // Keeps a spooled stdin alive until the import is over.
     let mut _stdin_spool = None;
     if config.strict {

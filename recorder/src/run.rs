@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flow_schema::hubble::{HubbleDecoder, Redaction};
 use flow_schema::store::{Patience, Store, StoreError};
 use flow_schema::CaptureSource;
 use tokio::sync::mpsc;
@@ -56,6 +57,8 @@ pub struct RunConfig {
     pub node_name: String,
     pub store_url: String,
     pub rotation: RotationPolicy,
+    /// What is removed from L7 records before anything is written.
+    pub redaction: Redaction,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,6 +192,8 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         sealed: sender,
     };
     let node = config.node_name.clone();
+    let decoder = HubbleDecoder::new(CaptureSource::Hubble, Some(node.clone()))
+        .with_redaction(config.redaction.clone());
     let (thread, what, source) = match checked {
         Checked::Ebpf(checked) => {
             let what = checked.describe();
@@ -198,13 +203,13 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         }
         Checked::File(follow) => {
             let what = format!("from {} (following its rotations)", follow.path.display());
-            let follower = Follower::new(&follow, node, output, Arc::clone(&metrics))?;
+            let follower = Follower::new(&follow, decoder, output, Arc::clone(&metrics))?;
             let thread: SourceThread = Box::new(move |stop| Ok(Recorded::File(follower.run(stop))));
             (thread, what, CaptureSource::Hubble)
         }
         Checked::Hubble(checked) => {
             let what = checked.describe();
-            let listener = Listener::new(*checked, node, output, Arc::clone(&metrics))?;
+            let listener = Listener::new(*checked, decoder, node, output, Arc::clone(&metrics))?;
             let thread: SourceThread =
                 Box::new(move |stop| Ok(Recorded::Hubble(listener.run(stop))));
             (thread, what, CaptureSource::Hubble)

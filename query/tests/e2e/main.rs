@@ -121,20 +121,6 @@ print("ok")
     python(&script);
 }
 
-fn python(script: &str) -> String {
-    let output = std::process::Command::new("python3")
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "python failed (pip install duckdb; .ci/run does):\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
 #[test]
 fn duckdb_reads_the_same_rows_and_values() {
     let (dir, store) = temp_store();

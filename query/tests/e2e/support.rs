@@ -537,3 +537,18 @@ impl LiveRecorder {
         self.process.kill()
     }
 }
+
+/// Runs a Python script (duckdb installed by .ci/setup.sh); its stdout.
+pub fn python(script: &str) -> String {
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "python failed (pip install duckdb; .ci/run does):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

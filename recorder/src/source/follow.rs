@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flow_schema::hubble::HubbleDecoder;
-use flow_schema::{CaptureSource, Table};
+use flow_schema::Table;
 
 use super::tail::{Lines, Position, Tail, TailError};
 use super::{Recording, SpoolOutput, Stop};
@@ -75,10 +75,10 @@ pub struct Follower {
 
 impl Follower {
     /// Follows `config.path` from the position the spool recorded last (its checkpoint), or
-    /// from the file's start.
+    /// from the file's start; lines are decoded by `decoder` (which redacts).
     pub fn new(
         config: &FollowConfig,
-        node_name: String,
+        decoder: HubbleDecoder,
         output: SpoolOutput,
         metrics: Arc<Metrics>,
     ) -> Result<Follower, TailError> {
@@ -97,7 +97,7 @@ impl Follower {
         }
         Ok(Follower {
             tail: Tail::resume(&config.path, position)?,
-            decoder: HubbleDecoder::new(CaptureSource::Hubble, Some(node_name)),
+            decoder,
             chunk_bytes: CHUNK_BYTES.min(usize::try_from(output.budget / 4).unwrap_or(usize::MAX)),
             output,
             metrics,

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flow_schema::hubble::HubbleDecoder;
-use flow_schema::{CaptureSource, Table};
+use flow_schema::Table;
 use hubble_api::flow::FlowFilter;
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_client::ObserverClient;
@@ -331,6 +331,7 @@ pub struct Listener {
 impl Listener {
     pub fn new(
         checked: Checked,
+        decoder: HubbleDecoder,
         node_name: String,
         output: SpoolOutput,
         metrics: Arc<Metrics>,
@@ -348,7 +349,7 @@ impl Listener {
         }
         Ok(Listener {
             checked,
-            decoder: HubbleDecoder::new(CaptureSource::Hubble, Some(node_name.clone())),
+            decoder,
             output,
             metrics,
             resume,

@@ -14,6 +14,7 @@
 mod enums;
 mod flow;
 mod json;
+pub mod redact;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
 use crate::table::{Sizes, TableBuilder};
 use flow::{Out, F, L};
 use json::{Cursor, JsonError};
+pub use redact::Redaction;
 
 /// A line that could not be imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct HubbleDecoder {
     source: CaptureSource,
     /// What the last chunk's flows looked like: the next one reserves that much up front.
     last_shape: Arc<Mutex<Option<Sizes>>>,
+    /// Secrets removed from every chunk before it leaves the decoder.
+    redaction: Arc<Redaction>,
 }
 
 /// Flow fields whose presence at the top level makes a line a bare `Flow` (as opposed to an
@@ -93,7 +97,14 @@ impl HubbleDecoder {
             default_node_name,
             source,
             last_shape: Arc::default(),
+            redaction: Arc::new(Redaction::default()),
         }
+    }
+
+    /// Redacts with `redaction` instead of Hubble's default (URL passwords only).
+    pub fn with_redaction(mut self, redaction: Redaction) -> Self {
+        self.redaction = Arc::new(redaction);
+        self
     }
 
     /// Decodes a buffer of newline-separated JSON values. `first_line` is the 1-based line
@@ -146,8 +157,9 @@ impl HubbleDecoder {
         if !flows.is_empty() {
             *self.last_shape.lock().expect("never poisoned") = Some(flows.sizes());
         }
+        let flows = flows.finish().expect("rows match the flow schema");
         Decoded {
-            flows: flows.finish().expect("rows match the flow schema"),
+            flows: self.redaction.apply(flows),
             lost_events: lost_events
                 .finish()
                 .expect("rows match the lost-events schema"),
