@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf oracle
+.PHONY: demo test bench bench-ebpf bench-hubble oracle
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -19,3 +19,9 @@ oracle:          ## durability oracle, long form: 100 SIGKILL cycles of a follow
 	bash .ci/setup.sh
 	cargo build --workspace
 	FLOWREC_ORACLE_CYCLES=100 cargo test -p flowsql --test e2e -- --nocapture followed_file_sigkilled
+
+bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into the store (1M flows)
+	bash .ci/setup.sh
+	cargo build --release -p flowrec -p flow-benches
+	cargo build -p flowsql
+	bash benches/hubble-bench.sh 1000000

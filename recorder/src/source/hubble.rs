@@ -320,13 +320,29 @@ impl Listened {
 
 pub struct Listener {
     checked: Checked,
-    decoder: HubbleDecoder,
-    output: SpoolOutput,
-    metrics: Arc<Metrics>,
     resume: Resume,
     node_name: String,
     listened: Listened,
+    writer: SpoolWriter,
 }
+
+/// The second stage: decodes what the stream stage prepared and records it, on its own thread
+/// (receiving and serializing keep one core busy, decoding and recording another).
+struct SpoolWriter {
+    decoder: HubbleDecoder,
+    output: SpoolOutput,
+    metrics: Arc<Metrics>,
+    address: String,
+}
+
+/// Events of a batch as protojson lines, and the resume position once they are recorded.
+struct Prepared {
+    lines: Vec<u8>,
+    resume: Resume,
+}
+
+/// Batches between the two stages: enough to keep both busy, little memory.
+const PREPARED_QUEUE: usize = 2;
 
 impl Listener {
     pub fn new(
@@ -347,30 +363,69 @@ impl Listener {
                 format_ns(ns)
             );
         }
+        let address = checked.address.to_string();
         Ok(Listener {
             checked,
-            decoder,
-            output,
-            metrics,
             resume,
             node_name,
             listened: Listened::default(),
+            writer: SpoolWriter {
+                decoder,
+                output,
+                metrics,
+                address,
+            },
         })
     }
 
-    /// Streams flows until `stop` (then the segment is sealed) or the shipper is gone.
-    pub fn run(mut self, stop: Arc<Stop>) -> Listened {
-        let metrics = Arc::clone(&self.metrics);
+    /// Streams flows until `stop` (then what was received is recorded and the segment sealed)
+    /// or the shipper is gone.
+    pub fn run(self, stop: Arc<Stop>) -> Listened {
+        let Listener {
+            checked,
+            resume,
+            node_name,
+            listened,
+            writer,
+        } = self;
+        let metrics = Arc::clone(&writer.metrics);
         let _recording = Recording(&metrics);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_QUEUE);
+        let writer_stop = Arc::clone(&stop);
+        let writer = std::thread::spawn(move || writer.run(receiver, &writer_stop));
+        let mut stream = Streamer {
+            checked,
+            resume,
+            node_name,
+            listened,
+            sender,
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a current-thread runtime");
-        runtime.block_on(self.listen(&stop));
-        self.output.seal_if_due(true);
-        self.listened
+        runtime.block_on(stream.listen(&stop));
+        let Streamer {
+            listened, sender, ..
+        } = stream;
+        drop(sender);
+        if writer.join().is_err() {
+            crate::error!("the Hubble recording thread panicked");
+        }
+        listened
     }
+}
 
+/// The first stage: connection, stream, deduplication, protojson.
+struct Streamer {
+    checked: Checked,
+    resume: Resume,
+    node_name: String,
+    listened: Listened,
+    sender: std::sync::mpsc::SyncSender<Prepared>,
+}
+
+impl Streamer {
     async fn listen(&mut self, stop: &Stop) {
         let mut backoff = FIRST_BACKOFF;
         // When the last stream ended (the gap to record once the next one starts).
@@ -444,8 +499,8 @@ impl Listener {
             .map_err(|status| describe_status("GetFlows", &status))?
             .into_inner();
         if let Some(since) = lost_since.take() {
-            if !self.record_gap(since, now_ns(), stop) {
-                return Ok(Ended::Stopped);
+            if !self.send(self.gap(since, now_ns())) {
+                return Ok(Ended::ShipperGone);
             }
         }
         let mut received = false;
@@ -469,12 +524,10 @@ impl Listener {
             }
             if !batch.is_empty() {
                 received = true;
-                if !self.record(std::mem::take(&mut batch), stop) {
-                    return Ok(Ended::Stopped);
+                let prepared = self.prepare(std::mem::take(&mut batch));
+                if !self.send(prepared) {
+                    return Ok(Ended::ShipperGone);
                 }
-            }
-            if !self.output.seal_if_due(false) {
-                return Ok(Ended::ShipperGone);
             }
             if let Some(ended) = ended {
                 return ended;
@@ -485,10 +538,14 @@ impl Listener {
         }
     }
 
-    /// Records a batch of events with the resume position after them; false if a stop came
-    /// while the spool could not take them.
-    fn record(&mut self, events: Vec<GetFlowsResponse>, stop: &Stop) -> bool {
-        let mut resume = self.resume.clone();
+    /// Hands a batch to the recording stage (waiting while it is busy: that is the
+    /// back-pressure on the stream); false once that stage is gone.
+    fn send(&self, prepared: Prepared) -> bool {
+        self.sender.send(prepared).is_ok()
+    }
+
+    /// The batch's events as protojson lines, duplicates of what was recorded dropped.
+    fn prepare(&mut self, events: Vec<GetFlowsResponse>) -> Prepared {
         let mut lines = Vec::with_capacity(events.len() * 1024);
         for event in &events {
             match &event.response_types {
@@ -496,11 +553,11 @@ impl Listener {
                     let time = time_ns(&flow.time).or_else(|| time_ns(&event.time));
                     if let Some(time) = time {
                         let id = identity(flow);
-                        if resume.seen(time, id) {
+                        if self.resume.seen(time, id) {
                             self.listened.duplicates += 1;
                             continue;
                         }
-                        resume.record(time, id);
+                        self.resume.record(time, id);
                     }
                     self.listened.flows += 1;
                 }
@@ -520,30 +577,14 @@ impl Listener {
             serde_json::to_writer(&mut lines, event).expect("protojson of a message");
             lines.push(b'\n');
         }
-        let decoded = self.decoder.decode(&lines, 1);
-        for error in &decoded.errors {
-            // Cannot happen for what serde wrote, unless the decoder and the API disagree.
-            crate::warn!("a Hubble event did not decode: {}", error.reason);
+        Prepared {
+            lines,
+            resume: self.resume.clone(),
         }
-        Metrics::add(
-            &self.metrics.flows_received,
-            decoded.flows.num_rows() as u64,
-        );
-        let flows = decoded.flows.num_rows() as u64;
-        let batches = [
-            (Table::Flows, decoded.flows),
-            (Table::LostEvents, decoded.lost_events),
-        ];
-        if !self.commit(&batches, &resume.encode(), stop) {
-            return false;
-        }
-        self.resume = resume;
-        Metrics::add(&self.metrics.flows_recorded, flows);
-        true
     }
 
-    /// The time without a stream, as a `lost_events` row.
-    fn record_gap(&mut self, first: i64, last: i64, stop: &Stop) -> bool {
+    /// The time without a stream, as a `lost_events` line.
+    fn gap(&self, first: i64, last: i64) -> Prepared {
         let line = format!(
             "{{\"lost_events\":{{\"source\":\"FLOWREC_DISCONNECTED\",\"first\":\"{}\",\
              \"last\":\"{}\"}},\"node_name\":{},\"time\":\"{}\"}}\n",
@@ -552,10 +593,52 @@ impl Listener {
             serde_json::Value::String(self.node_name.clone()),
             format_ns(last)
         );
-        let decoded = self.decoder.decode(line.as_bytes(), 1);
-        let batches = [(Table::LostEvents, decoded.lost_events)];
-        let resume = self.resume.encode();
-        self.commit(&batches, &resume, stop)
+        Prepared {
+            lines: line.into_bytes(),
+            resume: self.resume.clone(),
+        }
+    }
+}
+
+impl SpoolWriter {
+    /// Records every batch the stream stage prepares, until it stops sending (then the
+    /// segment is sealed) or a stop comes while the spool cannot take one.
+    fn run(mut self, batches: std::sync::mpsc::Receiver<Prepared>, stop: &Stop) {
+        loop {
+            match batches.recv_timeout(BATCH_WAIT) {
+                Ok(prepared) => {
+                    if !self.record(&prepared, stop) {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if !self.output.seal_if_due(false) {
+                break;
+            }
+        }
+        self.output.seal_if_due(true);
+    }
+
+    /// Decodes and records one batch with its resume position.
+    fn record(&mut self, prepared: &Prepared, stop: &Stop) -> bool {
+        let decoded = self.decoder.decode(&prepared.lines, 1);
+        for error in &decoded.errors {
+            // Cannot happen for what serde wrote, unless the decoder and the API disagree.
+            crate::warn!("a Hubble event did not decode: {}", error.reason);
+        }
+        let flows = decoded.flows.num_rows() as u64;
+        Metrics::add(&self.metrics.flows_received, flows);
+        let batches = [
+            (Table::Flows, decoded.flows),
+            (Table::LostEvents, decoded.lost_events),
+        ];
+        if !self.commit(&batches, &prepared.resume.encode(), stop) {
+            return false;
+        }
+        Metrics::add(&self.metrics.flows_recorded, flows);
+        true
     }
 
     /// One spool transaction, retried while the spool cannot take it.
@@ -590,7 +673,7 @@ impl Listener {
                 crate::warn!(
                     "--hubble-server {}: {problem}: receiving paused until it can be recorded \
                      (Hubble buffers meanwhile; what its ring buffer drops is reported by it)",
-                    self.checked.address
+                    self.address
                 );
                 reported = true;
             }

@@ -83,6 +83,9 @@ pub struct Spool {
     checkpoint: Option<(u64, Vec<u8>)>,
     /// Appended, not yet committed.
     pending_checkpoint: Option<(u64, Vec<u8>)>,
+    /// In-memory size of the rows in the active segment: what shipping it will hold at once
+    /// (records are compressed, so the file says little about it).
+    active_rows_bytes: u64,
 }
 
 impl Spool {
@@ -147,6 +150,7 @@ impl Spool {
                 opened: Instant::now(),
                 checkpoint,
                 pending_checkpoint: None,
+                active_rows_bytes: 0,
             },
             sealed,
         ))
@@ -171,6 +175,7 @@ impl Spool {
     pub fn append(&mut self, table: Table, batch: &RecordBatch) -> Result<(), SpoolError> {
         let bytes = record::encode(table, batch)?;
         self.active.append(&bytes)?;
+        self.active_rows_bytes += batch.get_array_memory_size() as u64;
         Ok(())
     }
 
@@ -188,6 +193,7 @@ impl Spool {
             return Ok(false);
         }
         self.active.append(&bytes)?;
+        self.active_rows_bytes += batch.get_array_memory_size() as u64;
         Ok(true)
     }
 
@@ -205,6 +211,10 @@ impl Spool {
             return Ok(false);
         }
         self.active.append(&bytes)?;
+        self.active_rows_bytes += batches
+            .iter()
+            .map(|(_, batch)| batch.get_array_memory_size() as u64)
+            .sum::<u64>();
         // Only a commit makes it the spool's checkpoint: a failed sync cuts the record off.
         self.pending_checkpoint = Some((self.sequence, checkpoint.to_vec()));
         Ok(true)
@@ -253,9 +263,11 @@ impl Spool {
         Ok(())
     }
 
-    /// Bytes and age of the segment being written, for the rotation policy.
+    /// In-memory bytes of the rows in the segment being written, and its age: what the
+    /// rotation policy (`--max-file-bytes`, `--max-file-age`) bounds, so that shipping a
+    /// segment holds at most about `--max-file-bytes` of rows.
     pub fn active_size(&self) -> (u64, Duration) {
-        (self.active.len(), self.opened.elapsed())
+        (self.active_rows_bytes, self.opened.elapsed())
     }
 
     /// Seals the active segment (committing it) and starts the next; None if it held nothing.
@@ -287,6 +299,7 @@ impl Spool {
         };
         self.sequence += 1;
         self.opened = Instant::now();
+        self.active_rows_bytes = 0;
         Ok(Some(sealed))
     }
 }

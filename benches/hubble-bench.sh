@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Live-recording benchmark (`make bench-hubble`): flows per second from a Hubble Observer server
+# into the store, sustained, and whether any was lost.
+#
+# test-hubble-server (release) generates N realistic flows (benches/src/lib.rs: hundreds of pods,
+# ~1% drops, ~10% L7) and streams them over a unix socket as fast as the client takes them;
+# flowrec run --source hubble (release) records them into a local spool and store. Measured
+# from the moment the recorder announces it records until every flow is recorded (fsynced in the
+# spool), then until every flow is shipped (Parquet in the store, files sealed every 10 s); then
+# the store is counted.
+# Usage: benches/hubble-bench.sh [FLOWS] (default 1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+flows=${1:-1000000}
+bin=target/release
+work=$(mktemp -d /tmp/flowrec-hubble-bench.XXXXXX)
+server_pid=
+recorder_pid=
+cleanup() {
+  [[ -n $recorder_pid ]] && kill "$recorder_pid" 2>/dev/null || true
+  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
+wait_for() { # pattern file
+  for _ in $(seq 1 1200); do grep -q "$1" "$2" && return 0; sleep 0.1; done
+  echo "bench: no '$1' in $2:" >&2; cat "$2" >&2; exit 1
+}
+
+echo "bench: generating $flows flows in test-hubble-server" >&2
+"$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
+server_pid=$!
+wait_for " events on " "$work/server.log"
+
+"$bin/flowrec" run --source hubble --hubble-server "unix://$work/hubble.sock" \
+  --store "$work/store" --spool "$work/spool" --node-name bench-node \
+  --max-file-age 10s --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
+recorder_pid=$!
+wait_for "recording flows" "$work/recorder.log"
+start=$(now)
+metrics=$(sed -n 's|.*serving metrics on http://\([^/]*\)/.*|\1|p' "$work/recorder.log")
+
+peak_rss() { awk '/VmHWM/ { print $2 / 1024 " MiB" }' "/proc/$recorder_pid/status"; }
+until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do sleep 0.05; done
+recorded=$(now)
+until [[ "$(metric flowrec_flows_shipped_total)" == "$flows" ]]; do sleep 0.05; done
+shipped=$(now)
+rss=$(peak_rss)
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / tck }' "/proc/$1/stat"; }
+recorder_cpu=$(cpu_seconds "$recorder_pid")
+server_cpu=$(cpu_seconds "$server_pid")
+kill -TERM "$recorder_pid"
+wait "$recorder_pid" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
+recorder_pid=
+stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
+  "select count(*) as n from flows" 2>/dev/null | tail -1 || true)
+lost=$(grep -o 'lost: [^;]*' "$work/recorder.log" || true)
+
+awk -v n="$flows" -v s="$start" -v r="$recorded" -v p="$shipped" -v rss="$rss" -v stored="$stored" \
+  -v rcpu="$recorder_cpu" -v scpu="$server_cpu" 'BEGIN {
+  printf "flows                     %d\n", n
+  printf "recorded (spool, fsynced) %.2f s  %.0f flows/s\n", r - s, n / (r - s)
+  printf "shipped (Parquet, store)  %.2f s  %.0f flows/s\n", p - s, n / (p - s)
+  printf "recorder peak RSS         %s\n", rss
+  printf "CPU seconds               recorder %s, test server %s (incl. generating)\n", rcpu, scpu
+  printf "flows in the store        %s\n", stored
+}'
+grep -E "received [0-9]+ flows" "$work/recorder.log" | sed 's/^flowrec: /summary: /'
