@@ -6,7 +6,7 @@
 # ~1% drops, ~10% L7) and streams them over a unix socket as fast as the client takes them;
 # flowrec run --source hubble (release) records them into a local spool and store. Measured
 # from the moment the recorder announces it records until every flow is recorded (fsynced in the
-# spool), then until every flow is shipped (Parquet in the store, files sealed every 10 s); then
+# spool), then until every flow is shipped (Parquet in the store, files sealed every 2 s); then
 # the store is counted.
 # Usage: benches/hubble-bench.sh [FLOWS] (default 1000000).
 set -euo pipefail
@@ -38,7 +38,7 @@ wait_for " events on " "$work/server.log"
 
 "$bin/flowrec" run --source hubble --hubble-server "unix://$work/hubble.sock" \
   --store "$work/store" --spool "$work/spool" --node-name bench-node \
-  --max-file-age 10s --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
+  --max-file-age 2s --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
 recorder_pid=$!
 wait_for "recording flows" "$work/recorder.log"
 start=$(now)

@@ -17,7 +17,6 @@
 //! reaches it later than newer ones, right across a reconnect, is taken as a duplicate.)
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,7 +28,6 @@ use hubble_api::flow::FlowFilter;
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_client::ObserverClient;
 use hubble_api::observer::{GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
-use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{Recording, SpoolOutput, Stop};
@@ -272,15 +270,17 @@ impl Resume {
     }
 }
 
-/// A flow's identity for deduplication: its uuid, else a hash of its encoding.
-fn identity(flow: &hubble_api::flow::Flow) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+/// A flow's identity for deduplication: its uuid, else its protojson line (which the stream
+/// stage writes anyway, and which is the same for the same flow). A fixed hash: identities
+/// are kept in the spool's checkpoint across restarts.
+fn identity(flow: &hubble_api::flow::Flow, line: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    let state = foldhash::quality::FixedState::with_seed(0x0066_6c6f_7772_6563);
     if flow.uuid.is_empty() {
-        flow.encode_to_vec().hash(&mut hasher);
+        state.hash_one(line)
     } else {
-        flow.uuid.hash(&mut hasher);
+        state.hash_one(flow.uuid.as_bytes())
     }
-    hasher.finish()
 }
 
 fn time_ns(time: &Option<pbjson_types::Timestamp>) -> Option<i64> {
@@ -392,7 +392,10 @@ impl Listener {
         let _recording = Recording(&metrics);
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Prepared>(PREPARED_QUEUE);
         let writer_stop = Arc::clone(&stop);
-        let writer = std::thread::spawn(move || writer.run(receiver, &writer_stop));
+        let writer = std::thread::Builder::new()
+            .name("hubble-writer".into())
+            .spawn(move || writer.run(receiver, &writer_stop))
+            .expect("a thread");
         let mut stream = Streamer {
             checked,
             resume,
@@ -548,20 +551,26 @@ impl Streamer {
     fn prepare(&mut self, events: Vec<GetFlowsResponse>) -> Prepared {
         let mut lines = Vec::with_capacity(events.len() * 1024);
         for event in &events {
+            let start = lines.len();
             match &event.response_types {
                 Some(ResponseTypes::Flow(flow)) => {
+                    serde_json::to_writer(&mut lines, event).expect("protojson of a message");
                     let time = time_ns(&flow.time).or_else(|| time_ns(&event.time));
                     if let Some(time) = time {
-                        let id = identity(flow);
+                        let id = identity(flow, &lines[start..]);
                         if self.resume.seen(time, id) {
                             self.listened.duplicates += 1;
+                            lines.truncate(start);
                             continue;
                         }
                         self.resume.record(time, id);
                     }
                     self.listened.flows += 1;
                 }
-                Some(ResponseTypes::LostEvents(_)) => self.listened.lost_events += 1,
+                Some(ResponseTypes::LostEvents(_)) => {
+                    self.listened.lost_events += 1;
+                    serde_json::to_writer(&mut lines, event).expect("protojson of a message");
+                }
                 Some(ResponseTypes::NodeStatus(status)) => {
                     crate::info!(
                         "--hubble-server {}: node status {:?}: {} {}",
@@ -574,7 +583,6 @@ impl Streamer {
                 }
                 None => continue,
             }
-            serde_json::to_writer(&mut lines, event).expect("protojson of a message");
             lines.push(b'\n');
         }
         Prepared {
