@@ -229,9 +229,16 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             _ = terminate.recv() => {}
         }
         signalled.request();
+        // A second signal does not wait for the flush: what is fsynced stays in the spool.
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        crate::warn!("second signal: exiting now; the spool keeps what was recorded");
+        std::process::exit(130);
     });
     crate::info!(
-        "recording flows {what} into {}; Ctrl-C or SIGTERM stops",
+        "recording flows {what} into {}; Ctrl-C or SIGTERM stops (twice: at once)",
         store.location
     );
     let source_stop = Arc::clone(&stop);

@@ -91,8 +91,31 @@ fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
         &dir.path().join("spool"),
     );
     let summary = record_all(recorder, count_flows(&files));
-    assert!(summary.contains("0 reconnects"), "{summary}");
+    assert!(summary.contains(" 0 reconnects,"), "{summary}");
+    // A restart on the same spool asks for what follows the last flow recorded: nothing new,
+    // the boundary flows dropped as duplicates, the time away recorded as a gap.
+    let again = hubble_recorder(
+        &format!("unix://{socket}"),
+        &[],
+        &store,
+        &dir.path().join("spool"),
+    );
+    again.wait_for(
+        "the restart's first stream",
+        std::time::Duration::from_secs(30),
+        |m| metric(m, "flowrec_spool_segments_waiting") == 0,
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let (status, summary) = again.stop();
+    assert!(status.success(), "{summary}");
+    assert!(summary.contains("received 0 flows"), "{summary}");
     drop(server);
+    let gaps = query(
+        &store,
+        "select count(*) as n from lost_events where source = 'FLOWREC_DISCONNECTED'",
+        &[],
+    );
+    assert_eq!(gaps[0]["n"], 1, "the restart's gap: {summary}");
     let live = rows(&store);
     assert_eq!(live.lines().count() as u64, count_flows(&files));
     assert!(
@@ -313,6 +336,28 @@ fn hubble_errors_name_the_address_and_the_cause_and_are_retried() {
     );
     assert_eq!(bad.status, 2);
     assert!(bad.stderr.contains("--hubble-allowlist"), "{}", bad.stderr);
+    // A misspelt field would make a filter that matches everything: refused, named.
+    let bad = flowrec(
+        &[
+            "run",
+            "--source",
+            "hubble",
+            "--hubble-server",
+            "relay:4245",
+            "--hubble-denylist",
+            "{\"verdicts\": [\"DROPPED\"]}",
+            "--store",
+            &store,
+        ],
+        &[],
+    );
+    assert_eq!(bad.status, 2);
+    assert!(
+        bad.stderr
+            .contains("--hubble-denylist: verdicts not Hubble FlowFilter field"),
+        "{}",
+        bad.stderr
+    );
 }
 
 /// The server cuts the first stream after 100 events; the recorder reconnects asking for flows
@@ -339,7 +384,7 @@ fn hubble_stream_cut_midway_resumes_without_gaps_or_duplicates() {
             &dir.path().join("spool"),
         );
         let summary = record_all(recorder, total - lose);
-        assert!(summary.contains(" 1 reconnects"), "{summary}");
+        assert!(summary.contains(" 1 reconnects,"), "{summary}");
         drop(server);
         let stored = query(
             &store,

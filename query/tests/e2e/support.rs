@@ -429,10 +429,19 @@ impl Process {
         }
     }
 
-    /// SIGTERM; the exit status and everything it printed.
+    /// SIGTERM; the exit status and everything it printed. A process still running a minute
+    /// later is killed and the test fails (a hang would otherwise hold CI).
     pub fn stop(mut self) -> (ExitStatus, String) {
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running a minute after SIGTERM: {}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let status = self.child.wait().unwrap();
         self.reader.take().unwrap().join().unwrap();
         (status, self.output())

@@ -7,14 +7,16 @@
 //! files: a flow recorded live and the same flow imported give the same row.
 //!
 //! **Reconnecting without gaps or duplicates.** Every batch is recorded as one spool
-//! transaction with a checkpoint: the time of the newest flow recorded and the identities
-//! (uuid, else a hash of the flow) of the flows recorded at exactly that time. A new stream
-//! asks for flows `since` that time; what comes back older than it, or at it and already
-//! recorded, is dropped. The time without a stream is recorded in `lost_events` as
-//! `source = 'FLOWREC_DISCONNECTED'` (`first`..`last`): Hubble replays from its ring buffer,
-//! so flows are missing only if the buffer wrapped meanwhile, but a report can say the
-//! recording was interrupted. (Relay merges nodes' streams roughly in time order; a flow that
-//! reaches it later than newer ones, right across a reconnect, is taken as a duplicate.)
+//! transaction with a checkpoint: the time of the newest event recorded and the identities
+//! (uuid, else a hash of its protojson line) of the events recorded at exactly that time. A new
+//! stream asks for events `since` that time; what comes back at that time and was recorded
+//! already is dropped (nothing older comes back; an older event inside a live stream, as Relay
+//! merging nodes' clocks delivers, is new and kept). The time without a stream, and after a
+//! restart the time since the newest event recorded, is recorded in `lost_events` as
+//! `source = 'FLOWREC_DISCONNECTED'` (`first`..`last`): Hubble replays from its ring buffer, so
+//! flows are missing only if it wrapped meanwhile, but a report can say recording was
+//! interrupted. An event holding a value this recorder's API definition cannot represent (an
+//! enum number from a newer Cilium) is skipped, logged and counted, never fatal.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -67,8 +69,24 @@ pub enum HubbleError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("the Hubble resume position {0:?} is not one this flowrec wrote")]
+    #[error(
+        "the --spool holds a position of another source ({0:?}): give --source hubble its own \
+         --spool"
+    )]
     BadPosition(String),
+    #[error("--hubble-tls-* flags apply to host:port servers, not to a unix:// socket")]
+    TlsOverUnix,
+    #[error("--hubble-server / --hubble-tls-*: {0}")]
+    Endpoint(String),
+    #[error(
+        "{flag}: {fields} not Hubble FlowFilter field(s) (or empty) in {json}: such a filter \
+         would match every flow"
+    )]
+    FilterFields {
+        flag: &'static str,
+        fields: String,
+        json: String,
+    },
 }
 
 /// Where the server is.
@@ -90,7 +108,9 @@ impl std::fmt::Display for Address {
 /// The settings, checked: files read, filters parsed.
 pub struct Checked {
     address: Address,
-    tls: Option<ClientTlsConfig>,
+    tls: bool,
+    /// For TCP: the endpoint, TLS settings validated (certificates parsed) at start-up.
+    endpoint: Option<Endpoint>,
     allow: Vec<FlowFilter>,
     deny: Vec<FlowFilter>,
 }
@@ -119,7 +139,8 @@ pub fn check(config: &HubbleConfig) -> Result<Checked, HubbleError> {
             source,
         })
     };
-    let tls_wanted = config.tls_ca.is_some()
+    let tls_wanted = config.server.starts_with("https://")
+        || config.tls_ca.is_some()
         || config.tls_cert.is_some()
         || config.tls_key.is_some()
         || config.tls_server_name.is_some();
@@ -149,21 +170,72 @@ pub fn check(config: &HubbleConfig) -> Result<Checked, HubbleError> {
     };
     let filters = |flag: &'static str, list: &[String]| {
         list.iter()
-            .map(|json| {
-                serde_json::from_str::<FlowFilter>(json).map_err(|source| HubbleError::Filter {
-                    flag,
-                    json: json.clone(),
-                    source,
-                })
-            })
+            .map(|json| strict_filter(flag, json))
             .collect::<Result<Vec<_>, _>>()
+    };
+    let endpoint = match &address {
+        Address::Unix(_) if tls.is_some() => return Err(HubbleError::TlsOverUnix),
+        Address::Unix(_) => None,
+        Address::Tcp(host) => Some(
+            endpoint(host, tls.clone())
+                .map_err(|error| HubbleError::Endpoint(flow_schema::error_chain(&error)))?,
+        ),
     };
     Ok(Checked {
         address,
-        tls,
+        tls: tls.is_some(),
+        endpoint,
         allow: filters("--hubble-allowlist", &config.allowlist)?,
         deny: filters("--hubble-denylist", &config.denylist)?,
     })
+}
+
+/// A TCP endpoint: connect timeout, HTTP/2 keep-alive (a server that vanished is noticed in
+/// seconds, not when TCP gives up), TLS if configured.
+fn endpoint(host: &str, tls: Option<ClientTlsConfig>) -> Result<Endpoint, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.timeout(Duration::from_secs(10)))?;
+    }
+    Ok(endpoint)
+}
+
+/// A FlowFilter from JSON, refusing keys it does not know: the generated parser ignores them,
+/// and `{"verdicts":["DROPPED"]}` would become the empty filter, which matches every flow.
+fn strict_filter(flag: &'static str, json: &str) -> Result<FlowFilter, HubbleError> {
+    let filter_error = |source| HubbleError::Filter {
+        flag,
+        json: json.to_string(),
+        source,
+    };
+    let given: serde_json::Value = serde_json::from_str(json).map_err(filter_error)?;
+    let filter: FlowFilter = serde_json::from_value(given.clone()).map_err(filter_error)?;
+    let kept = serde_json::to_value(&filter).map_err(filter_error)?;
+    let unknown: Vec<&str> = given
+        .as_object()
+        .into_iter()
+        .flat_map(|fields| fields.keys())
+        .filter(|key| kept.get(key.as_str()).is_none())
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() || filter == FlowFilter::default() {
+        return Err(HubbleError::FilterFields {
+            flag,
+            fields: if unknown.is_empty() {
+                "no field".to_string()
+            } else {
+                unknown.join(", ")
+            },
+            json: json.to_string(),
+        });
+    }
+    Ok(filter)
 }
 
 impl Checked {
@@ -171,7 +243,7 @@ impl Checked {
         format!(
             "from Hubble at {}{}",
             self.address,
-            if self.tls.is_some() { " (TLS)" } else { "" }
+            if self.tls { " (TLS)" } else { "" }
         )
     }
 
@@ -193,16 +265,11 @@ impl Checked {
                     ),
                 )
             }
-            Address::Tcp(host) => {
-                let scheme = if self.tls.is_some() { "https" } else { "http" };
-                let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host}"))?
-                    .connect_timeout(Duration::from_secs(5))
-                    .tcp_keepalive(Some(Duration::from_secs(30)));
-                if let Some(tls) = &self.tls {
-                    endpoint = endpoint.tls_config(tls.clone())?;
-                }
-                Ok(endpoint.connect_lazy())
-            }
+            Address::Tcp(_) => Ok(self
+                .endpoint
+                .as_ref()
+                .expect("checked: TCP has an endpoint")
+                .connect_lazy()),
         }
     }
 }
@@ -247,12 +314,12 @@ impl Resume {
         Ok(Resume { last_ns, at_last })
     }
 
-    /// Whether a flow at `time_ns` with identity `id` was recorded already.
+    /// Whether an event at `time_ns` with identity `id` was recorded already. Only the
+    /// boundary can repeat: a stream asked `since` the newest time sends nothing older, and an
+    /// older event in a live stream (Relay merging nodes' clocks, a proxy's own timestamp) is
+    /// new, not a duplicate.
     fn seen(&self, time_ns: i64, id: u64) -> bool {
-        match self.last_ns {
-            Some(last) => time_ns < last || (time_ns == last && self.at_last.contains(&id)),
-            None => false,
-        }
+        self.last_ns == Some(time_ns) && self.at_last.contains(&id)
     }
 
     fn record(&mut self, time_ns: i64, id: u64) {
@@ -306,14 +373,16 @@ pub struct Listened {
     pub lost_events: u64,
     pub duplicates: u64,
     pub reconnects: u64,
+    /// Events skipped because they hold values this recorder cannot represent.
+    pub unreadable: u64,
 }
 
 impl Listened {
     pub fn describe(&self) -> String {
         format!(
             "received {} flows and {} lost events from Hubble ({} duplicates after \
-             reconnecting dropped, {} reconnects)",
-            self.flows, self.lost_events, self.duplicates, self.reconnects
+             reconnecting dropped, {} reconnects, {} unreadable events skipped)",
+            self.flows, self.lost_events, self.duplicates, self.reconnects, self.unreadable
         )
     }
 }
@@ -402,6 +471,7 @@ impl Listener {
             node_name,
             listened,
             sender,
+            received: false,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -426,26 +496,34 @@ struct Streamer {
     node_name: String,
     listened: Listened,
     sender: std::sync::mpsc::SyncSender<Prepared>,
+    /// Events came on the current connection (then a failure starts the backoff afresh).
+    received: bool,
 }
 
 impl Streamer {
     async fn listen(&mut self, stop: &Stop) {
         let mut backoff = FIRST_BACKOFF;
-        // When the last stream ended (the gap to record once the next one starts).
-        let mut lost_since: Option<i64> = None;
+        // When the last stream ended (the gap to record once the next one starts); after a
+        // restart, the recorder was not listening since the newest flow it had recorded.
+        let mut lost_since: Option<i64> = self.resume.last_ns;
         while !stop.requested() {
-            match self.stream(stop, &mut lost_since).await {
+            self.received = false;
+            let outcome = tokio::select! {
+                outcome = self.stream(stop, &mut lost_since) => outcome,
+                () = stopped(stop) => Ok(Ended::Stopped),
+            };
+            // A connection that delivered starts the backoff afresh, however it ended.
+            if self.received {
+                backoff = FIRST_BACKOFF;
+            }
+            match outcome {
                 Ok(Ended::Stopped) => return,
                 Ok(Ended::ShipperGone) => return,
-                Ok(Ended::Closed { received }) => {
-                    crate::warn!(
-                        "--hubble-server {}: the server ended the stream; reconnecting",
-                        self.checked.address
-                    );
-                    if received {
-                        backoff = FIRST_BACKOFF;
-                    }
-                }
+                Ok(Ended::Closed) => crate::warn!(
+                    "--hubble-server {}: the server ended the stream; reconnecting in \
+                     {backoff:?}",
+                    self.checked.address
+                ),
                 Err(problem) => crate::warn!(
                     "--hubble-server {}: {problem}; retrying in {backoff:?}",
                     self.checked.address
@@ -506,7 +584,6 @@ impl Streamer {
                 return Ok(Ended::ShipperGone);
             }
         }
-        let mut received = false;
         let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(BATCH_EVENTS);
         loop {
             let deadline = tokio::time::Instant::now() + BATCH_WAIT;
@@ -516,7 +593,7 @@ impl Streamer {
                     Err(_elapsed) => break,
                     Ok(Ok(Some(event))) => batch.push(event),
                     Ok(Ok(None)) => {
-                        ended = Some(Ok(Ended::Closed { received }));
+                        ended = Some(Ok(Ended::Closed));
                         break;
                     }
                     Ok(Err(status)) => {
@@ -526,7 +603,7 @@ impl Streamer {
                 }
             }
             if !batch.is_empty() {
-                received = true;
+                self.received = true;
                 let prepared = self.prepare(std::mem::take(&mut batch));
                 if !self.send(prepared) {
                     return Ok(Ended::ShipperGone);
@@ -551,26 +628,12 @@ impl Streamer {
     fn prepare(&mut self, events: Vec<GetFlowsResponse>) -> Prepared {
         let mut lines = Vec::with_capacity(events.len() * 1024);
         for event in &events {
-            let start = lines.len();
-            match &event.response_types {
+            let time = match &event.response_types {
+                // The event's time is what `since` is compared with; a flow's own, else.
                 Some(ResponseTypes::Flow(flow)) => {
-                    serde_json::to_writer(&mut lines, event).expect("protojson of a message");
-                    let time = time_ns(&flow.time).or_else(|| time_ns(&event.time));
-                    if let Some(time) = time {
-                        let id = identity(flow, &lines[start..]);
-                        if self.resume.seen(time, id) {
-                            self.listened.duplicates += 1;
-                            lines.truncate(start);
-                            continue;
-                        }
-                        self.resume.record(time, id);
-                    }
-                    self.listened.flows += 1;
+                    time_ns(&event.time).or_else(|| time_ns(&flow.time))
                 }
-                Some(ResponseTypes::LostEvents(_)) => {
-                    self.listened.lost_events += 1;
-                    serde_json::to_writer(&mut lines, event).expect("protojson of a message");
-                }
+                Some(ResponseTypes::LostEvents(_)) => time_ns(&event.time),
                 Some(ResponseTypes::NodeStatus(status)) => {
                     crate::info!(
                         "--hubble-server {}: node status {:?}: {} {}",
@@ -582,6 +645,35 @@ impl Streamer {
                     continue;
                 }
                 None => continue,
+            };
+            let start = lines.len();
+            if let Err(error) = serde_json::to_writer(&mut lines, event) {
+                // A value this recorder's API definition does not know (an enum number
+                // added by a newer Cilium): the event is skipped, not the stream.
+                lines.truncate(start);
+                self.listened.unreadable += 1;
+                crate::warn!(
+                    "--hubble-server {}: an event this recorder cannot represent ({error}) \
+                     was skipped",
+                    self.checked.address
+                );
+                continue;
+            }
+            if let Some(time) = time {
+                let id = match &event.response_types {
+                    Some(ResponseTypes::Flow(flow)) => identity(flow, &lines[start..]),
+                    _ => identity(&Default::default(), &lines[start..]),
+                };
+                if self.resume.seen(time, id) {
+                    self.listened.duplicates += 1;
+                    lines.truncate(start);
+                    continue;
+                }
+                self.resume.record(time, id);
+            }
+            match &event.response_types {
+                Some(ResponseTypes::Flow(_)) => self.listened.flows += 1,
+                _ => self.listened.lost_events += 1,
             }
             lines.push(b'\n');
         }
@@ -699,7 +791,15 @@ impl SpoolWriter {
 enum Ended {
     Stopped,
     ShipperGone,
-    Closed { received: bool },
+    Closed,
+}
+
+/// Resolves once a stop is requested (awaits of the network are raced against it: a server
+/// that never answers must not hold a stop).
+async fn stopped(stop: &Stop) {
+    while !stop.requested() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A gRPC status as an operator reads it: which call, the code, the server's message.
@@ -753,7 +853,10 @@ mod tests {
         resume.record(3, 9);
         let back = Resume::decode(&resume.encode()).unwrap();
         assert_eq!(back, resume);
-        assert!(back.seen(4, 7), "older than the newest recorded");
+        assert!(
+            !back.seen(4, 7),
+            "older than the newest: new (only the boundary repeats)"
+        );
         assert!(back.seen(5, 2), "at the newest time, recorded");
         assert!(!back.seen(5, 3), "at the newest time, not recorded");
         assert!(!back.seen(6, 1), "newer");
@@ -794,6 +897,12 @@ mod tests {
             vec![r#"{"source_pod":["kube-system/"],"verdict":["DROPPED"]}"#.into()];
         let checked = check(&filtered).unwrap();
         assert_eq!(checked.allow[0].source_pod, ["kube-system/"]);
+        for typo in [r#"{"verdicts":["DROPPED"]}"#, "{}"] {
+            filtered.denylist = vec![typo.into()];
+            let error = check(&filtered).err().unwrap().to_string();
+            assert!(error.contains("--hubble-denylist"), "{error}");
+            assert!(error.contains("match every flow"), "{error}");
+        }
         filtered.denylist = vec![r#"{"source_pod": 3}"#.into()];
         let error = check(&filtered).err().unwrap().to_string();
         assert!(error.contains("--hubble-denylist"), "{error}");

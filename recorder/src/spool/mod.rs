@@ -175,7 +175,7 @@ impl Spool {
     pub fn append(&mut self, table: Table, batch: &RecordBatch) -> Result<(), SpoolError> {
         let bytes = record::encode(table, batch)?;
         self.active.append(&bytes)?;
-        self.active_rows_bytes += batch.get_array_memory_size() as u64;
+        self.active_rows_bytes += rows_bytes(batch);
         Ok(())
     }
 
@@ -193,7 +193,7 @@ impl Spool {
             return Ok(false);
         }
         self.active.append(&bytes)?;
-        self.active_rows_bytes += batch.get_array_memory_size() as u64;
+        self.active_rows_bytes += rows_bytes(batch);
         Ok(true)
     }
 
@@ -213,7 +213,7 @@ impl Spool {
         self.active.append(&bytes)?;
         self.active_rows_bytes += batches
             .iter()
-            .map(|(_, batch)| batch.get_array_memory_size() as u64)
+            .map(|(_, batch)| rows_bytes(batch))
             .sum::<u64>();
         // Only a commit makes it the spool's checkpoint: a failed sync cuts the record off.
         self.pending_checkpoint = Some((self.sequence, checkpoint.to_vec()));
@@ -311,6 +311,20 @@ impl Drop for Spool {
             let _ = std::fs::remove_file(self.active.path());
         }
     }
+}
+
+/// Memory the rows of `batch` hold (a slice counts its rows, not its parent's buffers).
+fn rows_bytes(batch: &RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            column
+                .to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| column.get_array_memory_size()) as u64
+        })
+        .sum()
 }
 
 /// What recovery found in a leftover segment.

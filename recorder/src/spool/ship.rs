@@ -123,8 +123,8 @@ pub struct Shipping {
     pub left: u64,
 }
 
-/// Ships every segment `sealed` delivers, oldest first ([`SHIPPED_AT_ONCE`] at a time),
-/// retrying a failing one with capped backoff (the spool keeps it meanwhile). Once `sealed` is closed (the recorder is stopping),
+/// Ships every segment `sealed` delivers, in order, retrying a failing one with capped
+/// backoff (the spool keeps it meanwhile). Once `sealed` is closed (the recorder is stopping),
 /// what is left is tried until `grace` has passed, then left in the spool for the next start.
 pub async fn ship_all(
     mut sealed: mpsc::UnboundedReceiver<Sealed>,
@@ -171,65 +171,43 @@ pub async fn ship_all(
             );
             return shipping;
         }
-        // The oldest segments, a few at once: encoding Parquet is one core's work per file,
-        // and a recorder catching up after an outage has many segments and idle cores.
-        let batch: Vec<Sealed> = queue.iter().take(SHIPPED_AT_ONCE).cloned().collect();
-        let attempts = futures::future::join_all(
-            batch
-                .iter()
-                .map(|segment| ship(segment, spool_id, uploader, provenance)),
-        );
-        let outcomes = match remaining {
+        let attempt = ship(segment, spool_id, uploader, provenance);
+        let outcome = match remaining {
             // Stopping: an attempt may not outlast the grace.
-            Some(left) => tokio::time::timeout(left, attempts)
+            Some(left) => tokio::time::timeout(left, attempt)
                 .await
-                .unwrap_or_else(|_| {
-                    batch
-                        .iter()
-                        .map(|_| Err(ShipError::Thread("stop grace over".into())))
-                        .collect()
-                }),
-            None => attempts.await,
+                .unwrap_or_else(|_| Err(ShipError::Thread("stop grace over".into()))),
+            None => attempt.await,
         };
-        let mut failed = None;
-        for (segment, outcome) in batch.iter().zip(outcomes) {
-            match outcome {
-                Ok(shipped) => {
-                    Metrics::add(&metrics.flows_shipped, shipped.flows);
-                    Metrics::add(&metrics.files_uploaded, shipped.files);
-                    Metrics::add(&metrics.bytes_uploaded, shipped.bytes);
-                    shipping.shipped.add(shipped);
-                    shipping.segments += 1;
-                    queue.retain(|waiting| waiting.sequence != segment.sequence);
+        match outcome {
+            Ok(shipped) => {
+                Metrics::add(&metrics.flows_shipped, shipped.flows);
+                Metrics::add(&metrics.files_uploaded, shipped.files);
+                Metrics::add(&metrics.bytes_uploaded, shipped.bytes);
+                shipping.shipped.add(shipped);
+                shipping.segments += 1;
+                backoff = FIRST_BACKOFF;
+                queue.pop_front();
+            }
+            Err(error) => {
+                shipping.retries += 1;
+                Metrics::add(&metrics.upload_errors, 1);
+                let wait = remaining.map_or(backoff, |left| backoff.min(left));
+                crate::warn!(
+                    "cannot ship spool segment {} (kept; retrying in {wait:?}): {}",
+                    segment.path.display(),
+                    flow_schema::error_chain(&error)
+                );
+                // A stop during the wait starts the grace at once.
+                let until = Instant::now() + wait;
+                while Instant::now() < until && (deadline.is_some() || !sealed.is_closed()) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(error) => {
-                    shipping.retries += 1;
-                    Metrics::add(&metrics.upload_errors, 1);
-                    failed.get_or_insert((segment.path.clone(), error));
-                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
-        let Some((path, error)) = failed else {
-            backoff = FIRST_BACKOFF;
-            continue;
-        };
-        let wait = remaining.map_or(backoff, |left| backoff.min(left));
-        crate::warn!(
-            "cannot ship spool segment {} (kept; retrying in {wait:?}): {}",
-            path.display(),
-            flow_schema::error_chain(&error)
-        );
-        // A stop during the wait starts the grace at once.
-        let until = Instant::now() + wait;
-        while Instant::now() < until && (deadline.is_some() || !sealed.is_closed()) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
-
-/// Segments shipped concurrently (oldest first).
-const SHIPPED_AT_ONCE: usize = 2;
 
 #[cfg(test)]
 mod tests {
