@@ -301,62 +301,37 @@ fn hubble_errors_name_the_address_and_the_cause_and_are_retried() {
     recorder.stop();
     drop(server);
 
-    // Bad flags are refused before anything runs, naming the flag.
-    let bad = flowrec(
+    // Bad flags are refused before anything runs (exit 2), naming the flag.
+    let refused = |flags: &[&str], expected: &str| {
+        let mut args = vec!["run", "--source", "hubble", "--store", &store];
+        args.extend_from_slice(flags);
+        let run = flowrec(&args, &[]);
+        assert_eq!(run.status, 2, "{flags:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{flags:?}: {}", run.stderr);
+    };
+    refused(&["--hubble-server", "relay"], "--hubble-server \"relay\"");
+    let server = ["--hubble-server", "relay:4245"];
+    refused(
+        &[&server[..], &["--hubble-allowlist", "{\"verdict\": 7"]].concat(),
+        "--hubble-allowlist",
+    );
+    // A misspelt field would make a filter that matches everything.
+    refused(
         &[
-            "run",
-            "--source",
-            "hubble",
-            "--hubble-server",
-            "relay",
-            "--store",
-            &store,
-        ],
-        &[],
+            &server[..],
+            &["--hubble-denylist", "{\"verdicts\": [\"DROPPED\"]}"],
+        ]
+        .concat(),
+        "--hubble-denylist: verdicts not Hubble FlowFilter field",
     );
-    assert_eq!(bad.status, 2);
-    assert!(
-        bad.stderr.contains("--hubble-server \"relay\""),
-        "{}",
-        bad.stderr
-    );
-    let bad = flowrec(
+    refused(
         &[
-            "run",
-            "--source",
-            "hubble",
             "--hubble-server",
-            "relay:4245",
-            "--hubble-allowlist",
-            "{\"verdict\": 7",
-            "--store",
-            &store,
+            "unix:///x.sock",
+            "--hubble-tls-ca",
+            "/dev/null",
         ],
-        &[],
-    );
-    assert_eq!(bad.status, 2);
-    assert!(bad.stderr.contains("--hubble-allowlist"), "{}", bad.stderr);
-    // A misspelt field would make a filter that matches everything: refused, named.
-    let bad = flowrec(
-        &[
-            "run",
-            "--source",
-            "hubble",
-            "--hubble-server",
-            "relay:4245",
-            "--hubble-denylist",
-            "{\"verdicts\": [\"DROPPED\"]}",
-            "--store",
-            &store,
-        ],
-        &[],
-    );
-    assert_eq!(bad.status, 2);
-    assert!(
-        bad.stderr
-            .contains("--hubble-denylist: verdicts not Hubble FlowFilter field"),
-        "{}",
-        bad.stderr
+        "not to a unix:// socket",
     );
 }
 
