@@ -54,6 +54,22 @@ fn hubble_recorder(address: &str, extra: &[&str], store: &str, spool: &Path) -> 
     LiveRecorder::start(&args, store, spool, &[])
 }
 
+/// The test server on a unix socket in `dir` (with `server_flags`) serving `files`, and a
+/// recorder (with `recorder_flags`) storing into `dir/live`, spooling in `dir/spool`.
+fn live_on_a_socket(
+    dir: &Path,
+    server_flags: &[&str],
+    files: &[PathBuf],
+    recorder_flags: &[&str],
+) -> (Process, String, String, LiveRecorder) {
+    let socket = dir.join("hubble.sock").display().to_string();
+    let server = hubble_server(&[&["--unix", &socket], server_flags].concat(), files);
+    let address = format!("unix://{socket}");
+    let store = dir.join("live").display().to_string();
+    let recorder = hubble_recorder(&address, recorder_flags, &store, &dir.join("spool"));
+    (server, address, store, recorder)
+}
+
 /// Records until `flows` were recorded and shipped, then stops cleanly; the summary.
 fn record_all(recorder: LiveRecorder, flows: u64) -> String {
     recorder.wait_for(
@@ -81,25 +97,12 @@ fn count_flows(files: &[PathBuf]) -> u64 {
 fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
     let dir = tempfile::tempdir().unwrap();
     let files = all_captures();
-    let socket = dir.path().join("hubble.sock").display().to_string();
-    let server = hubble_server(&["--unix", &socket], &files);
-    let store = dir.path().join("live").display().to_string();
-    let recorder = hubble_recorder(
-        &format!("unix://{socket}"),
-        &[],
-        &store,
-        &dir.path().join("spool"),
-    );
+    let (server, address, store, recorder) = live_on_a_socket(dir.path(), &[], &files, &[]);
     let summary = record_all(recorder, count_flows(&files));
     assert!(summary.contains(" 0 reconnects,"), "{summary}");
     // A restart on the same spool asks for what follows the last flow recorded: nothing new,
     // the boundary flows dropped as duplicates, the time away recorded as a gap.
-    let again = hubble_recorder(
-        &format!("unix://{socket}"),
-        &[],
-        &store,
-        &dir.path().join("spool"),
-    );
+    let again = hubble_recorder(&address, &[], &store, &dir.path().join("spool"));
     again.wait_for(
         "the restart's first stream",
         std::time::Duration::from_secs(30),
@@ -345,19 +348,9 @@ fn hubble_stream_cut_midway_resumes_without_gaps_or_duplicates() {
     let total = count_flows(&files);
     for lose in [0u64, 7] {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("hubble.sock").display().to_string();
         let lost = lose.to_string();
-        let server = hubble_server(
-            &["--unix", &socket, "--drop-after", "100", "--lose", &lost],
-            &files,
-        );
-        let store = dir.path().join("live").display().to_string();
-        let recorder = hubble_recorder(
-            &format!("unix://{socket}"),
-            &[],
-            &store,
-            &dir.path().join("spool"),
-        );
+        let cut = ["--drop-after", "100", "--lose", &lost];
+        let (server, _, store, recorder) = live_on_a_socket(dir.path(), &cut, &files, &[]);
         let summary = record_all(recorder, total - lose);
         assert!(summary.contains(" 1 reconnects,"), "{summary}");
         drop(server);
@@ -420,15 +413,8 @@ fn redaction_keeps_secrets_out_of_the_parquet_files_for_imports_and_live() {
     args.extend_from_slice(&flags);
     flowrec(&args, &[]).ok();
 
-    let socket = dir.path().join("hubble.sock").display().to_string();
-    let server = hubble_server(&["--unix", &socket], std::slice::from_ref(&file));
-    let live = dir.path().join("live").display().to_string();
-    let recorder = hubble_recorder(
-        &format!("unix://{socket}"),
-        &flags,
-        &live,
-        &dir.path().join("spool"),
-    );
+    let (server, _, live, recorder) =
+        live_on_a_socket(dir.path(), &[], std::slice::from_ref(&file), &flags);
     record_all(recorder, 2);
     drop(server);
     for store in [&imported, &live] {

@@ -8,12 +8,12 @@
 //! When the spool reaches `--spool-max-bytes` (the store is down for long), reading pauses:
 //! the lines wait in the file, and nothing is lost unless the exporter's rotation deletes the
 //! backup holding them first (`hubble-export-file-max-backups`). A write the spool's disk
-//! fails is retried the same way.
+//! fails is retried the same way (`SpoolOutput::record_waiting`).
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flow_schema::hubble::HubbleDecoder;
 use flow_schema::Table;
@@ -36,13 +36,6 @@ pub struct FollowConfig {
 const CHUNK_BYTES: usize = 4 << 20;
 /// How often the file is looked at when nothing new was in it.
 const POLL: Duration = Duration::from_millis(200);
-/// How long to wait before trying the spool again: full (room comes with every segment
-/// shipped, and checking is cheap), or its disk failing.
-const RETRY_FULL: Duration = Duration::from_millis(50);
-const RETRY_FAILING: Duration = Duration::from_secs(1);
-/// A wait for the spool is reported once it lasts this long (a spool at its budget while the
-/// shipper catches up is routine).
-const REPORT_WAIT_AFTER: Duration = Duration::from_secs(2);
 /// Malformed lines printed; the rest are counted (`flowrec_lines_malformed_total`).
 const ERRORS_SHOWN: u64 = 100;
 
@@ -162,50 +155,16 @@ impl Follower {
             (Table::Flows, decoded.flows),
             (Table::LostEvents, decoded.lost_events),
         ];
-        let checkpoint = lines.position.encode();
-        let mut waiting: Option<Instant> = None;
-        let mut reported = false;
-        loop {
-            let output = &mut self.output;
-            let (problem, retry) =
-                match output
-                    .spool
-                    .append_transaction_within(&batches, &checkpoint, output.budget)
-                {
-                    Ok(true) => match output.spool.commit() {
-                        Ok(()) => break,
-                        Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
-                    },
-                    Ok(false) => {
-                        // The segment being written counts against the budget too: sealed, it can
-                        // be shipped and make room. (No shipper: the run is ending.)
-                        if !output.seal_if_due(true) {
-                            return false;
-                        }
-                        let problem =
-                            format!("the spool is at --spool-max-bytes {}", output.budget);
-                        (problem, RETRY_FULL)
-                    }
-                    Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
-                };
-            let since = *waiting.get_or_insert_with(Instant::now);
-            self.metrics.source_waiting.store(1, Ordering::Relaxed);
-            if !reported && (since.elapsed() >= REPORT_WAIT_AFTER || retry == RETRY_FAILING) {
-                crate::warn!(
-                    "--follow {}: {problem}: reading paused (the lines wait in the file) \
-                     until it can be recorded",
-                    self.tail.path().display()
-                );
-                reported = true;
-            }
-            if stop.wait(retry) {
-                self.metrics.source_waiting.store(0, Ordering::Relaxed);
-                return false;
-            }
-        }
-        self.metrics.source_waiting.store(0, Ordering::Relaxed);
-        if reported {
-            crate::info!("--follow {}: recording again", self.tail.path().display());
+        let source = format!("--follow {}", self.tail.path().display());
+        let paused = "reading paused (the lines wait in the file)";
+        if !self.output.record_waiting(
+            &batches,
+            &lines.position.encode(),
+            stop,
+            &self.metrics,
+            (&source, paused),
+        ) {
+            return false;
         }
         let read = lines.position.line + 1 - lines.first_line;
         self.followed.lines += read;

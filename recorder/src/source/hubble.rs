@@ -20,9 +20,8 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flow_schema::hubble::HubbleDecoder;
 use flow_schema::Table;
@@ -337,16 +336,16 @@ impl Resume {
     }
 }
 
-/// A flow's identity for deduplication: its uuid, else its protojson line (which the stream
-/// stage writes anyway, and which is the same for the same flow). A fixed hash: identities
+/// An event's identity for deduplication: a flow's uuid, else its protojson line (which the
+/// stream stage writes anyway, and which is the same for the same event). A fixed hash: identities
 /// are kept in the spool's checkpoint across restarts.
-fn identity(flow: &hubble_api::flow::Flow, line: &[u8]) -> u64 {
+fn identity(uuid: &str, line: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     let state = foldhash::quality::FixedState::with_seed(0x0066_6c6f_7772_6563);
-    if flow.uuid.is_empty() {
+    if uuid.is_empty() {
         state.hash_one(line)
     } else {
-        state.hash_one(flow.uuid.as_bytes())
+        state.hash_one(uuid.as_bytes())
     }
 }
 
@@ -363,8 +362,6 @@ const BATCH_EVENTS: usize = 8192;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// How long to wait before trying the spool again (full, or its disk failing).
-const RETRY_SPOOL: Duration = Duration::from_millis(200);
 
 /// What a Hubble source did, for the run's summary.
 #[derive(Debug, Default)]
@@ -661,8 +658,8 @@ impl Streamer {
             }
             if let Some(time) = time {
                 let id = match &event.response_types {
-                    Some(ResponseTypes::Flow(flow)) => identity(flow, &lines[start..]),
-                    _ => identity(&Default::default(), &lines[start..]),
+                    Some(ResponseTypes::Flow(flow)) => identity(&flow.uuid, &lines[start..]),
+                    _ => identity("", &lines[start..]),
                 };
                 if self.resume.seen(time, id) {
                     self.listened.duplicates += 1;
@@ -734,55 +731,19 @@ impl SpoolWriter {
             (Table::Flows, decoded.flows),
             (Table::LostEvents, decoded.lost_events),
         ];
-        if !self.commit(&batches, &prepared.resume.encode(), stop) {
+        let source = format!("--hubble-server {}", self.address);
+        let paused = "receiving paused (Hubble buffers meanwhile; what its ring buffer drops \
+                      it reports)";
+        if !self.output.record_waiting(
+            &batches,
+            &prepared.resume.encode(),
+            stop,
+            &self.metrics,
+            (&source, paused),
+        ) {
             return false;
         }
         Metrics::add(&self.metrics.flows_recorded, flows);
-        true
-    }
-
-    /// One spool transaction, retried while the spool cannot take it.
-    fn commit(
-        &mut self,
-        batches: &[(Table, arrow::array::RecordBatch)],
-        checkpoint: &[u8],
-        stop: &Stop,
-    ) -> bool {
-        let mut reported = false;
-        loop {
-            let output = &mut self.output;
-            let problem =
-                match output
-                    .spool
-                    .append_transaction_within(batches, checkpoint, output.budget)
-                {
-                    Ok(true) => match output.spool.commit() {
-                        Ok(()) => break,
-                        Err(error) => flow_schema::error_chain(&error),
-                    },
-                    Ok(false) => {
-                        if !output.seal_if_due(true) {
-                            return false;
-                        }
-                        format!("the spool is at --spool-max-bytes {}", output.budget)
-                    }
-                    Err(error) => flow_schema::error_chain(&error),
-                };
-            self.metrics.source_waiting.store(1, Ordering::Relaxed);
-            if !reported {
-                crate::warn!(
-                    "--hubble-server {}: {problem}: receiving paused until it can be recorded \
-                     (Hubble buffers meanwhile; what its ring buffer drops is reported by it)",
-                    self.address
-                );
-                reported = true;
-            }
-            if stop.wait(RETRY_SPOOL) {
-                self.metrics.source_waiting.store(0, Ordering::Relaxed);
-                return false;
-            }
-        }
-        self.metrics.source_waiting.store(0, Ordering::Relaxed);
         true
     }
 }
@@ -822,14 +783,10 @@ fn describe_status(call: &str, status: &tonic::Status) -> String {
 
 /// Sleeps `duration` unless a stop comes first (true then).
 async fn wait(stop: &Stop, duration: Duration) -> bool {
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        if stop.requested() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100).min(until - Instant::now())).await;
+    tokio::select! {
+        () = tokio::time::sleep(duration) => stop.requested(),
+        () = stopped(stop) => true,
     }
-    stop.requested()
 }
 
 fn now_ns() -> i64 {

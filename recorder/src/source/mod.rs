@@ -15,7 +15,10 @@ pub mod tail;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use flow_schema::Table;
 
 use tokio::sync::mpsc;
 
@@ -82,6 +85,70 @@ impl SpoolOutput {
                 true
             }
         }
+    }
+}
+
+/// How long to wait before trying the spool again: full (room comes with every segment
+/// shipped, and checking is cheap), or its disk failing.
+const RETRY_FULL: Duration = Duration::from_millis(50);
+const RETRY_FAILING: Duration = Duration::from_secs(1);
+/// A wait for a full spool is reported once it lasts this long (a spool at its budget while
+/// the shipper catches up is routine); a failing disk at once.
+const REPORT_WAIT_AFTER: Duration = Duration::from_secs(2);
+
+impl SpoolOutput {
+    /// Records one transaction (rows and the source's position after them), waiting as long as
+    /// the spool cannot take it: for a source whose input waits for it (a file, a server's
+    /// buffer), waiting loses nothing. While it waits `flowrec_source_waiting` is 1; a long
+    /// wait is reported as `{source}: {problem}: {paused} until it can be recorded`. False if a
+    /// stop (or the shipper's end) came first: then nothing of it is recorded.
+    pub fn record_waiting(
+        &mut self,
+        batches: &[(Table, RecordBatch)],
+        checkpoint: &[u8],
+        stop: &Stop,
+        metrics: &Metrics,
+        (source, paused): (&str, &str),
+    ) -> bool {
+        let mut waiting: Option<Instant> = None;
+        let mut reported = false;
+        loop {
+            let (problem, retry) =
+                match self
+                    .spool
+                    .append_transaction_within(batches, checkpoint, self.budget)
+                {
+                    Ok(true) => match self.spool.commit() {
+                        Ok(()) => break,
+                        Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
+                    },
+                    Ok(false) => {
+                        // The segment being written counts against the budget too: sealed, it
+                        // can be shipped and make room. (No shipper: the run is ending.)
+                        if !self.seal_if_due(true) {
+                            return false;
+                        }
+                        let problem = format!("the spool is at --spool-max-bytes {}", self.budget);
+                        (problem, RETRY_FULL)
+                    }
+                    Err(error) => (flow_schema::error_chain(&error), RETRY_FAILING),
+                };
+            let since = *waiting.get_or_insert_with(Instant::now);
+            metrics.source_waiting.store(1, Ordering::Relaxed);
+            if !reported && (since.elapsed() >= REPORT_WAIT_AFTER || retry == RETRY_FAILING) {
+                crate::warn!("{source}: {problem}: {paused} until it can be recorded");
+                reported = true;
+            }
+            if stop.wait(retry) {
+                metrics.source_waiting.store(0, Ordering::Relaxed);
+                return false;
+            }
+        }
+        metrics.source_waiting.store(0, Ordering::Relaxed);
+        if reported {
+            crate::info!("{source}: recording again");
+        }
+        true
     }
 }
 
