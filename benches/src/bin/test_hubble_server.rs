@@ -28,6 +28,10 @@ use hubble_api::observer::observer_server::{Observer, ObserverServer};
 use hubble_api::observer::{
     GetFlowsRequest, GetFlowsResponse, ServerStatusRequest, ServerStatusResponse,
 };
+use prost::Message;
+use std::task::{Context, Poll};
+use tokio_stream::StreamExt;
+use tonic::codegen::{http, Body, BoxFuture, Bytes, Service, StdError};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
@@ -169,25 +173,55 @@ fn time_ns(event: &GetFlowsResponse) -> i64 {
     time.map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos))
 }
 
-struct TestObserver {
-    events: Arc<Vec<GetFlowsResponse>>,
+/// An event as it goes on the wire, encoded once at start: streaming then costs the server
+/// little more than HTTP/2 framing, so the benchmark measures the recorder, not the server's
+/// cloning and encoding (a real agent does that on its own cores).
+#[derive(Clone, Debug, Default)]
+struct Encoded(Bytes);
+
+impl prost::Message for Encoded {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: prost::encoding::WireType,
+        buf: &mut impl prost::bytes::Buf,
+        ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        // Only ever sent, never received.
+        prost::encoding::skip_field(wire_type, tag, buf, ctx)
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
+struct Event {
+    time_ns: i64,
+    encoded: Encoded,
+}
+
+/// What `GetFlows` streams and how it misbehaves.
+struct Flows {
+    events: Vec<Event>,
     drop_after: Option<usize>,
     lose: usize,
-    dropped: Arc<AtomicBool>,
+    dropped: AtomicBool,
     streams: AtomicU64,
 }
 
-type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+type FlowStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl Observer for TestObserver {
-    type GetFlowsStream = FlowStream;
-
-    async fn get_flows(
-        &self,
-        request: Request<GetFlowsRequest>,
-    ) -> Result<Response<FlowStream>, Status> {
-        let request = request.into_inner();
+impl Flows {
+    fn stream(self: &Arc<Self>, request: GetFlowsRequest) -> FlowStream {
         let number = self.streams.fetch_add(1, Ordering::Relaxed);
         let since = request
             .since
@@ -196,7 +230,6 @@ impl Observer for TestObserver {
             "test-hubble-server: stream {number}: since {since:?}, follow {}",
             request.follow
         );
-        let events = Arc::clone(&self.events);
         // The first stream is cut after `drop_after` events; the events right after the cut
         // are lost for good (`lose`), as when a ring buffer wraps.
         let cut = match self.drop_after {
@@ -207,56 +240,106 @@ impl Observer for TestObserver {
             (Some(after), None) => after..after + self.lose,
             _ => 0..0,
         };
-        let follow = request.follow;
-        let stream = async_stream(move |sender| async move {
-            let mut sent = 0;
-            for (index, event) in events.iter().enumerate() {
-                if lost.contains(&index) || since.is_some_and(|since| time_ns(event) < since) {
-                    continue;
-                }
-                if cut == Some(sent) {
-                    let _ = sender
-                        .send(Err(Status::unavailable("test-hubble-server: stream cut")))
-                        .await;
-                    return;
-                }
-                if sender.send(Ok(event.clone())).await.is_err() {
-                    return;
-                }
-                sent += 1;
-            }
-            if follow {
-                // Nothing more will come: keep the stream open until the client goes.
-                sender.closed().await;
-            }
-        });
-        Ok(Response::new(stream))
+        let flows = Arc::clone(self);
+        let sent = (0..flows.events.len())
+            .filter(move |index| !lost.contains(index))
+            .filter(move |&index| since.is_none_or(|since| flows.events[index].time_ns >= since))
+            .take(cut.unwrap_or(usize::MAX));
+        let flows = Arc::clone(self);
+        let events =
+            tokio_stream::iter(sent).map(move |index| Ok(flows.events[index].encoded.clone()));
+        let end: FlowStream = match (cut, request.follow) {
+            (Some(_), _) => Box::pin(tokio_stream::once(Err(Status::unavailable(
+                "test-hubble-server: stream cut",
+            )))),
+            // Nothing more will come: keep the stream open until the client goes.
+            (None, true) => Box::pin(tokio_stream::pending()),
+            (None, false) => Box::pin(tokio_stream::empty()),
+        };
+        Box::pin(events.chain(end))
+    }
+}
+
+/// `ServerStatus` through the generated service; `GetFlows` is routed to [`GetFlows`].
+struct TestObserver {
+    count: u64,
+}
+
+#[tonic::async_trait]
+impl Observer for TestObserver {
+    type GetFlowsStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+
+    async fn get_flows(
+        &self,
+        _: Request<GetFlowsRequest>,
+    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+        unreachable!("GetFlows is served by the pre-encoded route")
     }
 
     async fn server_status(
         &self,
         _: Request<ServerStatusRequest>,
     ) -> Result<Response<ServerStatusResponse>, Status> {
-        let count = self.events.len() as u64;
         Ok(Response::new(ServerStatusResponse {
-            num_flows: count,
-            max_flows: count,
-            seen_flows: count,
+            num_flows: self.count,
+            max_flows: self.count,
+            seen_flows: self.count,
             version: "test-hubble-server".into(),
             ..Default::default()
         }))
     }
 }
 
-/// A stream fed by a task through a bounded channel.
-fn async_stream<F, Fut>(body: F) -> FlowStream
+/// The Observer service: `GetFlows` streams the pre-encoded events, every other method goes to
+/// the generated server.
+#[derive(Clone)]
+struct ObserverService {
+    flows: Arc<Flows>,
+    generated: ObserverServer<TestObserver>,
+}
+
+struct GetFlows(Arc<Flows>);
+
+impl tonic::server::ServerStreamingService<GetFlowsRequest> for GetFlows {
+    type Response = Encoded;
+    type ResponseStream = FlowStream;
+    type Future = BoxFuture<Response<FlowStream>, Status>;
+
+    fn call(&mut self, request: Request<GetFlowsRequest>) -> Self::Future {
+        let stream = self.0.stream(request.into_inner());
+        Box::pin(async move { Ok(Response::new(stream)) })
+    }
+}
+
+impl<B> Service<http::Request<B>> for ObserverService
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<GetFlowsResponse, Status>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
 {
-    let (sender, receiver) = tokio::sync::mpsc::channel(1024);
-    tokio::spawn(body(sender));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver))
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != "/observer.Observer/GetFlows" {
+            return self.generated.call(request);
+        }
+        let method = GetFlows(Arc::clone(&self.flows));
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<Encoded, GetFlowsRequest>::default();
+            Ok(tonic::server::Grpc::new(codec)
+                .server_streaming(method, request)
+                .await)
+        })
+    }
+}
+
+impl tonic::server::NamedService for ObserverService {
+    const NAME: &'static str = hubble_api::observer::observer_server::SERVICE_NAME;
 }
 
 #[tokio::main]
@@ -268,14 +351,21 @@ async fn main() {
     };
     // In time order, as a ring buffer holds them (the files need not be).
     events.sort_by_key(time_ns);
-    let observer = TestObserver {
-        events: Arc::new(events),
+    let events: Vec<Event> = events
+        .iter()
+        .map(|event| Event {
+            time_ns: time_ns(event),
+            encoded: Encoded(event.encode_to_vec().into()),
+        })
+        .collect();
+    let count = events.len();
+    let flows = Arc::new(Flows {
+        events,
         drop_after: options.drop_after,
         lose: options.lose,
-        dropped: Arc::new(AtomicBool::new(false)),
+        dropped: AtomicBool::new(false),
         streams: AtomicU64::new(0),
-    };
-    let count = observer.events.len();
+    });
     let mut builder = Server::builder();
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
         let read = |path: &PathBuf| {
@@ -290,8 +380,12 @@ async fn main() {
             .tls_config(tls)
             .unwrap_or_else(|error| usage(&format!("TLS: {error}")));
     }
-    let service = (!options.no_observer)
-        .then(|| ObserverServer::new(observer).max_encoding_message_size(64 << 20));
+    let service = (!options.no_observer).then(|| ObserverService {
+        flows,
+        generated: ObserverServer::new(TestObserver {
+            count: count as u64,
+        }),
+    });
     let router = builder.add_optional_service(service);
     let served = match (&options.unix, &options.listen) {
         (Some(path), _) => {
