@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::print::OutputFormat;
+use crate::regressions::RegressionArgs;
+use crate::replay::ReplayArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -15,6 +17,11 @@ Examples:
       \"select * from flows order by time\"
   flowsql --store s3://flows/prod \"select count(*) from flows where cidr_contains('10.0.0.0/8', ip_destination)\"
   flowsql            # interactive shell: \\d flows lists the columns, \\q quits
+  flowsql --since 2026-11-24T09:00Z --until 2026-11-24T09:15Z replay -n prod --verdict DROPPED
+  flowsql regressions --baseline 7d --window 1h      # allowed before, denied by policy now
+
+Commands: replay (hubble observe over the history: same filters, same output formats),
+and regressions (connections a policy change broke).
 
 Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
 source_pod_name, destination_port, egress_denied_by, ...) and lost_events (visibility gaps).
@@ -29,9 +36,13 @@ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP e
     name = "flowsql",
     version,
     about = "SQL over recorded Kubernetes network flows (Parquet on S3 or a local folder)",
-    after_help = EXAMPLES
+    after_help = EXAMPLES,
+    subcommand_precedence_over_arg = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// SQL to run (several statements separated by ';'); none opens the interactive shell
     #[arg(value_name = "SQL")]
     pub sql: Vec<String>,
@@ -46,22 +57,30 @@ pub struct Cli {
     pub file: Option<PathBuf>,
 
     /// Store URL: s3://bucket/prefix, file:///path or a local path
-    #[arg(long, env = flow_schema::store::STORE_ENV, default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
+    #[arg(long, global = true, env = flow_schema::store::STORE_ENV, default_value = flow_schema::store::DEFAULT_STORE, value_name = "URL")]
     pub store: String,
 
     /// Only flows at or after T: RFC 3339 (2026-11-24T09:00Z) or a duration back from now (2h, 7d)
-    #[arg(long, value_name = "T")]
+    #[arg(long, global = true, value_name = "T")]
     pub since: Option<String>,
 
     /// Only flows before T (same forms as --since)
-    #[arg(long, value_name = "T")]
+    #[arg(long, global = true, value_name = "T")]
     pub until: Option<String>,
 
-    /// Output format
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
+    /// Output format [default: table]
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
 
     /// Write results to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print recorded flows like `hubble observe`: same filters, same output formats
+    Replay(Box<ReplayArgs>),
+    /// Connections allowed in a baseline period and denied by policy in a window (or the reverse)
+    Regressions(RegressionArgs),
 }

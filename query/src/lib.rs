@@ -2,36 +2,51 @@
 //!
 //! One module per concern, after datafusion-cli: `session` (store + tables + functions, shared by
 //! every command), `exec` (statements, read-only guard, `\d`), `print` (output formats), `repl`
-//! (the shell), `udf` (forensics functions), `timerange` (`--since/--until`).
+//! (the shell), `udf` (forensics functions), `timerange` (`--since/--until`), and one module per
+//! forensics command: `replay` (hubble observe over the history), `regressions` (connections a
+//! policy change broke), `report` (compliance checks).
 
 pub mod cli;
 pub mod exec;
 pub mod print;
+pub mod regressions;
 pub mod repl;
+pub mod replay;
 pub mod session;
 pub mod timerange;
 pub mod udf;
 
 use std::process::ExitCode;
 
-use cli::Cli;
-use print::Printer;
+use clap::ArgMatches;
+use cli::{Cli, Command};
+use print::{OutputFormat, Printer};
 use session::FlowSession;
 use timerange::TimeRange;
 
 pub use flow_schema::error_chain;
 
 /// Runs the command line; the exit status is 0 on success, 1 when a query failed, 2 when the
-/// session could not start (bad flags, unreachable store).
-pub async fn run(cli: Cli) -> ExitCode {
-    let range = match TimeRange::parse(
-        cli.since.as_deref(),
-        cli.until.as_deref(),
-        chrono::Utc::now(),
-    ) {
+/// session could not start (bad flags, unreachable store). `matches` are the parsed arguments
+/// `cli` came from: `replay` needs the order of its flags.
+pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
+    let now = chrono::Utc::now();
+    let range = match TimeRange::parse(cli.since.as_deref(), cli.until.as_deref(), now) {
         Ok(range) => range,
         Err(error) => return fail(2, &error),
     };
+    match &cli.command {
+        Some(Command::Replay(args)) => {
+            let matches = matches.subcommand_matches("replay").unwrap_or(matches);
+            replay(&cli, args, matches, range).await
+        }
+        Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
+        None => sql(&cli, range).await,
+    }
+}
+
+async fn sql(cli: &Cli, range: TimeRange) -> ExitCode {
+    let format = cli.format.unwrap_or(OutputFormat::Table);
     let sql = match (&cli.file, cli.sql.is_empty()) {
         (Some(path), _) => match std::fs::read_to_string(path) {
             Ok(sql) => Some(sql),
@@ -48,13 +63,90 @@ pub async fn run(cli: Cli) -> ExitCode {
         Err(error) => return fail(2, &error),
     };
     let result = match sql {
-        Some(sql) => match Printer::new(cli.format, cli.output.clone()) {
+        Some(sql) => match Printer::new(format, cli.output.clone()) {
             Ok(mut printer) => exec::run_sql(&session, &sql, &mut printer).await,
             Err(error) => Err(error.into()),
         },
-        None => repl::run(&session, cli.format).await,
+        None => repl::run(&session, format).await,
     };
     match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(1, &error),
+    }
+}
+
+async fn replay(
+    cli: &Cli,
+    args: &replay::ReplayArgs,
+    matches: &ArgMatches,
+    range: TimeRange,
+) -> ExitCode {
+    if cli.format.is_some() {
+        eprintln!("flowsql: error: replay takes its format as -o/--output (compact, dict, table, json, jsonpb), not --format");
+        return ExitCode::from(2);
+    }
+    let lists = match args.filters(matches) {
+        Ok(lists) => lists,
+        Err(error) => return fail(2, &error),
+    };
+    if args.print_raw_filters {
+        return match replay::print_raw_filters(&lists, std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(1, &error),
+        };
+    }
+    if let Err(error) = replay::predicate::predicate(&lists) {
+        return fail(2, &error);
+    }
+    let out: Box<dyn std::io::Write> = match &cli.output {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(file) => Box::new(std::io::BufWriter::new(file)),
+            Err(error) => {
+                eprintln!("flowsql: error: cannot write {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let session = match FlowSession::open(&cli.store, range).await {
+        Ok(session) => session,
+        Err(error) => return fail(2, &error),
+    };
+    match args.run(&session, &lists, out).await {
+        Ok(_) => ExitCode::SUCCESS,
+        // `| head`: the reader has seen enough.
+        Err(replay::ReplayError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(1, &error),
+    }
+}
+
+async fn regressions(
+    cli: &Cli,
+    args: &regressions::RegressionArgs,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ExitCode {
+    if cli.since.is_some() || cli.until.is_some() {
+        eprintln!("flowsql: error: regressions reads the periods of --baseline and --window; --since/--until do not apply");
+        return ExitCode::from(2);
+    }
+    let periods = match regressions::Periods::parse(args, now) {
+        Ok(periods) => periods,
+        Err(error) => return fail(2, &error),
+    };
+    let session = match FlowSession::open(&cli.store, periods.span()).await {
+        Ok(session) => session,
+        Err(error) => return fail(2, &error),
+    };
+    let format = args.format.or(cli.format).unwrap_or(OutputFormat::Table);
+    let output = args.output.clone().or_else(|| cli.output.clone());
+    let mut printer = match Printer::new(format, output) {
+        Ok(printer) => printer,
+        Err(error) => return fail(2, &error),
+    };
+    let sql = regressions::sql(&periods, args.also_newly_allowed);
+    match exec::run_sql(&session, &sql, &mut printer).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(1, &error),
     }

@@ -6,6 +6,12 @@
 //!   selector semantics: `app=frontend` (no source) matches any source, `app` matches any value,
 //!   `reserved:world` matches that label.
 //! - `label_value(labels, 'app')`: the value of the first label with that key (source optional).
+//! - `label_selector(labels, 'app=frontend,tier!=db')`: a Kubernetes label selector (`k`, `!k`,
+//!   `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, comma = AND) over Cilium labels, as
+//!   `hubble observe --label` takes it: a key without a source (`app`) matches any source,
+//!   `k8s:app` only that one.
+//! - `policy_names(egress_denied_by, ingress_denied_by, ...)`: the names of the policies in
+//!   the lists (NULL lists are empty), as one list.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -24,9 +30,21 @@ use datafusion::logical_expr::{
 pub fn all() -> Vec<ScalarUDF> {
     vec![
         ScalarUDF::from(CidrContains::new()),
-        ScalarUDF::from(HasLabel::new()),
-        ScalarUDF::from(LabelValue::new()),
+        ScalarUDF::from(LabelFunction::new(LabelFunctionKind::HasLabel)),
+        ScalarUDF::from(LabelFunction::new(LabelFunctionKind::LabelValue)),
+        label_selector(),
+        ScalarUDF::from(PolicyNames::new()),
     ]
+}
+
+/// `cidr_contains`, for expressions built in code.
+pub fn cidr_contains() -> ScalarUDF {
+    ScalarUDF::from(CidrContains::new())
+}
+
+/// `label_selector`, for expressions built in code.
+pub fn label_selector() -> ScalarUDF {
+    ScalarUDF::from(LabelFunction::new(LabelFunctionKind::LabelSelector))
 }
 
 /// A string argument: parsed once when it is a constant, per row otherwise.
@@ -86,7 +104,7 @@ fn labels_like(data_type: &DataType) -> bool {
 
 /// An IPv4 or IPv6 network, as a masked 128-bit number (IPv4 mapped into IPv6).
 #[derive(Debug, Clone, Copy)]
-struct Cidr {
+pub struct Cidr {
     network: u128,
     mask: u128,
 }
@@ -99,7 +117,7 @@ fn to_u128(ip: IpAddr) -> u128 {
 }
 
 impl Cidr {
-    fn parse(text: &str) -> Option<Cidr> {
+    pub fn parse(text: &str) -> Option<Cidr> {
         let (address, prefix) = match text.trim().split_once('/') {
             Some((a, p)) => (a, Some(p.parse::<u32>().ok()?)),
             None => (text.trim(), None),
@@ -190,7 +208,7 @@ fn parse_cidr(text: &str) -> Result<Cidr> {
 
 /// A Cilium label `source:key=value`, or a selector over labels.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Label<'a> {
+pub struct Label<'a> {
     source: Option<&'a str>,
     key: &'a str,
     value: Option<&'a str>,
@@ -277,99 +295,305 @@ fn check_label_args(name: &str, args: &[DataType]) -> Result<()> {
     Ok(())
 }
 
+/// The functions over a label list and a string: `has_label`, `label_value`,
+/// `label_selector`. One implementation of the UDF plumbing, the body per function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum LabelFunctionKind {
+    HasLabel,
+    LabelValue,
+    LabelSelector,
+}
+
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct HasLabel {
+struct LabelFunction {
+    kind: LabelFunctionKind,
     signature: Signature,
 }
 
-impl HasLabel {
-    fn new() -> Self {
-        HasLabel {
+impl LabelFunction {
+    fn new(kind: LabelFunctionKind) -> Self {
+        LabelFunction {
+            kind,
             signature: Signature::any(2, Volatility::Immutable),
         }
     }
 }
 
-impl ScalarUDFImpl for HasLabel {
+impl ScalarUDFImpl for LabelFunction {
     fn name(&self) -> &str {
-        "has_label"
+        match self.kind {
+            LabelFunctionKind::HasLabel => "has_label",
+            LabelFunctionKind::LabelValue => "label_value",
+            LabelFunctionKind::LabelSelector => "label_selector",
+        }
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         check_label_args(self.name(), args)?;
-        Ok(DataType::Boolean)
+        Ok(match self.kind {
+            LabelFunctionKind::LabelValue => DataType::Utf8,
+            _ => DataType::Boolean,
+        })
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let selectors = StrArg::new(&args.args[1], "has_label")?;
-        let mut out = BooleanBuilder::with_capacity(args.number_rows);
-        for_each_label_list(&args.args[0], args.number_rows, |row, labels| {
-            match (labels, selectors.get(row)) {
-                (Some(labels), Some(selector)) => {
-                    let selector = Label::parse(selector);
-                    let found = labels
-                        .iter()
-                        .flatten()
-                        .any(|l| selector.selects(&Label::parse(l)));
-                    out.append_value(found);
-                }
-                _ => out.append_null(),
+        match self.kind {
+            LabelFunctionKind::HasLabel => has_label(args),
+            LabelFunctionKind::LabelValue => label_value(args),
+            LabelFunctionKind::LabelSelector => label_selector_rows(args),
+        }
+    }
+}
+
+fn has_label(args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    let selectors = StrArg::new(&args.args[1], "has_label")?;
+    let mut out = BooleanBuilder::with_capacity(args.number_rows);
+    for_each_label_list(&args.args[0], args.number_rows, |row, labels| {
+        match (labels, selectors.get(row)) {
+            (Some(labels), Some(selector)) => {
+                let selector = Label::parse(selector);
+                let found = labels
+                    .iter()
+                    .flatten()
+                    .any(|l| selector.selects(&Label::parse(l)));
+                out.append_value(found);
             }
-            Ok(())
-        })?;
-        let result: BooleanArray = out.finish();
-        Ok(ColumnarValue::Array(Arc::new(result)))
+            _ => out.append_null(),
+        }
+        Ok(())
+    })?;
+    let result: BooleanArray = out.finish();
+    Ok(ColumnarValue::Array(Arc::new(result)))
+}
+
+fn label_value(args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    let keys = StrArg::new(&args.args[1], "label_value")?;
+    let mut out = StringBuilder::new();
+    for_each_label_list(&args.args[0], args.number_rows, |row, labels| {
+        let found = match (labels, keys.get(row)) {
+            (Some(labels), Some(key)) => {
+                // Only the key (and source) select; a value in the argument is ignored.
+                let selector = Label {
+                    value: None,
+                    ..Label::parse(key)
+                };
+                labels
+                    .iter()
+                    .flatten()
+                    .map(|l| Label::parse(l))
+                    .find(|l| selector.selects(l))
+                    .map(|l| l.value.unwrap_or("").to_string())
+            }
+            _ => None,
+        };
+        out.append_option(found);
+        Ok(())
+    })?;
+    Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+fn label_selector_rows(args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+    let texts = StrArg::new(&args.args[1], "label_selector")?;
+    let constant = match &texts {
+        StrArg::Scalar(Some(text)) => Some(parse_selector(text)?),
+        _ => None,
+    };
+    let mut out = BooleanBuilder::with_capacity(args.number_rows);
+    for_each_label_list(&args.args[0], args.number_rows, |row, labels| {
+        let labels: Vec<Label> = labels
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .map(Label::parse)
+            .collect();
+        match (&constant, texts.get(row)) {
+            (Some(selector), _) => out.append_value(selector.matches(&labels)),
+            (None, Some(text)) => out.append_value(parse_selector(text)?.matches(&labels)),
+            (None, None) => out.append_null(),
+        }
+        Ok(())
+    })?;
+    Ok(ColumnarValue::Array(Arc::new(out.finish())))
+}
+
+// ---- label_selector ------------------------------------------------------------------------
+
+/// One requirement of a label selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requirement {
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+/// A Kubernetes label selector over Cilium labels (`source:key=value`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector(Vec<Requirement>);
+
+impl Selector {
+    pub fn parse(text: &str) -> std::result::Result<Selector, String> {
+        let mut requirements = Vec::new();
+        let mut depth = 0;
+        let mut start = 0;
+        let mut parts = Vec::new();
+        for (i, c) in text.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&text[start..]);
+        if text.trim().is_empty() {
+            return Ok(Selector(requirements));
+        }
+        for part in parts {
+            requirements.push(requirement(part.trim())?);
+        }
+        Ok(Selector(requirements))
+    }
+
+    /// All requirements hold for the labels.
+    pub fn matches(&self, labels: &[Label]) -> bool {
+        let values = |key: &str| -> Vec<&str> {
+            let selector = Label::parse(key);
+            labels
+                .iter()
+                .filter(|l| selector.selects(l))
+                .map(|l| l.value.unwrap_or(""))
+                .collect()
+        };
+        self.0.iter().all(|requirement| match requirement {
+            Requirement::Exists(key) => !values(key).is_empty(),
+            Requirement::NotExists(key) => values(key).is_empty(),
+            Requirement::In(key, set) => values(key).iter().any(|v| set.iter().any(|s| s == v)),
+            Requirement::NotIn(key, set) => !values(key).iter().any(|v| set.iter().any(|s| s == v)),
+        })
     }
 }
 
+fn requirement(text: &str) -> std::result::Result<Requirement, String> {
+    let key = |key: &str| -> std::result::Result<String, String> {
+        let key = key.trim();
+        let valid = !key.is_empty()
+            && key.matches(':').count() <= 1
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:$".contains(c));
+        if valid {
+            Ok(key.to_owned())
+        } else {
+            Err(format!("invalid label key {key:?}"))
+        }
+    };
+    let set = |list: &str| -> std::result::Result<Vec<String>, String> {
+        let inner = list
+            .trim()
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .ok_or_else(|| format!("expected a (value, ...) list in {text:?}"))?;
+        Ok(inner
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect())
+    };
+    if let Some(rest) = text.strip_prefix('!') {
+        return Ok(Requirement::NotExists(key(rest)?));
+    }
+    if let Some((k, list)) = text.split_once(" notin ") {
+        return Ok(Requirement::NotIn(key(k)?, set(list)?));
+    }
+    if let Some((k, list)) = text.split_once(" in ") {
+        return Ok(Requirement::In(key(k)?, set(list)?));
+    }
+    if let Some((k, v)) = text.split_once("!=") {
+        return Ok(Requirement::NotIn(key(k)?, vec![v.trim().to_owned()]));
+    }
+    if let Some((k, v)) = text.split_once("==").or_else(|| text.split_once('=')) {
+        return Ok(Requirement::In(key(k)?, vec![v.trim().to_owned()]));
+    }
+    Ok(Requirement::Exists(key(text)?))
+}
+
+fn parse_selector(text: &str) -> Result<Selector> {
+    Selector::parse(text).or_else(|why| exec_err!("label_selector: {text:?}: {why}"))
+}
+
+// ---- policy_names ------------------------------------------------------------------------
+
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct LabelValue {
+struct PolicyNames {
     signature: Signature,
 }
 
-impl LabelValue {
+impl PolicyNames {
     fn new() -> Self {
-        LabelValue {
-            signature: Signature::any(2, Volatility::Immutable),
+        PolicyNames {
+            signature: Signature::variadic_any(Volatility::Immutable),
         }
     }
 }
 
-impl ScalarUDFImpl for LabelValue {
+fn policy_list(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::List(item) => matches!(item.data_type(), DataType::Struct(fields)
+            if fields.iter().any(|f| f.name() == "name")),
+        DataType::Null => true,
+        _ => false,
+    }
+}
+
+impl ScalarUDFImpl for PolicyNames {
     fn name(&self) -> &str {
-        "label_value"
+        "policy_names"
     }
     fn signature(&self) -> &Signature {
         &self.signature
     }
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
-        check_label_args(self.name(), args)?;
-        Ok(DataType::Utf8)
+        if args.is_empty() || !args.iter().all(policy_list) {
+            return plan_err!(
+                "policy_names takes policy lists (egress_denied_by, ingress_allowed_by, ...), got {args:?}"
+            );
+        }
+        Ok(DataType::List(Arc::new(
+            datafusion::arrow::datatypes::Field::new("item", DataType::Utf8, true),
+        )))
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let keys = StrArg::new(&args.args[1], "label_value")?;
-        let mut out = StringBuilder::new();
-        for_each_label_list(&args.args[0], args.number_rows, |row, labels| {
-            let found = match (labels, keys.get(row)) {
-                (Some(labels), Some(key)) => {
-                    // Only the key (and source) select; a value in the argument is ignored.
-                    let selector = Label {
-                        value: None,
-                        ..Label::parse(key)
-                    };
-                    labels
-                        .iter()
-                        .flatten()
-                        .map(|l| Label::parse(l))
-                        .find(|l| selector.selects(l))
-                        .map(|l| l.value.unwrap_or("").to_string())
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = datafusion::arrow::array::ListBuilder::new(StringBuilder::new());
+        for row in 0..rows {
+            for array in &arrays {
+                let Some(list) = array.as_list_opt::<i32>() else {
+                    continue;
+                };
+                if list.is_null(row) {
+                    continue;
                 }
-                _ => None,
-            };
-            out.append_option(found);
-            Ok(())
-        })?;
+                let items = list.value(row);
+                let Some(names) = items.as_struct().column_by_name("name") else {
+                    continue;
+                };
+                let names = cast(names, &DataType::Utf8)?;
+                for name in names.as_string::<i32>().iter().flatten() {
+                    out.values().append_value(name);
+                }
+            }
+            out.append(true);
+        }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
@@ -390,6 +614,29 @@ mod tests {
         assert!(Cidr::parse("1.2.3.4").unwrap().contains("1.2.3.4"));
         assert!(Cidr::parse("1.2.3.4/33").is_none());
         assert!(Cidr::parse("garbage/8").is_none());
+    }
+
+    #[test]
+    fn kubernetes_label_selectors() {
+        let labels: Vec<Label> = ["k8s:app=frontend", "k8s:tier=web", "reserved:world"]
+            .into_iter()
+            .map(Label::parse)
+            .collect();
+        let matches = |text: &str| Selector::parse(text).unwrap().matches(&labels);
+        assert!(matches("app=frontend"));
+        assert!(matches("k8s:app=frontend,tier in (web, api)"));
+        assert!(matches("reserved:world"));
+        assert!(matches("app,!db"));
+        assert!(matches("tier!=db"));
+        assert!(matches("db notin (x)"));
+        assert!(matches(""));
+        assert!(!matches("app=backend"));
+        assert!(!matches("container:app=frontend"));
+        assert!(!matches("tier notin (web)"));
+        assert!(!matches("!app"));
+        assert!(Selector::parse("app in x").is_err());
+        assert!(Selector::parse("any:k8s:app").is_err());
+        assert!(Selector::parse("=x").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod capture;
 mod follow;
 mod hubble;
+mod replay;
 mod support;
 
 use std::io::Write;

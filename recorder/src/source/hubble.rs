@@ -61,12 +61,12 @@ pub enum HubbleError {
     },
     #[error("--hubble-tls-cert and --hubble-tls-key go together (mTLS needs both)")]
     HalfIdentity,
-    #[error("{flag}: not a Hubble FlowFilter ({source}) in {json}")]
+    #[error("{flag}: {source} in {json}")]
     Filter {
         flag: &'static str,
         json: String,
         #[source]
-        source: serde_json::Error,
+        source: hubble_api::FilterJsonError,
     },
     #[error(
         "the --spool holds a position of another source ({0:?}): give --source hubble its own \
@@ -77,15 +77,6 @@ pub enum HubbleError {
     TlsOverUnix,
     #[error("--hubble-server / --hubble-tls-*: {0}")]
     Endpoint(String),
-    #[error(
-        "{flag}: {fields} not Hubble FlowFilter field(s) (or empty) in {json}: such a filter \
-         would match every flow"
-    )]
-    FilterFields {
-        flag: &'static str,
-        fields: String,
-        json: String,
-    },
 }
 
 /// Where the server is.
@@ -205,36 +196,13 @@ fn endpoint(host: &str, tls: Option<ClientTlsConfig>) -> Result<Endpoint, tonic:
     Ok(endpoint)
 }
 
-/// A FlowFilter from JSON, refusing keys it does not know: the generated parser ignores them,
-/// and `{"verdicts":["DROPPED"]}` would become the empty filter, which matches every flow.
+/// A FlowFilter from JSON, unknown keys refused (see [`hubble_api::strict_flow_filter`]).
 fn strict_filter(flag: &'static str, json: &str) -> Result<FlowFilter, HubbleError> {
-    let filter_error = |source| HubbleError::Filter {
+    hubble_api::strict_flow_filter(json).map_err(|source| HubbleError::Filter {
         flag,
         json: json.to_string(),
         source,
-    };
-    let given: serde_json::Value = serde_json::from_str(json).map_err(filter_error)?;
-    let filter: FlowFilter = serde_json::from_value(given.clone()).map_err(filter_error)?;
-    let kept = serde_json::to_value(&filter).map_err(filter_error)?;
-    let unknown: Vec<&str> = given
-        .as_object()
-        .into_iter()
-        .flat_map(|fields| fields.keys())
-        .filter(|key| kept.get(key.as_str()).is_none())
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() || filter == FlowFilter::default() {
-        return Err(HubbleError::FilterFields {
-            flag,
-            fields: if unknown.is_empty() {
-                "no field".to_string()
-            } else {
-                unknown.join(", ")
-            },
-            json: json.to_string(),
-        });
-    }
-    Ok(filter)
+    })
 }
 
 impl Checked {

@@ -1,0 +1,204 @@
+//! `flowsql regressions`: which connections a policy change broke. For every connection —
+//! source namespace + workload, destination namespace + workload, destination port, protocol,
+//! and for L7 the HTTP method and path — that was FORWARDED in a baseline period and is
+//! DROPPED by policy in a window: when it was first denied, how often, by which policies, and
+//! an example flow. `--also-newly-allowed` adds the reverse (denied before, allowed now).
+//!
+//! Pods of one workload are one connection: the workload Hubble names, else the pod name
+//! without its ReplicaSet/DaemonSet suffix, else (outside the cluster) the IP. Only requests
+//! count (`is_reply` not true), so a reply is never a reversed connection.
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use flow_schema::units::parse_duration;
+
+use crate::timerange::{parse_instant, TimeRange};
+
+const EXAMPLES: &str = "\
+Examples:
+  flowsql regressions --baseline 7d --window 1h
+  flowsql regressions --baseline 2026-11-24T08:00Z..2026-11-24T09:00Z \\
+      --window 2026-11-24T09:00Z..2026-11-24T09:30Z --format csv
+  flowsql regressions --baseline 1d --window 2h --also-newly-allowed
+
+RANGE is FROM..TO (RFC 3339 times or durations back from now), or a duration: for --window,
+back from now; for --baseline, back from the window's start.
+Drops by policy: POLICY_DENIED, POLICY_DENY, AUTH_REQUIRED.
+An example flow prints with: flowsql replay --uuid UUID";
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct RegressionArgs {
+    /// When connections were known to work: FROM..TO, or a duration before the window (7d)
+    #[arg(long, value_name = "RANGE")]
+    pub baseline: String,
+    /// Where to look for denials: FROM..TO, or a duration back from now (1h)
+    #[arg(long, value_name = "RANGE")]
+    pub window: String,
+    /// Also list connections denied by policy in the baseline and allowed in the window
+    #[arg(long)]
+    pub also_newly_allowed: bool,
+    /// Output format [default: table]
+    #[arg(long, value_enum)]
+    pub format: Option<crate::print::OutputFormat>,
+    /// Write results to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RangeError {
+    #[error("invalid {flag} {value:?}: expected FROM..TO (RFC 3339 times or durations back from now) or a duration (7d, 1h)")]
+    Invalid { flag: &'static str, value: String },
+    #[error("{flag} {value:?} is empty: FROM must be before TO")]
+    Empty { flag: &'static str, value: String },
+    #[error("--baseline must end before the --window ends")]
+    Order,
+}
+
+/// The two periods, as half-open ranges in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Periods {
+    pub baseline: (i64, i64),
+    pub window: (i64, i64),
+}
+
+impl Periods {
+    pub fn parse(args: &RegressionArgs, now: DateTime<Utc>) -> Result<Periods, RangeError> {
+        let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let window = range("--window", &args.window, now, now_ns)?;
+        let baseline = range("--baseline", &args.baseline, now, window.0)?;
+        if baseline.1 > window.1 {
+            return Err(RangeError::Order);
+        }
+        Ok(Periods { baseline, window })
+    }
+
+    /// What the session has to read: both periods.
+    pub fn span(&self) -> TimeRange {
+        TimeRange {
+            since: Some(self.baseline.0.min(self.window.0)),
+            until: Some(self.baseline.1.max(self.window.1)),
+        }
+    }
+}
+
+/// `FROM..TO`, or a duration ending at `end`.
+fn range(
+    flag: &'static str,
+    text: &str,
+    now: DateTime<Utc>,
+    end: i64,
+) -> Result<(i64, i64), RangeError> {
+    let invalid = || RangeError::Invalid {
+        flag,
+        value: text.to_owned(),
+    };
+    let (from, to) = match text.split_once("..") {
+        Some((from, to)) => (
+            parse_instant(from, now).ok_or_else(invalid)?,
+            parse_instant(to, now).ok_or_else(invalid)?,
+        ),
+        None => {
+            let length = parse_duration(text).map_err(|_| invalid())?;
+            let length = i64::try_from(length.as_nanos()).map_err(|_| invalid())?;
+            (end.saturating_sub(length), end)
+        }
+    };
+    if from >= to {
+        return Err(RangeError::Empty {
+            flag,
+            value: text.to_owned(),
+        });
+    }
+    Ok((from, to))
+}
+
+/// The regression query over `flows` (already limited to [`Periods::span`]). The only values
+/// spliced in are the period bounds, as integers.
+pub fn sql(periods: &Periods, also_newly_allowed: bool) -> String {
+    let ts = |ns: i64| format!("to_timestamp_nanos({ns})");
+    let (b0, b1) = (ts(periods.baseline.0), ts(periods.baseline.1));
+    let (w0, w1) = (ts(periods.window.0), ts(periods.window.1));
+    let mut sql = format!(
+        "WITH f AS (
+  SELECT time, uuid, verdict, drop_reason_desc,
+    coalesce(source_namespace, '') AS source_namespace,
+    coalesce(source_workload,
+      regexp_replace(source_pod_name, '(-[a-z0-9]{{6,10}})?-[a-z0-9]{{5}}$', ''),
+      ip_source, '') AS source_workload,
+    coalesce(destination_namespace, '') AS destination_namespace,
+    coalesce(destination_workload,
+      regexp_replace(destination_pod_name, '(-[a-z0-9]{{6,10}})?-[a-z0-9]{{5}}$', ''),
+      ip_destination, '') AS destination_workload,
+    coalesce(destination_port, 0) AS destination_port,
+    coalesce(l4_protocol, '') AS protocol,
+    coalesce(http_method, '') AS http_method,
+    coalesce(regexp_replace(http_url, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*|[?#].*$', '', 'g'), '')
+      AS http_path,
+    source_pod_name, destination_pod_name,
+    policy_names(egress_denied_by, ingress_denied_by) AS denied_by,
+    policy_names(egress_allowed_by, ingress_allowed_by) AS allowed_by,
+    verdict = 'FORWARDED' AS allowed,
+    verdict = 'DROPPED' AND drop_reason_desc IN ('POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED')
+      AS denied,
+    time >= {b0} AND time < {b1} AS in_baseline,
+    time >= {w0} AND time < {w1} AS in_window
+  FROM flows
+  WHERE is_reply IS NOT TRUE
+)",
+    );
+    let keys = "source_namespace, source_workload, destination_namespace, destination_workload, \
+                destination_port, protocol, http_method, http_path";
+    let mut parts = vec![change(
+        keys,
+        "newly denied",
+        "allowed",
+        "denied",
+        "denied_by",
+    )];
+    if also_newly_allowed {
+        parts.push(change(
+            keys,
+            "newly allowed",
+            "denied",
+            "allowed",
+            "allowed_by",
+        ));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        sql.push_str(&format!(",\nchange{i} AS ({part})"));
+    }
+    let union = (0..parts.len())
+        .map(|i| format!("SELECT * FROM change{i}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    sql.push_str(&format!(
+        "\nSELECT change, source_namespace, source_workload, destination_namespace,
+  destination_workload, destination_port, protocol,
+  nullif(http_method, '') AS http_method, nullif(http_path, '') AS http_path,
+  first_seen, flows, baseline_flows, policies, example_source_pod, example_destination_pod,
+  example_uuid
+FROM ({union}) ORDER BY first_seen, source_namespace, source_workload, destination_workload"
+    ));
+    sql
+}
+
+/// Connections that were `before` in the baseline and are `after` in the window, with the
+/// policies of `policies` in the window.
+fn change(keys: &str, label: &str, before: &str, after: &str, policies: &str) -> String {
+    format!(
+        "SELECT '{label}' AS change, a.*, b.baseline_flows FROM (
+    SELECT {keys},
+      min(time) AS first_seen, count(*) AS flows,
+      array_to_string(array_distinct(flatten(array_agg({policies}))), ', ') AS policies,
+      first_value(source_pod_name ORDER BY time) AS example_source_pod,
+      first_value(destination_pod_name ORDER BY time) AS example_destination_pod,
+      first_value(uuid ORDER BY time) AS example_uuid
+    FROM f WHERE in_window AND {after} GROUP BY {keys}
+  ) a JOIN (
+    SELECT {keys}, count(*) AS baseline_flows FROM f WHERE in_baseline AND {before}
+    GROUP BY {keys}
+  ) b USING ({keys})"
+    )
+}

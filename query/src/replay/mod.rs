@@ -1,0 +1,298 @@
+//! `flowsql replay`: `hubble observe` over the recorded history. The same filter flags with
+//! the same meaning ([`filter`] builds Hubble's FlowFilter lists, [`predicate`] turns them into
+//! one query predicate), the same output formats ([`format`], from rows turned back into
+//! `Flow` messages by [`rows`]), time-ordered.
+
+pub mod filter;
+pub mod format;
+pub mod predicate;
+pub mod rows;
+
+use std::io::Write;
+
+use clap::{ArgMatches, Args};
+use datafusion::error::DataFusionError;
+use datafusion::prelude::col;
+use futures::StreamExt;
+use hubble_api::flow::FlowFilter;
+
+use crate::session::FlowSession;
+use filter::{FilterError, FilterLists};
+use format::{FlowWriter, Format, Options, TimeFormat};
+use predicate::PredicateError;
+
+const EXAMPLES: &str = "\
+Examples:
+  flowsql --since 2026-11-24T09:00Z --until 2026-11-24T09:15Z replay -n prod-app --verdict DROPPED
+  flowsql --since 1h replay --from-pod prod-app/api-gateway --to-port 80 --print-policy-names
+  flowsql --since 1d replay --drop-reason-desc POLICY_DENIED -o jsonpb > drops.json
+  flowsql --since 1d replay -t l7 --http-status 5+ --not --http-path '^/healthz' -o table
+  flowsql replay --last 100 --ip 10.0.0.0/8 --not -n kube-system
+
+Filters are those of `hubble observe`: the same flag repeated matches any of its values (OR),
+different flags must all match (AND), --not negates the flag that follows. Symmetric flags
+(--pod, --ip, --label, --port, -n) match either side. Without --since/--until/--first/--last/--all
+the last 20 flows are printed, as hubble does. `-o jsonpb` lines re-import with `flowrec import`
+and are what `hubble observe --input-file -` reads.";
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct ReplayArgs {
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Compact)]
+    pub format: Format,
+    /// Print the node name of each flow (compact, dict, table)
+    #[arg(long)]
+    pub print_node_name: bool,
+    /// Print the names of the policies behind policy verdicts
+    #[arg(long)]
+    pub print_policy_names: bool,
+    /// Timestamp layout (not applied to json)
+    #[arg(long, value_enum, default_value_t = TimeFormat::StampMilli)]
+    pub time_format: TimeFormat,
+    /// Only the first N matching flows
+    #[arg(long, value_name = "N", conflicts_with_all = ["last", "all"])]
+    pub first: Option<usize>,
+    /// Only the last N matching flows (still printed oldest first)
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub last: Option<usize>,
+    /// Every matching flow (the default when a time range is given)
+    #[arg(long)]
+    pub all: bool,
+    /// Print the FlowFilter lists the flags make and exit
+    #[arg(long)]
+    pub print_raw_filters: bool,
+    /// Hubble FlowFilter JSON; flows must match one (repeatable)
+    #[arg(long, value_name = "JSON")]
+    pub allowlist: Vec<String>,
+    /// Hubble FlowFilter JSON; flows must match none (repeatable)
+    #[arg(long, value_name = "JSON")]
+    pub denylist: Vec<String>,
+
+    /// Negate the next filter flag
+    #[arg(long, num_args = 0, default_missing_value = "", action = clap::ArgAction::Append, help_heading = "Filters")]
+    pub not: Vec<String>,
+    /// Flows to or from pods in the namespace
+    #[arg(short = 'n', long, value_name = "NS", help_heading = "Filters")]
+    pub namespace: Vec<String>,
+    /// Flows from pods in the namespace
+    #[arg(long, value_name = "NS", help_heading = "Filters")]
+    pub from_namespace: Vec<String>,
+    /// Flows to pods in the namespace
+    #[arg(long, value_name = "NS", help_heading = "Filters")]
+    pub to_namespace: Vec<String>,
+    /// Flows to or from the pod: [namespace/]name-prefix (namespace default: default)
+    #[arg(long, value_name = "[NS/]POD", help_heading = "Filters")]
+    pub pod: Vec<String>,
+    /// Flows from the pod
+    #[arg(long, value_name = "[NS/]POD", help_heading = "Filters")]
+    pub from_pod: Vec<String>,
+    /// Flows to the pod
+    #[arg(long, value_name = "[NS/]POD", help_heading = "Filters")]
+    pub to_pod: Vec<String>,
+    /// Flows to or from endpoints with the labels (k8s selector: app=x,tier!=db; reserved:world)
+    #[arg(short = 'l', long, value_name = "SELECTOR", help_heading = "Filters")]
+    pub label: Vec<String>,
+    /// Flows from endpoints with the labels
+    #[arg(long, value_name = "SELECTOR", help_heading = "Filters")]
+    pub from_label: Vec<String>,
+    /// Flows to endpoints with the labels
+    #[arg(long, value_name = "SELECTOR", help_heading = "Filters")]
+    pub to_label: Vec<String>,
+    /// Flows to or from the IP address or CIDR
+    #[arg(long, value_name = "IP|CIDR", help_heading = "Filters")]
+    pub ip: Vec<String>,
+    /// Flows from the IP address or CIDR
+    #[arg(long, value_name = "IP|CIDR", help_heading = "Filters")]
+    pub from_ip: Vec<String>,
+    /// Flows to the IP address or CIDR
+    #[arg(long, value_name = "IP|CIDR", help_heading = "Filters")]
+    pub to_ip: Vec<String>,
+    /// Flows with the L4 port on either side
+    #[arg(long, value_name = "PORT", help_heading = "Filters")]
+    pub port: Vec<String>,
+    /// Flows with the L4 source port
+    #[arg(long, value_name = "PORT", help_heading = "Filters")]
+    pub from_port: Vec<String>,
+    /// Flows with the L4 destination port
+    #[arg(long, value_name = "PORT", help_heading = "Filters")]
+    pub to_port: Vec<String>,
+    /// FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED or TRANSLATED
+    #[arg(long, value_name = "VERDICT", help_heading = "Filters")]
+    pub verdict: Vec<String>,
+    /// Dropped flows with the drop reason (POLICY_DENIED, ...)
+    #[arg(long, value_name = "REASON", help_heading = "Filters")]
+    pub drop_reason_desc: Vec<String>,
+    /// tcp, udp, sctp, icmp, icmpv4, icmpv6, http, dns, kafka
+    #[arg(long, value_name = "PROTO", help_heading = "Filters")]
+    pub protocol: Vec<String>,
+    /// HTTP method (any case)
+    #[arg(long, value_name = "METHOD", help_heading = "Filters")]
+    pub http_method: Vec<String>,
+    /// Regex over the HTTP URL's path
+    #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    pub http_path: Vec<String>,
+    /// HTTP status code (404) or prefix (5+, 40+)
+    #[arg(long, value_name = "CODE", help_heading = "Filters")]
+    pub http_status: Vec<String>,
+    /// Node name glob (k8s-worker-*, cluster/node)
+    #[arg(long, value_name = "GLOB", help_heading = "Filters")]
+    pub node_name: Vec<String>,
+    /// Event type: trace[:to-endpoint|from-network|...], drop, l7, policy-verdict, capture, trace-sock
+    #[arg(
+        short = 't',
+        long = "type",
+        value_name = "TYPE[:SUB]",
+        help_heading = "Filters"
+    )]
+    pub r#type: Vec<String>,
+    /// ingress or egress
+    #[arg(long, value_name = "DIRECTION", help_heading = "Filters")]
+    pub traffic_direction: Vec<String>,
+    /// The flow with this uuid
+    #[arg(long, value_name = "UUID", help_heading = "Filters")]
+    pub uuid: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(transparent)]
+    Predicate(#[from] PredicateError),
+    #[error("invalid --{flag} {value:?}: {cause}")]
+    RawFilter {
+        flag: &'static str,
+        value: String,
+        cause: String,
+    },
+    #[error("query failed: {0}")]
+    Query(#[from] DataFusionError),
+    #[error("cannot read the results: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("cannot write the output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Hubble's default when nothing says how many.
+const DEFAULT_LAST: usize = 20;
+
+impl ReplayArgs {
+    /// The filter lists of the command line: the flags in the order they were given (which
+    /// `--not` needs), then the raw `--allowlist` / `--denylist` filters.
+    pub fn filters(&self, matches: &ArgMatches) -> Result<FilterLists, ReplayError> {
+        let mut given: Vec<(usize, &'static str, &str)> = Vec::new();
+        for &flag in filter::FLAGS.iter().chain(&["not"]) {
+            let id = flag.replace('-', "_");
+            if matches.value_source(&id) != Some(clap::parser::ValueSource::CommandLine) {
+                continue;
+            }
+            let Some(indices) = matches.indices_of(&id) else {
+                continue;
+            };
+            if flag == "not" {
+                given.extend(indices.map(|i| (i, "not", "")));
+                continue;
+            }
+            let values = matches
+                .get_many::<String>(&id)
+                .into_iter()
+                .flatten()
+                .map(String::as_str);
+            given.extend(indices.zip(values).map(|(i, v)| (i, flag, v)));
+        }
+        given.sort_by_key(|(index, _, _)| *index);
+        let mut lists = filter::build(given.into_iter().map(|(_, f, v)| (f, v)))?;
+        lists
+            .allow
+            .extend(raw_filters("allowlist", &self.allowlist)?);
+        lists.deny.extend(raw_filters("denylist", &self.denylist)?);
+        Ok(lists)
+    }
+
+    pub async fn run(
+        &self,
+        session: &FlowSession,
+        lists: &FilterLists,
+        out: impl Write,
+    ) -> Result<usize, ReplayError> {
+        let mut frame = session.ctx.table("flows").await?;
+        if let Some(predicate) = predicate::predicate(lists)? {
+            frame = frame.filter(predicate)?;
+        }
+        let unbounded = session.range.is_unbounded();
+        let last = match (self.first, self.last, self.all) {
+            (None, None, false) if unbounded => Some(DEFAULT_LAST),
+            (_, last, _) => last,
+        };
+        frame = match (self.first, last) {
+            (Some(first), _) => frame
+                .sort(vec![col("time").sort(true, false)])?
+                .limit(0, Some(first))?,
+            (None, Some(last)) => frame
+                .sort(vec![col("time").sort(false, false)])?
+                .limit(0, Some(last))?,
+            (None, None) => frame.sort(vec![col("time").sort(true, false)])?,
+        };
+        let options = Options {
+            format: self.format,
+            time_format: self.time_format,
+            print_node_name: self.print_node_name,
+            print_policy_names: self.print_policy_names,
+        };
+        let mut writer = FlowWriter::new(out, options);
+        let mut written = 0;
+        if self.first.is_none() && last.is_some() {
+            // The newest N, printed oldest first.
+            let batches = frame.collect().await?;
+            let mut flows = Vec::new();
+            for batch in &batches {
+                let rows = rows::Rows::new(batch)?;
+                flows.extend((0..rows.len()).map(|r| rows.flow(r)));
+            }
+            for flow in flows.into_iter().rev() {
+                writer.write(flow)?;
+                written += 1;
+            }
+        } else {
+            let mut stream = frame.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                let rows = rows::Rows::new(&batch?)?;
+                for r in 0..rows.len() {
+                    writer.write(rows.flow(r))?;
+                    written += 1;
+                }
+            }
+        }
+        writer.finish()?;
+        Ok(written)
+    }
+}
+
+fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>, ReplayError> {
+    values
+        .iter()
+        .map(|value| {
+            hubble_api::strict_flow_filter(value).map_err(|e| ReplayError::RawFilter {
+                flag,
+                value: value.clone(),
+                cause: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `--print-raw-filters`: the lists as hubble prints them (YAML-like JSON lines).
+pub fn print_raw_filters(lists: &FilterLists, mut out: impl Write) -> std::io::Result<()> {
+    for (name, filters) in [("allowlist", &lists.allow), ("denylist", &lists.deny)] {
+        writeln!(out, "{name}:")?;
+        for filter in filters {
+            writeln!(
+                out,
+                "  - '{}'",
+                serde_json::to_string(filter).expect("serializable")
+            )?;
+        }
+    }
+    Ok(())
+}
