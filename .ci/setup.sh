@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh machine of this kind (Debian + Rust
 # toolchain + Python 3): clang-19, libbpf and bpftool (the eBPF programs), the S3-protocol test
-# server (moto) and DuckDB (interop checks and the import benchmark). Idempotent: skips what is
+# server (moto), DuckDB (interop checks and the import benchmark) and Chromium (the HTML
+# report test). Idempotent: skips what is
 # already there.
 set -euo pipefail
 
@@ -20,6 +21,8 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 # The Hubble TLS tests make their certificate authority and certificates with openssl.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The report test opens the HTML report in headless Chromium and screenshots it.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   sudo=()

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use crate::print::OutputFormat;
 use crate::regressions::RegressionArgs;
 use crate::replay::ReplayArgs;
+use crate::report::ReportArgs;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -19,9 +20,10 @@ Examples:
   flowsql            # interactive shell: \\d flows lists the columns, \\q quits
   flowsql --since 2026-11-24T09:00Z --until 2026-11-24T09:15Z replay -n prod --verdict DROPPED
   flowsql regressions --baseline 7d --window 1h      # allowed before, denied by policy now
+  flowsql --since 24h report compliance.yaml --html report.html
 
 Commands: replay (hubble observe over the history: same filters, same output formats),
-and regressions (connections a policy change broke).
+regressions (connections a policy change broke), report (compliance checks, HTML/Markdown/JSON).
 
 Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
 source_pod_name, destination_port, egress_denied_by, ...) and lost_events (visibility gaps).
@@ -83,4 +85,6 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Connections allowed in a baseline period and denied by policy in a window (or the reverse)
     Regressions(RegressionArgs),
+    /// Run a spec of compliance checks; write HTML, Markdown or JSON; exit 1 if a check failed
+    Report(ReportArgs),
 }

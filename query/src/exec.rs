@@ -64,10 +64,7 @@ pub async fn run_sql(
     // Check every statement before running any, so a script with a write runs nothing.
     let mut plans = Vec::with_capacity(statements.len());
     for statement in statements {
-        let keyword = leading_keyword(&statement);
-        let plan = session.ctx.state().statement_to_plan(statement).await?;
-        refuse_writes(&plan, &keyword)?;
-        plans.push(plan);
+        plans.push(plan_statement(session, statement).await?);
     }
     for plan in plans {
         let started = Instant::now();
@@ -79,6 +76,28 @@ pub async fn run_sql(
         }
     }
     Ok(())
+}
+
+/// The plan of one read-only query (a report check's SQL): refused if it writes or is not
+/// exactly one statement.
+pub async fn plan_query(session: &FlowSession, sql: &str) -> Result<LogicalPlan, ExecError> {
+    let mut statements =
+        DFParser::parse_sql(sql).map_err(|e| ExecError::Syntax(strip_prefix(&e)))?;
+    match (statements.pop_front(), statements.is_empty()) {
+        (Some(statement), true) => plan_statement(session, statement).await,
+        (None, _) => Err(ExecError::Syntax("no SQL statement given".into())),
+        (Some(_), false) => Err(ExecError::Syntax("one statement expected".into())),
+    }
+}
+
+async fn plan_statement(
+    session: &FlowSession,
+    statement: Statement,
+) -> Result<LogicalPlan, ExecError> {
+    let keyword = leading_keyword(&statement);
+    let plan = session.ctx.state().statement_to_plan(statement).await?;
+    refuse_writes(&plan, &keyword)?;
+    Ok(plan)
 }
 
 fn strip_prefix(error: &DataFusionError) -> String {

@@ -12,6 +12,7 @@ pub mod print;
 pub mod regressions;
 pub mod repl;
 pub mod replay;
+pub mod report;
 pub mod session;
 pub mod timerange;
 pub mod udf;
@@ -41,6 +42,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
             replay(&cli, args, matches, range).await
         }
         Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
+        Some(Command::Report(args)) => report::run(&cli, args, now).await,
         None => sql(&cli, range).await,
     }
 }
@@ -95,9 +97,10 @@ async fn replay(
             Err(error) => fail(1, &error),
         };
     }
-    if let Err(error) = replay::predicate::predicate(&lists) {
-        return fail(2, &error);
-    }
+    let predicate = match replay::predicate::predicate(&lists) {
+        Ok(predicate) => predicate,
+        Err(error) => return fail(2, &error),
+    };
     let out: Box<dyn std::io::Write> = match &cli.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Box::new(std::io::BufWriter::new(file)),
@@ -112,8 +115,19 @@ async fn replay(
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };
-    match args.run(&session, &lists, out).await {
-        Ok(_) => ExitCode::SUCCESS,
+    match args.run(&session, predicate, out).await {
+        Ok(_) => {
+            if let Ok((records, lost)) = replay::lost_events(&session).await {
+                if records > 0 {
+                    eprintln!(
+                        "flowsql: warning: {records} lost-event record(s) in this period ({lost} \
+                         event(s) lost, plus any recorder disconnections): the history is \
+                         incomplete here; see `select * from lost_events`"
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
         // `| head`: the reader has seen enough.
         Err(replay::ReplayError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS

@@ -199,6 +199,26 @@ impl Printer {
     }
 }
 
+/// Every cell of a batch as display text (NULL as `None`): for reports.
+pub fn text_rows(batch: &RecordBatch) -> Result<Vec<Vec<Option<String>>>, ArrowError> {
+    let options = FormatOptions::default();
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            batch
+                .columns()
+                .iter()
+                .zip(&formatters)
+                .map(|(column, f)| column.is_valid(row).then(|| f.value(row).to_string()))
+                .collect()
+        })
+        .collect())
+}
+
 /// CSV has no nested values: lists and structs become their display text, dictionaries their
 /// values.
 fn as_text_columns(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {

@@ -6,7 +6,8 @@
 //!
 //! Pods of one workload are one connection: the workload Hubble names, else the pod name
 //! without its ReplicaSet/DaemonSet suffix, else (outside the cluster) the IP. Only requests
-//! count (`is_reply` not true), so a reply is never a reversed connection.
+//! count (`is_reply` not true), so a reply is never a reversed connection. Denied by policy:
+//! `POLICY_DENIED`, `POLICY_DENY`, `AUTH_REQUIRED`, and L7 requests the proxy dropped.
 
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -52,7 +53,7 @@ pub enum RangeError {
     Invalid { flag: &'static str, value: String },
     #[error("{flag} {value:?} is empty: FROM must be before TO")]
     Empty { flag: &'static str, value: String },
-    #[error("--baseline must end before the --window ends")]
+    #[error("--baseline must end before the --window starts (a connection allowed and denied in the same period is not a change)")]
     Order,
 }
 
@@ -68,7 +69,7 @@ impl Periods {
         let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
         let window = range("--window", &args.window, now, now_ns)?;
         let baseline = range("--baseline", &args.baseline, now, window.0)?;
-        if baseline.1 > window.1 {
+        if baseline.1 > window.0 {
             return Err(RangeError::Order);
         }
         Ok(Periods { baseline, window })
@@ -125,23 +126,23 @@ pub fn sql(periods: &Periods, also_newly_allowed: bool) -> String {
   SELECT time, uuid, verdict, drop_reason_desc,
     coalesce(source_namespace, '') AS source_namespace,
     coalesce(source_workload,
-      regexp_replace(source_pod_name, '(-[a-z0-9]{{6,10}})?-[a-z0-9]{{5}}$', ''),
+      regexp_replace(source_pod_name, '{REPLICA_SUFFIX}', ''),
       ip_source, '') AS source_workload,
     coalesce(destination_namespace, '') AS destination_namespace,
     coalesce(destination_workload,
-      regexp_replace(destination_pod_name, '(-[a-z0-9]{{6,10}})?-[a-z0-9]{{5}}$', ''),
+      regexp_replace(destination_pod_name, '{REPLICA_SUFFIX}', ''),
       ip_destination, '') AS destination_workload,
     coalesce(destination_port, 0) AS destination_port,
     coalesce(l4_protocol, '') AS protocol,
     coalesce(http_method, '') AS http_method,
-    coalesce(regexp_replace(http_url, '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*|[?#].*$', '', 'g'), '')
-      AS http_path,
+    coalesce(url_path(http_url), '') AS http_path,
+    event_type IS NOT DISTINCT FROM 5 AS policy_verdict_event,
     source_pod_name, destination_pod_name,
     policy_names(egress_denied_by, ingress_denied_by) AS denied_by,
     policy_names(egress_allowed_by, ingress_allowed_by) AS allowed_by,
     verdict = 'FORWARDED' AS allowed,
-    verdict = 'DROPPED' AND drop_reason_desc IN ('POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED')
-      AS denied,
+    verdict = 'DROPPED' AND (drop_reason_desc IN ('POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED')
+      OR l7_protocol IS NOT NULL) AS denied,
     time >= {b0} AND time < {b1} AS in_baseline,
     time >= {w0} AND time < {w1} AS in_window
   FROM flows
@@ -184,20 +185,30 @@ FROM ({union}) ORDER BY first_seen, source_namespace, source_workload, destinati
     sql
 }
 
+/// A pod name's ReplicaSet / DaemonSet suffix (`-7d9f8b6c4-abcde`, `-x2k9p`), in the alphabet
+/// Kubernetes generates names from (no vowels, so `my-nginx` keeps its name).
+const REPLICA_SUFFIX: &str =
+    "(-[bcdfghjklmnpqrstvwxz2456789]{6,10})?-[bcdfghjklmnpqrstvwxz2456789]{5}$";
+
+/// Cilium reports a policy decision twice (a policy-verdict event and the drop or trace event
+/// of the packet): count the packet events, or the policy verdicts where there is nothing else.
+const FLOWS: &str = "CASE WHEN count(*) FILTER (WHERE NOT policy_verdict_event) > 0 \
+     THEN count(*) FILTER (WHERE NOT policy_verdict_event) ELSE count(*) END";
+
 /// Connections that were `before` in the baseline and are `after` in the window, with the
 /// policies of `policies` in the window.
 fn change(keys: &str, label: &str, before: &str, after: &str, policies: &str) -> String {
     format!(
         "SELECT '{label}' AS change, a.*, b.baseline_flows FROM (
     SELECT {keys},
-      min(time) AS first_seen, count(*) AS flows,
+      min(time) AS first_seen, {FLOWS} AS flows,
       array_to_string(array_distinct(flatten(array_agg({policies}))), ', ') AS policies,
       first_value(source_pod_name ORDER BY time) AS example_source_pod,
       first_value(destination_pod_name ORDER BY time) AS example_destination_pod,
       first_value(uuid ORDER BY time) AS example_uuid
     FROM f WHERE in_window AND {after} GROUP BY {keys}
   ) a JOIN (
-    SELECT {keys}, count(*) AS baseline_flows FROM f WHERE in_baseline AND {before}
+    SELECT {keys}, {FLOWS} AS baseline_flows FROM f WHERE in_baseline AND {before}
     GROUP BY {keys}
   ) b USING ({keys})"
     )

@@ -10,6 +10,8 @@
 //!   `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, comma = AND) over Cilium labels, as
 //!   `hubble observe --label` takes it: a key without a source (`app`) matches any source,
 //!   `k8s:app` only that one.
+//! - `url_path(http_url)`: the decoded path of a request URL (no host, query or fragment),
+//!   NULL when it is not one; what `--http-path` matches, as Hubble does.
 //! - `policy_names(egress_denied_by, ingress_denied_by, ...)`: the names of the policies in
 //!   the lists (NULL lists are empty), as one list.
 
@@ -34,7 +36,13 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(LabelFunction::new(LabelFunctionKind::LabelValue)),
         label_selector(),
         ScalarUDF::from(PolicyNames::new()),
+        url_path(),
     ]
+}
+
+/// `url_path`, for expressions built in code.
+pub fn url_path() -> ScalarUDF {
+    ScalarUDF::from(UrlPath::new())
 }
 
 /// `cidr_contains`, for expressions built in code.
@@ -507,11 +515,17 @@ fn requirement(text: &str) -> std::result::Result<Requirement, String> {
     if let Some(rest) = text.strip_prefix('!') {
         return Ok(Requirement::NotExists(key(rest)?));
     }
-    if let Some((k, list)) = text.split_once(" notin ") {
-        return Ok(Requirement::NotIn(key(k)?, set(list)?));
-    }
-    if let Some((k, list)) = text.split_once(" in ") {
-        return Ok(Requirement::In(key(k)?, set(list)?));
+    // `key in (a, b)`, `key notin(a,b)`.
+    if let Some(paren) = text.find('(') {
+        let head = text[..paren].trim_end();
+        let (k, operator) = head
+            .rsplit_once(char::is_whitespace)
+            .ok_or_else(|| format!("expected `key in (...)` or `key notin (...)` in {text:?}"))?;
+        return match operator {
+            "in" => Ok(Requirement::In(key(k)?, set(&text[paren..])?)),
+            "notin" => Ok(Requirement::NotIn(key(k)?, set(&text[paren..])?)),
+            _ => Err(format!("expected in or notin before ( in {text:?}")),
+        };
     }
     if let Some((k, v)) = text.split_once("!=") {
         return Ok(Requirement::NotIn(key(k)?, vec![v.trim().to_owned()]));
@@ -598,6 +612,62 @@ impl ScalarUDFImpl for PolicyNames {
     }
 }
 
+// ---- url_path ----------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct UrlPath {
+    signature: Signature,
+}
+
+impl UrlPath {
+    fn new() -> Self {
+        UrlPath {
+            signature: Signature::any(1, Volatility::Immutable),
+        }
+    }
+}
+
+/// The path of an absolute URL or an absolute path, percent-decoded (Go's
+/// `url.ParseRequestURI(u).Path`).
+pub fn request_path(text: &str) -> Option<String> {
+    let parsed = if text.starts_with('/') {
+        url::Url::parse("http://host").ok()?.join(text).ok()?
+    } else {
+        url::Url::parse(text).ok()?
+    };
+    if parsed.cannot_be_a_base() {
+        return None;
+    }
+    Some(
+        percent_encoding::percent_decode_str(parsed.path())
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+impl ScalarUDFImpl for UrlPath {
+    fn name(&self) -> &str {
+        "url_path"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.len() != 1 || !string_like(&args[0]) {
+            return plan_err!("url_path(url) takes a string (e.g. http_url), got {args:?}");
+        }
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let urls = StrArg::new(&args.args[0], "url_path")?;
+        let mut out = StringBuilder::new();
+        for row in 0..args.number_rows {
+            out.append_option(urls.get(row).and_then(request_path));
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,6 +687,18 @@ mod tests {
     }
 
     #[test]
+    fn request_paths() {
+        assert_eq!(
+            request_path("http://h/a%20b?q=1#f").as_deref(),
+            Some("/a b")
+        );
+        assert_eq!(request_path("/get?x").as_deref(), Some("/get"));
+        assert_eq!(request_path("http://user-service.prod/"), Some("/".into()));
+        assert_eq!(request_path("foo"), None);
+        assert_eq!(request_path("mailto:x@y"), None);
+    }
+
+    #[test]
     fn kubernetes_label_selectors() {
         let labels: Vec<Label> = ["k8s:app=frontend", "k8s:tier=web", "reserved:world"]
             .into_iter()
@@ -625,6 +707,7 @@ mod tests {
         let matches = |text: &str| Selector::parse(text).unwrap().matches(&labels);
         assert!(matches("app=frontend"));
         assert!(matches("k8s:app=frontend,tier in (web, api)"));
+        assert!(matches("tier in(web)"));
         assert!(matches("reserved:world"));
         assert!(matches("app,!db"));
         assert!(matches("tier!=db"));

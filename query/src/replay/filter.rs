@@ -11,6 +11,8 @@
 
 use hubble_api::flow::{DropReason, EventTypeFilter, FlowFilter, TrafficDirection, Verdict};
 
+use super::format::TRACE_POINTS;
+
 /// Errors in the filter flags; each names the flag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {
@@ -267,23 +269,6 @@ const EVENT_TYPES: &[(&str, i32)] = &[
     ("agent", 130),
 ];
 
-const TRACE_POINTS: &[(&str, i32)] = &[
-    ("to-endpoint", 0),
-    ("to-proxy", 1),
-    ("to-host", 2),
-    ("to-stack", 3),
-    ("to-overlay", 4),
-    ("from-endpoint", 5),
-    ("from-proxy", 6),
-    ("from-host", 7),
-    ("from-stack", 8),
-    ("from-overlay", 9),
-    ("from-network", 10),
-    ("to-network", 11),
-    ("from-crypto", 12),
-    ("to-crypto", 13),
-];
-
 /// `TYPE[:SUBTYPE]`: a name or number, and for `trace` an observation point name or number.
 fn event_type(text: &str) -> Result<EventTypeFilter, String> {
     let (name, sub) = match text.split_once(':') {
@@ -306,8 +291,8 @@ fn event_type(text: &str) -> Result<EventTypeFilter, String> {
     };
     let sub_type = match sub {
         None => None,
-        Some(sub) => Some(match TRACE_POINTS.iter().find(|(n, _)| *n == sub) {
-            Some((_, point)) if named == Some(4) => *point,
+        Some(sub) => Some(match TRACE_POINTS.iter().position(|n| *n == sub) {
+            Some(point) if named == Some(4) => point as i32,
             _ => sub
                 .parse::<i32>()
                 .map_err(|_| format!("unknown sub-type {sub:?}"))?,

@@ -335,8 +335,8 @@ fn identity(id: u32) -> String {
     }
 }
 
-/// Monitor trace observation points (event sub-types of `trace` events).
-const TRACE_POINTS: [&str; 14] = [
+/// Monitor trace observation points: the event sub-types of `trace` events, by number.
+pub const TRACE_POINTS: [&str; 14] = [
     "to-endpoint",
     "to-proxy",
     "to-host",

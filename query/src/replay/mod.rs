@@ -11,6 +11,9 @@ pub mod rows;
 use std::io::Write;
 
 use clap::{ArgMatches, Args};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::col;
 use futures::StreamExt;
@@ -48,12 +51,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub print_policy_names: bool,
     /// Timestamp layout (not applied to json)
-    #[arg(long, value_enum, default_value_t = TimeFormat::StampMilli)]
+    #[arg(long, value_enum, ignore_case = true, default_value_t = TimeFormat::StampMilli)]
     pub time_format: TimeFormat,
-    /// Only the first N matching flows
+    /// Only the first N matching flows (0: all)
     #[arg(long, value_name = "N", conflicts_with_all = ["last", "all"])]
     pub first: Option<usize>,
-    /// Only the last N matching flows (still printed oldest first)
+    /// Only the last N matching flows, printed oldest first (0: all)
     #[arg(long, value_name = "N", conflicts_with = "all")]
     pub last: Option<usize>,
     /// Every matching flow (the default when a time range is given)
@@ -210,22 +213,25 @@ impl ReplayArgs {
         Ok(lists)
     }
 
+    /// Prints the flows matching `predicate` (from [`predicate::predicate`]).
     pub async fn run(
         &self,
         session: &FlowSession,
-        lists: &FilterLists,
+        predicate: Option<datafusion::prelude::Expr>,
         out: impl Write,
     ) -> Result<usize, ReplayError> {
         let mut frame = session.ctx.table("flows").await?;
-        if let Some(predicate) = predicate::predicate(lists)? {
+        if let Some(predicate) = predicate {
             frame = frame.filter(predicate)?;
         }
         let unbounded = session.range.is_unbounded();
+        // As hubble: a count of 0 means all; nothing at all means the last 20.
+        let first = self.first.filter(|n| *n > 0);
         let last = match (self.first, self.last, self.all) {
             (None, None, false) if unbounded => Some(DEFAULT_LAST),
-            (_, last, _) => last,
+            (_, last, _) => last.filter(|n| *n > 0),
         };
-        frame = match (self.first, last) {
+        frame = match (first, last) {
             (Some(first), _) => frame
                 .sort(vec![col("time").sort(true, false)])?
                 .limit(0, Some(first))?,
@@ -242,7 +248,7 @@ impl ReplayArgs {
         };
         let mut writer = FlowWriter::new(out, options);
         let mut written = 0;
-        if self.first.is_none() && last.is_some() {
+        if first.is_none() && last.is_some() {
             // The newest N, printed oldest first.
             let batches = frame.collect().await?;
             let mut flows = Vec::new();
@@ -267,6 +273,28 @@ impl ReplayArgs {
         writer.finish()?;
         Ok(written)
     }
+}
+
+/// Lost-event records in the session's range: Hubble prints them among the flows; replay
+/// says how many there were, so a replay over a gap does not look complete.
+pub async fn lost_events(session: &FlowSession) -> Result<(u64, u64), DataFusionError> {
+    let batches = session
+        .ctx
+        .sql("SELECT count(*), CAST(coalesce(sum(num_events_lost), 0) AS BIGINT) FROM lost_events")
+        .await?
+        .collect()
+        .await?;
+    let value = |column: usize| -> u64 {
+        batches
+            .first()
+            .and_then(|b| cast(b.column(column), &DataType::UInt64).ok())
+            .and_then(|c| {
+                let c = c.as_primitive_opt::<UInt64Type>()?;
+                (!c.is_empty()).then(|| c.value(0))
+            })
+            .unwrap_or(0)
+    };
+    Ok((value(0), value(1)))
 }
 
 fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>, ReplayError> {
@@ -295,4 +323,27 @@ pub fn print_raw_filters(lists: &FilterLists, mut out: impl Write) -> std::io::R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_filter_argument_is_a_filter_flag() {
+        let command = crate::cli::Cli::command();
+        let replay = command.find_subcommand("replay").unwrap();
+        let mut arguments: Vec<String> = replay
+            .get_arguments()
+            .filter(|a| a.get_help_heading() == Some("Filters") && a.get_id() != "not")
+            .map(|a| a.get_long().unwrap().to_owned())
+            .collect();
+        let mut flags: Vec<String> = super::filter::FLAGS
+            .iter()
+            .map(|f| (*f).to_owned())
+            .collect();
+        arguments.sort();
+        flags.sort();
+        assert_eq!(arguments, flags);
+    }
 }

@@ -7,31 +7,94 @@
 //! in `IS TRUE`, so a NULL column never lets a flow through an allow list nor keeps it out via
 //! a deny list.
 
-use datafusion::functions::expr_fn::{
-    concat, regexp_like, regexp_replace, starts_with, strpos, upper,
-};
-use datafusion::logical_expr::{lit, ScalarUDF};
+use datafusion::functions::expr_fn::{concat, regexp_like, starts_with, strpos, upper};
+use datafusion::logical_expr::lit;
 use datafusion::prelude::{col, when, Expr};
 use hubble_api::flow::{DropReason, FlowFilter, TrafficDirection, Verdict};
 
 use super::filter::FilterLists;
 use crate::udf;
 
-/// A filter value the server would have refused.
+/// A filter value the server would have refused, or a FlowFilter field replay cannot apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid {field} filter {value:?}: {why}")]
-pub struct PredicateError {
-    field: &'static str,
-    value: String,
-    why: String,
+pub enum PredicateError {
+    #[error("invalid {} value {value:?}: {why}", flags_of(field))]
+    Value {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("FlowFilter field(s) {0} cannot be replayed (not recorded, or not supported yet); leave them out of --allowlist/--denylist")]
+    Unsupported(String),
+}
+
+/// The command-line flags that set a FlowFilter field, for messages.
+fn flags_of(field: &str) -> String {
+    let flags = match field {
+        "source_ip" => "--ip/--from-ip",
+        "destination_ip" => "--ip/--to-ip",
+        "source_pod" => "--pod/--from-pod/-n",
+        "destination_pod" => "--pod/--to-pod/-n",
+        "source_label" => "--label/--from-label",
+        "destination_label" => "--label/--to-label",
+        "source_port" => "--port/--from-port",
+        "destination_port" => "--port/--to-port",
+        "protocol" => "--protocol",
+        "http_status_code" => "--http-status",
+        "http_path" => "--http-path",
+        "http_url" => "--http-url",
+        "http" => "--http-* with -t",
+        "node_name" => "--node-name",
+        "dns_query" => "dns_query",
+        _ => return field.to_owned(),
+    };
+    format!("{flags} ({field})")
 }
 
 fn invalid(field: &'static str, value: &str, why: impl Into<String>) -> PredicateError {
-    PredicateError {
+    PredicateError::Value {
         field,
         value: value.to_owned(),
         why: why.into(),
     }
+}
+
+/// The fields [`matches`] applies; any other set field is refused rather than ignored (an
+/// ignored field would make the filter match more than the user asked for).
+fn check_supported(f: &FlowFilter) -> Result<(), PredicateError> {
+    let mut rest = f.clone();
+    rest.uuid.clear();
+    rest.source_ip.clear();
+    rest.destination_ip.clear();
+    rest.source_pod.clear();
+    rest.destination_pod.clear();
+    rest.source_label.clear();
+    rest.destination_label.clear();
+    rest.source_port.clear();
+    rest.destination_port.clear();
+    rest.source_identity.clear();
+    rest.destination_identity.clear();
+    rest.verdict.clear();
+    rest.drop_reason_desc.clear();
+    rest.traffic_direction.clear();
+    rest.event_type.clear();
+    rest.protocol.clear();
+    rest.reply.clear();
+    rest.dns_query.clear();
+    rest.http_status_code.clear();
+    rest.http_method.clear();
+    rest.http_path.clear();
+    rest.http_url.clear();
+    rest.node_name.clear();
+    if rest == FlowFilter::default() {
+        return Ok(());
+    }
+    let json = serde_json::to_value(&rest).unwrap_or_default();
+    let fields: Vec<String> = json
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    Err(PredicateError::Unsupported(fields.join(", ")))
 }
 
 /// The predicate of the lists; `None` when they select every flow.
@@ -65,6 +128,7 @@ fn in_names(column: &str, names: Vec<&'static str>) -> Expr {
 
 /// The AND of a filter's fields; `None` when it constrains nothing.
 fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
+    check_supported(f)?;
     let mut all: Vec<Expr> = Vec::new();
     if !f.uuid.is_empty() {
         all.push(col("uuid").in_list(f.uuid.iter().map(|u| lit(u.as_str())).collect(), false));
@@ -79,6 +143,21 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
         "destination_labels",
         &f.destination_label,
     )?);
+    for (column, ids) in [
+        ("source_identity", &f.source_identity),
+        ("destination_identity", &f.destination_identity),
+    ] {
+        if !ids.is_empty() {
+            all.push(col(column).in_list(ids.iter().map(|id| lit(*id)).collect(), false));
+        }
+    }
+    if !f.reply.is_empty() {
+        // A flow without is_reply is neither (Hubble: unknown direction matches no reply filter).
+        let replies = f.reply.iter().map(|r| lit(*r)).collect();
+        all.push(col("is_reply").in_list(replies, false));
+    }
+    all.extend(regexes("dns_query", col("dns_query"), &f.dns_query)?);
+    all.extend(regexes("http_url", col("http_url"), &f.http_url)?);
     all.extend(ports("source_port", &f.source_port)?);
     all.extend(ports("destination_port", &f.destination_port)?);
     if !f.verdict.is_empty() {
@@ -114,8 +193,12 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
         all.push(in_names("traffic_direction", names));
     }
     if !f.event_type.is_empty() {
+        // An event_type message without `type` is type 0 (proto3), and still present.
+        let present = col("event_type")
+            .is_not_null()
+            .or(col("event_subtype").is_not_null());
         let types = f.event_type.iter().map(|t| {
-            let mut e = col("event_type").is_not_null();
+            let mut e = present.clone();
             if t.r#type != 0 {
                 e = e.and(col("event_type").eq(lit(t.r#type)));
             }
@@ -133,7 +216,7 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
         if !f.event_type.is_empty() && !f.event_type.iter().any(|t| t.r#type == 129) {
             return Err(invalid(
                 "http",
-                "",
+                "-t",
                 "filtering by HTTP fields requires the event type filter to match 'l7' events",
             ));
         }
@@ -291,21 +374,26 @@ fn http_status(values: &[String]) -> Result<Option<Expr>, PredicateError> {
     Ok(or_all(exprs))
 }
 
-/// The path of the URL (no scheme, host, query or fragment), matched by an unanchored regex.
+/// The decoded path of the URL (`url_path`), matched by an unanchored regex, as Hubble
+/// matches `url.ParseRequestURI(url).Path`.
 fn http_paths(values: &[String]) -> Result<Option<Expr>, PredicateError> {
-    if values.is_empty() {
-        return Ok(None);
-    }
-    let path = regexp_replace(
-        col("http_url"),
-        lit("^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*|[?#].*$"),
-        lit(""),
-        Some(lit("g")),
-    );
+    regexes(
+        "http_path",
+        udf::url_path().call(vec![col("http_url")]),
+        values,
+    )
+}
+
+/// Unanchored regexes over `value`, OR'ed.
+fn regexes(
+    field: &'static str,
+    value: Expr,
+    regexes: &[String],
+) -> Result<Option<Expr>, PredicateError> {
     let mut exprs = Vec::new();
-    for value in values {
-        regex::Regex::new(value).map_err(|e| invalid("http_path", value, e.to_string()))?;
-        exprs.push(regexp_like(path.clone(), lit(value.as_str()), None));
+    for regex in regexes {
+        regex::Regex::new(regex).map_err(|e| invalid(field, regex, e.to_string()))?;
+        exprs.push(regexp_like(value.clone(), lit(regex.as_str()), None));
     }
     Ok(or_all(exprs))
 }
@@ -356,9 +444,10 @@ fn node_names(values: &[String]) -> Result<Option<Expr>, PredicateError> {
     )
     .otherwise(concat(vec![lit("default/"), col("node_name")]))
     .expect("a CASE with one branch");
-    Ok(Some(regexp_like(name, lit(regex), None)))
+    // A flow without a node name matches no pattern.
+    Ok(Some(col("node_name").is_not_null().and(regexp_like(
+        name,
+        lit(regex),
+        None,
+    ))))
 }
-
-/// For the label UDF: the function object, so plans call the registered implementation.
-#[allow(dead_code)]
-fn _udf_type_check(_: ScalarUDF) {}

@@ -72,6 +72,10 @@ impl Rows {
 
     /// The column, if the result has it and the row's value is not NULL.
     fn at(&self, name: &str, row: usize) -> Option<&ArrayRef> {
+        debug_assert!(
+            self.index.contains_key(name),
+            "column {name} is not in the result"
+        );
         let column = self.batch.column(*self.index.get(name)?);
         column.is_valid(row).then_some(column)
     }
@@ -251,10 +255,12 @@ impl Rows {
             l7: self.layer7(r),
             ..Default::default()
         };
-        flow.event_type = self.i32("event_type", r).map(|t| CiliumEventType {
-            r#type: t,
-            sub_type: self.i32("event_subtype", r).unwrap_or_default(),
-        });
+        flow.event_type = self
+            .any(&["event_type", "event_subtype"], r)
+            .then(|| CiliumEventType {
+                r#type: self.i32("event_type", r).unwrap_or_default(),
+                sub_type: self.i32("event_subtype", r).unwrap_or_default(),
+            });
         flow.ip = self.ip(r);
         flow.ethernet = self
             .any(&["ethernet_source", "ethernet_destination"], r)

@@ -5,6 +5,7 @@ mod capture;
 mod follow;
 mod hubble;
 mod replay;
+mod report;
 mod support;
 
 use std::io::Write;

@@ -601,15 +601,22 @@ fn replay_bad_flags_are_named_and_exit_2() {
         (&["-n", "x", "--pod", "y/z"], "namespace conflict"),
         (&["--not", "--not", "--pod", "a"], "consecutive --not"),
         (&["--pod", "a", "--not"], "trailing --not"),
-        (&["--port", "http"], "port filter \"http\""),
+        (
+            &["--port", "http"],
+            "invalid --port/--from-port (source_port) value \"http\"",
+        ),
         (&["--ip", "10.0.0/8"], "not a CIDR"),
         (&["--http-status", "6xx"], "status code"),
-        (&["--http-path", "(unclosed"], "http_path"),
+        (&["--http-path", "(unclosed"], "--http-path"),
         (&["--protocol", "quic"], "unknown protocol"),
         (&["-t", "nope"], "--type"),
-        (&["--http-method", "GET", "-t", "drop"], "l7"),
-        (&["-l", "app in x"], "source_label"),
-        (&["--node-name", "a/b/c"], "node_name"),
+        (&["--http-method", "GET", "-t", "drop"], "'l7' events"),
+        (&["-l", "app in x"], "--label/--from-label"),
+        (&["--node-name", "a/b/c"], "--node-name"),
+        (
+            &["--allowlist", r#"{"source_fqdn":["*.x"]}"#],
+            "source_fqdn cannot be replayed",
+        ),
         (&["--traffic-direction", "sideways"], "--traffic-direction"),
         (&["--allowlist", "{\"source_pods\":[\"x\"]}"], "--allowlist"),
         (&["--first", "1", "--last", "1"], "--last"),
@@ -687,7 +694,8 @@ fn regressions_name_the_typo_and_nothing_once_it_is_fixed() {
         example.contains("POLICY_DENIED") && example.contains("api-access-policy"),
         "{example}"
     );
-    // Independently: the denied flows of that connection in the window.
+    // Independently: the denied packets of that connection in the window (drop events; the
+    // policy-verdict event beside each is the same packet).
     let denied = source_flows()
         .iter()
         .filter(|f| {
@@ -695,9 +703,11 @@ fn regressions_name_the_typo_and_nothing_once_it_is_fixed() {
             ("2026-11-24T09:00".."2026-11-24T09:47").contains(&&t[..16])
                 && text(f, &["verdict"]) == "DROPPED"
                 && text(f, &["drop_reason_desc"]) == "POLICY_DENIED"
+                && event(f).is_some_and(|(t, _)| t != 5)
                 && f.get("is_reply").and_then(Value::as_bool) != Some(true)
         })
         .count();
+    assert!(denied > 100, "{denied}");
     assert_eq!(row["flows"], denied as u64);
 
     // After the fix: nothing, also with the L7 rule of 10:10 in the window.
@@ -737,5 +747,219 @@ fn regressions_name_the_typo_and_nothing_once_it_is_fixed() {
         run.stderr.contains("--window") && run.stderr.contains("tuesday"),
         "{}",
         run.stderr
+    );
+}
+
+/// A flow of `workload` pods to user-service, as Hubble sends an L7 request record.
+fn l7_request(time: &str, pod: &str, method: &str, path: &str, verdict: &str) -> String {
+    serde_json::json!({"flow": {
+        "time": time, "verdict": verdict, "Type": "L7", "is_reply": false,
+        "IP": {"source": "10.0.0.1", "destination": "10.0.0.2"},
+        "l4": {"TCP": {"source_port": 40000, "destination_port": 80}},
+        "source": {"namespace": "shop", "pod_name": pod, "identity": 1000},
+        "destination": {"namespace": "shop", "pod_name": "users-5c7b9d8f6-lmnpq", "identity": 2000,
+            "workloads": [{"name": "users", "kind": "Deployment"}]},
+        "event_type": {"type": 129}, "traffic_direction": "EGRESS",
+        "l7": {"type": "REQUEST", "http": {"method": method, "url": format!("http://users{path}?id=1")}},
+        "egress_denied_by": if verdict == "DROPPED" { serde_json::json!([{"name": "l7-rule", "kind": "CiliumNetworkPolicy"}]) } else { serde_json::json!([]) }
+    }})
+    .to_string()
+}
+
+#[test]
+fn regressions_group_replicas_and_see_l7_denials() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two replicas of `web` (names from Kubernetes' alphabet) and a bare pod `web-nginx`.
+    let store = store_of(
+        dir.path(),
+        "l7",
+        &[
+            l7_request(
+                "2026-11-24T08:10:00Z",
+                "web-7d9f8b6c4-bcdfg",
+                "POST",
+                "/orders",
+                "FORWARDED",
+            ),
+            l7_request(
+                "2026-11-24T08:20:00Z",
+                "web-7d9f8b6c4-hjklm",
+                "POST",
+                "/orders",
+                "FORWARDED",
+            ),
+            l7_request(
+                "2026-11-24T08:30:00Z",
+                "web-nginx",
+                "GET",
+                "/health",
+                "FORWARDED",
+            ),
+            l7_request(
+                "2026-11-24T09:10:00Z",
+                "web-7d9f8b6c4-hjklm",
+                "POST",
+                "/orders",
+                "DROPPED",
+            ),
+            l7_request(
+                "2026-11-24T09:11:00Z",
+                "web-6b5c4d9f2-xzvbn",
+                "POST",
+                "/orders",
+                "DROPPED",
+            ),
+            l7_request(
+                "2026-11-24T09:12:00Z",
+                "web-nginx",
+                "GET",
+                "/health",
+                "DROPPED",
+            ),
+            l7_request(
+                "2026-11-24T09:13:00Z",
+                "web-7d9f8b6c4-bcdfg",
+                "GET",
+                "/orders",
+                "DROPPED",
+            ),
+        ],
+    );
+    let rows = flowsql(
+        &[
+            "--store",
+            &store,
+            "regressions",
+            "--format",
+            "ndjson",
+            "--baseline",
+            "1h",
+            "--window",
+            "2026-11-24T09:00Z..2026-11-24T10:00Z",
+        ],
+        &[],
+    )
+    .ok()
+    .rows();
+    let summary: Vec<(String, String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["source_workload"].as_str().unwrap().to_owned(),
+                r["http_method"].as_str().unwrap().to_owned(),
+                r["http_path"].as_str().unwrap().to_owned(),
+                r["flows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("web".into(), "POST".into(), "/orders".into(), 2),
+            ("web-nginx".into(), "GET".into(), "/health".into(), 1),
+        ],
+        "{rows:#?}"
+    );
+    assert_eq!(rows[0]["policies"], "l7-rule");
+    // The GET /orders denial had no allowed GET /orders before it: not a regression.
+}
+
+#[test]
+fn replay_round_trips_every_hubble_column_and_odd_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = golden_flow(
+        serde_json::from_str(
+            r#"{
+        "uuid": "full", "emitter": {"name": "Hubble", "version": "1.19"},
+        "auth_type": "SPIRE", "ethernet": {"source": "aa:bb:cc:dd:ee:ff", "destination": "ff:ee:dd:cc:bb:aa"},
+        "IP": {"source": "fd00::1", "destination": "fd00::2", "source_xlated": "fd00::9", "ipVersion": "IPv6", "encrypted": true},
+        "tunnel": {"protocol": "VXLAN", "IP": {"source": "192.168.0.1", "destination": "192.168.0.2"}, "vni": 7},
+        "source": {"ID": 12, "identity": 4, "cluster_name": "c1", "namespace": "ns", "labels": ["k8s:app=a"], "pod_name": "a-1", "workloads": [{"name": "a", "kind": "Deployment"}]},
+        "node_labels": ["zone=a"], "source_names": ["a.example"], "destination_names": ["b.example", "c.example"],
+        "reply": true, "source_service": {"name": "svc-a", "namespace": "ns"}, "destination_service": {"name": "svc-b", "namespace": "ns2"},
+        "traffic_direction": "INGRESS", "policy_match_type": 3, "trace_observation_point": "TO_ENDPOINT", "trace_reason": "NEW",
+        "file": {"name": "bpf_lxc.c", "line": 1234}, "drop_reason": 133, "drop_reason_desc": "POLICY_DENIED",
+        "interface": {"index": 5, "name": "eth0"}, "proxy_port": 15001, "trace_context": {"parent": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}},
+        "sock_xlate_point": "SOCK_XLATE_POINT_POST_DIRECTION_FWD", "socket_cookie": "77", "cgroup_id": "88",
+        "Summary": "odd <&> \u2028 summary",
+        "egress_allowed_by": [{"name": "p", "namespace": "ns", "labels": ["k=v"], "revision": "3", "kind": "CiliumNetworkPolicy"}],
+        "policy_log": ["log-a"], "ip_trace_id": {"trace_id": "99"},
+        "aggregate": {"ingress_flow_count": 1, "egress_flow_count": 2, "unknown_direction_flow_count": 3},
+        "l7": {"type": "RESPONSE", "latency_ns": "12345", "dns": {"query": "x.example.", "ips": ["1.2.3.4"], "ttl": 30, "cnames": ["y."], "observation_source": "proxy", "rcode": 3, "qtypes": ["A"], "rrtypes": ["A"]}}
+    }"#,
+        )
+        .unwrap(),
+        &[],
+    );
+    let no_type = r#"{"flow":{"time":"2026-11-24T08:00:00Z","event_type":{"sub_type":3},"l4":{"ICMPv4":{"type":8}},"IP":{"source":"1.1.1.1","destination":"2.2.2.2"}}}"#.to_owned();
+    let http = golden_flow(
+        serde_json::json!({"uuid": "http", "Type": "L7",
+        "l7": {"type": "REQUEST", "http": {"method": "GET", "url": "http://x/a%20b?q=1", "protocol": "HTTP/1.1",
+            "headers": [{"key": "User-Agent", "value": "t"}]}}}),
+        &[],
+    );
+    let original = store_of(dir.path(), "edge", &[full, no_type, http]);
+    let out = replay(&original, &["--all", "-o", "jsonpb"]).ok().stdout;
+    assert!(
+        out.contains("\\u003c\\u0026\\u003e"),
+        "Go's HTML escaping: {out}"
+    );
+    let replayed = dir.path().join("replayed.json");
+    std::fs::write(&replayed, &out).unwrap();
+    let again = dir.path().join("again").display().to_string();
+    import(&again, &[&replayed], &[]).ok();
+    let rows = |store: &str| {
+        flowsql(
+            &[
+                "--store",
+                store,
+                "--format",
+                "ndjson",
+                "select * from flows order by time, uuid",
+            ],
+            &[],
+        )
+        .ok()
+        .stdout
+    };
+    assert_eq!(rows(&original), rows(&again));
+    // The odd values replay and filter as Hubble would.
+    assert_eq!(
+        replay(&original, &["--all", "-t", "0:3", "-o", "jsonpb"])
+            .ok()
+            .stdout
+            .lines()
+            .count(),
+        1
+    );
+    let decoded = replay(
+        &original,
+        &["--all", "--http-path", "^/a b$", "-o", "jsonpb"],
+    )
+    .ok()
+    .stdout;
+    assert_eq!(decoded.lines().count(), 1, "the path is matched decoded");
+    assert_eq!(
+        replay(&original, &["--all", "--http-path", "a%20b"])
+            .ok()
+            .stdout,
+        ""
+    );
+    // Node names: `k8s1` is `default/k8s1`; the import named the third flow's node test-node.
+    let nodes = |glob: &str| {
+        replay(&original, &["--all", "--node-name", glob, "-o", "jsonpb"])
+            .ok()
+            .stdout
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        (
+            nodes("k8s*"),
+            nodes("default/*"),
+            nodes("*-node"),
+            nodes("other/*")
+        ),
+        (2, 3, 1, 0)
     );
 }
