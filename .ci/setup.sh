@@ -2,8 +2,7 @@
 # Installs what the demo and the tests need on a fresh machine of this kind (Debian + Rust
 # toolchain + Python 3): clang-19, libbpf and bpftool (the eBPF programs), the S3-protocol test
 # server (moto), DuckDB (interop checks and the import benchmark) and Chromium (the HTML
-# report test). Idempotent: skips what is
-# already there.
+# report test). Idempotent: skips what is already there.
 set -euo pipefail
 
 # The eBPF programs are built with clang-19 against libbpf's headers; the layout test reads their

@@ -320,3 +320,45 @@ fn report_reads_an_s3_store_and_writes_back_to_s3() {
     let body = get("reports/2026-11-24.json");
     assert!(body.contains("\"passed\": true"), "{body}");
 }
+
+#[test]
+fn the_example_specs_and_cronjob_manifest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let deploy = repo_root().join("query/deploy");
+    // The CronJob's spec comes from its ConfigMap.
+    let manifest = std::fs::read_to_string(deploy.join("report-cronjob.yaml")).unwrap();
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let config_map = documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    let embedded = config_map["data"]["compliance.yaml"].as_str().unwrap();
+    let cronjob = documents.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let args = serde_yaml::to_string(&cronjob["spec"]["jobTemplate"]).unwrap();
+    assert!(
+        args.contains("report /etc/flowsql/compliance.yaml"),
+        "{args}"
+    );
+    for spec in [
+        deploy.join("compliance.yaml").display().to_string(),
+        spec_file(dir.path(), embedded),
+    ] {
+        let run = flowsql(
+            &[
+                "--store",
+                &store,
+                "--since",
+                "2026-11-24T08:00Z",
+                "--until",
+                "2026-11-24T11:00Z",
+                "report",
+                &spec,
+            ],
+            &[],
+        );
+        // The incident has policy drops under the threshold, and no other violation.
+        assert_eq!(run.status, 0, "{spec}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("PASSED"), "{}", run.stdout);
+    }
+}
