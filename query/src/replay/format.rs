@@ -87,6 +87,55 @@ impl<W: Write> FlowWriter<W> {
         Ok(())
     }
 
+    /// A lost-events record, among the flows as Hubble prints them.
+    pub fn write_lost(&mut self, lost: &LostEvents) -> io::Result<()> {
+        let o = self.options;
+        let node = lost.node_name.as_str();
+        let summary = lost.summary(o.time_format);
+        let time = stamp(lost.time, o.time_format);
+        match o.format {
+            Format::Compact => writeln!(
+                self.out,
+                "{time} EVENTS LOST: {} CPU({}) {}{}",
+                lost.source,
+                lost.cpu.unwrap_or(0),
+                lost.num_events_lost,
+                lost.span(o.time_format)
+            )?,
+            Format::Dict => {
+                if self.written > 0 {
+                    writeln!(self.out, "------------")?;
+                }
+                writeln!(self.out, "  TIMESTAMP: {time}")?;
+                if o.print_node_name {
+                    writeln!(self.out, "       NODE: {node}")?;
+                }
+                writeln!(
+                    self.out,
+                    "     SOURCE: {}\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: {summary}",
+                    lost.source
+                )?;
+            }
+            Format::Table => {
+                let mut row = vec![time];
+                if o.print_node_name {
+                    row.push(node.to_owned());
+                }
+                row.extend([
+                    lost.source.clone(),
+                    "-".into(),
+                    "EVENTS LOST".into(),
+                    "-".into(),
+                    summary,
+                ]);
+                self.table.push(row);
+            }
+            Format::Json | Format::Jsonpb => writeln!(self.out, "{}", lost.jsonpb())?,
+        }
+        self.written += 1;
+        Ok(())
+    }
+
     pub fn finish(mut self) -> io::Result<W> {
         if self.options.format == Format::Table && !self.table.is_empty() {
             let mut header = vec!["TIMESTAMP".to_owned()];
@@ -224,6 +273,72 @@ fn rfc3339(t: pbjson_types::Timestamp) -> Option<String> {
     Some(time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
 }
 
+/// A `LostEvent` record (a row of `lost_events`): events Hubble (or the recorder, while
+/// disconnected) could not deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LostEvents {
+    pub time: Option<pbjson_types::Timestamp>,
+    pub node_name: String,
+    pub source: String,
+    pub num_events_lost: u64,
+    pub cpu: Option<i32>,
+    pub first: Option<pbjson_types::Timestamp>,
+    pub last: Option<pbjson_types::Timestamp>,
+}
+
+impl LostEvents {
+    fn span(&self, format: TimeFormat) -> String {
+        match (self.first, self.last) {
+            (None, None) => String::new(),
+            (first, last) => format!(
+                " (first: {}, last: {})",
+                stamp(first, format),
+                stamp(last, format)
+            ),
+        }
+    }
+
+    fn summary(&self, format: TimeFormat) -> String {
+        format!(
+            "CPU({}) - {}{}",
+            self.cpu.unwrap_or(0),
+            self.num_events_lost,
+            self.span(format)
+        )
+    }
+
+    /// `{"lost_events":{…},"node_name":…,"time":…}`, as hubble prints it.
+    fn jsonpb(&self) -> String {
+        let mut fields = vec![format!(
+            r#""source":{}"#,
+            serde_json::to_string(&self.source).expect("a string serializes")
+        )];
+        if self.num_events_lost > 0 {
+            fields.push(format!(r#""num_events_lost":"{}""#, self.num_events_lost));
+        }
+        if let Some(cpu) = self.cpu {
+            fields.push(format!(r#""cpu":{cpu}"#));
+        }
+        for (name, t) in [("first", self.first), ("last", self.last)] {
+            if let Some(t) = t.and_then(rfc3339) {
+                fields.push(format!(r#""{name}":"{t}""#));
+            }
+        }
+        let mut text = format!(r#"{{"lost_events":{{{}}}"#, fields.join(","));
+        if !self.node_name.is_empty() {
+            text.push_str(&format!(
+                r#","node_name":{}"#,
+                serde_json::to_string(&self.node_name).expect("a string serializes")
+            ));
+        }
+        if let Some(t) = self.time.and_then(rfc3339) {
+            text.push_str(&format!(r#","time":"{t}""#));
+        }
+        text.push('}');
+        text
+    }
+}
+
 /// ESC and CR would drive the terminal: printed visibly, as hubble does.
 fn escape(text: &str) -> String {
     if !text.contains(['\x1b', '\r']) {
@@ -233,7 +348,11 @@ fn escape(text: &str) -> String {
 }
 
 fn time(flow: &Flow, format: TimeFormat) -> String {
-    let Some(t) = flow.time else {
+    stamp(flow.time, format)
+}
+
+fn stamp(t: Option<pbjson_types::Timestamp>, format: TimeFormat) -> String {
+    let Some(t) = t else {
         return "N/A".into();
     };
     let Some(time) = DateTime::<Utc>::from_timestamp(t.seconds, t.nanos.max(0) as u32) else {

@@ -11,9 +11,6 @@ pub mod rows;
 use std::io::Write;
 
 use clap::{ArgMatches, Args};
-use datafusion::arrow::array::AsArray;
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, UInt64Type};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::col;
 use futures::StreamExt;
@@ -247,7 +244,9 @@ impl ReplayArgs {
             print_policy_names: self.print_policy_names,
         };
         let mut writer = FlowWriter::new(out, options);
+        let mut lost = self.lost_events(session).await?;
         let mut written = 0;
+        let key = |t: Option<pbjson_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
         if first.is_none() && last.is_some() {
             // The newest N, printed oldest first.
             let batches = frame.collect().await?;
@@ -256,7 +255,13 @@ impl ReplayArgs {
                 let rows = rows::Rows::new(batch)?;
                 flows.extend((0..rows.len()).map(|r| rows.flow(r)));
             }
-            for flow in flows.into_iter().rev() {
+            flows.reverse();
+            // Lost events from the oldest flow printed on, as hubble reads forward from there.
+            if let Some(oldest) = flows.first() {
+                lost.retain(|l| key(l.time) >= key(oldest.time));
+            }
+            for flow in flows {
+                write_lost_until(&mut writer, &mut lost, key(flow.time))?;
                 writer.write(flow)?;
                 written += 1;
             }
@@ -265,36 +270,60 @@ impl ReplayArgs {
             while let Some(batch) = stream.next().await {
                 let rows = rows::Rows::new(&batch?)?;
                 for r in 0..rows.len() {
-                    writer.write(rows.flow(r))?;
+                    let flow = rows.flow(r);
+                    write_lost_until(&mut writer, &mut lost, key(flow.time))?;
+                    writer.write(flow)?;
                     written += 1;
                 }
             }
+            if first.is_some() {
+                // Reading stopped at the Nth flow.
+                lost.clear();
+            }
         }
+        write_lost_until(&mut writer, &mut lost, Some((i64::MAX, i32::MAX)))?;
         writer.finish()?;
         Ok(written)
     }
 }
 
-/// Lost-event records in the session's range: Hubble prints them among the flows; replay
-/// says how many there were, so a replay over a gap does not look complete.
-pub async fn lost_events(session: &FlowSession) -> Result<(u64, u64), DataFusionError> {
-    let batches = session
-        .ctx
-        .sql("SELECT count(*), CAST(coalesce(sum(num_events_lost), 0) AS BIGINT) FROM lost_events")
-        .await?
-        .collect()
-        .await?;
-    let value = |column: usize| -> u64 {
-        batches
-            .first()
-            .and_then(|b| cast(b.column(column), &DataType::UInt64).ok())
-            .and_then(|c| {
-                let c = c.as_primitive_opt::<UInt64Type>()?;
-                (!c.is_empty()).then(|| c.value(0))
-            })
-            .unwrap_or(0)
-    };
-    Ok((value(0), value(1)))
+impl ReplayArgs {
+    /// The lost-event records of the range, oldest first: hubble prints them among the flows,
+    /// whatever the filters.
+    async fn lost_events(
+        &self,
+        session: &FlowSession,
+    ) -> Result<std::collections::VecDeque<format::LostEvents>, ReplayError> {
+        let batches = session
+            .ctx
+            .table("lost_events")
+            .await?
+            .sort(vec![col("time").sort(true, false)])?
+            .collect()
+            .await?;
+        let mut lost = std::collections::VecDeque::new();
+        for batch in &batches {
+            let rows = rows::Rows::new(batch)?;
+            lost.extend((0..rows.len()).map(|r| rows.lost_events(r)));
+        }
+        Ok(lost)
+    }
+}
+
+/// Writes the lost-event records at or before `until` (seconds, nanos).
+fn write_lost_until<W: Write>(
+    writer: &mut FlowWriter<W>,
+    lost: &mut std::collections::VecDeque<format::LostEvents>,
+    until: Option<(i64, i32)>,
+) -> std::io::Result<()> {
+    while let Some(next) = lost.front() {
+        if next.time.map(|t| (t.seconds, t.nanos)) > until {
+            break;
+        }
+        let next = lost.pop_front().expect("front exists");
+        writer.write_lost(&next)?;
+    }
+    Ok(())
 }
 
 fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>, ReplayError> {

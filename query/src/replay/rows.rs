@@ -16,6 +16,8 @@ use datafusion::arrow::datatypes::{
     DataType, Int32Type, TimestampNanosecondType, UInt32Type, UInt64Type,
 };
 use datafusion::arrow::error::ArrowError;
+
+use super::format::LostEvents;
 use hubble_api::flow::{
     self, layer4, layer7, AuthType, CiliumEventType, Dns, Emitter, Endpoint, Ethernet, FileInfo,
     Flow, FlowType, Http, HttpHeader, Ip, IpTraceId, IpVersion, Kafka, L7FlowType, Layer4, Layer7,
@@ -204,6 +206,19 @@ impl Rows {
         E: Into<i32>,
     {
         self.str(column, row).and_then(parse).map_or(0, Into::into)
+    }
+
+    /// A row of `lost_events`.
+    pub fn lost_events(&self, row: usize) -> LostEvents {
+        LostEvents {
+            time: self.time("time", row).map(timestamp),
+            node_name: self.text("node_name", row),
+            source: self.text("source", row),
+            num_events_lost: self.u64("num_events_lost", row).unwrap_or_default(),
+            cpu: self.i32("cpu", row),
+            first: self.time("first", row).map(timestamp),
+            last: self.time("last", row).map(timestamp),
+        }
     }
 
     /// The row as the `Flow` Hubble sent (or would have sent).

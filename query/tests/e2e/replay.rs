@@ -176,6 +176,46 @@ fn replay_prints_hubbles_golden_lines() {
     }
 }
 
+#[test]
+fn replay_prints_lost_events_as_hubble_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = store_of(dir.path(), "lost", &[r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"1","cpu":5},"node_name":"node-name","time":"1970-01-01T00:20:34.567800Z"}"#.to_owned()]);
+    let spanned = store_of(dir.path(), "spanned", &[r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"1","cpu":5,"first":"1970-01-01T00:20:30.567800Z","last":"1970-01-01T00:20:38.567800Z"},"node_name":"node-name","time":"1970-01-01T00:20:34.567800Z"}"#.to_owned()]);
+    let t = "Jan  1 00:20:34.567";
+    let out = |store: &str, args: &[&str]| {
+        let mut all = vec!["--all"];
+        all.extend(args);
+        replay(store, &all).ok().stdout
+    };
+    assert_eq!(
+        out(&plain, &[]),
+        format!("{t} EVENTS LOST: HUBBLE_RING_BUFFER CPU(5) 1\n")
+    );
+    assert_eq!(out(&spanned, &[]), format!("{t} EVENTS LOST: HUBBLE_RING_BUFFER CPU(5) 1 (first: Jan  1 00:20:30.567, last: Jan  1 00:20:38.567)\n"));
+    assert_eq!(out(&plain, &["-o", "table"]), format!("TIMESTAMP             SOURCE               DESTINATION   TYPE          VERDICT   SUMMARY\n{t}   HUBBLE_RING_BUFFER   -             EVENTS LOST   -         CPU(5) - 1\n"));
+    assert_eq!(out(&plain, &["-o", "table", "--print-node-name"]), format!("TIMESTAMP             NODE        SOURCE               DESTINATION   TYPE          VERDICT   SUMMARY\n{t}   node-name   HUBBLE_RING_BUFFER   -             EVENTS LOST   -         CPU(5) - 1\n"));
+    assert_eq!(out(&spanned, &["-o", "dict"]), format!("  TIMESTAMP: {t}\n     SOURCE: HUBBLE_RING_BUFFER\n       TYPE: EVENTS LOST\n    VERDICT: -\n    SUMMARY: CPU(5) - 1 (first: Jan  1 00:20:30.567, last: Jan  1 00:20:38.567)\n"));
+    assert_eq!(out(&plain, &["-o", "jsonpb"]), "{\"lost_events\":{\"source\":\"HUBBLE_RING_BUFFER\",\"num_events_lost\":\"1\",\"cpu\":5},\"node_name\":\"node-name\",\"time\":\"1970-01-01T00:20:34.567800Z\"}\n");
+    // Among flows, in time order, whatever the filters.
+    let mixed = store_of(dir.path(), "mixed", &[
+        golden_flow(serde_json::json!({"time": "1970-01-01T00:20:30Z"}), &[]),
+        r#"{"lost_events":{"source":"HUBBLE_RING_BUFFER","num_events_lost":"3"},"time":"1970-01-01T00:20:31Z"}"#.to_owned(),
+        golden_flow(serde_json::json!({"time": "1970-01-01T00:20:32Z"}), &[]),
+    ]);
+    let lines: Vec<String> = out(&mixed, &["--verdict", "DROPPED"])
+        .lines()
+        .map(|l| l[..26].to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "Jan  1 00:20:30.000: 1.1.1",
+            "Jan  1 00:20:31.000 EVENTS",
+            "Jan  1 00:20:32.000: 1.1.1"
+        ]
+    );
+}
+
 // ---- filters against an independent reading of the JSON --------------------------------------
 
 /// The flows of the captures as the JSON says them (serde_json, not the decoder under test).
