@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-hubble oracle
+.PHONY: demo test bench bench-ebpf bench-hubble bench-query oracle
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -19,6 +19,12 @@ oracle:          ## durability oracle, long form: 100 SIGKILL cycles of a follow
 	bash .ci/setup.sh
 	cargo build --workspace
 	FLOWREC_ORACLE_CYCLES=100 cargo test -p flowsql --test e2e -- --nocapture followed_file_sigkilled
+
+bench-query:     ## flowsql vs DuckDB: the forensic query suite on 10M flows over 24 h, and window scaling 1 day vs 30 days
+	bash .ci/setup.sh
+	cargo build --release -p flowrec -p flowsql -p flow-benches
+	target/release/query-bench --flows 10000000 --hours 24
+	target/release/query-bench --scaling
 
 bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into the store (1M flows)
 	bash .ci/setup.sh
