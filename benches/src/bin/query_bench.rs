@@ -124,6 +124,9 @@ fn dataset(dir: &Path, flows: u64, hours: u32) -> Result<PathBuf, String> {
     Ok(store)
 }
 
+/// How an engine writes a timestamp literal.
+type Literal<'a> = &'a dyn Fn(DateTime<Utc>) -> String;
+
 struct Query {
     name: &'static str,
     flowsql: String,
@@ -147,7 +150,7 @@ fn suite(hours: u32) -> Vec<Query> {
         flowsql: sql.to_owned(),
         duckdb: sql.to_owned(),
     };
-    let both = |name, sql: &dyn Fn(&dyn Fn(DateTime<Utc>) -> String) -> String| Query {
+    let both = |name, sql: &dyn Fn(Literal) -> String| Query {
         name,
         flowsql: sql(&df),
         duckdb: sql(&dd),
