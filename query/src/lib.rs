@@ -14,6 +14,7 @@ pub mod repl;
 pub mod replay;
 pub mod report;
 pub mod session;
+pub mod table;
 pub mod timerange;
 pub mod udf;
 

@@ -2,24 +2,19 @@
 //! (`flows`, `lost_events`) registered over exactly the prefixes the time range needs, and the
 //! forensics functions.
 //!
-//! Time pruning happens here, before DataFusion sees a file: with `--since/--until` the tables
-//! are built over the `date=…/hour=…` prefixes of the window only (`flow_schema::layout`), so a
-//! file of another hour is never listed nor opened; a `time` filter then trims the edges.
+//! Time pruning: `--since/--until` become a `time` filter over each table, and every `time`
+//! predicate (those and the SQL's) reaches [`TimePartitionedTable`], which lists only the
+//! `date=…/hour=…` prefixes they allow; a file of another hour is never listed nor opened.
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{col, lit, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
-use flow_schema::layout::{prefixes_for_range, table_prefix, FILE_EXTENSION};
 use flow_schema::store::{Location, Patience, Store, StoreError};
 use flow_schema::Table;
 
+use crate::table::TimePartitionedTable;
 use crate::timerange::TimeRange;
 use crate::udf;
 
@@ -62,36 +57,8 @@ impl FlowSession {
         Ok(session)
     }
 
-    /// The folders a table is read from: the whole table, or the window's prefixes.
-    pub fn table_folders(&self, table: Table) -> Vec<String> {
-        let since = match self.range.since {
-            Some(since) => since,
-            None => return vec![self.store.folder_url(&table_prefix(table))],
-        };
-        // Open-ended: up to the current hour, with an hour of slack for clock skew.
-        let until = self.range.until.unwrap_or_else(|| {
-            Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX) + 3_600_000_000_000
-        });
-        prefixes_for_range(table, since, until)
-            .iter()
-            .map(|prefix| self.store.folder_url(prefix))
-            .collect()
-    }
-
     fn register(&self, table: Table) -> Result<(), DataFusionError> {
-        let urls = self
-            .table_folders(table)
-            .iter()
-            .map(ListingTableUrl::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(FILE_EXTENSION)
-            // Every file is sorted by time (layout invariant): lets DataFusion skip sorts.
-            .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(table.schema());
-        let provider = Arc::new(ListingTable::try_new(config)?);
+        let provider = Arc::new(TimePartitionedTable::new(table, self.store.clone()));
         if self.range.is_unbounded() {
             self.ctx.register_table(table.name(), provider)?;
             return Ok(());

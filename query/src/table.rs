@@ -1,0 +1,258 @@
+//! A table over the store's `date=…/hour=…` partitions that lists only the partitions the
+//! query's `time` predicates can reach, whether they come from `--since/--until` or from the
+//! SQL (`WHERE time >= TIMESTAMP '…'`): a 5-minute window opens the files of its hour, not the
+//! month's.
+//!
+//! At scan time the pushed-down filters are searched for bounds on `time` (comparisons with a
+//! timestamp literal, BETWEEN); the bounds become the layout's prefixes
+//! (`flow_schema::layout::prefixes_for_range`), and a `ListingTable` over those prefixes does
+//! the rest (statistics, page index and bloom-filter pruning inside the files). Every filter is
+//! reported `Inexact`, so DataFusion still applies it: the prefixes only ever narrow what is read.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::Session;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::Result;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{col, Expr};
+use datafusion::scalar::ScalarValue;
+use flow_schema::layout::{prefixes_for_range, table_prefix, FILE_EXTENSION};
+use flow_schema::store::Store;
+use flow_schema::Table;
+
+/// One table of the store, pruned by time at scan.
+#[derive(Debug)]
+pub struct TimePartitionedTable {
+    table: Table,
+    store: Store,
+    schema: SchemaRef,
+}
+
+impl TimePartitionedTable {
+    pub fn new(table: Table, store: Store) -> Self {
+        TimePartitionedTable {
+            table,
+            schema: table.schema(),
+            store,
+        }
+    }
+
+    /// The folders to list for rows with `since <= time < until` (`None`: unbounded).
+    pub fn folders(&self, since: Option<i64>, until: Option<i64>) -> Vec<String> {
+        let Some(since) = since else {
+            return vec![self.store.folder_url(&table_prefix(self.table))];
+        };
+        // Open-ended: up to the current hour, with an hour of slack for clock skew.
+        let until = until.unwrap_or_else(|| {
+            Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX) + 3_600_000_000_000
+        });
+        prefixes_for_range(self.table, since, until)
+            .iter()
+            .map(|prefix| self.store.folder_url(prefix))
+            .collect()
+    }
+
+    fn listing(&self, folders: &[String]) -> Result<ListingTable> {
+        let urls = folders
+            .iter()
+            .map(ListingTableUrl::parse)
+            .collect::<Result<Vec<_>>>()?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(FILE_EXTENSION)
+            // Every file is sorted by time (layout invariant): lets DataFusion skip sorts.
+            .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&self.schema));
+        ListingTable::try_new(config)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TimePartitionedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = time_bounds(filters);
+        if bounds.is_empty() {
+            let schema = datafusion::physical_plan::project_schema(&self.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let folders = self.folders(bounds.since, bounds.until);
+        self.listing(&folders)?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// `since <= time < until` as far as the filters say (`None`: unbounded on that side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl Bounds {
+    fn at_least(&mut self, ns: i64) {
+        self.since = Some(self.since.map_or(ns, |s| s.max(ns)));
+    }
+
+    fn below(&mut self, ns: i64) {
+        self.until = Some(self.until.map_or(ns, |u| u.min(ns)));
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!((self.since, self.until), (Some(s), Some(u)) if s >= u)
+    }
+}
+
+/// The bounds on `time` of the conjuncts of `filters` (others are ignored: they narrow nothing
+/// by time; an OR across time ranges is not followed either, so the result only ever widens).
+pub fn time_bounds(filters: &[Expr]) -> Bounds {
+    let mut bounds = Bounds::default();
+    for filter in filters {
+        for conjunct in split_conjunction(filter) {
+            bound(conjunct, &mut bounds);
+        }
+    }
+    bounds
+}
+
+fn bound(expr: &Expr, bounds: &mut Bounds) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, ns) = match (is_time(left), nanos(right), is_time(right), nanos(left)) {
+                (true, Some(ns), _, _) => (*op, ns),
+                (_, _, true, Some(ns)) => match op.swap() {
+                    Some(op) => (op, ns),
+                    None => return,
+                },
+                _ => return,
+            };
+            match op {
+                Operator::GtEq => bounds.at_least(ns),
+                Operator::Gt => bounds.at_least(ns.saturating_add(1)),
+                Operator::Lt => bounds.below(ns),
+                Operator::LtEq => bounds.below(ns.saturating_add(1)),
+                Operator::Eq => {
+                    bounds.at_least(ns);
+                    bounds.below(ns.saturating_add(1));
+                }
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_time(expr) => {
+            if let (Some(low), Some(high)) = (nanos(low), nanos(high)) {
+                bounds.at_least(low);
+                bounds.below(high.saturating_add(1));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == "time")
+}
+
+/// A timestamp literal in ns (any unit, any time zone: the instant is the same).
+fn nanos(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => v.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(v), _) => v.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(v), _) => v.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::lit;
+
+    fn ts(ns: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(ns),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn bounds_from_time_predicates() {
+        let f = col("time").gt_eq(ts(100)).and(col("time").lt(ts(200)));
+        assert_eq!(
+            time_bounds(&[f]),
+            Bounds {
+                since: Some(100),
+                until: Some(200)
+            }
+        );
+        // Reversed operands, strict bounds, a second filter, something else.
+        let f = vec![
+            ts(100).lt(col("time")),
+            col("time").lt_eq(ts(300)),
+            col("verdict").eq(lit("DROPPED")),
+        ];
+        assert_eq!(
+            time_bounds(&f),
+            Bounds {
+                since: Some(101),
+                until: Some(301)
+            }
+        );
+        let f = col("time").between(
+            lit(ScalarValue::TimestampSecond(Some(1), None)),
+            lit(ScalarValue::TimestampMillisecond(Some(2_500), None)),
+        );
+        assert_eq!(
+            time_bounds(&[f]),
+            Bounds {
+                since: Some(1_000_000_000),
+                until: Some(2_500_000_001)
+            }
+        );
+        // An OR is not followed: unbounded.
+        let f = col("time").lt(ts(5)).or(col("time").gt(ts(10)));
+        assert_eq!(time_bounds(&[f]), Bounds::default());
+        assert!(time_bounds(&[col("time").gt(ts(10)), col("time").lt(ts(5))]).is_empty());
+    }
+}
