@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -43,15 +43,23 @@ impl TimePartitionedTable {
     pub fn new(table: Table, store: Store) -> Self {
         TimePartitionedTable {
             table,
-            schema: table.schema(),
+            schema: string_views(&table.schema()),
             store,
         }
     }
 
     /// The folders to list for rows with `since <= time < until` (`None`: unbounded).
-    pub fn folders(&self, since: Option<i64>, until: Option<i64>) -> Vec<String> {
-        let Some(since) = since else {
-            return vec![self.store.folder_url(&table_prefix(self.table))];
+    pub async fn folders(&self, since: Option<i64>, until: Option<i64>) -> Vec<String> {
+        // Only an upper bound: from the oldest day the store holds. Listing the whole table
+        // instead would leave DataFusion's file groups (contiguous in time) unbalanced once
+        // statistics prune the files after `until`: one core would do all the work.
+        let since = match (since, until) {
+            (Some(since), _) => since,
+            (None, Some(_)) => match self.oldest_day().await {
+                Some(oldest) => oldest,
+                None => return vec![self.store.folder_url(&table_prefix(self.table))],
+            },
+            (None, None) => return vec![self.store.folder_url(&table_prefix(self.table))],
         };
         // Open-ended: up to the current hour, with an hour of slack for clock skew.
         let until = until.unwrap_or_else(|| {
@@ -61,6 +69,25 @@ impl TimePartitionedTable {
             .iter()
             .map(|prefix| self.store.folder_url(prefix))
             .collect()
+    }
+
+    /// The start of the oldest `date=` partition, if the store can say.
+    async fn oldest_day(&self) -> Option<i64> {
+        let prefix = self.store.path(&table_prefix(self.table));
+        let listing = self
+            .store
+            .object_store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .ok()?;
+        listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("date="))
+            .filter_map(|day| chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
+            .min()
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .and_then(|t| t.and_utc().timestamp_nanos_opt())
     }
 
     fn listing(&self, folders: &[String]) -> Result<ListingTable> {
@@ -108,11 +135,26 @@ impl TableProvider for TimePartitionedTable {
             let schema = datafusion::physical_plan::project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        let folders = self.folders(bounds.since, bounds.until);
+        let folders = self.folders(bounds.since, bounds.until).await;
         self.listing(&folders)?
             .scan(state, projection, filters, limit)
             .await
     }
+}
+
+/// The table schema with its string columns as `Utf8View`: the Parquet reader produces views
+/// directly (no copy into contiguous buffers, then no cast back), and grouping and comparing
+/// views is cheaper. Lists and dictionaries keep their types.
+fn string_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// `since <= time < until` as far as the filters say (`None`: unbounded on that side).

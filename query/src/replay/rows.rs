@@ -38,14 +38,15 @@ impl Rows {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
         let mut fields = Vec::with_capacity(batch.num_columns());
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
-            if let DataType::Dictionary(_, value) = field.data_type() {
-                columns.push(cast(column, value)?);
-                fields.push(
-                    field
-                        .as_ref()
-                        .clone()
-                        .with_data_type(value.as_ref().clone()),
-                );
+            // Dictionaries and string views as plain strings.
+            let plain = match field.data_type() {
+                DataType::Dictionary(_, value) => Some(value.as_ref().clone()),
+                DataType::Utf8View => Some(DataType::Utf8),
+                _ => None,
+            };
+            if let Some(plain) = plain {
+                columns.push(cast(column, &plain)?);
+                fields.push(field.as_ref().clone().with_data_type(plain));
             } else {
                 columns.push(Arc::clone(column));
                 fields.push(field.as_ref().clone());
