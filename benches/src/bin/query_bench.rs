@@ -346,10 +346,14 @@ fn scaling(args: &Args) -> Result<(), String> {
             .output()
             .map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&explain.stdout);
+        // `key=value` as EXPLAIN ANALYZE prints it (`bytes_scanned=278.8 K`), every occurrence.
         let metric = |key: &str| -> Vec<String> {
-            text.split(|c: char| c == ',' || c == '[' || c == ']' || c.is_whitespace())
-                .filter(|part| part.starts_with(key))
-                .map(str::to_owned)
+            text.match_indices(key)
+                .map(|(at, _)| {
+                    let rest = &text[at..];
+                    let end = rest.find([',', ']']).unwrap_or(rest.len());
+                    rest[..end].trim().to_owned()
+                })
                 .collect()
         };
         println!(
