@@ -34,3 +34,12 @@ echo "== the pods involved, in the first minutes of the incident"
 "$bin/flowsql" --since 2026-11-24T09:05Z --until 2026-11-24T09:07Z "
   select time, source_pod_name, destination_pod_name, destination_port, tcp_flags, drop_reason_desc
   from flows where verdict='DROPPED' and event_type = 1 order by time limit 5"
+
+echo
+echo "== the same minutes as hubble observe would have printed them (flowsql replay)"
+"$bin/flowsql" --since 2026-11-24T09:05Z --until 2026-11-24T09:07Z replay \
+  -n prod-app -t policy-verdict --verdict DROPPED --print-policy-names --first 3
+
+echo
+echo "== what did the policy change break? (flowsql regressions: allowed in the hour before, denied since)"
+"$bin/flowsql" regressions --baseline 1h --window 2026-11-24T09:00Z..2026-11-24T09:47Z
