@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::config::TableParquetOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -90,12 +91,25 @@ impl TimePartitionedTable {
             .and_then(|t| t.and_utc().timestamp_nanos_opt())
     }
 
-    fn listing(&self, folders: &[String]) -> Result<ListingTable> {
+    fn listing(
+        &self,
+        state: &dyn Session,
+        folders: &[String],
+        pushdown: bool,
+    ) -> Result<ListingTable> {
         let urls = folders
             .iter()
             .map(ListingTableUrl::parse)
             .collect::<Result<Vec<_>>>()?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        // The session's Parquet options (SET datafusion.execution.parquet.… still applies), with
+        // filter pushdown decided for this scan.
+        let mut parquet = TableParquetOptions {
+            global: state.config_options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        parquet.global.pushdown_filters |= pushdown;
+        let format = ParquetFormat::default().with_options(parquet);
+        let options = ListingOptions::new(Arc::new(format))
             .with_file_extension(FILE_EXTENSION)
             // Every file is sorted by time (layout invariant): lets DataFusion skip sorts.
             .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
@@ -136,9 +150,64 @@ impl TableProvider for TimePartitionedTable {
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
         let folders = self.folders(bounds.since, bounds.until).await;
-        self.listing(&folders)?
+        self.listing(state, &folders, worth_pushing_down(filters))?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+
+/// Columns whose predicates keep most rows in any cluster: evaluating them inside the Parquet
+/// reader (late materialization) costs more than it saves. `time` is served by the page index.
+const UNSELECTIVE: [&str; 11] = [
+    "time",
+    "traffic_direction",
+    "l4_protocol",
+    "type",
+    "is_reply",
+    "reply",
+    "event_type",
+    "event_subtype",
+    "ip_version",
+    "capture_source",
+    "trace_observation_point",
+];
+
+/// Whether to evaluate the filters inside the Parquet reader, decoding the other columns only
+/// for the rows that pass: worth it when a filter removes most rows (an IP, a pod, a drop, a
+/// namespace), a loss when it keeps nearly all (`verdict = 'FORWARDED'`: 0.29 s without,
+/// 0.35 s with, on the regression query of the benchmark). A filter is unselective when every
+/// column it reads is in [`UNSELECTIVE`], or when it is a verdict test that FORWARDED passes.
+pub fn worth_pushing_down(filters: &[Expr]) -> bool {
+    filters
+        .iter()
+        .flat_map(|f| split_conjunction(f))
+        .any(|conjunct| !unselective(conjunct))
+}
+
+fn unselective(expr: &Expr) -> bool {
+    let columns = expr.column_refs();
+    if columns
+        .iter()
+        .all(|c| UNSELECTIVE.contains(&c.name.as_str()))
+    {
+        return true;
+    }
+    let only_verdict = columns.iter().all(|c| c.name == "verdict");
+    only_verdict && passes_forwarded(expr)
+}
+
+/// A test on `verdict` that a FORWARDED flow passes (`= 'FORWARDED'`, `IN (…, 'FORWARDED')`,
+/// `<> 'DROPPED'`).
+fn passes_forwarded(expr: &Expr) -> bool {
+    let forwarded = |e: &Expr| matches!(e, Expr::Literal(v, _) if v.to_string().trim_matches('\'') == "FORWARDED");
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Eq => forwarded(left) || forwarded(right),
+            Operator::NotEq => !(forwarded(left) || forwarded(right)),
+            _ => false,
+        },
+        Expr::InList(list) => list.negated != list.list.iter().any(forwarded),
+        _ => false,
     }
 }
 
@@ -256,6 +325,30 @@ mod tests {
             Some(ns),
             Some("UTC".into()),
         ))
+    }
+
+    #[test]
+    fn pushdown_only_for_filters_that_remove_most_rows() {
+        let push = |f: Vec<Expr>| worth_pushing_down(&f);
+        assert!(push(vec![col("verdict").eq(lit("DROPPED"))]));
+        assert!(push(vec![col("ip_source")
+            .eq(lit("10.0.0.1"))
+            .or(col("ip_destination").eq(lit("10.0.0.1")))]));
+        assert!(!push(vec![col("verdict")
+            .eq(lit("FORWARDED"))
+            .and(col("time").lt(ts(5)))]));
+        assert!(!push(vec![
+            col("verdict").in_list(vec![lit("FORWARDED"), lit("AUDIT")], false)
+        ]));
+        assert!(push(vec![
+            col("verdict").in_list(vec![lit("FORWARDED")], true)
+        ]));
+        assert!(!push(vec![col("l4_protocol").eq(lit("TCP"))]));
+        assert!(!push(vec![]));
+        assert!(push(vec![
+            col("verdict").eq(lit("FORWARDED")),
+            col("source_namespace").eq(lit("payments")),
+        ]));
     }
 
     #[test]

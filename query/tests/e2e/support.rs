@@ -35,7 +35,12 @@ pub fn flowrec_bin() -> PathBuf {
 pub fn test_hubble_server_bin() -> PathBuf {
     workspace_bin(
         "test-hubble-server",
-        &["benches/src", "schemas/hubble-api", "schemas/proto"],
+        &[
+            "benches/src/bin/test_hubble_server.rs",
+            "benches/src/lib.rs",
+            "schemas/hubble-api",
+            "schemas/proto",
+        ],
     )
 }
 
