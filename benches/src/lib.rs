@@ -279,6 +279,14 @@ pub fn generate(
     Ok(())
 }
 
+/// A binary built next to the running one (`target/release/flowrec` beside `query-bench`):
+/// the benchmarks run the project's own release binaries.
+pub fn sibling(name: &str) -> std::path::PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .with_file_name(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

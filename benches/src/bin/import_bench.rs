@@ -42,12 +42,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .expect("own path")
-        .with_file_name(name)
-}
-
 fn dir_bytes(path: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
@@ -118,13 +112,13 @@ fn bench(args: &Args) -> Result<(), String> {
     if !input.exists() {
         eprintln!("generating {} flows into {}", args.flows, input.display());
         let tmp = input.with_extension("tmp");
-        run(Command::new(sibling("flowgen"))
+        run(Command::new(flow_benches::sibling("flowgen"))
             .args(["--flows", &args.flows.to_string(), "--out"])
             .arg(&tmp))?;
         std::fs::rename(&tmp, &input).map_err(|e| e.to_string())?;
     }
     let input_bytes = std::fs::metadata(&input).map_err(|e| e.to_string())?.len();
-    let flowrec = sibling("flowrec");
+    let flowrec = flow_benches::sibling("flowrec");
     let store = args.dir.join("flowrec-store");
     let duck_out = args.dir.join("duckdb.parquet");
     let sql = format!(

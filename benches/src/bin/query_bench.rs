@@ -72,12 +72,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-fn sibling(name: &str) -> PathBuf {
-    std::env::current_exe()
-        .expect("own path")
-        .with_file_name(name)
-}
-
 const START: &str = "2026-11-01T00:00:00Z";
 
 /// A store of `flows` flows over `hours` hours, generated once.
@@ -94,7 +88,7 @@ fn dataset(dir: &Path, flows: u64, hours: u32) -> Result<PathBuf, String> {
         store.display()
     );
     let started = Instant::now();
-    let mut generator = Command::new(sibling("flowgen"))
+    let mut generator = Command::new(flow_benches::sibling("flowgen"))
         .args([
             "--flows",
             &flows.to_string(),
@@ -106,7 +100,7 @@ fn dataset(dir: &Path, flows: u64, hours: u32) -> Result<PathBuf, String> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| format!("flowgen: {e}"))?;
-    let import = Command::new(sibling("flowrec"))
+    let import = Command::new(flow_benches::sibling("flowrec"))
         .args(["import", "-", "--store"])
         .arg(&store)
         .stdin(generator.stdout.take().expect("piped"))
@@ -241,7 +235,7 @@ fn measure(command: &mut Command, csv: &Path) -> Result<Measure, String> {
 }
 
 fn flowsql(store: &Path, sql: &str, csv: &Path) -> Command {
-    let mut command = Command::new(sibling("flowsql"));
+    let mut command = Command::new(flow_benches::sibling("flowsql"));
     command
         .arg("--store")
         .arg(store)
@@ -338,7 +332,7 @@ fn scaling(args: &Args) -> Result<(), String> {
         }
         let median = median(&mut times);
         medians.push(median);
-        let explain = Command::new(sibling("flowsql"))
+        let explain = Command::new(flow_benches::sibling("flowsql"))
             .arg("--store")
             .arg(store)
             .args(["--format", "csv"])

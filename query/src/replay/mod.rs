@@ -285,9 +285,7 @@ impl ReplayArgs {
         writer.finish()?;
         Ok(written)
     }
-}
 
-impl ReplayArgs {
     /// The lost-event records of the range, oldest first: hubble prints them among the flows,
     /// whatever the filters.
     async fn lost_events(
