@@ -69,13 +69,16 @@ pub async fn run_sql(
     for plan in plans {
         let started = Instant::now();
         // SET changes the session and returns nothing to print.
-        let quiet = matches!(plan, LogicalPlan::Statement(_));
-        let frame = session.ctx.execute_logical_plan(plan).await?;
-        if quiet {
-            frame.collect().await?;
+        if let LogicalPlan::Statement(_) = plan {
+            session
+                .ctx
+                .execute_logical_plan(plan)
+                .await?
+                .collect()
+                .await?;
             continue;
         }
-        let stream = frame.execute_stream().await?;
+        let stream = session.frame(plan).execute_stream().await?;
         let rows = printer.print_stream(stream).await?;
         if printer.is_terminal() {
             eprintln!("{rows} row(s) in {:.3}s", started.elapsed().as_secs_f64());

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{col, lit, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
 use flow_schema::store::{Location, Patience, Store, StoreError};
 use flow_schema::Table;
 
-use crate::table::TimePartitionedTable;
+use crate::table::{sorts_by_time, TimePartitionedTable};
 use crate::timerange::TimeRange;
 use crate::udf;
 
@@ -32,6 +33,8 @@ pub enum SessionError {
     Config(DataFusionError),
 }
 
+const COLLECT_STATISTICS_VAR: &str = "DATAFUSION_EXECUTION_COLLECT_STATISTICS";
+
 /// A query session over one store.
 pub struct FlowSession {
     pub ctx: SessionContext,
@@ -43,9 +46,14 @@ impl FlowSession {
     pub async fn open(store_url: &str, range: TimeRange) -> Result<FlowSession, SessionError> {
         let store = Store::open(store_url, &Patience::INTERACTIVE)?;
         check_reachable(&store).await?;
-        let config = SessionConfig::from_env()
+        let mut config = SessionConfig::from_env()
             .map_err(SessionError::Config)?
             .with_information_schema(true);
+        // File statistics are collected per statement, when it sorts by time
+        // ([`FlowSession::frame`]); the environment variable (or SET) turns them on everywhere.
+        if std::env::var_os(COLLECT_STATISTICS_VAR).is_none() {
+            config.options_mut().execution.collect_statistics = false;
+        }
         // Filter pushdown into the Parquet reader is decided per scan by the tables
         // (`table::worth_pushing_down`); DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true (or
         // SET) forces it everywhere.
@@ -62,6 +70,20 @@ impl FlowSession {
             session.register(table)?;
         }
         Ok(session)
+    }
+
+    /// `plan` ready to run, with DataFusion's per-file statistics collected only if it sorts by
+    /// time (see [`crate::table::sorts_by_time`]). Every query flowsql runs is planned here.
+    pub fn frame(&self, plan: LogicalPlan) -> DataFrame {
+        let mut state = self.ctx.state();
+        if sorts_by_time(&plan) {
+            state
+                .config_mut()
+                .options_mut()
+                .execution
+                .collect_statistics = true;
+        }
+        DataFrame::new(state, plan)
     }
 
     fn register(&self, table: Table) -> Result<(), DataFusionError> {

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -23,7 +24,9 @@ use datafusion::datasource::listing::{
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::Result;
 use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Between, BinaryExpr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    Between, BinaryExpr, LogicalPlan, Operator, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{col, Expr};
@@ -211,6 +214,24 @@ fn passes_forwarded(expr: &Expr) -> bool {
     }
 }
 
+/// Whether `plan` sorts by `time`, oldest first (ORDER BY time, a replay): the one case in
+/// the benchmark where DataFusion's per-file statistics pay. Knowing each file's time range,
+/// it merges the time-sorted files in order (streaming, constant memory) instead of sorting
+/// every row: a 2-hour window ordered by time ran in 4.9 s and 207 MiB with them, 5.9 s and
+/// 1.4 GiB without. Elsewhere they cost more than they save: collecting them decodes every
+/// file's footer into per-column statistics while planning, on one thread, ~1.2 ms per file
+/// (`count(*) … where verdict='DROPPED'` over 72 files: 0.18 s with, 0.09 s without).
+pub fn sorts_by_time(plan: &LogicalPlan) -> bool {
+    plan.exists(|node| {
+        Ok(
+            matches!(node, LogicalPlan::Sort(sort) if sort.expr.first().is_some_and(|key| {
+                key.asc && matches!(&key.expr, Expr::Column(c) if c.name == "time")
+            })),
+        )
+    })
+    .unwrap_or(false)
+}
+
 /// The table schema with its string columns as `Utf8View`: the Parquet reader produces views
 /// directly (no copy into contiguous buffers, then no cast back), and grouping and comparing
 /// views is cheaper. Lists and dictionaries keep their types.
@@ -349,6 +370,28 @@ mod tests {
             col("verdict").eq(lit("FORWARDED")),
             col("source_namespace").eq(lit("payments")),
         ]));
+    }
+
+    #[tokio::test]
+    async fn statistics_only_for_plans_sorted_by_time() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.sql("create table flows (time timestamp, verdict varchar)")
+            .await
+            .unwrap();
+        let sorts = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let plan = ctx.state().create_logical_plan(sql).await.unwrap();
+                sorts_by_time(&plan)
+            }
+        };
+        assert!(sorts("select * from flows order by time").await);
+        assert!(sorts("select verdict from flows order by time, verdict limit 3").await);
+        assert!(sorts("explain select * from flows order by time").await);
+        assert!(sorts("select count(*) from (select * from flows order by time limit 5)").await);
+        assert!(!sorts("select * from flows order by time desc").await);
+        assert!(!sorts("select * from flows order by verdict, time").await);
+        assert!(!sorts("select count(*) from flows where verdict = 'DROPPED'").await);
     }
 
     #[test]

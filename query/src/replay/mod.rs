@@ -237,6 +237,7 @@ impl ReplayArgs {
                 .limit(0, Some(last))?,
             (None, None) => frame.sort(vec![col("time").sort(true, false)])?,
         };
+        let frame = session.frame(frame.into_unoptimized_plan());
         let options = Options {
             format: self.format,
             time_format: self.time_format,
@@ -292,11 +293,13 @@ impl ReplayArgs {
         &self,
         session: &FlowSession,
     ) -> Result<std::collections::VecDeque<format::LostEvents>, ReplayError> {
-        let batches = session
+        let frame = session
             .ctx
             .table("lost_events")
             .await?
-            .sort(vec![col("time").sort(true, false)])?
+            .sort(vec![col("time").sort(true, false)])?;
+        let batches = session
+            .frame(frame.into_unoptimized_plan())
             .collect()
             .await?;
         let mut lost = std::collections::VecDeque::new();

@@ -24,12 +24,7 @@ pub struct Overview {
 
 async fn rows(session: &FlowSession, sql: &str) -> Result<Vec<Vec<Option<String>>>, ExecError> {
     let plan = plan_query(session, sql).await?;
-    let mut stream = session
-        .ctx
-        .execute_logical_plan(plan)
-        .await?
-        .execute_stream()
-        .await?;
+    let mut stream = session.frame(plan).execute_stream().await?;
     let mut rows = Vec::new();
     while let Some(batch) = stream.next().await {
         rows.extend(text_rows(&batch?).map_err(|e| ExecError::Query(e.to_string()))?);

@@ -167,7 +167,7 @@ impl Planned<'_> {
         session: &FlowSession,
         max_rows: usize,
     ) -> Result<CheckResult, ExecError> {
-        let frame = session.ctx.execute_logical_plan(self.plan).await?;
+        let frame = session.frame(self.plan);
         let columns: Vec<String> = frame
             .schema()
             .fields()
