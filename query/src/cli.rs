@@ -30,7 +30,8 @@ source_pod_name, destination_port, egress_denied_by, ...) and lost_events (visib
 Functions: cidr_contains(cidr, ip), has_label(labels, 'k8s:app=frontend'), label_value(labels, 'app').
 flowsql is read-only: CREATE, INSERT, COPY and the like are refused.
 DataFusion options: `SET datafusion.execution.target_partitions = 4;` before a query, or the
-matching environment variable (DATAFUSION_EXECUTION_TARGET_PARTITIONS=4).
+matching environment variable (DATAFUSION_EXECUTION_TARGET_PARTITIONS=4). Memory is unbounded by
+default; DATAFUSION_RUNTIME_MEMORY_LIMIT=4G makes large sorts spill to disk instead.
 
 S3 stores are configured from the environment: AWS_ENDPOINT_URL, AWS_REGION,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint.";

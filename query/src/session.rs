@@ -31,9 +31,12 @@ pub enum SessionError {
     DataFusion(#[from] DataFusionError),
     #[error("a DATAFUSION_* environment variable is invalid: {0}")]
     Config(DataFusionError),
+    #[error("environment variable {var} is invalid: {cause}")]
+    RuntimeEnv { var: String, cause: DataFusionError },
 }
 
 const COLLECT_STATISTICS_VAR: &str = "DATAFUSION_EXECUTION_COLLECT_STATISTICS";
+const RUNTIME_VAR_PREFIX: &str = "DATAFUSION_RUNTIME_";
 
 /// A query session over one store.
 pub struct FlowSession {
@@ -58,6 +61,7 @@ impl FlowSession {
         // (`table::worth_pushing_down`); DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true (or
         // SET) forces it everywhere.
         let ctx = SessionContext::new_with_config(config);
+        apply_runtime_env(&ctx).await?;
         if let Location::S3 { .. } = store.location {
             let url = url::Url::parse(&store.object_store_url()).expect("s3://bucket is a URL");
             ctx.register_object_store(&url, Arc::clone(&store.object_store));
@@ -102,6 +106,24 @@ impl FlowSession {
         self.ctx.register_table(table.name(), frame.into_view())?;
         Ok(())
     }
+}
+
+/// `DATAFUSION_RUNTIME_*` variables, applied as `SET datafusion.runtime.…` would be
+/// (`DATAFUSION_RUNTIME_MEMORY_LIMIT=4G`: sorts spill to disk beyond it). DataFusion reads the
+/// environment for session options only; without this the runtime ones were silently ignored.
+async fn apply_runtime_env(ctx: &SessionContext) -> Result<(), SessionError> {
+    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
+    for (var, value) in vars {
+        let Some(name) = var.strip_prefix(RUNTIME_VAR_PREFIX) else {
+            continue;
+        };
+        let value = value.to_string_lossy().replace('\'', "''");
+        let sql = format!("SET datafusion.runtime.{} = '{value}'", name.to_lowercase());
+        if let Err(cause) = ctx.sql(&sql).await {
+            return Err(SessionError::RuntimeEnv { var, cause });
+        }
+    }
+    Ok(())
 }
 
 fn timestamp(ns: i64) -> datafusion::prelude::Expr {

@@ -491,6 +491,36 @@ fn a_time_window_never_opens_files_of_other_hours() {
     assert_eq!(recent[0]["n"], 0);
 }
 
+#[test]
+fn datafusion_options_from_the_environment() {
+    let (_dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let sql = "select * from flows order by source_pod_name, time";
+    let all = flowsql(&["--store", &store, "--format", "csv", sql], &[]).ok();
+    assert_eq!(all.stdout.lines().count(), 14_870 + 1);
+    // A runtime option is applied (a 1 KiB pool cannot hold the sort), not silently ignored.
+    let starved = flowsql(
+        &["--store", &store, "--format", "csv", sql],
+        &[("DATAFUSION_RUNTIME_MEMORY_LIMIT", "1K")],
+    );
+    assert_eq!(starved.status, 1, "{}", starved.stderr);
+    assert!(
+        starved.stderr.contains("Resources exhausted"),
+        "{}",
+        starved.stderr
+    );
+    for (var, value) in [
+        ("DATAFUSION_RUNTIME_MEMORY_LIMIT", "lots"),
+        ("DATAFUSION_RUNTIME_NO_SUCH_OPTION", "1"),
+        ("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "x"),
+    ] {
+        let run = flowsql(&["--store", &store, "select 1"], &[(var, value)]);
+        assert_eq!(run.status, 2, "{var}: {}", run.stderr);
+        assert!(run.stderr.contains("DATAFUSION_"), "{var}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{var}: {}", run.stdout);
+    }
+}
+
 /// The window of the typo'd policy's first hour.
 const INCIDENT_HOUR: [&str; 4] = [
     "--since",
