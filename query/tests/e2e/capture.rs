@@ -451,8 +451,7 @@ fn traffic(veth: &Veth) -> u16 {
 #[test]
 fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     let veth = Veth::new();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     // A fixture inventory (hand-written, in the shape of `kubectl get pods -A -o json`) puts
     // pod client-7d4b9c-x2x9k on 10.199.0.1 and server-0 on 10.199.0.2.
     let pods = repo_root().join("recorder/tests-data/pods.json");
@@ -651,8 +650,7 @@ fn ebpf_capture_counts_a_forwarded_packet_once() {
         .status()
         .unwrap();
     assert!(forwarding.success());
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     let recorder = Recorder::start(&router, &format!("{r_b},{r_c}"), &store, &[]);
 
     let receiver = in_netns(&c, || UdpSocket::bind(("10.198.2.2", UDP_PORT)).unwrap());
@@ -695,8 +693,7 @@ fn ebpf_capture_counts_a_forwarded_packet_once() {
 fn ebpf_capture_drains_early_when_the_flow_map_fills() {
     const FLOWS: u16 = 300;
     let veth = Veth::new();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     let options = ["--flow-map-entries", "128", "--active-timeout", "1h"];
     let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
     in_netns(&veth.a, || {
@@ -870,8 +867,7 @@ fn udp_packets(store: &str) -> std::collections::BTreeMap<u64, u64> {
 #[test]
 fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     let veth = Veth::new();
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     let spool = format!("{store}-spool");
     // Segments are sealed only at a stop: the killed run's flows exist only in the spool.
     let keep_open = ["--max-file-age", "1h"];

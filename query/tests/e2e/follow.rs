@@ -148,8 +148,7 @@ fn oracle_counts(store: &str, env: &[(&str, &str)]) -> (u64, u64) {
 /// reported with its file and line; a restart reads nothing twice (and logs JSON if asked).
 #[test]
 fn followed_file_rotations_lose_nothing_and_a_restart_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     let spool = dir.path().join("spool");
     let mut exporter = Exporter::new(&dir.path().join("hubble"));
     exporter.write(1500);
@@ -227,8 +226,7 @@ fn followed_file_sigkilled_at_random_moments_records_every_line_exactly_once() {
         });
     eprintln!("oracle: {cycles} SIGKILL cycles, FLOWREC_ORACLE_SEED={seed}");
     let mut random = Random(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     let spool = dir.path().join("spool");
     let exporter = Exporter::new(&dir.path().join("hubble"));
     let path = exporter.path();

@@ -273,8 +273,7 @@ fn hubble_live_over_tcp_with_mtls_and_a_wrong_certificate_refused() {
 
 #[test]
 fn hubble_errors_name_the_address_and_the_cause_and_are_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     // Nothing listens there.
     let address = format!("127.0.0.1:{}", free_port());
     let mut recorder = hubble_recorder(&address, &[], &store, &dir.path().join("spool-1"));

@@ -15,12 +15,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn temp_store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
-    (dir, store)
-}
-
 #[test]
 fn real_hubble_samples_import_completely_and_count_like_the_json() {
     let (_dir, store) = temp_store();

@@ -316,8 +316,7 @@ type Expect = fn(&Value) -> bool;
 
 #[test]
 fn replay_filters_match_an_independent_reading_of_the_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     let mut files = hubble_samples();
     files.push(incident_capture());
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
@@ -518,8 +517,7 @@ fn replay_filters_match_an_independent_reading_of_the_json() {
 
 #[test]
 fn replay_first_last_and_time_window_select_like_hubble() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     let mut dropped: Vec<Value> = source_flows()
         .into_iter()
@@ -698,8 +696,7 @@ fn replay_bad_flags_are_named_and_exit_2() {
 
 #[test]
 fn regressions_name_the_typo_and_nothing_once_it_is_fixed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (_dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     let run = |format: &str, args: &[&str]| -> Run {
         let mut all = vec!["--store", store.as_str(), "regressions", "--format", format];

@@ -73,8 +73,7 @@ fn pixels_of(png_path: &Path, rgb: [u8; 3]) -> usize {
 
 #[test]
 fn report_checks_pass_and_fail_and_the_html_renders_its_charts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     let spec = spec_file(dir.path(), SPEC);
     let html = dir.path().join("report.html");
@@ -227,8 +226,7 @@ fn report_checks_pass_and_fail_and_the_html_renders_its_charts() {
 
 #[test]
 fn a_broken_spec_names_the_check_and_exits_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     let cases = [
         (
@@ -323,8 +321,7 @@ fn report_reads_an_s3_store_and_writes_back_to_s3() {
 
 #[test]
 fn the_example_specs_and_cronjob_manifest_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store").display().to_string();
+    let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
     let deploy = repo_root().join("query/deploy");
     // The CronJob's spec comes from its ConfigMap.

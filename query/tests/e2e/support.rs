@@ -10,6 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A temporary folder and the path of a store inside it (created by the first import).
+pub fn temp_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    (dir, store)
+}
+
 pub fn flowsql_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_flowsql"))
 }
