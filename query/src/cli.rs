@@ -26,7 +26,11 @@ Commands: replay (hubble observe over the history: same filters, same output for
 regressions (connections a policy change broke), report (compliance checks, HTML/Markdown/JSON).
 
 Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
-source_pod_name, destination_port, egress_denied_by, ...) and lost_events (visibility gaps).
+source_pod_name, destination_port, egress_denied_by, ...), lost_events (visibility gaps) and
+flows_hourly (per hour and connection: flows, packets, bytes; kept by flowstore for as long as
+raw flows are too costly). \\d TABLE describes one.
+Exit status: 0 done, 1 a query failed or a store object had to be left out (named on stderr;
+--strict-store fails instead), 2 bad flags or an unreachable store.
 Functions: cidr_contains(cidr, ip), has_label(labels, 'k8s:app=frontend'), label_value(labels, 'app').
 flowsql is read-only: CREATE, INSERT, COPY and the like are refused.
 DataFusion options: `SET datafusion.execution.target_partitions = 4;` before a query, or the
@@ -80,6 +84,21 @@ pub struct Cli {
     /// Write results to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Fail when a store object cannot be read (damaged, truncated, foreign, newer schema);
+    /// by default it is named on stderr, left out, and the exit status is 1
+    #[arg(long, global = true)]
+    pub strict_store: bool,
+}
+
+impl Cli {
+    /// How the session treats the store.
+    pub fn read_options(&self) -> crate::session::ReadOptions {
+        crate::session::ReadOptions {
+            tool: "flowsql",
+            strict_store: self.strict_store,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,8 +12,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::parser::{DFParser, Statement};
+use flow_schema::layout::Dataset;
+use flow_schema::rollup::{rollup_docs, rollup_schema};
 use flow_schema::schema::column_docs;
-use flow_schema::Table;
 
 use crate::print::{PrintError, Printer};
 use crate::session::FlowSession;
@@ -28,7 +29,7 @@ pub enum ExecError {
     Query(String),
     #[error(transparent)]
     Print(#[from] PrintError),
-    #[error("unknown table {0:?}: the tables are flows and lost_events")]
+    #[error("unknown table {0:?}: the tables are flows, lost_events and flows_hourly")]
     UnknownTable(String),
 }
 
@@ -42,6 +43,12 @@ impl From<DataFusionError> for ExecError {
 /// pointer to `\d flows` instead.
 fn explain(error: &DataFusionError) -> String {
     let message = error.to_string();
+    // Our own errors (a damaged object under --strict-store, an unreadable catalog) say
+    // everything themselves.
+    let message = message
+        .strip_prefix("External error: ")
+        .map(str::to_string)
+        .unwrap_or(message);
     match message.find("Valid fields are") {
         Some(cut) => {
             let head = message[..cut].trim_end().trim_end_matches('.');
@@ -162,10 +169,16 @@ pub async fn describe(name: Option<&str>, printer: &mut Printer) -> Result<(), E
             let batch = RecordBatch::try_new(
                 schema.clone(),
                 vec![
-                    Arc::new(StringArray::from(vec!["flows", "lost_events"])),
+                    Arc::new(StringArray::from(vec![
+                        "flows",
+                        "lost_events",
+                        "flows_hourly",
+                    ])),
                     Arc::new(StringArray::from(vec![
                         "one row per recorded flow (Hubble fields flattened with _)",
                         "gaps in visibility: events the source reported as lost",
+                        "per hour and connection: flows, packets, bytes (flowstore rollups; \
+                         kept longer than raw flows)",
                     ])),
                 ],
             )
@@ -174,12 +187,14 @@ pub async fn describe(name: Option<&str>, printer: &mut Printer) -> Result<(), E
         }
         Some(name) => {
             let name = name.trim().trim_end_matches(';');
-            let table = Table::ALL
+            let dataset = Dataset::ALL
                 .into_iter()
-                .find(|t| t.name().eq_ignore_ascii_case(name))
+                .find(|d| d.name().eq_ignore_ascii_case(name))
                 .ok_or_else(|| ExecError::UnknownTable(name.to_string()))?;
-            let table_schema = table.schema();
-            let docs = column_docs(table);
+            let (table_schema, docs) = match dataset.table() {
+                Some(table) => (table.schema(), column_docs(table)),
+                None => (rollup_schema(), rollup_docs()),
+            };
             let schema = Arc::new(Schema::new(vec![
                 Field::new("column", DataType::Utf8, false),
                 Field::new("type", DataType::Utf8, false),

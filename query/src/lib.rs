@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod exec;
+pub mod guard;
 pub mod print;
 pub mod regressions;
 pub mod repl;
@@ -61,7 +62,7 @@ async fn sql(cli: &Cli, range: TimeRange) -> ExitCode {
         (None, false) => Some(cli.sql.join(" ")),
         (None, true) => None,
     };
-    let session = match FlowSession::open(&cli.store, range).await {
+    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };
@@ -73,8 +74,18 @@ async fn sql(cli: &Cli, range: TimeRange) -> ExitCode {
         None => repl::run(&session, format).await,
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => answered(&session),
         Err(error) => fail(1, &error),
+    }
+}
+
+/// The exit status of a command that answered: 1 when store objects had to be left out (a
+/// partial answer, each named on stderr as it was met).
+fn answered(session: &FlowSession) -> ExitCode {
+    if session.damaged() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -112,12 +123,12 @@ async fn replay(
         },
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let session = match FlowSession::open(&cli.store, range).await {
+    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };
     match args.run(&session, predicate, out).await {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(_) => answered(&session),
         // `| head`: the reader has seen enough.
         Err(replay::ReplayError::Io(error)) if error.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
@@ -139,7 +150,7 @@ async fn regressions(
         Ok(periods) => periods,
         Err(error) => return fail(2, &error),
     };
-    let session = match FlowSession::open(&cli.store, periods.span()).await {
+    let session = match FlowSession::open(&cli.store, periods.span(), cli.read_options()).await {
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };
@@ -151,7 +162,7 @@ async fn regressions(
     };
     let sql = regressions::sql(&periods, args.also_newly_allowed);
     match exec::run_sql(&session, &sql, &mut printer).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => answered(&session),
         Err(error) => fail(1, &error),
     }
 }

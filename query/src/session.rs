@@ -1,9 +1,9 @@
-//! The one session setup every flowsql command shares: the store opened and checked, its tables
-//! (`flows`, `lost_events`) registered over exactly the prefixes the time range needs, and the
-//! forensics functions.
+//! The one session setup every flowsql (and flowstore) command shares: the store opened and
+//! checked, its tables (`flows`, `lost_events`, `flows_hourly`) registered, the forensics
+//! functions, and the damaged-store policy (`table::damage`).
 //!
-//! Time pruning: `--since/--until` become a `time` filter over each table, and every `time`
-//! predicate (those and the SQL's) reaches [`TimePartitionedTable`], which lists only the
+//! Time pruning: `--since/--until` become a `time` filter over each recorded table, and every
+//! `time` predicate (those and the SQL's) reaches the tables (`table`), which list only the
 //! `date=…/hour=…` prefixes they allow; a file of another hour is never listed nor opened.
 
 use std::sync::Arc;
@@ -12,10 +12,12 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{col, lit, DataFrame, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
+use flow_schema::layout::Dataset;
 use flow_schema::store::{Location, Patience, Store, StoreError};
 use flow_schema::Table;
 
-use crate::table::{sorts_by_time, TimePartitionedTable};
+use crate::table::damage::DamageLog;
+use crate::table::{sorts_by_time, RecordedTable, RollupTable, StoreReader};
 use crate::timerange::TimeRange;
 use crate::udf;
 
@@ -43,12 +45,43 @@ pub struct FlowSession {
     pub ctx: SessionContext,
     pub store: Store,
     pub range: TimeRange,
+    /// What every table reads through (the catalog, the damage log).
+    pub reader: Arc<StoreReader>,
+}
+
+/// How a session treats the store.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions {
+    /// The tool named in warnings (`flowsql`, `flowstore`).
+    pub tool: &'static str,
+    /// `--strict-store`: a damaged object fails the query instead of being left out.
+    pub strict_store: bool,
+}
+
+impl ReadOptions {
+    pub const FLOWSQL: ReadOptions = ReadOptions {
+        tool: "flowsql",
+        strict_store: false,
+    };
 }
 
 impl FlowSession {
-    pub async fn open(store_url: &str, range: TimeRange) -> Result<FlowSession, SessionError> {
+    pub async fn open(
+        store_url: &str,
+        range: TimeRange,
+        options: ReadOptions,
+    ) -> Result<FlowSession, SessionError> {
         let store = Store::open(store_url, &Patience::INTERACTIVE)?;
         check_reachable(&store).await?;
+        Self::with_store(store, range, options).await
+    }
+
+    /// A session over an opened store (flowstore opens it with its own patience).
+    pub async fn with_store(
+        store: Store,
+        range: TimeRange,
+        options: ReadOptions,
+    ) -> Result<FlowSession, SessionError> {
         let mut config = SessionConfig::from_env()
             .map_err(SessionError::Config)?
             .with_information_schema(true);
@@ -69,11 +102,27 @@ impl FlowSession {
         for function in udf::all() {
             ctx.register_udf(function);
         }
-        let session = FlowSession { ctx, store, range };
+        let damage = DamageLog::new(options.tool, options.strict_store);
+        let reader = Arc::new(StoreReader::new(store.clone(), damage));
+        let session = FlowSession {
+            ctx,
+            store,
+            range,
+            reader,
+        };
         for table in Table::ALL {
             session.register(table)?;
         }
+        session.ctx.register_table(
+            Dataset::FlowsHourly.name(),
+            Arc::new(RollupTable::new(Arc::clone(&session.reader))),
+        )?;
         Ok(session)
+    }
+
+    /// Objects the session had to leave out of its answers (a partial answer: exit 1).
+    pub fn damaged(&self) -> bool {
+        !self.reader.damage.is_empty()
     }
 
     /// `plan` ready to run, with DataFusion's per-file statistics collected only if it sorts by
@@ -91,7 +140,7 @@ impl FlowSession {
     }
 
     fn register(&self, table: Table) -> Result<(), DataFusionError> {
-        let provider = Arc::new(TimePartitionedTable::new(table, self.store.clone()));
+        let provider = Arc::new(RecordedTable::new(Arc::clone(&self.reader), table));
         if self.range.is_unbounded() {
             self.ctx.register_table(table.name(), provider)?;
             return Ok(());

@@ -1,14 +1,19 @@
 //! The one flow schema, its Hubble JSON mapping, and the store layout.
 //!
-//! Both binaries depend on this crate and nothing else defines a column name, a partition path
-//! or a metadata key: `flowrec` writes through [`layout`] and `flowsql` reads through it.
+//! Every binary depends on this crate and nothing else defines a column name, a partition path,
+//! a metadata key or how a data file is written: `flowrec` writes through [`layout`] and
+//! [`writer`], `flowsql` reads through [`catalog`], and `flowstore` (compaction, retention,
+//! rollups) does both with the same pieces.
 
+pub mod catalog;
 pub mod hubble;
 pub mod layout;
+pub mod rollup;
 pub mod schema;
 pub mod store;
 pub mod table;
 pub mod units;
+pub mod writer;
 
 pub use schema::{flow_schema, lost_events_schema, CaptureSource, Table, SCHEMA_VERSION};
 

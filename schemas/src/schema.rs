@@ -13,11 +13,20 @@
 //!   the number; an unknown number is kept as its decimal string so nothing is lost.
 //! - Labels and name lists are `list<utf8>`; policies are `list<struct>`.
 //!
-//! Changing a column's name or type is a schema version bump ([`SCHEMA_VERSION`]); adding a
-//! nullable column at the end is not (readers fill it with NULL for older files).
+//! Versions (the rules, also in ARCHITECTURE.md):
+//! - Without a new version: column documentation, writer properties (compression, statistics,
+//!   bloom filters, row groups), new footer metadata keys.
+//! - A new schema version ([`SCHEMA_VERSION`] + 1), same layout: adding a nullable column.
+//!   Files of every version live side by side; readers read them as the newest schema (a
+//!   column an older file lacks is NULL, [`conform`]); compaction rewrites them as the
+//!   newest; a spool segment of an older recorder ships as the newest.
+//! - A new layout version (`flows/v2`, `layout::LAYOUT_VERSION`): removing, renaming or
+//!   retyping a column, or making one non-nullable. Readers refuse files of a version newer
+//!   than theirs (they cannot know what it changed).
 
 use std::sync::{Arc, OnceLock};
 
+use arrow::array::{new_null_array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// Version of the flow schema, written in every file's key-value metadata
@@ -445,6 +454,65 @@ impl Table {
     }
 }
 
+/// Why rows cannot be read as rows of a schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConformError {
+    #[error("column {0} is missing and cannot be NULL")]
+    MissingRequired(String),
+    #[error("column {name} is {found}, expected {expected}")]
+    WrongType {
+        name: String,
+        found: String,
+        expected: String,
+    },
+    #[error("column {0} is not in this version's schema (rows of a newer version)")]
+    Unknown(String),
+}
+
+/// `batch` as rows of `target`: columns matched by name, a nullable column the batch lacks
+/// (added in a later schema version) filled with NULL. A column the target does not know, or
+/// of another type, is refused: those are changes the rules above do not allow within a layout.
+pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, ConformError> {
+    let schema = batch.schema();
+    if schema.fields() == target.fields() {
+        return Ok(batch.clone());
+    }
+    if let Some(unknown) = schema
+        .fields()
+        .iter()
+        .find(|f| target.field_with_name(f.name()).is_err())
+    {
+        return Err(ConformError::Unknown(unknown.name().clone()));
+    }
+    let columns = target
+        .fields()
+        .iter()
+        .map(|field| match schema.index_of(field.name()) {
+            Ok(index) => {
+                let column = batch.column(index);
+                if column.data_type().equals_datatype(field.data_type()) {
+                    Ok(Arc::clone(column))
+                } else {
+                    Err(ConformError::WrongType {
+                        name: field.name().clone(),
+                        found: column.data_type().to_string(),
+                        expected: field.data_type().to_string(),
+                    })
+                }
+            }
+            Err(_) if field.is_nullable() => {
+                Ok(new_null_array(field.data_type(), batch.num_rows()))
+            }
+            Err(_) => Err(ConformError::MissingRequired(field.name().clone())),
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| ConformError::WrongType {
+        name: "(batch)".into(),
+        found: e.to_string(),
+        expected: "a valid batch".into(),
+    })
+}
+
 /// Columns written with a Parquet bloom filter: the point lookups of an investigation
 /// ("everything to or from this IP", "this pod").
 pub const BLOOM_FILTER_COLUMNS: &[&str] = &[
@@ -480,6 +548,45 @@ mod tests {
                 "time is the sort key and comes first"
             );
         }
+    }
+
+    #[test]
+    fn older_rows_conform_with_nulls_and_newer_ones_are_refused() {
+        use arrow::array::{Array, Int32Array, TimestampNanosecondArray};
+        let time = Field::new("time", timestamp_ns(), false);
+        let v1 = Arc::new(Schema::new(vec![
+            time.clone(),
+            Field::new("a", DataType::Int32, true),
+        ]));
+        let v2 = Arc::new(Schema::new(vec![
+            time.clone(),
+            Field::new("a", DataType::Int32, true),
+            Field::new("added_in_v2", dict(), true),
+        ]));
+        let old = RecordBatch::try_new(
+            v1.clone(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2]).with_timezone("UTC")),
+                Arc::new(Int32Array::from(vec![7, 8])),
+            ],
+        )
+        .unwrap();
+        let read = conform(&old, &v2).unwrap();
+        assert_eq!(read.schema(), v2);
+        assert_eq!(read.column(2).null_count(), 2);
+        assert_eq!(read.column(1).as_ref(), old.column(1).as_ref());
+        assert_eq!(
+            conform(&read, &v1).unwrap_err(),
+            ConformError::Unknown("added_in_v2".into())
+        );
+        let retyped = Arc::new(Schema::new(vec![
+            time,
+            Field::new("a", DataType::Utf8, true),
+        ]));
+        assert!(matches!(
+            conform(&old, &retyped),
+            Err(ConformError::WrongType { .. })
+        ));
     }
 
     #[test]

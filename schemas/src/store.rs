@@ -207,6 +207,26 @@ impl Store {
         path
     }
 
+    /// The full URL of an object (for messages: `s3://bucket/key`, `file:///path`).
+    pub fn url_of(&self, path: &Path) -> String {
+        match &self.location {
+            Location::Local(_) => format!("file:///{}", path.as_ref()),
+            Location::S3 { bucket, .. } => format!("s3://{bucket}/{}", path.as_ref()),
+        }
+    }
+
+    /// An object's key relative to the store root (what `layout` produces).
+    pub fn key_of<'a>(&self, path: &'a Path) -> &'a str {
+        let full = path.as_ref();
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            return full;
+        }
+        full.strip_prefix(root)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(full)
+    }
+
     /// The URL of the object store itself (`s3://bucket` or `file:///`), for registering it with
     /// a query engine.
     pub fn object_store_url(&self) -> String {

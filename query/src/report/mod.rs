@@ -86,7 +86,7 @@ enum ReportError {
 
 pub async fn run(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> ExitCode {
     match report(cli, args, now).await {
-        Ok(report) if report.passed => ExitCode::SUCCESS,
+        Ok(report) if report.passed && report.skipped_objects.is_empty() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(error) => {
             eprintln!("flowsql: error: {}", crate::error_chain(&error));
@@ -105,7 +105,7 @@ async fn report(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> Result<Repo
     let since = cli.since.as_deref().or(spec.since.as_deref());
     let until = cli.until.as_deref().or(spec.until.as_deref());
     let range = TimeRange::parse(since, until, now)?;
-    let session = FlowSession::open(&cli.store, range).await?;
+    let session = FlowSession::open(&cli.store, range, cli.read_options()).await?;
     let check_error = |check: String, cause: String| ReportError::Check {
         file: file.clone(),
         check,
@@ -153,6 +153,13 @@ async fn report(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> Result<Repo
         passed: results.iter().all(|r| r.passed),
         checks: results,
         overview,
+        skipped_objects: session
+            .reader
+            .damage
+            .met()
+            .into_iter()
+            .map(|d| format!("{}: {}", d.url, d.reason))
+            .collect(),
     };
     let outputs = [
         (&args.html, report.html()),
@@ -164,6 +171,12 @@ async fn report(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> Result<Repo
             write_output(target, content.into_bytes()).await?;
             eprintln!("flowsql: wrote {target}");
         }
+    }
+    if !report.skipped_objects.is_empty() {
+        println!(
+            "INCOMPLETE: {} store object(s) left out (see the warnings above)",
+            report.skipped_objects.len()
+        );
     }
     println!(
         "{}: {} of {} checks passed",

@@ -14,6 +14,8 @@ pub struct Report {
     pub passed: bool,
     pub checks: Vec<CheckResult>,
     pub overview: Overview,
+    /// Store objects the report had to leave out (damaged, foreign): its answers are partial.
+    pub skipped_objects: Vec<String>,
 }
 
 impl Report {
@@ -37,6 +39,7 @@ impl Report {
             self.checks.len() - self.failed(),
             self.checks.len()
         );
+        md = self.skipped_markdown() + &md;
         for c in &self.checks {
             md.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
@@ -69,6 +72,21 @@ impl Report {
             }
         }
         md
+    }
+
+    /// The warning a partial report opens with (nothing when nothing was skipped).
+    fn skipped_markdown(&self) -> String {
+        if self.skipped_objects.is_empty() {
+            return String::new();
+        }
+        let mut md = format!(
+            "> **Partial answer**: {} store object(s) could not be read and were left out:\n",
+            self.skipped_objects.len()
+        );
+        for object in &self.skipped_objects {
+            md.push_str(&format!("> - {}\n", cell(object)));
+        }
+        md + "\n"
     }
 
     pub fn html(&self) -> String {
@@ -104,6 +122,16 @@ code {{ background: #f3f3f3; padding: 1px 4px; }}
             passed = self.checks.len() - self.failed(),
             total = self.checks.len(),
         );
+        if !self.skipped_objects.is_empty() {
+            html.push_str(&format!(
+                "</table>\n<p id=\"skipped\"><strong>Partial answer</strong>: {} store object(s) could not be read and were left out:</p><ul>{}</ul>\n<table>",
+                self.skipped_objects.len(),
+                self.skipped_objects
+                    .iter()
+                    .map(|o| format!("<li><code>{}</code></li>", escape(o)))
+                    .collect::<String>()
+            ));
+        }
         for c in &self.checks {
             html.push_str(&format!(
                 r##"<tr><td><a href="#{anchor}">{name}</a></td><td>{kind}</td><td class="result-{class}">{result}</td><td>{detail}</td></tr>

@@ -1,0 +1,285 @@
+//! Footers: fetched in parallel (one ranged read per file when the footer and page index fit
+//! in it), decoded on every core, checked against the table, and put into DataFusion's file
+//! metadata cache, so that opening a file to read its rows costs no second footer request.
+//! Reading many small files then costs little per file, and nothing per file while planning
+//! beyond the row count and time range taken from the footer.
+//!
+//! A file that is not a readable Parquet file of the table becomes a [`Damage`] with its
+//! reason; a store that cannot be read (network, permissions) is an error. The Parquet footer
+//! decoder is run under `catch_unwind`: a garbage footer must be a damaged object, not a crash
+//! (the decoder's arithmetic overflows on some inputs).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::datasource::physical_plan::parquet::CachedParquetMetaData;
+use datafusion::execution::cache::cache_manager::{CachedFileMetadataEntry, FileMetadataCache};
+use flow_schema::writer::FooterInfo;
+use futures::StreamExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use parquet::arrow::parquet_to_arrow_schema;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+
+use crate::guard::quietly;
+
+/// First read from the end of a file: the footer and the page index of a flows file with a
+/// few row groups fit (a 114-column footer is ~20-40 KiB).
+const FOOTER_HINT: u64 = 128 * 1024;
+
+/// What a table expects of its files.
+#[derive(Debug)]
+pub struct Expectation {
+    /// The table's columns as files store them (before any read-time type change).
+    pub schema: SchemaRef,
+    /// The newest schema version this build knows.
+    pub version: u32,
+}
+
+/// What planning needs of a readable file.
+#[derive(Debug, Clone)]
+pub struct Footer {
+    pub meta: ObjectMeta,
+    pub rows: u64,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+}
+
+/// Loads the footers of `files`: each a [`Footer`] or the reason it cannot be read as the
+/// table. Errors only when the store itself fails.
+pub async fn load(
+    store: Arc<dyn ObjectStore>,
+    cache: Arc<FileMetadataCache>,
+    files: Vec<ObjectMeta>,
+    expect: Arc<Expectation>,
+    concurrency: usize,
+) -> Result<Vec<Result<Footer, (ObjectMeta, String)>>, object_store::Error> {
+    // One task per file, so decoding runs on every runtime thread.
+    let tasks = files.into_iter().map(|meta| {
+        let (store, cache, expect) = (Arc::clone(&store), Arc::clone(&cache), Arc::clone(&expect));
+        tokio::spawn(async move {
+            let metadata = match cached(&cache, &meta) {
+                Some(metadata) => metadata,
+                None => match fetch(store.as_ref(), &meta).await? {
+                    Ok(metadata) => {
+                        let entry = CachedFileMetadataEntry::new(
+                            meta.clone(),
+                            Arc::new(CachedParquetMetaData::new(Arc::clone(&metadata))),
+                        );
+                        cache.put(&meta.location, entry);
+                        metadata
+                    }
+                    Err(reason) => return Ok(Err((meta, reason))),
+                },
+            };
+            Ok::<_, object_store::Error>(match check(&metadata, &expect) {
+                Ok(info) => Ok(Footer {
+                    rows: metadata.file_metadata().num_rows().max(0) as u64,
+                    min_time: info.min_time,
+                    max_time: info.max_time,
+                    meta,
+                }),
+                Err(reason) => Err((meta, reason)),
+            })
+        })
+    });
+    let results: Vec<_> = futures::stream::iter(tasks)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut footers = Vec::with_capacity(results.len());
+    for joined in results {
+        match joined {
+            Ok(result) => footers.push(result?),
+            Err(join) => {
+                return Err(object_store::Error::Generic {
+                    store: "footer",
+                    source: Box::new(join),
+                })
+            }
+        }
+    }
+    // Back in the order of the listing (buffer_unordered finishes in any order).
+    footers.sort_by(|a, b| location(a).cmp(location(b)));
+    Ok(footers)
+}
+
+fn location(result: &Result<Footer, (ObjectMeta, String)>) -> &object_store::path::Path {
+    match result {
+        Ok(footer) => &footer.meta.location,
+        Err((meta, _)) => &meta.location,
+    }
+}
+
+fn cached(cache: &Arc<FileMetadataCache>, meta: &ObjectMeta) -> Option<Arc<ParquetMetaData>> {
+    let entry = cache.get(&meta.location)?;
+    if !entry.is_valid_for(meta) {
+        return None;
+    }
+    let cached = entry
+        .file_metadata
+        .as_any()
+        .downcast_ref::<CachedParquetMetaData>()?;
+    Some(Arc::clone(cached.parquet_metadata()))
+}
+
+/// Reads and decodes a footer (with the page index when present). `Ok(Err(reason))`: the
+/// object is not a readable Parquet file.
+pub async fn fetch(
+    store: &dyn ObjectStore,
+    meta: &ObjectMeta,
+) -> Result<Result<Arc<ParquetMetaData>, String>, object_store::Error> {
+    let size = meta.size;
+    if size == 0 {
+        return Ok(Err("empty object (0 bytes)".into()));
+    }
+    if size < 12 {
+        return Ok(Err(format!("{size} bytes: too short to be a Parquet file")));
+    }
+    let mut start = size.saturating_sub(FOOTER_HINT);
+    let mut bytes = store.get_range(&meta.location, start..size).await?;
+    if &bytes[bytes.len() - 4..] != b"PAR1" {
+        return Ok(Err(
+            "not a Parquet file (no PAR1 at its end: truncated or garbage)".into(),
+        ));
+    }
+    let footer_len = u32::from_le_bytes(
+        bytes[bytes.len() - 8..bytes.len() - 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    if u64::from(footer_len) + 8 > size {
+        return Ok(Err(format!(
+            "its footer claims {footer_len} bytes, more than the object holds ({size}): truncated or garbage"
+        )));
+    }
+    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+    for _ in 0..3 {
+        let parsed = quietly(|| reader.try_parse_sized(&bytes, size));
+        match parsed {
+            Some(Ok(())) => {
+                return Ok(match quietly(|| reader.finish()) {
+                    Some(Ok(metadata)) => Ok(Arc::new(metadata)),
+                    Some(Err(error)) => Err(format!("unreadable footer: {error}")),
+                    None => Err("unreadable footer (the decoder failed on it)".into()),
+                })
+            }
+            Some(Err(ParquetError::NeedMoreData(needed)))
+                if (needed as u64) <= size && (needed as u64) > size - start =>
+            {
+                start = size - needed as u64;
+                bytes = fetch_range(store, meta, start, size).await?;
+                if reader.has_metadata() {
+                    let read = quietly(|| reader.read_page_indexes_sized(&bytes, size));
+                    return Ok(match read.map(|r| r.and_then(|_| reader.finish())) {
+                        Some(Ok(metadata)) => Ok(Arc::new(metadata)),
+                        Some(Err(error)) => Err(format!("unreadable page index: {error}")),
+                        None => Err("unreadable page index (the decoder failed on it)".into()),
+                    });
+                }
+            }
+            Some(Err(error)) => return Ok(Err(format!("unreadable footer: {error}"))),
+            None => return Ok(Err("unreadable footer (the decoder failed on it)".into())),
+        }
+    }
+    Ok(Err("unreadable footer (it never decoded)".into()))
+}
+
+async fn fetch_range(
+    store: &dyn ObjectStore,
+    meta: &ObjectMeta,
+    start: u64,
+    end: u64,
+) -> Result<Bytes, object_store::Error> {
+    store.get_range(&meta.location, start..end).await
+}
+
+/// Whether a decoded footer is a file of the expected table: ours (it says its schema
+/// version), not newer than this build, with columns the table has, of the same types.
+fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterInfo, String> {
+    let file = metadata.file_metadata();
+    let info = FooterInfo::from_key_values(file.key_value_metadata())
+        .ok_or("not a flowsql store file (no flowsql.schema_version in its footer)")?;
+    if info.schema_version > expect.version {
+        return Err(format!(
+            "schema version {} is newer than this build reads (up to {}): upgrade to read it",
+            info.schema_version, expect.version
+        ));
+    }
+    let schema =
+        quietly(|| parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()))
+            .ok_or("unreadable schema")?
+            .map_err(|e| format!("unreadable schema: {e}"))?;
+    for field in schema.fields() {
+        let Ok(expected) = expect.schema.field_with_name(field.name()) else {
+            return Err(format!(
+                "column {} is not a column of this table",
+                field.name()
+            ));
+        };
+        if !same_type(field.data_type(), expected.data_type()) {
+            return Err(format!(
+                "column {} is {}, this table stores {}",
+                field.name(),
+                field.data_type(),
+                expected.data_type()
+            ));
+        }
+    }
+    let time = expect.schema.field(0).name();
+    if schema.field_with_name(time).is_err() {
+        return Err(format!("no {time} column"));
+    }
+    Ok(info)
+}
+
+/// Equal types, counting a string read as a view and a plain one as the same.
+fn same_type(file: &DataType, table: &DataType) -> bool {
+    let stringy =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8);
+    file.equals_datatype(table) || (stringy(file) && stringy(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::PutPayload;
+
+    async fn put(store: &InMemory, name: &str, bytes: Vec<u8>) -> ObjectMeta {
+        let path = Path::from(name);
+        store.put(&path, PutPayload::from(bytes)).await.unwrap();
+        store.head(&path).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn damaged_objects_get_a_reason_never_a_panic() {
+        let store = InMemory::new();
+        // A plausible footer length over random bytes: the decoder itself meets the garbage.
+        let mut garbage = b"PAR1".to_vec();
+        garbage.extend((0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8));
+        garbage.extend(1000u32.to_le_bytes());
+        garbage.extend(b"PAR1");
+        let mut claims_too_much = b"PAR1xxxxxxxx".to_vec();
+        claims_too_much.extend(1_000_000u32.to_le_bytes());
+        claims_too_much.extend(b"PAR1");
+        let cases = [
+            ("empty", Vec::new(), "empty object"),
+            ("short", b"PAR1".to_vec(), "too short"),
+            (
+                "text",
+                b"hello, this is not parquet at all".to_vec(),
+                "no PAR1",
+            ),
+            ("garbage", garbage, "unreadable footer"),
+            ("too-long-footer", claims_too_much, "truncated or garbage"),
+        ];
+        for (name, bytes, expected) in cases {
+            let meta = put(&store, name, bytes).await;
+            let reason = fetch(&store, &meta).await.unwrap().unwrap_err();
+            assert!(reason.contains(expected), "{name}: {reason}");
+        }
+    }
+}

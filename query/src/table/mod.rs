@@ -1,0 +1,505 @@
+//! The store's tables, as DataFusion sees them. Each scan asks the catalog
+//! (`flow_schema::catalog`) which files are visible in the hours the query's time predicates
+//! reach, loads their footers (in parallel, cached for the read that follows), leaves out the
+//! files whose time range misses the query, and hands DataFusion exactly those files with
+//! their row counts and time ranges. Nothing is listed twice and nothing outside the
+//! visibility rule is ever read, so a compaction running meanwhile cannot show a row twice.
+//!
+//! - [`RecordedTable`]: `flows` and `lost_events`, over the raw hours.
+//! - [`RollupTable`]: `flows_hourly`, the newest rollup of each hour.
+//! - [`PinnedTable`]: exactly the files it was given (a compaction's outputs to roll up, the
+//!   rollups the hourly summary found exact).
+//!
+//! Every filter is reported `Inexact`, so DataFusion still applies it: the partitions and time
+//! ranges only ever narrow what is read.
+
+pub mod bounds;
+pub mod choices;
+pub mod damage;
+pub mod footers;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
+use datafusion::common::{ColumnStatistics, Statistics};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::create_ordering;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::TableProviderFilterPushDown;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{col, Expr};
+use datafusion::scalar::ScalarValue;
+use flow_schema::catalog::{Catalog, CONCURRENCY};
+use flow_schema::layout::Dataset;
+use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
+use flow_schema::store::Store;
+use flow_schema::{Table, SCHEMA_VERSION};
+use object_store::ObjectMeta;
+
+pub use bounds::{time_bounds, Bounds};
+pub use choices::{sorts_by_time, worth_pushing_down};
+use damage::{Damage, DamageLog};
+use footers::{Expectation, Footer};
+
+/// Above this many time-ordered file groups, a sort by time reads the files unordered and
+/// sorts (each group is a stream the merge keeps open).
+const MAX_ORDERED_GROUPS: usize = 128;
+
+/// What every table of a session shares: the store, its catalog and the damage log.
+#[derive(Debug)]
+pub struct StoreReader {
+    pub store: Store,
+    pub catalog: Catalog,
+    pub damage: DamageLog,
+}
+
+impl StoreReader {
+    pub fn new(store: Store, damage: DamageLog) -> StoreReader {
+        StoreReader {
+            catalog: Catalog::new(store.clone()),
+            store,
+            damage,
+        }
+    }
+
+    fn report(&self, meta: &ObjectMeta, reason: String) -> Result<()> {
+        self.damage
+            .report(Damage {
+                url: self.store.url_of(&meta.location),
+                reason,
+            })
+            .map_err(|e| DataFusionError::External(Box::new(e)))
+    }
+
+    /// Plans a scan of `files` (rows of `shape`), leaving out the damaged ones (reported) and
+    /// those whose time range misses `bounds`.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan_files(
+        &self,
+        state: &dyn Session,
+        shape: &Shape,
+        files: Vec<ObjectMeta>,
+        bounds: Bounds,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
+        let footers = footers::load(
+            Arc::clone(&self.store.object_store),
+            cache,
+            files,
+            Arc::clone(&shape.expect),
+            CONCURRENCY,
+        )
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let mut kept = Vec::with_capacity(footers.len());
+        for footer in footers {
+            match footer {
+                Ok(footer) if bounds.meets(footer.min_time, footer.max_time) => kept.push(footer),
+                Ok(_) => {}
+                Err((meta, reason)) => self.report(&meta, reason)?,
+            }
+        }
+        if kept.is_empty() {
+            let schema = datafusion::physical_plan::project_schema(&shape.schema, projection)?;
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        kept.sort_by_key(|f| (f.min_time, f.meta.location.clone()));
+        let config = shape.scan_config(state, &self.store, kept, projection, filters, limit)?;
+        shape
+            .format(state, filters)
+            .create_physical_plan(state, config)
+            .await
+    }
+}
+
+/// What a table's rows look like to the scan: its schema, its sort column, what its files
+/// must be.
+#[derive(Debug)]
+struct Shape {
+    /// As DataFusion reads it (strings as views).
+    schema: SchemaRef,
+    /// The first column: every file is sorted by it.
+    sort_column: String,
+    expect: Arc<Expectation>,
+}
+
+impl Shape {
+    fn new(stored: SchemaRef, version: u32) -> Shape {
+        Shape {
+            schema: string_views(&stored),
+            sort_column: stored.field(0).name().clone(),
+            expect: Arc::new(Expectation {
+                schema: stored,
+                version,
+            }),
+        }
+    }
+
+    fn format(&self, state: &dyn Session, filters: &[Expr]) -> ParquetFormat {
+        // The session's Parquet options (SET datafusion.execution.parquet.… still applies), with
+        // filter pushdown decided for this scan.
+        let mut parquet = TableParquetOptions {
+            global: state.config_options().execution.parquet.clone(),
+            ..Default::default()
+        };
+        parquet.global.pushdown_filters |= worth_pushing_down(filters);
+        ParquetFormat::default().with_options(parquet)
+    }
+
+    fn scan_config(
+        &self,
+        state: &dyn Session,
+        store: &Store,
+        files: Vec<Footer>,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<FileScanConfig> {
+        let sort_index = 0;
+        let total_rows: u64 = files.iter().map(|f| f.rows).sum();
+        let total_bytes: u64 = files.iter().map(|f| f.meta.size).sum();
+        let (min, max) = (
+            files.iter().filter_map(|f| f.min_time).min(),
+            files.iter().filter_map(|f| f.max_time).max(),
+        );
+        let time_type = self.schema.field(sort_index).data_type().clone();
+        let statistics = |rows: u64, bytes: u64, min: Option<i64>, max: Option<i64>| {
+            let mut stats = Statistics::new_unknown(&self.schema);
+            stats.num_rows = Precision::Exact(rows as usize);
+            stats.total_byte_size = Precision::Inexact(bytes as usize);
+            stats.column_statistics[sort_index] = ColumnStatistics {
+                min_value: timestamp(min, &time_type),
+                max_value: timestamp(max, &time_type),
+                null_count: Precision::Exact(0),
+                ..ColumnStatistics::new_unknown()
+            };
+            stats
+        };
+        let partitioned: Vec<PartitionedFile> = files
+            .iter()
+            .map(|footer| {
+                PartitionedFile::new_from_meta(footer.meta.clone()).with_statistics(Arc::new(
+                    statistics(
+                        footer.rows,
+                        footer.meta.size,
+                        footer.min_time,
+                        footer.max_time,
+                    ),
+                ))
+            })
+            .collect();
+        let ordering = create_ordering(
+            &self.schema,
+            &[vec![col(self.sort_column.as_str()).sort(true, false)]],
+        )?;
+        let target = state.config().target_partitions().max(1);
+        let all = FileGroup::new(partitioned);
+        // A statement sorted by time (it asked for statistics, `FlowSession::frame`): groups
+        // of non-overlapping files in time order, which DataFusion merges without sorting.
+        let ordered = state
+            .config()
+            .collect_statistics()
+            .then(|| {
+                FileScanConfig::split_groups_by_statistics_with_target_partitions(
+                    &self.schema,
+                    std::slice::from_ref(&all),
+                    ordering.first()?,
+                    target,
+                )
+                .ok()
+            })
+            .flatten()
+            .filter(|groups| groups.len() <= MAX_ORDERED_GROUPS.max(target));
+        let groups = match ordered {
+            Some(groups) => groups,
+            // Files in time order, cut into contiguous groups: still ordered when they do not
+            // overlap (compacted hours), and DataFusion checks that before relying on it.
+            None => all.split_files(target),
+        };
+        let url = ObjectStoreUrl::parse(store.object_store_url())?;
+        let source = self
+            .format(state, filters)
+            .file_source(TableSchema::from(Arc::clone(&self.schema)));
+        Ok(FileScanConfigBuilder::new(url, source)
+            .with_file_groups(groups)
+            .with_statistics(statistics(total_rows, total_bytes, min, max))
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .with_output_ordering(ordering)
+            .build())
+    }
+}
+
+fn timestamp(ns: Option<i64>, data_type: &DataType) -> Precision<ScalarValue> {
+    match (ns, data_type) {
+        (Some(ns), DataType::Timestamp(_, tz)) => {
+            Precision::Exact(ScalarValue::TimestampNanosecond(Some(ns), tz.clone()))
+        }
+        _ => Precision::Absent,
+    }
+}
+
+fn filters_inexact(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
+    vec![TableProviderFilterPushDown::Inexact; filters.len()]
+}
+
+/// `flows` or `lost_events`: the visible files of the hours the query reaches.
+#[derive(Debug)]
+pub struct RecordedTable {
+    reader: Arc<StoreReader>,
+    table: Table,
+    shape: Shape,
+}
+
+impl RecordedTable {
+    pub fn new(reader: Arc<StoreReader>, table: Table) -> Self {
+        Self::with_schema(reader, table, table.schema(), SCHEMA_VERSION)
+    }
+
+    /// A table whose newest schema is `schema` (version `version`): how a build that knows a
+    /// later schema version reads every older file (tested with a hand-made version 2).
+    pub fn with_schema(
+        reader: Arc<StoreReader>,
+        table: Table,
+        schema: SchemaRef,
+        version: u32,
+    ) -> Self {
+        RecordedTable {
+            reader,
+            table,
+            shape: Shape::new(schema, version),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for RecordedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.shape.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters_inexact(filters))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = time_bounds(filters, &self.shape.sort_column);
+        let reader = &self.reader;
+        let mut files = Vec::new();
+        if !bounds.is_empty() {
+            let retention = reader.catalog.retention().await.map_err(external)?;
+            let views = reader
+                .catalog
+                .views(
+                    Dataset::from(self.table),
+                    bounds.since,
+                    bounds.until,
+                    &retention,
+                )
+                .await
+                .map_err(external)?;
+            for view in views {
+                for meta in &view.foreign {
+                    reader.report(meta, "not a name flowrec or flowstore writes".into())?;
+                }
+                files.extend(view.live);
+            }
+        }
+        reader
+            .scan_files(
+                state,
+                &self.shape,
+                files,
+                bounds,
+                projection,
+                filters,
+                limit,
+            )
+            .await
+    }
+}
+
+/// `flows_hourly`: the newest rollup of each hour the query reaches.
+#[derive(Debug)]
+pub struct RollupTable {
+    reader: Arc<StoreReader>,
+    shape: Shape,
+}
+
+impl RollupTable {
+    pub fn new(reader: Arc<StoreReader>) -> Self {
+        RollupTable {
+            reader,
+            shape: Shape::new(rollup_schema(), ROLLUP_SCHEMA_VERSION),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for RollupTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.shape.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters_inexact(filters))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = time_bounds(filters, &self.shape.sort_column);
+        let reader = &self.reader;
+        let mut files = Vec::new();
+        if !bounds.is_empty() {
+            let retention = reader.catalog.retention().await.map_err(external)?;
+            let views = reader
+                .catalog
+                .rollup_views(bounds.since, bounds.until, &retention)
+                .await
+                .map_err(external)?;
+            for view in views {
+                for meta in &view.foreign {
+                    reader.report(meta, "not a name flowstore writes".into())?;
+                }
+                files.extend(view.latest().map(|(_, meta)| meta.clone()));
+            }
+        }
+        reader
+            .scan_files(
+                state,
+                &self.shape,
+                files,
+                bounds,
+                projection,
+                filters,
+                limit,
+            )
+            .await
+    }
+}
+
+/// Exactly the files it was given.
+#[derive(Debug)]
+pub struct PinnedTable {
+    reader: Arc<StoreReader>,
+    shape: Shape,
+    files: Vec<ObjectMeta>,
+}
+
+impl PinnedTable {
+    /// Rows of `schema` (version `version`) from `files`.
+    pub fn new(
+        reader: Arc<StoreReader>,
+        schema: SchemaRef,
+        version: u32,
+        files: Vec<ObjectMeta>,
+    ) -> Self {
+        PinnedTable {
+            reader,
+            shape: Shape::new(schema, version),
+            files,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for PinnedTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.shape.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters_inexact(filters))
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let bounds = time_bounds(filters, &self.shape.sort_column);
+        let files = if bounds.is_empty() {
+            Vec::new()
+        } else {
+            self.files.clone()
+        };
+        self.reader
+            .scan_files(
+                state,
+                &self.shape,
+                files,
+                bounds,
+                projection,
+                filters,
+                limit,
+            )
+            .await
+    }
+}
+
+fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+/// The table schema with its string columns as `Utf8View`: the Parquet reader produces views
+/// directly (no copy into contiguous buffers, then no cast back), and grouping and comparing
+/// views is cheaper. Lists and dictionaries keep their types.
+fn string_views(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
