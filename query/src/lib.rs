@@ -9,6 +9,8 @@
 pub mod cli;
 pub mod exec;
 pub mod guard;
+pub mod hourly;
+pub mod maintenance;
 pub mod print;
 pub mod regressions;
 pub mod repl;
@@ -160,7 +162,12 @@ async fn regressions(
         Ok(printer) => printer,
         Err(error) => return fail(2, &error),
     };
-    let sql = regressions::sql(&periods, args.also_newly_allowed);
+    let (b0, b1) = periods.baseline;
+    let baseline = match hourly::relation(&session, "baseline", b0, b1).await {
+        Ok(baseline) => baseline,
+        Err(error) => return fail(1, &error),
+    };
+    let sql = regressions::sql(&periods, args.also_newly_allowed, &baseline);
     match exec::run_sql(&session, &sql, &mut printer).await {
         Ok(()) => answered(&session),
         Err(error) => fail(1, &error),

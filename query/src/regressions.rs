@@ -5,9 +5,13 @@
 //! an example flow. `--also-newly-allowed` adds the reverse (denied before, allowed now).
 //!
 //! Pods of one workload are one connection: the workload Hubble names, else the pod name
-//! without its ReplicaSet/DaemonSet suffix, else (outside the cluster) the IP. Only requests
-//! count (`is_reply` not true), so a reply is never a reversed connection. Denied by policy:
-//! `POLICY_DENIED`, `POLICY_DENY`, `AUTH_REQUIRED`, and L7 requests the proxy dropped.
+//! without its ReplicaSet/DaemonSet suffix, else (outside the cluster) the DNS name, the
+//! reserved identity or the IP (the `peer` function, as `flows_hourly` keys them). Only
+//! requests count (`is_reply` not true), so a reply is never a reversed connection. Denied by
+//! policy: `POLICY_DENIED`, `POLICY_DENY`, `AUTH_REQUIRED`, and L7 requests the proxy dropped.
+//!
+//! The baseline is read from `flows_hourly` rollups wherever they answer exactly
+//! (`hourly::relation`), so a 30-day baseline costs 720 small files, not a month of flows.
 
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -115,44 +119,78 @@ fn range(
     Ok((from, to))
 }
 
-/// The regression query over `flows` (already limited to [`Periods::span`]). The only values
-/// spliced in are the period bounds, as integers.
-pub fn sql(periods: &Periods, also_newly_allowed: bool) -> String {
+/// The keys of a connection, over raw flows (`f`) and over rollup-shaped rows (`b`): the same
+/// values, typed alike for the join.
+const KEYS: [(&str, &str, &str); 8] = [
+    ("source_namespace", "source_namespace", "source_namespace"),
+    (
+        "source_workload",
+        "peer(source_workload, source_pod_name, source_names, source_labels, ip_source)",
+        "source_workload",
+    ),
+    ("destination_namespace", "destination_namespace", "destination_namespace"),
+    (
+        "destination_workload",
+        "peer(destination_workload, destination_pod_name, destination_names, destination_labels, ip_destination)",
+        "destination_workload",
+    ),
+    ("destination_port", "destination_port", "destination_port"),
+    ("protocol", "l4_protocol", "l4_protocol"),
+    ("http_method", "http_method", "http_method"),
+    ("http_path", "url_path(http_url)", "http_path"),
+];
+
+fn key(name: &str, expr: &str) -> String {
+    if name == "destination_port" {
+        format!("CAST(coalesce({expr}, 0) AS BIGINT) AS {name}")
+    } else {
+        format!("CAST(coalesce({expr}, '') AS VARCHAR) AS {name}")
+    }
+}
+
+/// Denied by policy: a policy drop reason, or an L7 request the proxy dropped.
+const DENIED: &str =
+    "verdict = 'DROPPED' AND (drop_reason_desc IN ('POLICY_DENIED', 'POLICY_DENY', \
+     'AUTH_REQUIRED') OR l7_protocol IS NOT NULL)";
+
+/// The regression query. The window's connections come from raw flows (first denial, example
+/// pods and uuid); the baseline's from `baseline`, rollup-shaped rows of the baseline period
+/// (`hourly::relation`: rollups where they are exact, raw flows elsewhere). The only values
+/// spliced in are the window bounds, as integers.
+pub fn sql(periods: &Periods, also_newly_allowed: bool, baseline: &str) -> String {
     let ts = |ns: i64| format!("to_timestamp_nanos({ns})");
-    let (b0, b1) = (ts(periods.baseline.0), ts(periods.baseline.1));
     let (w0, w1) = (ts(periods.window.0), ts(periods.window.1));
+    let raw_keys: Vec<String> = KEYS.iter().map(|(n, raw, _)| key(n, raw)).collect();
+    let rollup_keys: Vec<String> = KEYS.iter().map(|(n, _, rolled)| key(n, rolled)).collect();
     let mut sql = format!(
         "WITH f AS (
-  SELECT time, uuid, verdict, drop_reason_desc,
-    coalesce(source_namespace, '') AS source_namespace,
-    coalesce(source_workload,
-      regexp_replace(source_pod_name, '{REPLICA_SUFFIX}', ''),
-      ip_source, '') AS source_workload,
-    coalesce(destination_namespace, '') AS destination_namespace,
-    coalesce(destination_workload,
-      regexp_replace(destination_pod_name, '{REPLICA_SUFFIX}', ''),
-      ip_destination, '') AS destination_workload,
-    coalesce(destination_port, 0) AS destination_port,
-    coalesce(l4_protocol, '') AS protocol,
-    coalesce(http_method, '') AS http_method,
-    coalesce(url_path(http_url), '') AS http_path,
+  SELECT time, uuid, {raw_keys},
     event_type IS NOT DISTINCT FROM 5 AS policy_verdict_event,
     source_pod_name, destination_pod_name,
     policy_names(egress_denied_by, ingress_denied_by) AS denied_by,
     policy_names(egress_allowed_by, ingress_allowed_by) AS allowed_by,
-    verdict = 'FORWARDED' AS allowed,
-    verdict = 'DROPPED' AND (drop_reason_desc IN ('POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED')
-      OR l7_protocol IS NOT NULL) AS denied,
-    time >= {b0} AND time < {b1} AS in_baseline,
-    time >= {w0} AND time < {w1} AS in_window
+    coalesce(verdict = 'FORWARDED', false) AS allowed,
+    coalesce({DENIED}, false) AS denied
   FROM flows
+  WHERE is_reply IS NOT TRUE AND time >= {w0} AND time < {w1}
+),
+b AS (
+  SELECT {rollup_keys}, flows, policy_verdicts,
+    coalesce(verdict = 'FORWARDED', false) AS allowed,
+    coalesce({DENIED}, false) AS denied
+  FROM ({baseline})
   WHERE is_reply IS NOT TRUE
 )",
+        raw_keys = raw_keys.join(",\n    "),
+        rollup_keys = rollup_keys.join(",\n    "),
     );
-    let keys = "source_namespace, source_workload, destination_namespace, destination_workload, \
-                destination_port, protocol, http_method, http_path";
+    let keys = KEYS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut parts = vec![change(
-        keys,
+        &keys,
         "newly denied",
         "allowed",
         "denied",
@@ -160,7 +198,7 @@ pub fn sql(periods: &Periods, also_newly_allowed: bool) -> String {
     )];
     if also_newly_allowed {
         parts.push(change(
-            keys,
+            &keys,
             "newly allowed",
             "denied",
             "allowed",
@@ -185,15 +223,14 @@ FROM ({union}) ORDER BY first_seen, source_namespace, source_workload, destinati
     sql
 }
 
-/// A pod name's ReplicaSet / DaemonSet suffix (`-7d9f8b6c4-abcde`, `-x2k9p`), in the alphabet
-/// Kubernetes generates names from (no vowels, so `my-nginx` keeps its name).
-const REPLICA_SUFFIX: &str =
-    "(-[bcdfghjklmnpqrstvwxz2456789]{6,10})?-[bcdfghjklmnpqrstvwxz2456789]{5}$";
-
 /// Cilium reports a policy decision twice (a policy-verdict event and the drop or trace event
 /// of the packet): count the packet events, or the policy verdicts where there is nothing else.
 const FLOWS: &str = "CASE WHEN count(*) FILTER (WHERE NOT policy_verdict_event) > 0 \
      THEN count(*) FILTER (WHERE NOT policy_verdict_event) ELSE count(*) END";
+
+/// The same count over rollup rows (`flows` events, of which `policy_verdicts`).
+const ROLLUP_FLOWS: &str = "CAST(CASE WHEN sum(flows - policy_verdicts) > 0 \
+     THEN sum(flows - policy_verdicts) ELSE sum(flows) END AS BIGINT)";
 
 /// Connections that were `before` in the baseline and are `after` in the window, with the
 /// policies of `policies` in the window.
@@ -206,10 +243,9 @@ fn change(keys: &str, label: &str, before: &str, after: &str, policies: &str) ->
       first_value(source_pod_name ORDER BY time) AS example_source_pod,
       first_value(destination_pod_name ORDER BY time) AS example_destination_pod,
       first_value(uuid ORDER BY time) AS example_uuid
-    FROM f WHERE in_window AND {after} GROUP BY {keys}
+    FROM f WHERE {after} GROUP BY {keys}
   ) a JOIN (
-    SELECT {keys}, {FLOWS} AS baseline_flows FROM f WHERE in_baseline AND {before}
-    GROUP BY {keys}
+    SELECT {keys}, {ROLLUP_FLOWS} AS baseline_flows FROM b WHERE {before} GROUP BY {keys}
   ) b USING ({keys})"
     )
 }

@@ -184,7 +184,7 @@ fn timestamp(ns: i64) -> datafusion::prelude::Expr {
 
 /// Fails early, naming the store, when it cannot be read: a typo'd folder, an S3 endpoint that
 /// refuses connections, a missing bucket or bad credentials.
-async fn check_reachable(store: &Store) -> Result<(), SessionError> {
+pub async fn check_reachable(store: &Store) -> Result<(), SessionError> {
     match &store.location {
         Location::Local(path) => {
             if path.is_dir() {

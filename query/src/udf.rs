@@ -14,6 +14,10 @@
 //!   NULL when it is not one; what `--http-path` matches, as Hubble does.
 //! - `policy_names(egress_denied_by, ingress_denied_by, ...)`: the names of the policies in
 //!   the lists (NULL lists are empty), as one list.
+//! - `peer(workload, pod_name, names, labels, ip)`: what one end of a connection is called in
+//!   regressions and rollups: the workload; else the pod name without its ReplicaSet/DaemonSet
+//!   suffix; else (outside the cluster) the first DNS name, the reserved identity
+//!   (`reserved:world`, `reserved:host`, ...), or the IP.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub fn all() -> Vec<ScalarUDF> {
         label_selector(),
         ScalarUDF::from(PolicyNames::new()),
         url_path(),
+        ScalarUDF::from(Peer::new()),
     ]
 }
 
@@ -612,6 +617,124 @@ impl ScalarUDFImpl for PolicyNames {
     }
 }
 
+// ---- peer --------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Peer {
+    signature: Signature,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Peer {
+            signature: Signature::any(5, Volatility::Immutable),
+        }
+    }
+}
+
+/// A pod name's ReplicaSet / DaemonSet suffix (`-7d9f8b6c4-abcde`, `-x2k9p`), in the alphabet
+/// Kubernetes generates names from (no vowels, so `my-nginx` keeps its name).
+pub const REPLICA_SUFFIX: &str =
+    "(-[bcdfghjklmnpqrstvwxz2456789]{6,10})?-[bcdfghjklmnpqrstvwxz2456789]{5}$";
+
+fn replica_suffix() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| regex::Regex::new(REPLICA_SUFFIX).expect("a valid pattern"))
+}
+
+/// The pod name without its generated suffix.
+pub fn pod_workload(pod: &str) -> &str {
+    match replica_suffix().find(pod) {
+        Some(m) if m.start() > 0 => &pod[..m.start()],
+        _ => pod,
+    }
+}
+
+fn strings(array: &ArrayRef) -> Result<ArrayRef> {
+    Ok(cast(array, &DataType::Utf8)?)
+}
+
+/// Item `row` of a list column as strings (empty when NULL).
+fn list_items(array: &ArrayRef, row: usize) -> Result<Option<ArrayRef>> {
+    let Some(list) = array.as_list_opt::<i32>() else {
+        return Ok(None);
+    };
+    if list.is_null(row) {
+        return Ok(None);
+    }
+    Ok(Some(strings(&list.value(row))?))
+}
+
+impl ScalarUDFImpl for Peer {
+    fn name(&self) -> &str {
+        "peer"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        let list = |t: &DataType| matches!(t, DataType::List(_) | DataType::Null);
+        let ok = args.len() == 5
+            && string_like(&args[0])
+            && string_like(&args[1])
+            && list(&args[2])
+            && list(&args[3])
+            && string_like(&args[4]);
+        if !ok {
+            return plan_err!(
+                "peer takes (workload, pod_name, names, labels, ip), e.g. peer(source_workload, \
+                 source_pod_name, source_names, source_labels, ip_source); got {args:?}"
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let arrays = args
+            .args
+            .iter()
+            .map(|a| a.to_array(rows))
+            .collect::<Result<Vec<_>>>()?;
+        let workload = strings(&arrays[0])?;
+        let pod = strings(&arrays[1])?;
+        let ip = strings(&arrays[4])?;
+        let (workload, pod, ip) = (
+            workload.as_string::<i32>(),
+            pod.as_string::<i32>(),
+            ip.as_string::<i32>(),
+        );
+        let mut out = StringBuilder::new();
+        for row in 0..rows {
+            if workload.is_valid(row) {
+                out.append_value(workload.value(row));
+            } else if pod.is_valid(row) {
+                out.append_value(pod_workload(pod.value(row)));
+            } else if let Some(name) = list_items(&arrays[2], row)?.and_then(|names| {
+                names
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(str::to_string)
+            }) {
+                out.append_value(name);
+            } else if let Some(reserved) = list_items(&arrays[3], row)?.and_then(|labels| {
+                labels
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .find(|l| l.starts_with("reserved:"))
+                    .map(str::to_string)
+            }) {
+                out.append_value(reserved);
+            } else {
+                out.append_option(ip.is_valid(row).then(|| ip.value(row)));
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
 // ---- url_path ----------------------------------------------------------------------------
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -684,6 +807,14 @@ mod tests {
         assert!(Cidr::parse("1.2.3.4").unwrap().contains("1.2.3.4"));
         assert!(Cidr::parse("1.2.3.4/33").is_none());
         assert!(Cidr::parse("garbage/8").is_none());
+    }
+
+    #[test]
+    fn replica_suffixes_come_off_pod_names() {
+        assert_eq!(pod_workload("api-gateway-7d9f8b6c4-x2k9p"), "api-gateway");
+        assert_eq!(pod_workload("node-exporter-x2k9p"), "node-exporter");
+        assert_eq!(pod_workload("my-nginx"), "my-nginx");
+        assert_eq!(pod_workload("bzzzz"), "bzzzz");
     }
 
     #[test]

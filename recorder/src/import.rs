@@ -348,7 +348,7 @@ impl ImportSummary {
             self.flows_written,
             self.lost_events_written,
             self.files_written,
-            human_bytes(self.bytes_written),
+            flow_schema::units::human_bytes(self.bytes_written),
             self.elapsed.as_secs_f64()
         );
         if self.lines_skipped > 0 {
@@ -371,20 +371,5 @@ impl ImportSummary {
             );
         }
         text
-    }
-}
-
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

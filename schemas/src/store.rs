@@ -139,6 +139,15 @@ impl Patience {
         connect_timeout: Duration::from_secs(3),
         request_timeout: Duration::from_secs(120),
     };
+
+    /// A maintenance job (a CronJob nobody watches): rides out a store's hiccup rather than
+    /// leaving work for the next run.
+    pub const MAINTENANCE: Patience = Patience {
+        max_retries: 5,
+        retry_timeout: Duration::from_secs(60),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(300),
+    };
 }
 
 /// An opened store: the object store client and where the store's root is inside it.

@@ -228,6 +228,9 @@ fn rfc3339(ns: i64) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FooterInfo {
     pub schema_version: u32,
+    /// The nodes and sources of the rows (`flowsql.node`, `flowsql.source`, comma-separated).
+    pub nodes: Vec<String>,
+    pub sources: Vec<String>,
     pub rows: Option<u64>,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
@@ -249,8 +252,20 @@ impl FooterInfo {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .and_then(|t| t.timestamp_nanos_opt())
         };
+        let list = |key: &str| -> Vec<String> {
+            get(key)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         Some(FooterInfo {
             schema_version: get(metadata::SCHEMA_VERSION)?.parse().ok()?,
+            nodes: list(metadata::NODE),
+            sources: list(metadata::SOURCE),
             rows: get(metadata::ROWS).and_then(|r| r.parse().ok()),
             min_time: time(metadata::MIN_TIME),
             max_time: time(metadata::MAX_TIME),
@@ -331,6 +346,8 @@ mod tests {
             info,
             FooterInfo {
                 schema_version: 1,
+                nodes: vec!["a".into(), "b".into()],
+                sources: vec!["ebpf".into()],
                 rows: Some(4),
                 min_time: Some(1),
                 max_time: Some(5),

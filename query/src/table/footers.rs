@@ -44,6 +44,12 @@ pub struct Footer {
     pub rows: u64,
     pub min_time: Option<i64>,
     pub max_time: Option<i64>,
+    /// Bytes of the rows once decompressed (Parquet's uncompressed size of the row groups).
+    pub uncompressed: u64,
+    pub schema_version: u32,
+    /// Nodes and sources of its rows, as its footer says.
+    pub nodes: Vec<String>,
+    pub sources: Vec<String>,
 }
 
 /// Loads the footers of `files`: each a [`Footer`] or the reason it cannot be read as the
@@ -78,6 +84,14 @@ pub async fn load(
                     rows: metadata.file_metadata().num_rows().max(0) as u64,
                     min_time: info.min_time,
                     max_time: info.max_time,
+                    uncompressed: metadata
+                        .row_groups()
+                        .iter()
+                        .map(|rg| rg.total_byte_size().max(0) as u64)
+                        .sum(),
+                    schema_version: info.schema_version,
+                    nodes: info.nodes,
+                    sources: info.sources,
                     meta,
                 }),
                 Err(reason) => Err((meta, reason)),
@@ -197,7 +211,7 @@ async fn fetch_range(
 
 /// Whether a decoded footer is a file of the expected table: ours (it says its schema
 /// version), not newer than this build, with columns the table has, of the same types.
-fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterInfo, String> {
+pub fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterInfo, String> {
     let file = metadata.file_metadata();
     let info = FooterInfo::from_key_values(file.key_value_metadata())
         .ok_or("not a flowsql store file (no flowsql.schema_version in its footer)")?;

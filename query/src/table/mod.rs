@@ -130,11 +130,14 @@ impl StoreReader {
 /// must be.
 #[derive(Debug)]
 struct Shape {
-    /// As DataFusion reads it (strings as views).
+    /// As DataFusion reads it (strings as views, unless `merge`).
     schema: SchemaRef,
     /// The first column: every file is sorted by it.
     sort_column: String,
     expect: Arc<Expectation>,
+    /// A compaction's input: rows in the stored types, files always in time-ordered groups
+    /// (however many), so that DataFusion merges them and never sorts.
+    merge: bool,
 }
 
 impl Shape {
@@ -146,6 +149,15 @@ impl Shape {
                 schema: stored,
                 version,
             }),
+            merge: false,
+        }
+    }
+
+    fn for_merge(stored: SchemaRef, version: u32) -> Shape {
+        Shape {
+            schema: Arc::clone(&stored),
+            merge: true,
+            ..Shape::new(stored, version)
         }
     }
 
@@ -210,9 +222,7 @@ impl Shape {
         let all = FileGroup::new(partitioned);
         // A statement sorted by time (it asked for statistics, `FlowSession::frame`): groups
         // of non-overlapping files in time order, which DataFusion merges without sorting.
-        let ordered = state
-            .config()
-            .collect_statistics()
+        let ordered = (self.merge || state.config().collect_statistics())
             .then(|| {
                 FileScanConfig::split_groups_by_statistics_with_target_partitions(
                     &self.schema,
@@ -223,7 +233,7 @@ impl Shape {
                 .ok()
             })
             .flatten()
-            .filter(|groups| groups.len() <= MAX_ORDERED_GROUPS.max(target));
+            .filter(|groups| self.merge || groups.len() <= MAX_ORDERED_GROUPS.max(target));
         let groups = match ordered {
             Some(groups) => groups,
             // Files in time order, cut into contiguous groups: still ordered when they do not
@@ -436,6 +446,21 @@ impl PinnedTable {
         PinnedTable {
             reader,
             shape: Shape::new(schema, version),
+            files,
+        }
+    }
+
+    /// The inputs of a compaction: rows in the stored types of `schema` (older files conformed
+    /// to it), read as time-ordered streams for DataFusion to merge.
+    pub fn merge_inputs(
+        reader: Arc<StoreReader>,
+        schema: SchemaRef,
+        version: u32,
+        files: Vec<ObjectMeta>,
+    ) -> Self {
+        PinnedTable {
+            reader,
+            shape: Shape::for_merge(schema, version),
             files,
         }
     }
