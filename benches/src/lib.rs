@@ -2,6 +2,10 @@
 //! a skewed service graph (a few hot edges carry most traffic, as in real clusters), ~1% policy
 //! drops and ~10% L7 (HTTP and DNS), in the jsonpb envelope Hubble exports.
 
+pub mod dataset;
+pub mod measure;
+pub mod queries;
+
 use std::io::{self, Write};
 
 use chrono::{DateTime, Utc};

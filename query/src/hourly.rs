@@ -20,7 +20,7 @@ use crate::table::{PinnedTable, StoreReader};
 
 /// The key of a rollup row, as SQL over `flows` (name, expression).
 pub const DIMENSIONS: [(&str, &str); 16] = [
-    ("hour", "date_trunc('hour', time)"),
+    ("time", "date_trunc('hour', time)"),
     ("source_namespace", "source_namespace"),
     (
         "source_workload",

@@ -24,7 +24,10 @@ fn columns() -> Vec<(Field, &'static str)> {
     use DataType::*;
     let f = |name: &str, dt: DataType| Field::new(name, dt, true);
     vec![
-        (Field::new("hour", timestamp_ns(), false), "start of the UTC hour"),
+        (
+            Field::new("time", timestamp_ns(), false),
+            "start of the UTC hour (not `hour`: Hive-style readers add the partition `hour`)",
+        ),
         (f("source_namespace", dict()), "source namespace (NULL outside the cluster)"),
         (
             f("source_workload", utf8()),

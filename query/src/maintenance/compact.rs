@@ -20,7 +20,6 @@ use flow_schema::catalog::{Commit, Compaction, HourView};
 use flow_schema::layout::names::{commit_name, Generation, ObjectName};
 use flow_schema::layout::{hour_prefix, rfc3339, Dataset};
 use flow_schema::units::human_bytes;
-use flow_schema::SCHEMA_VERSION;
 use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use super::cli::CompactArgs;
@@ -164,9 +163,10 @@ async fn compact_hour(
     let started = Instant::now();
     let name = Maintainer::hour_name(dataset, view.hour);
     let table = dataset.table().expect("a recorded table");
+    let (schema, version) = m.schemas.of(table);
     let expect = std::sync::Arc::new(Expectation {
-        schema: table.schema(),
-        version: SCHEMA_VERSION,
+        schema: std::sync::Arc::clone(&schema),
+        version,
     });
     let cache = m
         .session
@@ -234,8 +234,8 @@ async fn compact_hour(
         dataset,
         view.hour,
         &inputs,
-        table.schema(),
-        SCHEMA_VERSION,
+        schema,
+        version,
         &generation,
         args.target_size,
     )
@@ -388,14 +388,21 @@ async fn ensure_rollup(
     summary: &mut Summary,
 ) {
     let name = Maintainer::hour_name(Dataset::Flows, hour);
-    if existing.as_ref().and_then(|r| r.of(generation)).is_none() {
-        match roll_up(m, hour, generation, files).await {
-            Ok(_) => summary.rollups += 1,
-            Err(error) => m.problem(format!("{name}: rollup: {error}")),
-        }
-    }
+    let written = match existing.as_ref().and_then(|r| r.of(generation)) {
+        Some(meta) => meta.last_modified,
+        None => match roll_up(m, hour, generation, files).await {
+            Ok(_) => {
+                summary.rollups += 1;
+                chrono::Utc::now()
+            }
+            Err(error) => {
+                m.problem(format!("{name}: rollup: {error}"));
+                return;
+            }
+        },
+    };
     if let Some(existing) = existing {
-        let stale = gc::stale_rollups(m, &existing, generation, &args.grace);
+        let stale = gc::stale_rollups(m, &existing, generation, written, &args.grace);
         match gc::delete(m, stale).await {
             Ok(deleted) => summary.deleted.add(deleted),
             Err(error) => m.problem(format!("{name}: cannot delete stale rollups: {error}")),

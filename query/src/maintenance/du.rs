@@ -10,7 +10,6 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use flow_schema::catalog::{Compaction, HourView};
 use flow_schema::layout::Dataset;
 use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
-use flow_schema::SCHEMA_VERSION;
 
 use super::cli::DuArgs;
 use super::{Maintainer, MaintenanceError};
@@ -33,13 +32,10 @@ pub async fn run(m: &Maintainer, args: &DuArgs) -> Result<(), MaintenanceError> 
     let mut days: BTreeMap<(Dataset, String), Day> = BTreeMap::new();
     for dataset in Dataset::ALL {
         let (views, expect): (Vec<HourView>, Expectation) = match dataset.table() {
-            Some(table) => (
-                m.catalog.views(dataset, None, None, &retention).await?,
-                Expectation {
-                    schema: table.schema(),
-                    version: SCHEMA_VERSION,
-                },
-            ),
+            Some(table) => (m.catalog.views(dataset, None, None, &retention).await?, {
+                let (schema, version) = m.schemas.of(table);
+                Expectation { schema, version }
+            }),
             None => {
                 let views = m.catalog.rollup_views(None, None, &retention).await?;
                 let views = views

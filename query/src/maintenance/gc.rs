@@ -47,17 +47,16 @@ pub fn due(m: &Maintainer, view: &HourView, grace: &GraceArgs) -> Vec<ObjectMeta
         .collect()
 }
 
-/// The rollups of `rollups` that `generation`'s rollup made stale and may go now.
+/// The rollups of `rollups` that `current`'s rollup, written at `written`, made stale and
+/// that may go now.
 pub fn stale_rollups(
     m: &Maintainer,
     rollups: &RollupView,
     current: &flow_schema::layout::names::Generation,
+    written: chrono::DateTime<chrono::Utc>,
     grace: &GraceArgs,
 ) -> Vec<ObjectMeta> {
-    let Some(latest) = rollups.of(current) else {
-        return Vec::new();
-    };
-    if !m.older_than(latest.last_modified, grace.grace) {
+    if !m.older_than(written, grace.grace) {
         return Vec::new();
     }
     rollups

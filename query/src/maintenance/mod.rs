@@ -30,9 +30,35 @@ use flow_schema::layout::{rfc3339, NANOS_PER_HOUR};
 use flow_schema::store::{Patience, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::session::{check_reachable, FlowSession, ReadOptions};
+use crate::session::{check_reachable, FlowSession, ReadOptions, SessionError};
 use crate::timerange::TimeRange;
 use cli::{StoreCli, StoreCommand};
+
+/// The newest schema of each recorded table, and its version: what compaction writes (older
+/// files are rewritten as it) and what rollups read. The current build's by default; tests
+/// give a hand-made later version.
+#[derive(Debug, Clone)]
+pub struct Schemas {
+    pub flows: (datafusion::arrow::datatypes::SchemaRef, u32),
+    pub lost_events: (datafusion::arrow::datatypes::SchemaRef, u32),
+}
+
+impl Schemas {
+    pub fn current() -> Schemas {
+        use flow_schema::{Table, SCHEMA_VERSION};
+        Schemas {
+            flows: (Table::Flows.schema(), SCHEMA_VERSION),
+            lost_events: (Table::LostEvents.schema(), SCHEMA_VERSION),
+        }
+    }
+
+    pub fn of(&self, table: flow_schema::Table) -> (datafusion::arrow::datatypes::SchemaRef, u32) {
+        match table {
+            flow_schema::Table::Flows => self.flows.clone(),
+            flow_schema::Table::LostEvents => self.lost_events.clone(),
+        }
+    }
+}
 
 /// What every command works with.
 pub struct Maintainer {
@@ -42,8 +68,9 @@ pub struct Maintainer {
     pub store: Store,
     pub catalog: Catalog,
     pub dry_run: bool,
-    /// The instant the run started (ns): every age is measured from it.
+    /// The instant the run started (ns): which hours are settled is decided from it.
     pub now: i64,
+    pub schemas: Schemas,
     problems: Mutex<Vec<String>>,
     progress: Mutex<Option<ProgressBar>>,
 }
@@ -140,32 +167,48 @@ pub enum MaintenanceError {
     Other(String),
 }
 
+impl Maintainer {
+    /// Opens the store of `store_url` for maintenance.
+    pub async fn open(
+        store_url: &str,
+        dry_run: bool,
+        schemas: Schemas,
+    ) -> Result<Maintainer, SessionError> {
+        let store = Store::open(store_url, &Patience::MAINTENANCE)?;
+        check_reachable(&store).await?;
+        let options = ReadOptions {
+            tool: "flowstore",
+            strict_store: true,
+        };
+        let session = FlowSession::with_store(store.clone(), TimeRange::default(), options).await?;
+        Ok(Maintainer {
+            catalog: Catalog::new(store.clone()),
+            session,
+            store,
+            dry_run,
+            now: Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
+            schemas,
+            problems: Mutex::default(),
+            progress: Mutex::default(),
+        })
+    }
+
+    /// `flowstore compact` (for callers that build the arguments themselves).
+    pub async fn compact(&self, args: &cli::CompactArgs) -> Result<(), MaintenanceError> {
+        compact::run(self, args).await
+    }
+
+    /// How many things could not be done so far.
+    pub fn problem_count(&self) -> usize {
+        self.problems()
+    }
+}
+
 /// Runs a `flowstore` command line: 0 done, 1 done in part, 2 nothing done.
 pub async fn run(cli: StoreCli) -> ExitCode {
-    let store = match Store::open(&cli.store, &Patience::MAINTENANCE) {
-        Ok(store) => store,
+    let maintainer = match Maintainer::open(&cli.store, cli.dry_run, Schemas::current()).await {
+        Ok(maintainer) => maintainer,
         Err(error) => return fail(&error),
-    };
-    if let Err(error) = check_reachable(&store).await {
-        return fail(&error);
-    }
-    let options = ReadOptions {
-        tool: "flowstore",
-        strict_store: true,
-    };
-    let session = match FlowSession::with_store(store.clone(), TimeRange::default(), options).await
-    {
-        Ok(session) => session,
-        Err(error) => return fail(&error),
-    };
-    let maintainer = Maintainer {
-        catalog: Catalog::new(store.clone()),
-        session,
-        store,
-        dry_run: cli.dry_run,
-        now: Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX),
-        problems: Mutex::default(),
-        progress: Mutex::default(),
     };
     let result = match &cli.command {
         StoreCommand::Compact(args) => compact::run(&maintainer, args).await,

@@ -15,7 +15,7 @@ use flow_schema::layout::names::Generation;
 use flow_schema::layout::{hour_prefix, Dataset};
 use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
 use flow_schema::writer::{encode_batches, Provenance};
-use flow_schema::{Table, SCHEMA_VERSION};
+use flow_schema::Table;
 use object_store::ObjectMeta;
 
 use super::cli::RollupArgs;
@@ -46,12 +46,8 @@ pub async fn roll_up(
     files: Vec<ObjectMeta>,
 ) -> Result<usize, RollupError> {
     let table = format!("rollup_source_{}", generation.nonce);
-    let provider = PinnedTable::new(
-        Arc::clone(&m.session.reader),
-        Table::Flows.schema(),
-        SCHEMA_VERSION,
-        files,
-    );
+    let (schema, version) = m.schemas.of(Table::Flows);
+    let provider = PinnedTable::new(Arc::clone(&m.session.reader), schema, version, files);
     m.session.ctx.register_table(&table, Arc::new(provider))?;
     let rows = m.session.ctx.sql(&rollup_select(&table, "true")).await;
     let rows = match rows {
@@ -125,7 +121,7 @@ pub async fn run(m: &Maintainer, args: &RollupArgs) -> Result<(), MaintenanceErr
         .filter(|v| m.settled(v.hour, args.hours.settle))
         .collect();
     m.start_progress(settled.len() as u64, "rolling up");
-    let (mut written, mut waiting, mut deleted) = (0, 0, gc::Deleted::default());
+    let (mut written_count, mut waiting, mut deleted) = (0, 0, gc::Deleted::default());
     for view in &settled {
         m.advance();
         let name = Maintainer::hour_name(Dataset::Flows, view.hour);
@@ -137,19 +133,24 @@ pub async fn run(m: &Maintainer, args: &RollupArgs) -> Result<(), MaintenanceErr
             }
         };
         let existing = rollups.get(&view.hour);
-        if existing.and_then(|r| r.of(generation)).is_none() {
-            match roll_up(m, view.hour, generation, view.live.clone()).await {
+        let written = match existing.and_then(|r| r.of(generation)) {
+            Some(meta) => meta.last_modified,
+            None => match roll_up(m, view.hour, generation, view.live.clone()).await {
                 Ok(rows) => {
-                    written += 1;
+                    written_count += 1;
                     m.log(format!(
                         "rolled up {name} (generation {generation}): {rows} rows"
                     ));
+                    chrono::Utc::now()
                 }
-                Err(error) => m.problem(format!("{name}: {error}")),
-            }
-        }
+                Err(error) => {
+                    m.problem(format!("{name}: {error}"));
+                    continue;
+                }
+            },
+        };
         if let Some(existing) = existing {
-            let stale = gc::stale_rollups(m, existing, generation, &args.grace);
+            let stale = gc::stale_rollups(m, existing, generation, written, &args.grace);
             match gc::delete(m, stale).await {
                 Ok(d) => deleted.add(d),
                 Err(error) => m.problem(format!("{name}: cannot delete stale rollups: {error}")),
@@ -159,7 +160,7 @@ pub async fn run(m: &Maintainer, args: &RollupArgs) -> Result<(), MaintenanceErr
     m.finish_progress();
     let verb = if m.dry_run { "would write" } else { "wrote" };
     m.log(format!(
-        "rollup: {verb} {written} rollups; {waiting} settled hours wait for compaction; {} stale rollups deleted",
+        "rollup: {verb} {written_count} rollups; {waiting} settled hours wait for compaction; {} stale rollups deleted",
         deleted.objects
     ));
     Ok(())

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use flow_schema::layout::names::ObjectName;
 use flow_schema::layout::Dataset;
 use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
-use flow_schema::SCHEMA_VERSION;
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -27,10 +26,10 @@ pub async fn run(m: &Maintainer, args: &VerifyArgs) -> Result<(), MaintenanceErr
     let (mut objects, mut data, mut damaged) = (0u64, 0u64, 0u64);
     for dataset in Dataset::ALL {
         let expect = Arc::new(match dataset.table() {
-            Some(table) => Expectation {
-                schema: table.schema(),
-                version: SCHEMA_VERSION,
-            },
+            Some(table) => {
+                let (schema, version) = m.schemas.of(table);
+                Expectation { schema, version }
+            }
             None => Expectation {
                 schema: rollup_schema(),
                 version: ROLLUP_SCHEMA_VERSION,

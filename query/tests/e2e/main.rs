@@ -6,6 +6,7 @@ mod follow;
 mod hubble;
 mod replay;
 mod report;
+mod store;
 mod support;
 
 use std::io::Write;

@@ -577,3 +577,66 @@ pub fn python(script: &str) -> String {
     );
     stdout
 }
+
+pub fn flowstore_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_flowstore"))
+}
+
+pub fn flowstore(args: &[&str], env: &[(&str, &str)]) -> Run {
+    Run::from(command(&flowstore_bin(), args, env).output().unwrap())
+}
+
+/// One Hubble flow as the exporter writes it (jsonpb envelope), with the fields the store
+/// tests look at; `time_ns` is when it was observed.
+pub fn flow_line(uuid: &str, time_ns: i64, node: &str, verdict: &str) -> String {
+    let time = chrono::DateTime::from_timestamp_nanos(time_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let drop = if verdict == "DROPPED" {
+        r#","drop_reason_desc":"POLICY_DENIED""#
+    } else {
+        ""
+    };
+    format!(
+        r#"{{"flow":{{"time":"{time}","uuid":"{uuid}","verdict":"{verdict}"{drop},"IP":{{"source":"10.0.1.{a}","destination":"10.0.2.{b}","ipVersion":"IPv4"}},"l4":{{"TCP":{{"source_port":{port},"destination_port":80}}}},"source":{{"namespace":"team-{a}","pod_name":"client-{a}-7d9f8b6c4-x2k9p","labels":["k8s:app=client-{a}"]}},"destination":{{"namespace":"prod","pod_name":"server-5c7b9d8f6-qrstu","labels":["k8s:app=server"],"workloads":[{{"name":"server","kind":"Deployment"}}]}},"Type":"L3_L4","node_name":"{node}","traffic_direction":"EGRESS","is_reply":false}},"node_name":"{node}","time":"{time}"}}"#,
+        a = (time_ns / 7) % 5,
+        b = (time_ns / 11) % 3,
+        port = 30000 + (time_ns % 30000),
+    )
+}
+
+/// A python snippet's prelude: a boto3 client of `moto`.
+fn boto3(moto: &Moto) -> String {
+    format!(
+        "import boto3, sys, json\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+         aws_access_key_id='testing', aws_secret_access_key='testing')\n",
+        moto.endpoint()
+    )
+}
+
+/// Every key under `prefix` of `bucket`, with its size.
+pub fn s3_keys(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+    let script = format!(
+        "{}keys = []\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    keys += [[o['Key'], o['Size']] for o in page.get('Contents', [])]\nprint(json.dumps(keys))\n",
+        boto3(moto)
+    );
+    let keys: Vec<(String, u64)> = serde_json::from_str(python(&script).trim()).unwrap();
+    keys
+}
+
+/// Uploads a local file as `key`.
+pub fn s3_put(moto: &Moto, bucket: &str, key: &str, file: &Path) {
+    python(&format!(
+        "{}s3.upload_file('{}', '{bucket}', '{key}')\n",
+        boto3(moto),
+        file.display()
+    ));
+}
+
+/// Downloads everything under `prefix` into `to` (keys become paths).
+pub fn s3_download(moto: &Moto, bucket: &str, prefix: &str, to: &Path) {
+    python(&format!(
+        "{}import os\nfor page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    for o in page.get('Contents', []):\n        path = os.path.join('{}', o['Key'])\n        os.makedirs(os.path.dirname(path), exist_ok=True)\n        s3.download_file('{bucket}', o['Key'], path)\n",
+        boto3(moto),
+        to.display()
+    ));
+}

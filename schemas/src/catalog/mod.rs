@@ -34,6 +34,9 @@ pub use retention::Retention;
 /// latency, few enough for a local disk.
 pub const CONCURRENCY: usize = 32;
 
+/// Ranges up to this long are listed prefix by prefix without asking which days exist.
+const SHORT_RANGE: i64 = 6 * NANOS_PER_HOUR;
+
 /// How often a torn view (a commit naming an output the listing missed) is listed again.
 const RELISTS: usize = 3;
 
@@ -137,13 +140,6 @@ impl Catalog {
             (Some(s), Some(w)) => Some(s.max(w)),
             (s, w) => s.or(w),
         };
-        let since = match since {
-            Some(since) => since,
-            None => match self.days(dataset).await?.first() {
-                Some(oldest) => *oldest,
-                None => return Ok(Vec::new()),
-            },
-        };
         // Open-ended: up to the current hour, with an hour of slack for clock skew.
         let until = until.unwrap_or_else(|| {
             chrono::Utc::now()
@@ -151,7 +147,30 @@ impl Catalog {
                 .unwrap_or(i64::MAX - NANOS_PER_HOUR)
                 + NANOS_PER_HOUR
         });
-        let prefixes = layout::prefixes_for_range(dataset, since, until);
+        // A short window lists its few prefixes; anything longer first lists which days exist
+        // (one request), so a sparse history (months between two imports) costs no empty
+        // listings.
+        let short = since.is_some_and(|s| until.saturating_sub(s) <= SHORT_RANGE);
+        let days = if short {
+            None
+        } else {
+            Some(self.days(dataset).await?)
+        };
+        let since = match (since, days.as_ref().and_then(|d| d.first())) {
+            (Some(since), _) => since,
+            (None, Some(oldest)) => *oldest,
+            (None, None) => return Ok(Vec::new()),
+        };
+        let mut prefixes = layout::prefixes_for_range(dataset, since, until);
+        if let Some(days) = &days {
+            let days: std::collections::HashSet<i64> = days.iter().copied().collect();
+            prefixes.retain(|prefix| {
+                let day = layout::hour_of_key(prefix)
+                    .map(|hour| hour.div_euclid(24 * NANOS_PER_HOUR) * 24 * NANOS_PER_HOUR)
+                    .or_else(|| layout::day_of_folder(prefix));
+                day.is_some_and(|day| days.contains(&day))
+            });
+        }
         let listed: Vec<Vec<ObjectMeta>> = futures::stream::iter(prefixes)
             .map(|prefix| self.list(prefix))
             .buffered(CONCURRENCY)
