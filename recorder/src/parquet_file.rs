@@ -87,3 +87,51 @@ fn in_time_order(batches: &[RecordBatch]) -> bool {
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, RecordBatch};
+    use arrow::datatypes::Schema;
+    use flow_schema::hubble::HubbleDecoder;
+    use flow_schema::CaptureSource;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    /// Rows an older recorder spooled (its schema lacked the newest column) ship after an
+    /// upgrade as rows of the current schema.
+    #[test]
+    fn rows_of_an_older_schema_ship_as_the_current_one() {
+        let line = r#"{"flow":{"time":"2026-11-24T09:00:00Z","uuid":"u1","verdict":"FORWARDED","IP":{"source":"10.0.0.1","destination":"10.0.0.2"}},"node_name":"n"}"#;
+        let rows = HubbleDecoder::new(CaptureSource::Import, None)
+            .decode(format!("{line}\n").as_bytes(), 1)
+            .flows;
+        let current = Table::Flows.schema();
+        let older_fields = current.fields()[..current.fields().len() - 1].to_vec();
+        let older = Arc::new(Schema::new(older_fields));
+        let older_rows =
+            RecordBatch::try_new(older, rows.columns()[..rows.num_columns() - 1].to_vec()).unwrap();
+        let file = SealedFile {
+            table: Table::Flows,
+            hour: 0,
+            batches: vec![older_rows],
+        };
+        let provenance = Provenance {
+            node: "n".into(),
+            source: "hubble",
+        };
+        let encoded = encode(file, &provenance).unwrap();
+        let read: Vec<RecordBatch> =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(encoded.bytes))
+                .unwrap()
+                .build()
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        assert_eq!(read[0].schema().fields(), current.fields());
+        assert_eq!(read[0].num_rows(), 1);
+        assert_eq!(read[0].column(read[0].num_columns() - 1).null_count(), 1);
+    }
+}

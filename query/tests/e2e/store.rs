@@ -686,3 +686,479 @@ fn expire_keeps_rollups_equal_to_an_independent_aggregation_of_the_raw_flows() {
     assert!(s3_keys(&moto, "expire", "store/flows_hourly/v1/").is_empty());
     assert_eq!(sum("select coalesce(sum(flows), 0) from flows_hourly"), 0);
 }
+
+/// 2026-11-24T09:15:00Z, inside the incident's hours.
+const NEWER_FLOW_TIME: i64 = 1_795_511_700_000_000_000;
+
+/// Damaged objects of every kind, under names a recorder writes (so only their content is
+/// wrong), and one under a name nobody writes; each becomes a file of `dir`.
+fn damaged_objects(dir: &Path, good: &Path) -> Vec<(String, std::path::PathBuf, &'static str)> {
+    let good_bytes = std::fs::read(good).unwrap();
+    let mut garbage = b"PAR1".to_vec();
+    garbage.extend((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    garbage.extend(800u32.to_le_bytes());
+    garbage.extend(b"PAR1");
+    let newer = {
+        use flow_schema::writer::{encode_batches, Provenance};
+        let decoded = flow_schema::hubble::HubbleDecoder::new(
+            flow_schema::CaptureSource::Import,
+            Some("n".into()),
+        )
+        .decode(
+            format!(
+                "{}\n",
+                flow_line("newer-1", NEWER_FLOW_TIME, "n", "FORWARDED")
+            )
+            .as_bytes(),
+            1,
+        );
+        encode_batches(
+            &[decoded.flows],
+            flow_schema::Table::Flows.schema(),
+            99,
+            &Provenance::recorder("n", "import"),
+        )
+        .unwrap()
+        .0
+    };
+    let foreign = dir.join("foreign-src.parquet");
+    python(&format!(
+        "import duckdb\nduckdb.execute(\"copy (select 1 as a) to '{}' (format parquet)\")",
+        foreign.display()
+    ));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("zero", Vec::new(), "empty object"),
+        (
+            "truncated",
+            good_bytes[..good_bytes.len() / 2].to_vec(),
+            "no PAR1",
+        ),
+        ("garbage", garbage, "unreadable footer"),
+        (
+            "foreign",
+            std::fs::read(&foreign).unwrap(),
+            "no flowsql.schema_version",
+        ),
+        ("newer", newer, "schema version 99 is newer"),
+    ];
+    let mut out = Vec::new();
+    for (kind, bytes, reason) in cases {
+        let path = dir.join(kind);
+        std::fs::write(&path, bytes).unwrap();
+        out.push((
+            format!("bad.import.20261124T091500000000000Z.{kind}-1.parquet"),
+            path,
+            reason,
+        ));
+    }
+    let path = dir.join("notes");
+    std::fs::write(&path, &good_bytes).unwrap();
+    out.push(("notes.parquet".to_string(), path, "not a name"));
+    out
+}
+
+#[test]
+fn damaged_objects_are_named_by_verify_and_left_out_by_every_reader() {
+    let moto = Moto::start();
+    moto.create_bucket("damaged");
+    let moto_env = moto.env();
+    let (_dir, local) = temp_store();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut damaged = Vec::new();
+    for store in [local.as_str(), "s3://damaged/store"] {
+        let env = if store.starts_with("s3://") {
+            env_refs(&moto_env)
+        } else {
+            Vec::new()
+        };
+        import(store, &[&incident_capture()], &env).ok();
+        let (good, _) = counts(store, &env);
+        let hour = "flows/v1/date=2026-11-24/hour=09";
+        if damaged.is_empty() {
+            let good_file = std::fs::read_dir(Path::new(&local).join(hour))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .unwrap();
+            damaged = damaged_objects(scratch.path(), &good_file);
+        }
+        for (name, path, _) in &damaged {
+            match store.strip_prefix("s3://damaged/") {
+                Some(prefix) => s3_put(&moto, "damaged", &format!("{prefix}/{hour}/{name}"), path),
+                None => {
+                    std::fs::copy(path, Path::new(store).join(hour).join(name)).unwrap();
+                }
+            }
+        }
+        // verify names every one, with its reason.
+        let verify = flowstore(&["--store", store, "verify"], &env);
+        assert_eq!(verify.status, 1, "{}", verify.stderr);
+        for (name, _, reason) in &damaged {
+            let line = verify.stderr.lines().find(|l| l.contains(name.as_str()));
+            assert!(
+                line.is_some_and(|l| l.contains(reason)),
+                "{store} {name}: {}",
+                verify.stderr
+            );
+        }
+        // A query goes on without them, names each, and says the answer is partial (exit 1).
+        let run = flowsql(
+            &[
+                "--store",
+                store,
+                "--format",
+                "csv",
+                "select count(*) from flows",
+            ],
+            &env,
+        );
+        assert_eq!(run.status, 1, "{}", run.stderr);
+        assert_eq!(
+            run.stdout.lines().nth(1),
+            Some(good.to_string().as_str()),
+            "{}",
+            run.stderr
+        );
+        for (name, _, reason) in &damaged {
+            let line = run.stderr.lines().find(|l| l.contains(name.as_str()));
+            assert!(
+                line.is_some_and(|l| l.contains("skipped") && l.contains(reason)),
+                "{store} {name}: {}",
+                run.stderr
+            );
+        }
+        // Outside the damaged hour nothing is said.
+        let clean = flowsql(
+            &[
+                "--store",
+                store,
+                "--since",
+                "2026-11-24T10:00Z",
+                "--until",
+                "2026-11-24T11:00Z",
+                "select count(*) from flows",
+            ],
+            &env,
+        );
+        assert_eq!(clean.status, 0, "{}", clean.stderr);
+        // --strict-store fails instead, naming the object.
+        let strict = flowsql(
+            &[
+                "--store",
+                store,
+                "--strict-store",
+                "select count(*) from flows",
+            ],
+            &env,
+        );
+        assert_eq!(strict.status, 1);
+        assert!(
+            strict.stderr.contains("damaged store object") && strict.stderr.contains("hour=09/"),
+            "{}",
+            strict.stderr
+        );
+        // Replay and regressions follow the same policy.
+        let replay = flowsql(
+            &[
+                "--store",
+                store,
+                "--since",
+                "2026-11-24T09:00Z",
+                "--until",
+                "2026-11-24T10:00Z",
+                "replay",
+                "--last",
+                "1",
+            ],
+            &env,
+        );
+        assert_eq!(replay.status, 1, "{}", replay.stderr);
+        assert!(
+            replay.stderr.contains("skipped") && !replay.stdout.is_empty(),
+            "{}",
+            replay.stderr
+        );
+        // Compaction leaves the hour as it is (it never drops rows), does the others.
+        let compact = flowstore(
+            &[
+                "--store", store, "compact", "--settle", "0s", "--grace", "0s",
+            ],
+            &env,
+        );
+        assert_eq!(compact.status, 1, "{}", compact.stderr);
+        assert!(
+            compact.stderr.contains("the hour is left as it is"),
+            "{}",
+            compact.stderr
+        );
+        assert!(
+            compact
+                .stderr
+                .contains("compacted flows 2026-11-24T10:00:00Z"),
+            "{}",
+            compact.stderr
+        );
+        assert!(
+            !compact
+                .stderr
+                .contains("compacted flows 2026-11-24T09:00:00Z"),
+            "{}",
+            compact.stderr
+        );
+        assert_eq!(
+            flowsql(
+                &[
+                    "--store",
+                    store,
+                    "--format",
+                    "csv",
+                    "select count(*) from flows"
+                ],
+                &env
+            )
+            .stdout
+            .lines()
+            .nth(1),
+            Some(good.to_string().as_str())
+        );
+    }
+}
+
+/// A later schema version made by hand: version 1 plus one column, as a newer Cilium field
+/// would arrive.
+fn schema_v2() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let v1 = flow_schema::Table::Flows.schema();
+    let mut fields: Vec<Field> = v1.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(
+        "tunnel_flags",
+        DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        true,
+    ));
+    std::sync::Arc::new(Schema::new(fields))
+}
+
+/// Writes `count` version-2 flows into the incident's 09:00 hour, as a newer recorder would.
+fn write_v2_file(store: &Path, count: usize) {
+    use datafusion::arrow::array::{DictionaryArray, RecordBatch};
+    use datafusion::arrow::datatypes::Int32Type;
+    let lines: String = (0..count)
+        .map(|i| {
+            flow_line(
+                &format!("v2-{i}"),
+                NEWER_FLOW_TIME + i as i64 * 1_000_000,
+                "v2-node",
+                "FORWARDED",
+            ) + "\n"
+        })
+        .collect();
+    let decoded = flow_schema::hubble::HubbleDecoder::new(flow_schema::CaptureSource::Import, None)
+        .decode(lines.as_bytes(), 1);
+    assert_eq!(decoded.flows.num_rows(), count);
+    let v2 = schema_v2();
+    let conformed = flow_schema::schema::conform(&decoded.flows, &v2).unwrap();
+    let mut columns = conformed.columns().to_vec();
+    let flags: DictionaryArray<Int32Type> = std::iter::repeat_n(Some("ENCRYPTED"), count).collect();
+    *columns.last_mut().unwrap() = std::sync::Arc::new(flags);
+    let batch = RecordBatch::try_new(v2.clone(), columns).unwrap();
+    let (bytes, _) = flow_schema::writer::encode_batches(
+        &[batch],
+        v2,
+        2,
+        &flow_schema::writer::Provenance::recorder("v2-node", "import"),
+    )
+    .unwrap();
+    let key = flow_schema::layout::FileName {
+        table: flow_schema::Table::Flows,
+        node: "v2-node",
+        source: "import",
+        first_time_ns: NEWER_FLOW_TIME,
+        writer_id: "v2",
+    }
+    .key();
+    std::fs::write(store.join(key), bytes).unwrap();
+}
+
+#[test]
+fn a_hand_made_schema_version_2_is_read_as_one_table_and_compacted_into() {
+    use flowsql::maintenance::cli::{CompactArgs, GraceArgs, HourArgs};
+    use flowsql::maintenance::{Maintainer, Schemas};
+    let (_dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    write_v2_file(Path::new(&store), 5);
+
+    // This build knows version 1: the newer file is named and left out (upgrade readers first).
+    let run = flowsql(
+        &[
+            "--store",
+            &store,
+            "--format",
+            "csv",
+            "select count(*) from flows",
+        ],
+        &[],
+    );
+    assert_eq!(run.status, 1);
+    assert_eq!(run.stdout.lines().nth(1), Some("14870"));
+    assert!(
+        run.stderr
+            .contains("schema version 2 is newer than this build reads (up to 1)"),
+        "{}",
+        run.stderr
+    );
+
+    // A build that knows version 2 reads both as one table: NULL where version 1 had no column.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let v2_counts = |store: &str| -> Vec<String> {
+        runtime.block_on(async {
+            let session = flowsql::session::FlowSession::open(
+                store,
+                Default::default(),
+                flowsql::session::ReadOptions::FLOWSQL,
+            )
+            .await
+            .unwrap();
+            let table = flowsql::table::RecordedTable::with_schema(
+                session.reader.clone(),
+                flow_schema::Table::Flows,
+                schema_v2(),
+                2,
+            );
+            session.ctx.register_table("flows_v2", std::sync::Arc::new(table)).unwrap();
+            let batches = session
+                .ctx
+                .sql("select count(*), count(tunnel_flags), count(*) filter (where tunnel_flags = 'ENCRYPTED' and uuid like 'v2-%') from flows_v2")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert!(!session.damaged());
+            datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+                .lines()
+                .nth(3)
+                .unwrap()
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+    };
+    assert_eq!(v2_counts(&store), vec!["14875", "5", "5"]);
+
+    // Compaction by that build merges both versions into version 2.
+    runtime.block_on(async {
+        let schemas = Schemas {
+            flows: (schema_v2(), 2),
+            ..Schemas::current()
+        };
+        let maintainer = Maintainer::open(&store, false, schemas).await.unwrap();
+        let args = CompactArgs {
+            hours: HourArgs {
+                settle: std::time::Duration::ZERO,
+                since: None,
+                until: None,
+            },
+            grace: GraceArgs {
+                grace: std::time::Duration::ZERO,
+                orphan_grace: std::time::Duration::ZERO,
+            },
+            target_size: 512 << 20,
+            no_rollup: false,
+            max_hours: None,
+        };
+        maintainer.compact(&args).await.unwrap();
+        assert_eq!(maintainer.problem_count(), 0);
+    });
+    let hour = Path::new(&store).join("flows/v1/date=2026-11-24/hour=09");
+    let compacted: Vec<std::path::PathBuf> = std::fs::read_dir(&hour)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert_eq!(compacted.len(), 1, "{compacted:?}");
+    let footer = python(&format!(
+        "import duckdb\nprint(duckdb.execute(\"select value from parquet_kv_metadata('{}') where key = 'flowsql.schema_version'\").fetchone()[0].decode())",
+        compacted[0].display()
+    ));
+    assert_eq!(footer.trim(), "2");
+    assert_eq!(v2_counts(&store), vec!["14875", "5", "5"]);
+}
+
+#[test]
+fn the_flowstore_cronjob_manifests_run_against_s3() {
+    let manifest =
+        std::fs::read_to_string(repo_root().join("query/deploy/flowstore-cronjob.yaml")).unwrap();
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let jobs: Vec<&serde_yaml::Value> = documents
+        .iter()
+        .filter(|d| d["kind"] == "CronJob")
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    // The store the manifests name, on a moto server, holding a recorded capture.
+    let moto = Moto::start();
+    moto.create_bucket("flows");
+    let env = moto.env();
+    let env = env_refs(&env);
+    import("s3://flows/prod", &[&incident_capture()], &env).ok();
+    let bin_dir = flowstore_bin().parent().unwrap().display().to_string();
+    let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+    for job in jobs {
+        let spec = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(job["spec"]["concurrencyPolicy"], "Forbid");
+        let container = &spec["containers"][0];
+        let shell: Vec<&str> = container["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let script = container["args"][0].as_str().unwrap();
+        assert!(
+            script.contains("flowstore --store s3://flows/prod"),
+            "{script}"
+        );
+        // The job's own container command, with our binaries on PATH and the moto endpoint
+        // in the environment Kubernetes would give it.
+        let mut command = std::process::Command::new(shell[0]);
+        command
+            .args(&shell[1..])
+            .arg(script)
+            .env("PATH", &path)
+            .env_remove("FLOW_STORE");
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{}: {stderr}",
+            job["metadata"]["name"].as_str().unwrap()
+        );
+        if script.contains(" compact ") {
+            assert!(
+                stderr.contains("compacted flows 2026-11-24T09:00:00Z"),
+                "{stderr}"
+            );
+        } else {
+            assert!(stderr.contains("expire:"), "{stderr}");
+        }
+    }
+    let rolled = flowsql(
+        &[
+            "--store",
+            "s3://flows/prod",
+            "--format",
+            "csv",
+            "select sum(flows) from flows_hourly",
+        ],
+        &env,
+    )
+    .ok();
+    assert_eq!(rolled.stdout.lines().nth(1), Some("14870"));
+}
