@@ -193,6 +193,7 @@ pub async fn relation(
             ROLLUP_SCHEMA_VERSION,
             cover.rollups,
         );
+        session.ctx.deregister_table(&table)?;
         session.ctx.register_table(&table, Arc::new(provider))?;
         parts.push(canonical(&format!("SELECT * FROM {table}")));
     }

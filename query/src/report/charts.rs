@@ -54,12 +54,36 @@ const BUCKETS: [(i64, &str); 10] = [
     (7 * 86400, "7 days"),
 ];
 
+/// One endpoint of a connection as the charts label it (the `peer` of regressions and
+/// rollups), over rollup-shaped rows.
+const PAIR_LABEL: &str =
+    "concat(coalesce(source_namespace, ''), '/', coalesce(source_workload, '?'), ' -> ', \
+     coalesce(destination_namespace, ''), '/', coalesce(destination_workload, '?'), ':', \
+     coalesce(CAST(destination_port AS VARCHAR), ''), '/', coalesce(l4_protocol, ''))";
+
+/// The overview of the report's period, from its hourly summary (`hourly::relation`: the
+/// rollups where they are exact, raw flows summed the same way elsewhere), so a month-long
+/// report reads rollups rather than a month of flows. The drops-over-time chart needs raw
+/// flows when its bars are shorter than an hour. Without a start (all history), raw flows.
 pub async fn overview(session: &FlowSession) -> Result<Overview, ExecError> {
     let mut overview = Overview::default();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let hourly = match session.range.since {
+        Some(since) => {
+            let until = session.range.until.unwrap_or(now);
+            let relation = crate::hourly::relation(session, "overview", since, until)
+                .await
+                .map_err(|e| ExecError::Query(e.to_string()))?;
+            format!("({relation})")
+        }
+        None => format!("({})", crate::hourly::rollup_select("flows", "true")),
+    };
     let span = rows(
         session,
-        "SELECT count(*), min(time), max(time), \
-         CAST(to_unixtime(max(time)) - to_unixtime(min(time)) AS BIGINT) FROM flows",
+        &format!(
+            "SELECT sum(flows), min(first_seen), max(last_seen), \
+             CAST(to_unixtime(max(last_seen)) - to_unixtime(min(first_seen)) AS BIGINT) FROM {hourly}"
+        ),
     )
     .await?;
     let Some(span) = span.first() else {
@@ -81,29 +105,29 @@ pub async fn overview(session: &FlowSession) -> Result<Overview, ExecError> {
         .find(|(size, _)| seconds / size <= 48)
         .unwrap_or(BUCKETS[BUCKETS.len() - 1]);
     overview.bucket = label.into();
-    overview.drops_over_time = rows(
-        session,
-        &format!(
+    let over_time = if bucket >= 3600 {
+        format!(
+            "SELECT date_bin(INTERVAL '{bucket} seconds', time) AS bucket, sum(flows), \
+             sum(flows) FILTER (WHERE verdict = 'DROPPED') FROM {hourly} GROUP BY 1 ORDER BY 1"
+        )
+    } else {
+        format!(
             "SELECT date_bin(INTERVAL '{bucket} seconds', time) AS bucket, count(*), \
              count(*) FILTER (WHERE verdict = 'DROPPED') FROM flows GROUP BY 1 ORDER BY 1"
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| (text(&r[0]), number(&r[1]), number(&r[2])))
-    .collect();
+        )
+    };
+    overview.drops_over_time = rows(session, &over_time)
+        .await?
+        .iter()
+        .map(|r| (text(&r[0]), number(&r[1]), number(&r[2])))
+        .collect();
+    // Drop events, not the policy-verdict events Cilium emits beside them.
     overview.top_denied = rows(
         session,
         &format!(
-            "SELECT concat(coalesce(source_namespace, ''), '/', \
-                 coalesce(source_workload, source_pod_name, ip_source, '?'), ' -> ', \
-                 coalesce(destination_namespace, ''), '/', \
-                 coalesce(destination_workload, destination_pod_name, ip_destination, '?'), ':', \
-                 coalesce(CAST(destination_port AS VARCHAR), ''), '/', coalesce(l4_protocol, '')), \
-               count(*) AS drops \
-             FROM flows WHERE verdict = 'DROPPED' AND drop_reason_desc IN {POLICY_DROP_REASONS} \
-               AND (event_type IS DISTINCT FROM 5) \
-             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10"
+            "SELECT {PAIR_LABEL}, sum(flows - policy_verdicts) AS drops FROM {hourly} \
+             WHERE verdict = 'DROPPED' AND drop_reason_desc IN {POLICY_DROP_REASONS} \
+             GROUP BY 1 HAVING sum(flows - policy_verdicts) > 0 ORDER BY 2 DESC, 1 LIMIT 10"
         ),
     )
     .await?
@@ -112,8 +136,10 @@ pub async fn overview(session: &FlowSession) -> Result<Overview, ExecError> {
     .collect();
     overview.verdicts = rows(
         session,
-        "SELECT coalesce(verdict, 'VERDICT_UNKNOWN'), count(*) FROM flows \
-         GROUP BY 1 ORDER BY 2 DESC, 1",
+        &format!(
+            "SELECT coalesce(verdict, 'VERDICT_UNKNOWN'), sum(flows) FROM {hourly} \
+             GROUP BY 1 ORDER BY 2 DESC, 1"
+        ),
     )
     .await?
     .iter()

@@ -581,7 +581,17 @@ fn expire_keeps_rollups_equal_to_an_independent_aggregation_of_the_raw_flows() {
         HOUR,
         &mut Rng(7),
     );
-    import(store, &[&late], &env).ok();
+    // An earlier hour of the same connections: the baseline of a regression query below.
+    let earlier = flows_file(
+        dir.path(),
+        "earlier.jsonl",
+        "earlier",
+        200,
+        late_hour - 14 * HOUR,
+        HOUR,
+        &mut Rng(8),
+    );
+    import(store, &[&late, &earlier], &env).ok();
     let (total, _) = counts(store, &env);
     flowstore(
         &[
@@ -641,6 +651,38 @@ fn expire_keeps_rollups_equal_to_an_independent_aggregation_of_the_raw_flows() {
         run.stdout.lines().nth(1).unwrap().parse().unwrap_or(0)
     };
     assert_eq!(sum("select sum(flows) from flows_hourly"), total - 100);
+    // A baseline whose raw flows are gone is answered from its rollups.
+    assert_eq!(
+        sum("select count(*) from flows where time >= '2026-11-24T20:00:00Z' and time < '2026-11-24T21:00:00Z'"),
+        0
+    );
+    let regressions = flowsql(
+        &[
+            "--store",
+            store,
+            "--format",
+            "ndjson",
+            "regressions",
+            "--baseline",
+            "2026-11-24T20:00Z..2026-11-24T21:00Z",
+            "--window",
+            "2026-11-25T10:00Z..2026-11-25T11:00Z",
+        ],
+        &env,
+    )
+    .ok()
+    .rows();
+    assert!(
+        !regressions.is_empty(),
+        "no regression found from the rollups"
+    );
+    assert!(
+        regressions
+            .iter()
+            .all(|r| r["baseline_flows"].as_u64().unwrap() > 0
+                && r["destination_workload"] == "server"),
+        "{regressions:?}"
+    );
 
     // Compacted and rolled up, the last hour expires too; a second run has nothing to do.
     flowstore(
