@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-hubble bench-query oracle
+.PHONY: demo test bench bench-ebpf bench-hubble bench-query bench-fleet oracle oracle-store
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -22,9 +22,22 @@ oracle:          ## durability oracle, long form: 100 SIGKILL cycles of a follow
 
 bench-query:     ## flowsql vs DuckDB: the forensic query suite on 10M flows over 24 h, and window scaling 1 day vs 30 days
 	bash .ci/setup.sh
+	command -v duckdb >/dev/null || python3 -m pip install --quiet --root-user-action=ignore duckdb-cli
 	cargo build --release -p flowrec -p flowsql -p flow-benches
 	target/release/query-bench --flows 10000000 --hours 24
 	target/release/query-bench --scaling
+
+bench-fleet:     ## a fleet-shaped store (50 nodes x 24 h x a file per 5 min) before/after flowstore compact, vs DuckDB; 30-day regressions from rollups
+	bash .ci/setup.sh
+	command -v duckdb >/dev/null || python3 -m pip install --quiet --root-user-action=ignore duckdb-cli
+	cargo build --release -p flowrec -p flowsql -p flow-benches
+	target/release/fleet-bench --flows 10000000 --hours 24 --nodes 50
+	target/release/fleet-bench --rollup-month
+
+oracle-store:    ## compaction oracle, long form: 100 import rounds per writer, compactor SIGKILLed throughout (FLOWSTORE_ORACLE_SEED=N reproduces one)
+	bash .ci/setup.sh
+	cargo build --workspace
+	FLOWSTORE_ORACLE_ROUNDS=100 cargo test -p flowsql --test e2e -- --nocapture compaction_killed
 
 bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into the store (1M flows)
 	bash .ci/setup.sh

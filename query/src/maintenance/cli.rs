@@ -62,6 +62,10 @@ pub enum StoreCommand {
     Verify(VerifyArgs),
     /// What the store holds per table and day: hours, files, rows, bytes, bytes awaiting deletion
     Du(DuArgs),
+    /// The files flowsql reads now, for engines that list folders (DuckDB, Athena, Trino): a
+    /// list, a DuckDB view over exactly them, or an Athena/Trino view that leaves out the
+    /// objects a listing shows but flowsql does not read
+    Files(FilesArgs),
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -147,6 +151,34 @@ pub struct VerifyArgs {
     /// Decode every page of every file, not only the footers
     #[arg(long)]
     pub deep: bool,
+    /// Only hours at or after T
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Only hours before T
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+}
+
+/// How `flowstore files` writes what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FilesFormat {
+    /// One URL a line
+    List,
+    /// CREATE OR REPLACE VIEW <table> AS SELECT * FROM read_parquet([...])
+    Duckdb,
+    /// CREATE OR REPLACE VIEW <table>_exact over the Hive table <table>, without the objects
+    /// flowsql does not read ("$path" NOT IN ...)
+    Athena,
+}
+
+#[derive(Debug, Args)]
+pub struct FilesArgs {
+    /// flows, lost_events or flows_hourly
+    #[arg(long, default_value = "flows", value_name = "TABLE")]
+    pub table: String,
+    /// Output
+    #[arg(long, value_enum, default_value = "list")]
+    pub format: FilesFormat,
     /// Only hours at or after T
     #[arg(long, value_name = "T")]
     pub since: Option<String>,

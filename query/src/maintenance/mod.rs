@@ -15,6 +15,7 @@ pub mod cli;
 mod compact;
 mod du;
 mod expire;
+mod files;
 mod gc;
 mod merge;
 mod rollup;
@@ -216,6 +217,7 @@ pub async fn run(cli: StoreCli) -> ExitCode {
         StoreCommand::Expire(args) => expire::run(&maintainer, args).await,
         StoreCommand::Verify(args) => verify::run(&maintainer, args).await,
         StoreCommand::Du(args) => du::run(&maintainer, args).await,
+        StoreCommand::Files(args) => files::run(&maintainer, args).await,
     };
     maintainer.finish_progress();
     match result {

@@ -390,6 +390,13 @@ fn compacted_hours_answer_exactly_like_the_files_they_replaced() {
     );
     assert_eq!(answers(&store), before);
     assert_eq!(duckdb_count(&store), 2 * flows);
+    // ... and flowstore files gives DuckDB a view of exactly what flowsql reads.
+    let view = flowstore(&["--store", &store, "files", "--format", "duckdb"], &[]).ok();
+    let exact = python(&format!(
+        "import duckdb\nduckdb.execute({:?})\nprint(duckdb.execute('select count(*) from flows').fetchone()[0])",
+        view.stdout
+    ));
+    assert_eq!(exact.trim(), flows.to_string(), "{}", view.stdout);
     let du = flowstore(&["--store", &store, "du", "--format", "csv"], &[]).ok();
     let incident_day = du
         .stdout
