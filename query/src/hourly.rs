@@ -16,7 +16,7 @@ use flow_schema::layout::{hour_start, Dataset, NANOS_PER_HOUR};
 use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
 use object_store::ObjectMeta;
 
-use crate::table::{PinnedTable, StoreReader};
+use crate::table::{StoreReader, StoreTable};
 
 /// The key of a rollup row, as SQL over `flows` (name, expression).
 pub const DIMENSIONS: [(&str, &str); 16] = [
@@ -187,7 +187,7 @@ pub async fn relation(
     let mut parts = Vec::new();
     if !cover.rollups.is_empty() {
         let table = format!("{name}_rollups");
-        let provider = PinnedTable::new(
+        let provider = StoreTable::pinned(
             Arc::clone(&session.reader),
             rollup_schema(),
             ROLLUP_SCHEMA_VERSION,

@@ -17,7 +17,7 @@ use flow_schema::store::{Location, Patience, Store, StoreError};
 use flow_schema::Table;
 
 use crate::table::damage::DamageLog;
-use crate::table::{sorts_by_time, RecordedTable, RollupTable, StoreReader};
+use crate::table::{sorts_by_time, StoreReader, StoreTable};
 use crate::timerange::TimeRange;
 use crate::udf;
 
@@ -111,12 +111,11 @@ impl FlowSession {
             reader,
         };
         for table in Table::ALL {
-            session.register(table)?;
+            let provider = Arc::new(StoreTable::recorded(Arc::clone(&session.reader), table));
+            session.register(table.name(), provider)?;
         }
-        session.ctx.register_table(
-            Dataset::FlowsHourly.name(),
-            Arc::new(RollupTable::new(Arc::clone(&session.reader))),
-        )?;
+        let rollups = Arc::new(StoreTable::rollups(Arc::clone(&session.reader)));
+        session.register(Dataset::FlowsHourly.name(), rollups)?;
         Ok(session)
     }
 
@@ -139,10 +138,15 @@ impl FlowSession {
         DataFrame::new(state, plan)
     }
 
-    fn register(&self, table: Table) -> Result<(), DataFusionError> {
-        let provider = Arc::new(RecordedTable::new(Arc::clone(&self.reader), table));
+    /// Registers `provider` as `name`, limited to the session's `--since/--until` (on `time`:
+    /// a flow's instant, a rollup's hour).
+    fn register(
+        &self,
+        name: &str,
+        provider: Arc<dyn datafusion::datasource::TableProvider>,
+    ) -> Result<(), DataFusionError> {
         if self.range.is_unbounded() {
-            self.ctx.register_table(table.name(), provider)?;
+            self.ctx.register_table(name, provider)?;
             return Ok(());
         }
         let mut frame = self.ctx.read_table(provider)?;
@@ -152,7 +156,7 @@ impl FlowSession {
         if let Some(until) = self.range.until {
             frame = frame.filter(col("time").lt(timestamp(until)))?;
         }
-        self.ctx.register_table(table.name(), frame.into_view())?;
+        self.ctx.register_table(name, frame.into_view())?;
         Ok(())
     }
 }

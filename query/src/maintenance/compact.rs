@@ -27,7 +27,7 @@ use super::gc::{self, Deleted};
 use super::merge::{self, Merged};
 use super::rollup::{roll_up, rollup_map};
 use super::{Maintainer, MaintenanceError};
-use crate::table::footers::{self, Expectation, Footer};
+use crate::table::footers::Footer;
 
 #[derive(Debug, Default)]
 struct Summary {
@@ -164,25 +164,10 @@ async fn compact_hour(
     let name = Maintainer::hour_name(dataset, view.hour);
     let table = dataset.table().expect("a recorded table");
     let (schema, version) = m.schemas.of(table);
-    let expect = std::sync::Arc::new(Expectation {
-        schema: std::sync::Arc::clone(&schema),
-        version,
-    });
-    let cache = m
-        .session
-        .ctx
-        .runtime_env()
-        .cache_manager
-        .get_file_metadata_cache();
-    let loaded = footers::load(
-        std::sync::Arc::clone(&m.store.object_store),
-        cache,
-        view.live.clone(),
-        expect,
-        flow_schema::catalog::CONCURRENCY,
-    )
-    .await
-    .map_err(CompactError::Footers)?;
+    let loaded = m
+        .footers(view.live.clone(), &m.expectation(dataset))
+        .await
+        .map_err(CompactError::Footers)?;
     let mut inputs: Vec<Footer> = Vec::with_capacity(loaded.len());
     let mut damaged = false;
     for footer in loaded {

@@ -9,12 +9,10 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use flow_schema::catalog::{Compaction, HourView};
 use flow_schema::layout::Dataset;
-use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
 
 use super::cli::DuArgs;
 use super::{Maintainer, MaintenanceError};
 use crate::print::{OutputFormat, Printer};
-use crate::table::footers::{self, Expectation};
 
 #[derive(Debug, Default)]
 struct Day {
@@ -31,11 +29,8 @@ pub async fn run(m: &Maintainer, args: &DuArgs) -> Result<(), MaintenanceError> 
     let retention = m.catalog.retention().await?;
     let mut days: BTreeMap<(Dataset, String), Day> = BTreeMap::new();
     for dataset in Dataset::ALL {
-        let (views, expect): (Vec<HourView>, Expectation) = match dataset.table() {
-            Some(table) => (m.catalog.views(dataset, None, None, &retention).await?, {
-                let (schema, version) = m.schemas.of(table);
-                Expectation { schema, version }
-            }),
+        let views: Vec<HourView> = match dataset.table() {
+            Some(_) => m.catalog.views(dataset, None, None, &retention).await?,
             None => {
                 let views = m.catalog.rollup_views(None, None, &retention).await?;
                 let views = views
@@ -62,17 +57,11 @@ pub async fn run(m: &Maintainer, args: &DuArgs) -> Result<(), MaintenanceError> 
                             .collect(),
                     })
                     .collect();
-                (
-                    views,
-                    Expectation {
-                        schema: rollup_schema(),
-                        version: ROLLUP_SCHEMA_VERSION,
-                    },
-                )
+                views
             }
         };
         m.start_progress(views.len() as u64, &format!("reading {}", dataset.name()));
-        let expect = Arc::new(expect);
+        let expect = m.expectation(dataset);
         for view in views {
             m.advance();
             let day = flow_schema::layout::rfc3339(view.hour)[..10].to_string();
@@ -83,21 +72,10 @@ pub async fn run(m: &Maintainer, args: &DuArgs) -> Result<(), MaintenanceError> 
             entry.bytes += view.live.iter().map(|f| f.size).sum::<u64>();
             entry.pending_objects += view.garbage.len() as u64;
             entry.pending_bytes += view.garbage.iter().map(|(_, f)| f.size).sum::<u64>();
-            let cache = m
-                .session
-                .ctx
-                .runtime_env()
-                .cache_manager
-                .get_file_metadata_cache();
-            let footers = footers::load(
-                Arc::clone(&m.store.object_store),
-                cache,
-                view.live.clone(),
-                Arc::clone(&expect),
-                flow_schema::catalog::CONCURRENCY,
-            )
-            .await
-            .map_err(|e| MaintenanceError::Other(format!("cannot read the store: {e}")))?;
+            let footers = m
+                .footers(view.live.clone(), &expect)
+                .await
+                .map_err(|e| MaintenanceError::Other(format!("cannot read the store: {e}")))?;
             for footer in footers {
                 match footer {
                     Ok(footer) => entry.rows += footer.rows,

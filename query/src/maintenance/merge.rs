@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 
 use super::Maintainer;
 use crate::table::footers::Footer;
-use crate::table::PinnedTable;
+use crate::table::StoreTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -107,7 +107,7 @@ pub async fn merge(
     let provenance = provenance(inputs, generation);
 
     let table = format!("merge_{}_{}", dataset.name(), generation.nonce);
-    let provider = PinnedTable::merge_inputs(
+    let provider = StoreTable::merge_inputs(
         Arc::clone(&m.session.reader),
         Arc::clone(&schema),
         version,

@@ -32,6 +32,7 @@ use flow_schema::store::{Patience, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::session::{check_reachable, FlowSession, ReadOptions, SessionError};
+use crate::table::footers::{self, Expectation, Footer};
 use crate::timerange::TimeRange;
 use cli::{StoreCli, StoreCommand};
 
@@ -148,6 +149,44 @@ impl Maintainer {
     ) -> Result<TimeRange, String> {
         let now = chrono::DateTime::from_timestamp_nanos(self.now);
         TimeRange::parse(since.as_deref(), until.as_deref(), now).map_err(|e| e.to_string())
+    }
+
+    /// What `dataset`'s files must be, as this maintainer's schemas say.
+    pub fn expectation(
+        &self,
+        dataset: flow_schema::layout::Dataset,
+    ) -> std::sync::Arc<Expectation> {
+        let (schema, version) = match dataset.table() {
+            Some(table) => self.schemas.of(table),
+            None => (
+                flow_schema::rollup::rollup_schema(),
+                flow_schema::rollup::ROLLUP_SCHEMA_VERSION,
+            ),
+        };
+        std::sync::Arc::new(Expectation { schema, version })
+    }
+
+    /// The footers of `files` (through the session's metadata cache, so a merge that follows
+    /// fetches none again), each checked against `expect`.
+    pub async fn footers(
+        &self,
+        files: Vec<object_store::ObjectMeta>,
+        expect: &std::sync::Arc<Expectation>,
+    ) -> Result<Vec<Result<Footer, (object_store::ObjectMeta, String)>>, object_store::Error> {
+        let cache = self
+            .session
+            .ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache();
+        footers::load(
+            std::sync::Arc::clone(&self.store.object_store),
+            cache,
+            files,
+            std::sync::Arc::clone(expect),
+            flow_schema::catalog::CONCURRENCY,
+        )
+        .await
     }
 
     /// `hour` of `dataset`, for messages.

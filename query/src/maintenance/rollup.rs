@@ -23,7 +23,7 @@ use super::gc;
 use super::merge::{put_verified, MergeError};
 use super::{Maintainer, MaintenanceError};
 use crate::hourly::rollup_select;
-use crate::table::PinnedTable;
+use crate::table::StoreTable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RollupError {
@@ -47,7 +47,7 @@ pub async fn roll_up(
 ) -> Result<usize, RollupError> {
     let table = format!("rollup_source_{}", generation.nonce);
     let (schema, version) = m.schemas.of(Table::Flows);
-    let provider = PinnedTable::new(Arc::clone(&m.session.reader), schema, version, files);
+    let provider = StoreTable::pinned(Arc::clone(&m.session.reader), schema, version, files);
     m.session.ctx.register_table(&table, Arc::new(provider))?;
     let rows = m.session.ctx.sql(&rollup_select(&table, "true")).await;
     let rows = match rows {

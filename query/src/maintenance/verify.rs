@@ -8,7 +8,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flow_schema::layout::names::ObjectName;
 use flow_schema::layout::Dataset;
-use flow_schema::rollup::{rollup_schema, ROLLUP_SCHEMA_VERSION};
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -16,7 +15,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::cli::VerifyArgs;
 use super::{Maintainer, MaintenanceError};
 use crate::guard::quietly;
-use crate::table::footers::{self, Expectation};
+use crate::table::footers::Expectation;
 
 pub async fn run(m: &Maintainer, args: &VerifyArgs) -> Result<(), MaintenanceError> {
     let range = m
@@ -25,16 +24,7 @@ pub async fn run(m: &Maintainer, args: &VerifyArgs) -> Result<(), MaintenanceErr
     let retention = m.catalog.retention().await?;
     let (mut objects, mut data, mut damaged) = (0u64, 0u64, 0u64);
     for dataset in Dataset::ALL {
-        let expect = Arc::new(match dataset.table() {
-            Some(table) => {
-                let (schema, version) = m.schemas.of(table);
-                Expectation { schema, version }
-            }
-            None => Expectation {
-                schema: rollup_schema(),
-                version: ROLLUP_SCHEMA_VERSION,
-            },
-        });
+        let expect = m.expectation(dataset);
         let listings = m
             .catalog
             .listings(dataset, range.since, range.until, &retention)
@@ -98,21 +88,10 @@ async fn check(
     expect: &Arc<Expectation>,
     deep: bool,
 ) -> Result<u64, MaintenanceError> {
-    let cache = m
-        .session
-        .ctx
-        .runtime_env()
-        .cache_manager
-        .get_file_metadata_cache();
-    let footers = footers::load(
-        Arc::clone(&m.store.object_store),
-        cache,
-        files,
-        Arc::clone(expect),
-        flow_schema::catalog::CONCURRENCY,
-    )
-    .await
-    .map_err(|e| MaintenanceError::Other(format!("cannot read the store: {e}")))?;
+    let footers = m
+        .footers(files, expect)
+        .await
+        .map_err(|e| MaintenanceError::Other(format!("cannot read the store: {e}")))?;
     let mut damaged = 0;
     let mut readable = Vec::new();
     for footer in footers {

@@ -51,12 +51,14 @@ impl DamageLog {
             });
         }
         let mut met = self.met.lock().expect("damage log lock");
-        if !met.contains_key(&damage.url) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = met.entry(damage.url) {
             eprintln!(
                 "{}: warning: skipped {}: {} (the answer leaves it out; --strict-store makes this an error)",
-                self.tool, damage.url, damage.reason
+                self.tool,
+                entry.key(),
+                damage.reason
             );
-            met.insert(damage.url, damage.reason);
+            entry.insert(damage.reason);
         }
         Ok(())
     }

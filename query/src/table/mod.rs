@@ -5,10 +5,11 @@
 //! their row counts and time ranges. Nothing is listed twice and nothing outside the
 //! visibility rule is ever read, so a compaction running meanwhile cannot show a row twice.
 //!
-//! - [`RecordedTable`]: `flows` and `lost_events`, over the raw hours.
-//! - [`RollupTable`]: `flows_hourly`, the newest rollup of each hour.
-//! - [`PinnedTable`]: exactly the files it was given (a compaction's outputs to roll up, the
-//!   rollups the hourly summary found exact).
+//! A [`StoreTable`] reads one of:
+//! - `flows` and `lost_events`, over the raw hours;
+//! - `flows_hourly`, the newest rollup of each hour;
+//! - exactly the files it was given (a compaction's inputs and outputs, the rollups the hourly
+//!   summary found exact).
 //!
 //! Every filter is reported `Inexact`, so DataFusion still applies it: the partitions and time
 //! ranges only ever narrow what is read.
@@ -263,190 +264,66 @@ fn timestamp(ns: Option<i64>, data_type: &DataType) -> Precision<ScalarValue> {
     }
 }
 
-fn filters_inexact(filters: &[&Expr]) -> Vec<TableProviderFilterPushDown> {
-    vec![TableProviderFilterPushDown::Inexact; filters.len()]
-}
-
-/// `flows` or `lost_events`: the visible files of the hours the query reaches.
+/// Which files a table reads.
 #[derive(Debug)]
-pub struct RecordedTable {
-    reader: Arc<StoreReader>,
-    table: Table,
-    shape: Shape,
+enum Files {
+    /// `flows` or `lost_events`: the visible files of the hours the query reaches.
+    Recorded(Table),
+    /// `flows_hourly`: the newest rollup of each hour the query reaches.
+    Rollups,
+    /// Exactly these (a compaction's inputs or outputs, the rollups found exact).
+    Pinned(Vec<ObjectMeta>),
 }
 
-impl RecordedTable {
-    pub fn new(reader: Arc<StoreReader>, table: Table) -> Self {
-        Self::with_schema(reader, table, table.schema(), SCHEMA_VERSION)
+/// A table of the store.
+#[derive(Debug)]
+pub struct StoreTable {
+    reader: Arc<StoreReader>,
+    shape: Shape,
+    files: Files,
+}
+
+impl StoreTable {
+    /// `flows` or `lost_events`, as this build's schema.
+    pub fn recorded(reader: Arc<StoreReader>, table: Table) -> Self {
+        Self::recorded_as(reader, table, table.schema(), SCHEMA_VERSION)
     }
 
-    /// A table whose newest schema is `schema` (version `version`): how a build that knows a
-    /// later schema version reads every older file (tested with a hand-made version 2).
-    pub fn with_schema(
+    /// A recorded table whose newest schema is `schema` (version `version`): how a build that
+    /// knows a later schema version reads every older file (tested with a hand-made version 2).
+    pub fn recorded_as(
         reader: Arc<StoreReader>,
         table: Table,
         schema: SchemaRef,
         version: u32,
     ) -> Self {
-        RecordedTable {
+        StoreTable {
             reader,
-            table,
             shape: Shape::new(schema, version),
+            files: Files::Recorded(table),
         }
     }
-}
 
-#[async_trait]
-impl TableProvider for RecordedTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.shape.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters_inexact(filters))
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let bounds = time_bounds(filters, &self.shape.sort_column);
-        let reader = &self.reader;
-        let mut files = Vec::new();
-        if !bounds.is_empty() {
-            let retention = reader.catalog.retention().await.map_err(external)?;
-            let views = reader
-                .catalog
-                .views(
-                    Dataset::from(self.table),
-                    bounds.since,
-                    bounds.until,
-                    &retention,
-                )
-                .await
-                .map_err(external)?;
-            for view in views {
-                for meta in &view.foreign {
-                    reader.report(meta, "not a name flowrec or flowstore writes".into())?;
-                }
-                files.extend(view.live);
-            }
-        }
-        reader
-            .scan_files(
-                state,
-                &self.shape,
-                files,
-                bounds,
-                projection,
-                filters,
-                limit,
-            )
-            .await
-    }
-}
-
-/// `flows_hourly`: the newest rollup of each hour the query reaches.
-#[derive(Debug)]
-pub struct RollupTable {
-    reader: Arc<StoreReader>,
-    shape: Shape,
-}
-
-impl RollupTable {
-    pub fn new(reader: Arc<StoreReader>) -> Self {
-        RollupTable {
+    /// `flows_hourly`.
+    pub fn rollups(reader: Arc<StoreReader>) -> Self {
+        StoreTable {
             reader,
             shape: Shape::new(rollup_schema(), ROLLUP_SCHEMA_VERSION),
+            files: Files::Rollups,
         }
     }
-}
 
-#[async_trait]
-impl TableProvider for RollupTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.shape.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters_inexact(filters))
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let bounds = time_bounds(filters, &self.shape.sort_column);
-        let reader = &self.reader;
-        let mut files = Vec::new();
-        if !bounds.is_empty() {
-            let retention = reader.catalog.retention().await.map_err(external)?;
-            let views = reader
-                .catalog
-                .rollup_views(bounds.since, bounds.until, &retention)
-                .await
-                .map_err(external)?;
-            for view in views {
-                for meta in &view.foreign {
-                    reader.report(meta, "not a name flowstore writes".into())?;
-                }
-                files.extend(view.latest().map(|(_, meta)| meta.clone()));
-            }
-        }
-        reader
-            .scan_files(
-                state,
-                &self.shape,
-                files,
-                bounds,
-                projection,
-                filters,
-                limit,
-            )
-            .await
-    }
-}
-
-/// Exactly the files it was given.
-#[derive(Debug)]
-pub struct PinnedTable {
-    reader: Arc<StoreReader>,
-    shape: Shape,
-    files: Vec<ObjectMeta>,
-}
-
-impl PinnedTable {
-    /// Rows of `schema` (version `version`) from `files`.
-    pub fn new(
+    /// Rows of `schema` (version `version`) from exactly `files`.
+    pub fn pinned(
         reader: Arc<StoreReader>,
         schema: SchemaRef,
         version: u32,
         files: Vec<ObjectMeta>,
     ) -> Self {
-        PinnedTable {
+        StoreTable {
             reader,
             shape: Shape::new(schema, version),
-            files,
+            files: Files::Pinned(files),
         }
     }
 
@@ -458,16 +335,57 @@ impl PinnedTable {
         version: u32,
         files: Vec<ObjectMeta>,
     ) -> Self {
-        PinnedTable {
+        StoreTable {
             reader,
             shape: Shape::for_merge(schema, version),
-            files,
+            files: Files::Pinned(files),
         }
+    }
+
+    /// The files of the hours in `bounds` (foreign objects met on the way are reported).
+    async fn files(&self, bounds: Bounds) -> Result<Vec<ObjectMeta>> {
+        if bounds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reader = &self.reader;
+        let catalog = &reader.catalog;
+        let mut files = Vec::new();
+        let mut foreign = Vec::new();
+        match &self.files {
+            Files::Pinned(pinned) => files.clone_from(pinned),
+            Files::Recorded(table) => {
+                let retention = catalog.retention().await.map_err(external)?;
+                let dataset = Dataset::from(*table);
+                let views = catalog
+                    .views(dataset, bounds.since, bounds.until, &retention)
+                    .await
+                    .map_err(external)?;
+                for view in views {
+                    foreign.extend(view.foreign);
+                    files.extend(view.live);
+                }
+            }
+            Files::Rollups => {
+                let retention = catalog.retention().await.map_err(external)?;
+                let views = catalog
+                    .rollup_views(bounds.since, bounds.until, &retention)
+                    .await
+                    .map_err(external)?;
+                for view in views {
+                    files.extend(view.latest().map(|(_, meta)| meta.clone()));
+                    foreign.extend(view.foreign);
+                }
+            }
+        }
+        for meta in &foreign {
+            reader.report(meta, "not a name flowrec or flowstore writes".into())?;
+        }
+        Ok(files)
     }
 }
 
 #[async_trait]
-impl TableProvider for PinnedTable {
+impl TableProvider for StoreTable {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.shape.schema)
     }
@@ -480,7 +398,7 @@ impl TableProvider for PinnedTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters_inexact(filters))
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
     async fn scan(
@@ -491,11 +409,7 @@ impl TableProvider for PinnedTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let bounds = time_bounds(filters, &self.shape.sort_column);
-        let files = if bounds.is_empty() {
-            Vec::new()
-        } else {
-            self.files.clone()
-        };
+        let files = self.files(bounds).await?;
         self.reader
             .scan_files(
                 state,

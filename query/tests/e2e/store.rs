@@ -1067,7 +1067,7 @@ fn a_hand_made_schema_version_2_is_read_as_one_table_and_compacted_into() {
             )
             .await
             .unwrap();
-            let table = flowsql::table::RecordedTable::with_schema(
+            let table = flowsql::table::StoreTable::recorded_as(
                 session.reader.clone(),
                 flow_schema::Table::Flows,
                 schema_v2(),
