@@ -21,32 +21,49 @@ impl Measure {
 }
 
 /// Runs `command` to completion (stdout discarded); fails with its stderr if it fails.
+///
+/// Peak RSS is the child's own high-water mark (`VmHWM` of `/proc/<pid>/status`, read every
+/// 5 ms until it exits): `wait4`'s `ru_maxrss` would count the memory of this process at the
+/// fork, which is large once a benchmark has built a dataset in memory.
 pub fn run(command: &mut Command) -> Result<Measure, String> {
     let started = Instant::now();
-    let child = command
+    let mut child = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("{command:?}: {e}"))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data, filled by the kernel for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let stderr = child.stderr;
-    // SAFETY: waiting for our own child, once.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let seconds = started.elapsed().as_secs_f64();
-    if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
         let mut text = String::new();
-        if let Some(mut err) = stderr {
-            use std::io::Read;
-            let _ = err.read_to_string(&mut text);
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                peak_kib = peak_kib.max(kib);
+            }
         }
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let text = reader.join().unwrap_or_default();
+    if !status.success() {
         return Err(format!("{command:?} failed: {text}"));
     }
     Ok(Measure {
         seconds,
-        peak_rss_kib: usage.ru_maxrss,
+        peak_rss_kib: peak_kib,
         rows: 0,
     })
 }

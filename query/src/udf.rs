@@ -14,6 +14,8 @@
 //!   NULL when it is not one; what `--http-path` matches, as Hubble does.
 //! - `policy_names(egress_denied_by, ingress_denied_by, ...)`: the names of the policies in
 //!   the lists (NULL lists are empty), as one list.
+//! - `policy_list(egress_denied_by, ingress_denied_by, ...)`: the same names joined with ", ",
+//!   NULL when none (what `flows_hourly` stores).
 //! - `peer(workload, pod_name, names, labels, ip)`: what one end of a connection is called in
 //!   regressions and rollups: the workload; else the pod name without its ReplicaSet/DaemonSet
 //!   suffix; else (outside the cluster) the first DNS name, the reserved identity
@@ -40,6 +42,7 @@ pub fn all() -> Vec<ScalarUDF> {
         ScalarUDF::from(LabelFunction::new(LabelFunctionKind::LabelValue)),
         label_selector(),
         ScalarUDF::from(PolicyNames::new()),
+        ScalarUDF::from(PolicyList::new()),
         url_path(),
         ScalarUDF::from(Peer::new()),
     ]
@@ -569,6 +572,51 @@ fn policy_list(data_type: &DataType) -> bool {
     }
 }
 
+/// The policy names of one list column, prepared once per batch: each row's names are a
+/// range of `names` (the list's offsets), converted to strings once, not row by row.
+struct PolicyColumn {
+    list: Option<datafusion::arrow::array::ListArray>,
+    names: Option<StringArray>,
+}
+
+impl PolicyColumn {
+    fn new(array: &ArrayRef) -> Result<PolicyColumn> {
+        let Some(list) = array.as_list_opt::<i32>() else {
+            return Ok(PolicyColumn {
+                list: None,
+                names: None,
+            });
+        };
+        let names = match list
+            .values()
+            .as_struct_opt()
+            .and_then(|s| s.column_by_name("name"))
+        {
+            Some(names) => Some(cast(names, &DataType::Utf8)?.as_string::<i32>().clone()),
+            None => None,
+        };
+        Ok(PolicyColumn {
+            list: Some(list.clone()),
+            names,
+        })
+    }
+
+    /// The names of `row`, in order.
+    fn names(&self, row: usize) -> impl Iterator<Item = &str> + '_ {
+        let range = match (&self.list, &self.names) {
+            (Some(list), Some(_)) if list.is_valid(row) => {
+                let offsets = list.value_offsets();
+                offsets[row] as usize..offsets[row + 1] as usize
+            }
+            _ => 0..0,
+        };
+        range.filter_map(move |i| {
+            let names = self.names.as_ref()?;
+            names.is_valid(i).then(|| names.value(i))
+        })
+    }
+}
+
 impl ScalarUDFImpl for PolicyNames {
     fn name(&self) -> &str {
         "policy_names"
@@ -588,30 +636,72 @@ impl ScalarUDFImpl for PolicyNames {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = args
+        let columns = args
             .args
             .iter()
-            .map(|a| a.to_array(rows))
+            .map(|a| PolicyColumn::new(&a.to_array(rows)?))
             .collect::<Result<Vec<_>>>()?;
         let mut out = datafusion::arrow::array::ListBuilder::new(StringBuilder::new());
         for row in 0..rows {
-            for array in &arrays {
-                let Some(list) = array.as_list_opt::<i32>() else {
-                    continue;
-                };
-                if list.is_null(row) {
-                    continue;
-                }
-                let items = list.value(row);
-                let Some(names) = items.as_struct().column_by_name("name") else {
-                    continue;
-                };
-                let names = cast(names, &DataType::Utf8)?;
-                for name in names.as_string::<i32>().iter().flatten() {
+            for column in &columns {
+                for name in column.names(row) {
                     out.values().append_value(name);
                 }
             }
             out.append(true);
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
+
+/// `policy_list(egress_denied_by, ingress_denied_by, ...)`: the same names joined with ", ",
+/// NULL when there are none (what rollups store; cheaper than array_to_string(policy_names)).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PolicyList {
+    signature: Signature,
+}
+
+impl PolicyList {
+    fn new() -> Self {
+        PolicyList {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+impl ScalarUDFImpl for PolicyList {
+    fn name(&self) -> &str {
+        "policy_list"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        if args.is_empty() || !args.iter().all(policy_list) {
+            return plan_err!(
+                "policy_list takes policy lists (egress_denied_by, ingress_allowed_by, ...), got {args:?}"
+            );
+        }
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let columns = args
+            .args
+            .iter()
+            .map(|a| PolicyColumn::new(&a.to_array(rows)?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = StringBuilder::new();
+        let mut text = String::new();
+        for row in 0..rows {
+            text.clear();
+            for name in columns.iter().flat_map(|c| c.names(row)) {
+                if !text.is_empty() {
+                    text.push_str(", ");
+                }
+                text.push_str(name);
+            }
+            out.append_option((!text.is_empty()).then_some(text.as_str()));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
@@ -654,15 +744,41 @@ fn strings(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(array, &DataType::Utf8)?)
 }
 
-/// Item `row` of a list column as strings (empty when NULL).
-fn list_items(array: &ArrayRef, row: usize) -> Result<Option<ArrayRef>> {
-    let Some(list) = array.as_list_opt::<i32>() else {
-        return Ok(None);
-    };
-    if list.is_null(row) {
-        return Ok(None);
+/// A list-of-strings column, its values converted to strings once per batch.
+struct StringLists {
+    list: Option<datafusion::arrow::array::ListArray>,
+    values: Option<StringArray>,
+}
+
+impl StringLists {
+    fn new(array: &ArrayRef) -> Result<StringLists> {
+        let Some(list) = array.as_list_opt::<i32>() else {
+            return Ok(StringLists {
+                list: None,
+                values: None,
+            });
+        };
+        let values = strings(list.values())?.as_string::<i32>().clone();
+        Ok(StringLists {
+            list: Some(list.clone()),
+            values: Some(values),
+        })
     }
-    Ok(Some(strings(&list.value(row))?))
+
+    /// The items of `row` (none when NULL).
+    fn items(&self, row: usize) -> impl Iterator<Item = &str> + '_ {
+        let range = match &self.list {
+            Some(list) if list.is_valid(row) => {
+                let offsets = list.value_offsets();
+                offsets[row] as usize..offsets[row + 1] as usize
+            }
+            _ => 0..0,
+        };
+        range.filter_map(move |i| {
+            let values = self.values.as_ref()?;
+            values.is_valid(i).then(|| values.value(i))
+        })
+    }
 }
 
 impl ScalarUDFImpl for Peer {
@@ -703,29 +819,16 @@ impl ScalarUDFImpl for Peer {
             pod.as_string::<i32>(),
             ip.as_string::<i32>(),
         );
+        let (names, labels) = (StringLists::new(&arrays[2])?, StringLists::new(&arrays[3])?);
         let mut out = StringBuilder::new();
         for row in 0..rows {
             if workload.is_valid(row) {
                 out.append_value(workload.value(row));
             } else if pod.is_valid(row) {
                 out.append_value(pod_workload(pod.value(row)));
-            } else if let Some(name) = list_items(&arrays[2], row)?.and_then(|names| {
-                names
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .next()
-                    .map(str::to_string)
-            }) {
+            } else if let Some(name) = names.items(row).next() {
                 out.append_value(name);
-            } else if let Some(reserved) = list_items(&arrays[3], row)?.and_then(|labels| {
-                labels
-                    .as_string::<i32>()
-                    .iter()
-                    .flatten()
-                    .find(|l| l.starts_with("reserved:"))
-                    .map(str::to_string)
-            }) {
+            } else if let Some(reserved) = labels.items(row).find(|l| l.starts_with("reserved:")) {
                 out.append_value(reserved);
             } else {
                 out.append_option(ip.is_valid(row).then(|| ip.value(row)));
