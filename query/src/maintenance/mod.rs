@@ -163,7 +163,7 @@ impl Maintainer {
                 flow_schema::rollup::ROLLUP_SCHEMA_VERSION,
             ),
         };
-        std::sync::Arc::new(Expectation { schema, version })
+        std::sync::Arc::new(Expectation::new(schema, version))
     }
 
     /// The footers of `files` (through the session's metadata cache, so a merge that follows

@@ -24,9 +24,13 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataR
 
 use crate::guard::quietly;
 
-/// First read from the end of a file: the footer and the page index of a flows file with a
-/// few row groups fit (a 114-column footer is ~20-40 KiB).
-const FOOTER_HINT: u64 = 128 * 1024;
+/// First read from the end of a file: the footer of a flows file with a few row groups fits
+/// (a 114-column footer is ~20-40 KiB). The page index is not read: DataFusion loads it for
+/// the files whose pruning needs it.
+const FOOTER_HINT: u64 = 64 * 1024;
+
+/// The smallest Parquet file: two magic numbers and a footer length.
+pub const MIN_PARQUET_SIZE: u64 = 12;
 
 /// What a table expects of its files.
 #[derive(Debug)]
@@ -35,6 +39,19 @@ pub struct Expectation {
     pub schema: SchemaRef,
     /// The newest schema version this build knows.
     pub version: u32,
+    /// Schema checks already made, by the hash of the file's embedded Arrow schema: files of
+    /// one writer version share it, so thousands of small files cost one check.
+    checked: std::sync::Mutex<std::collections::HashMap<u64, Result<bool, String>>>,
+}
+
+impl Expectation {
+    pub fn new(schema: SchemaRef, version: u32) -> Expectation {
+        Expectation {
+            schema,
+            version,
+            checked: Default::default(),
+        }
+    }
 }
 
 /// What planning needs of a readable file.
@@ -50,6 +67,9 @@ pub struct Footer {
     /// Nodes and sources of its rows, as its footer says.
     pub nodes: Vec<String>,
     pub sources: Vec<String>,
+    /// Its columns are exactly the table's stored schema (the current version): readers may
+    /// take that schema instead of decoding the one embedded in the file.
+    pub exact_schema: bool,
 }
 
 /// Loads the footers of `files`: each a [`Footer`] or the reason it cannot be read as the
@@ -80,7 +100,8 @@ pub async fn load(
                 },
             };
             Ok::<_, object_store::Error>(match check(&metadata, &expect) {
-                Ok(info) => Ok(Footer {
+                Ok((info, exact_schema)) => Ok(Footer {
+                    exact_schema,
                     rows: metadata.file_metadata().num_rows().max(0) as u64,
                     min_time: info.min_time,
                     max_time: info.max_time,
@@ -126,7 +147,7 @@ fn location(result: &Result<Footer, (ObjectMeta, String)>) -> &object_store::pat
     }
 }
 
-fn cached(cache: &Arc<FileMetadataCache>, meta: &ObjectMeta) -> Option<Arc<ParquetMetaData>> {
+pub fn cached(cache: &Arc<FileMetadataCache>, meta: &ObjectMeta) -> Option<Arc<ParquetMetaData>> {
     let entry = cache.get(&meta.location)?;
     if !entry.is_valid_for(meta) {
         return None;
@@ -148,7 +169,7 @@ pub async fn fetch(
     if size == 0 {
         return Ok(Err("empty object (0 bytes)".into()));
     }
-    if size < 12 {
+    if size < MIN_PARQUET_SIZE {
         return Ok(Err(format!("{size} bytes: too short to be a Parquet file")));
     }
     let mut start = size.saturating_sub(FOOTER_HINT);
@@ -168,7 +189,7 @@ pub async fn fetch(
             "its footer claims {footer_len} bytes, more than the object holds ({size}): truncated or garbage"
         )));
     }
-    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Skip);
     for _ in 0..3 {
         let parsed = quietly(|| reader.try_parse_sized(&bytes, size));
         match parsed {
@@ -211,7 +232,12 @@ async fn fetch_range(
 
 /// Whether a decoded footer is a file of the expected table: ours (it says its schema
 /// version), not newer than this build, with columns the table has, of the same types.
-pub fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterInfo, String> {
+/// Whether a decoded footer is a file of the expected table (with whether its columns are
+/// exactly the expected schema).
+pub fn check(
+    metadata: &ParquetMetaData,
+    expect: &Expectation,
+) -> Result<(FooterInfo, bool), String> {
     let file = metadata.file_metadata();
     let info = FooterInfo::from_key_values(file.key_value_metadata())
         .ok_or("not a flowsql store file (no flowsql.schema_version in its footer)")?;
@@ -221,6 +247,47 @@ pub fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterI
             info.schema_version, expect.version
         ));
     }
+    let embedded = file
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == "ARROW:schema"))
+        .and_then(|e| e.value.as_deref());
+    let Some(embedded) = embedded else {
+        let exact = check_schema(file, expect)?;
+        return Ok((info, exact));
+    };
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        embedded.hash(&mut hasher);
+        hasher.finish()
+    };
+    let known = expect
+        .checked
+        .lock()
+        .expect("checks lock")
+        .get(&key)
+        .cloned();
+    let result = match known {
+        Some(result) => result,
+        None => {
+            let result = check_schema(file, expect);
+            expect
+                .checked
+                .lock()
+                .expect("checks lock")
+                .insert(key, result.clone());
+            result
+        }
+    };
+    let exact = result?;
+    Ok((info, exact))
+}
+
+/// The file's columns are the table's, with the same types.
+fn check_schema(
+    file: &parquet::file::metadata::FileMetaData,
+    expect: &Expectation,
+) -> Result<bool, String> {
     let schema =
         quietly(|| parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata()))
             .ok_or("unreadable schema")?
@@ -245,7 +312,7 @@ pub fn check(metadata: &ParquetMetaData, expect: &Expectation) -> Result<FooterI
     if schema.field_with_name(time).is_err() {
         return Err(format!("no {time} column"));
     }
-    Ok(info)
+    Ok(schema.fields() == expect.schema.fields())
 }
 
 /// Equal types, counting a string read as a view and a plain one as the same.

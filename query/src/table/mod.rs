@@ -18,6 +18,7 @@ pub mod bounds;
 pub mod choices;
 pub mod damage;
 pub mod footers;
+pub mod reader;
 
 use std::sync::Arc;
 
@@ -28,10 +29,11 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::create_ordering;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
@@ -51,7 +53,15 @@ use object_store::ObjectMeta;
 pub use bounds::{time_bounds, Bounds};
 pub use choices::{sorts_by_time, worth_pushing_down};
 use damage::{Damage, DamageLog};
+use flow_schema::layout::NANOS_PER_HOUR;
 use footers::{Expectation, Footer};
+use reader::CheckedReaderFactory;
+
+/// Up to this many files, footers are loaded while planning whatever the query.
+const PREFETCH_FILES: usize = 1024;
+
+/// Files smaller than this on average are read without their page index.
+const SMALL_FILE: u64 = 1 << 20;
 
 /// Above this many time-ordered file groups, a sort by time reads the files unordered and
 /// sorts (each group is a stream the merge keeps open).
@@ -97,33 +107,109 @@ impl StoreReader {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-        let footers = footers::load(
-            Arc::clone(&self.store.object_store),
-            cache,
-            files,
-            Arc::clone(&shape.expect),
-            CONCURRENCY,
-        )
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut kept = Vec::with_capacity(footers.len());
-        for footer in footers {
-            match footer {
-                Ok(footer) if bounds.meets(footer.min_time, footer.max_time) => kept.push(footer),
-                Ok(_) => {}
-                Err((meta, reason)) => self.report(&meta, reason)?,
+        // Footers are loaded while planning when they pay: few files, a window that cuts into
+        // an hour (files outside it are left out), a statement sorted by time (ordered groups
+        // need each file's range), a merge. Otherwise (a whole day of a fleet's small files)
+        // each footer is read once, when DataFusion opens the file, and checked then.
+        let cuts = |t: Option<i64>| t.is_some_and(|t| t.rem_euclid(NANOS_PER_HOUR) != 0);
+        let prefetch = files.len() <= PREFETCH_FILES
+            || shape.merge
+            || state.config().collect_statistics()
+            || cuts(bounds.since)
+            || cuts(bounds.until);
+        let mut planned = Vec::with_capacity(files.len());
+        if prefetch {
+            let footers = footers::load(
+                Arc::clone(&self.store.object_store),
+                Arc::clone(&cache),
+                files,
+                Arc::clone(&shape.expect),
+                CONCURRENCY,
+            )
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            for footer in footers {
+                match footer {
+                    Ok(footer) if bounds.meets(footer.min_time, footer.max_time) => {
+                        planned.push(Planned::from(footer))
+                    }
+                    Ok(_) => {}
+                    Err((meta, reason)) => self.report(&meta, reason)?,
+                }
+            }
+        } else {
+            for meta in files {
+                // DataFusion skips an empty object without opening it: say so here.
+                if meta.size < footers::MIN_PARQUET_SIZE {
+                    let reason = footers::fetch(self.store.object_store.as_ref(), &meta)
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?
+                        .err()
+                        .unwrap_or_default();
+                    self.report(&meta, reason)?;
+                } else {
+                    planned.push(Planned::unknown(meta));
+                }
             }
         }
-        if kept.is_empty() {
+        if planned.is_empty() {
             let schema = datafusion::physical_plan::project_schema(&shape.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
-        kept.sort_by_key(|f| (f.min_time, f.meta.location.clone()));
-        let config = shape.scan_config(state, &self.store, kept, projection, filters, limit)?;
-        shape
-            .format(state, filters)
-            .create_physical_plan(state, config)
-            .await
+        planned.sort_by_key(|f| (f.min_time, f.meta.location.clone()));
+        let factory = CheckedReaderFactory {
+            store: Arc::clone(&self.store.object_store),
+            cache,
+            expect: Arc::clone(&shape.expect),
+            damage: self.damage.clone(),
+            url_prefix: self.store.url_of(&object_store::path::Path::from("")),
+            empty: shape.empty_footer()?,
+            cache_footers: prefetch,
+        };
+        let config = shape.scan_config(
+            state,
+            &self.store,
+            planned,
+            projection,
+            filters,
+            limit,
+            Arc::new(factory),
+        )?;
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// A file as the scan plans it: its row count and time range when its footer was loaded.
+#[derive(Debug, Clone)]
+struct Planned {
+    meta: ObjectMeta,
+    exact_schema: bool,
+    rows: Option<u64>,
+    min_time: Option<i64>,
+    max_time: Option<i64>,
+}
+
+impl Planned {
+    fn unknown(meta: ObjectMeta) -> Planned {
+        Planned {
+            meta,
+            exact_schema: false,
+            rows: None,
+            min_time: None,
+            max_time: None,
+        }
+    }
+}
+
+impl From<Footer> for Planned {
+    fn from(footer: Footer) -> Planned {
+        Planned {
+            meta: footer.meta,
+            exact_schema: footer.exact_schema,
+            rows: Some(footer.rows),
+            min_time: footer.min_time,
+            max_time: footer.max_time,
+        }
     }
 }
 
@@ -139,6 +225,8 @@ struct Shape {
     /// A compaction's input: rows in the stored types, files always in time-ordered groups
     /// (however many), so that DataFusion merges them and never sorts.
     merge: bool,
+    /// What a damaged file reads as (made once).
+    empty: std::sync::OnceLock<Arc<parquet::file::metadata::ParquetMetaData>>,
 }
 
 impl Shape {
@@ -146,12 +234,18 @@ impl Shape {
         Shape {
             schema: string_views(&stored),
             sort_column: stored.field(0).name().clone(),
-            expect: Arc::new(Expectation {
-                schema: stored,
-                version,
-            }),
+            expect: Arc::new(Expectation::new(stored, version)),
             merge: false,
+            empty: std::sync::OnceLock::new(),
         }
+    }
+
+    fn empty_footer(&self) -> Result<Arc<parquet::file::metadata::ParquetMetaData>> {
+        if let Some(empty) = self.empty.get() {
+            return Ok(Arc::clone(empty));
+        }
+        let empty = reader::empty_footer(&self.expect.schema)?;
+        Ok(Arc::clone(self.empty.get_or_init(|| empty)))
     }
 
     fn for_merge(stored: SchemaRef, version: u32) -> Shape {
@@ -162,36 +256,51 @@ impl Shape {
         }
     }
 
-    fn format(&self, state: &dyn Session, filters: &[Expr]) -> ParquetFormat {
-        // The session's Parquet options (SET datafusion.execution.parquet.… still applies), with
-        // filter pushdown decided for this scan.
+    /// The session's Parquet options (SET datafusion.execution.parquet.… still applies), with
+    /// filter pushdown decided for this scan, and no page index for small files (a page is
+    /// the whole column there: the index only costs a read).
+    fn parquet_options(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+        files: &[Planned],
+    ) -> TableParquetOptions {
         let mut parquet = TableParquetOptions {
             global: state.config_options().execution.parquet.clone(),
             ..Default::default()
         };
         parquet.global.pushdown_filters |= worth_pushing_down(filters);
-        ParquetFormat::default().with_options(parquet)
+        let bytes: u64 = files.iter().map(|f| f.meta.size).sum();
+        if bytes / (files.len().max(1) as u64) < SMALL_FILE {
+            parquet.global.enable_page_index = false;
+        }
+        parquet
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn scan_config(
         &self,
         state: &dyn Session,
         store: &Store,
-        files: Vec<Footer>,
+        files: Vec<Planned>,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
+        factory: Arc<CheckedReaderFactory>,
     ) -> Result<FileScanConfig> {
         let sort_index = 0;
-        let total_rows: u64 = files.iter().map(|f| f.rows).sum();
+        let total_rows: Option<u64> = files.iter().map(|f| f.rows).sum();
         let total_bytes: u64 = files.iter().map(|f| f.meta.size).sum();
         let (min, max) = (
             files.iter().filter_map(|f| f.min_time).min(),
             files.iter().filter_map(|f| f.max_time).max(),
         );
         let time_type = self.schema.field(sort_index).data_type().clone();
-        let statistics = |rows: u64, bytes: u64, min: Option<i64>, max: Option<i64>| {
+        let statistics = |rows: Option<u64>, bytes: u64, min: Option<i64>, max: Option<i64>| {
             let mut stats = Statistics::new_unknown(&self.schema);
+            let Some(rows) = rows else {
+                return stats;
+            };
             stats.num_rows = Precision::Exact(rows as usize);
             stats.total_byte_size = Precision::Inexact(bytes as usize);
             stats.column_statistics[sort_index] = ColumnStatistics {
@@ -202,17 +311,21 @@ impl Shape {
             };
             stats
         };
+        let options = self.parquet_options(state, filters, &files);
         let partitioned: Vec<PartitionedFile> = files
             .iter()
-            .map(|footer| {
-                PartitionedFile::new_from_meta(footer.meta.clone()).with_statistics(Arc::new(
-                    statistics(
-                        footer.rows,
-                        footer.meta.size,
-                        footer.min_time,
-                        footer.max_time,
-                    ),
-                ))
+            .map(|file| {
+                let partitioned =
+                    PartitionedFile::new_from_meta(file.meta.clone()).with_statistics(Arc::new(
+                        statistics(file.rows, file.meta.size, file.min_time, file.max_time),
+                    ));
+                // A file of the current schema is read as it, without decoding the Arrow
+                // schema it embeds (a measurable part of opening a small file).
+                if file.exact_schema {
+                    partitioned.with_arrow_schema(Arc::clone(&self.expect.schema))
+                } else {
+                    partitioned
+                }
             })
             .collect();
         let ordering = create_ordering(
@@ -242,10 +355,10 @@ impl Shape {
             None => all.split_files(target),
         };
         let url = ObjectStoreUrl::parse(store.object_store_url())?;
-        let source = self
-            .format(state, filters)
-            .file_source(TableSchema::from(Arc::clone(&self.schema)));
-        Ok(FileScanConfigBuilder::new(url, source)
+        let source = ParquetSource::new(TableSchema::from(Arc::clone(&self.schema)))
+            .with_table_parquet_options(options)
+            .with_parquet_file_reader_factory(factory);
+        Ok(FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(groups)
             .with_statistics(statistics(total_rows, total_bytes, min, max))
             .with_projection_indices(projection.cloned())?

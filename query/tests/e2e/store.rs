@@ -971,6 +971,77 @@ fn damaged_objects_are_named_by_verify_and_left_out_by_every_reader() {
             Some(good.to_string().as_str())
         );
     }
+    // A scan of many files (a whole hour of a large fleet) reads each footer only when it
+    // opens the file: the same policy applies there.
+    let hour = Path::new(&local).join("flows/v1/date=2026-11-24/hour=11");
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-24T11:00:00Z")
+        .unwrap()
+        .timestamp_nanos_opt()
+        .unwrap();
+    let small = flows_file(
+        dir.path(),
+        "small.jsonl",
+        "small",
+        3,
+        start,
+        HOUR,
+        &mut Rng(3),
+    );
+    import(&local, &[&small], &[]).ok();
+    let one = std::fs::read_dir(&hour)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for i in 0..1100 {
+        let name = format!("copy-{i}.import.20261124T110000000000000Z.w-{i}.parquet");
+        std::fs::copy(&one, hour.join(name)).unwrap();
+    }
+    for (name, path, _) in &damaged {
+        std::fs::copy(path, hour.join(name)).unwrap();
+    }
+    let window = [
+        "--since",
+        "2026-11-24T11:00Z",
+        "--until",
+        "2026-11-24T12:00Z",
+    ];
+    let run = flowsql(
+        &[
+            &["--store", &local, "--format", "csv"][..],
+            &window,
+            &["select count(*) from flows"],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().nth(1), Some("3303"), "{}", run.stderr);
+    for (name, _, reason) in &damaged {
+        let line = run.stderr.lines().find(|l| l.contains(name.as_str()));
+        assert!(
+            line.is_some_and(|l| l.contains(reason)),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    let strict = flowsql(
+        &[
+            &["--store", &local, "--strict-store"][..],
+            &window,
+            &["select count(*) from flows"],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(strict.status, 1);
+    assert!(
+        strict.stderr.contains("damaged store object"),
+        "{}",
+        strict.stderr
+    );
 }
 
 /// A later schema version made by hand: version 1 plus one column, as a newer Cilium field
