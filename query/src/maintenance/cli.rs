@@ -117,6 +117,11 @@ pub struct CompactArgs {
     /// as several time-ordered files
     #[arg(long, default_value = "512MiB", value_parser = size, value_name = "SIZE")]
     pub target_size: u64,
+    /// Inputs merged at once: an hour whose files form more overlapping sequences (one per
+    /// node and source) is merged through sorted runs in a local temporary folder ($TMPDIR),
+    /// each open input costing ~15 MB
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u16).range(1..=256), value_name = "N")]
+    pub merge_width: u16,
     /// Do not write flows_hourly rollups (expire then cannot delete those hours)
     #[arg(long)]
     pub no_rollup: bool,

@@ -222,7 +222,10 @@ async fn compact_hour(
         schema,
         version,
         &generation,
-        args.target_size,
+        merge::Limits {
+            target_size: args.target_size,
+            width: usize::from(args.merge_width),
+        },
     )
     .await;
     let merged = match merged {

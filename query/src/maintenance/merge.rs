@@ -23,7 +23,7 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::mpsc;
 
-use super::Maintainer;
+use super::{runs, Maintainer};
 use crate::table::footers::Footer;
 use crate::table::StoreTable;
 
@@ -53,6 +53,8 @@ pub enum MergeError {
     OutsideHour { min: String, max: String },
     #[error("the encoding thread failed: {0}")]
     Thread(String),
+    #[error("cannot write or read a temporary run: {0}")]
+    Run(String),
 }
 
 /// What the merge wrote.
@@ -99,25 +101,12 @@ pub async fn merge(
     schema: SchemaRef,
     version: u32,
     generation: &Generation,
-    target: u64,
+    limits: Limits,
 ) -> Result<Merged, MergeError> {
     let expected_rows: u64 = inputs.iter().map(|f| f.rows).sum();
     let uncompressed: u64 = inputs.iter().map(|f| f.uncompressed).sum();
-    let parts = Parts::plan(expected_rows, uncompressed, target);
+    let parts = Parts::plan(expected_rows, uncompressed, limits.target_size);
     let provenance = provenance(inputs, generation);
-
-    let table = format!("merge_{}_{}", dataset.name(), generation.nonce);
-    let provider = StoreTable::merge_inputs(
-        Arc::clone(&m.session.reader),
-        Arc::clone(&schema),
-        version,
-        inputs.iter().map(|f| f.meta.clone()).collect(),
-    );
-    m.session.ctx.register_table(&table, Arc::new(provider))?;
-    let planned = plan(m, &table).await;
-    m.session.ctx.deregister_table(&table)?;
-    let plan = planned?;
-    let stream = execute_stream(plan, m.session.ctx.task_ctx())?;
 
     let (batches_tx, batches_rx) = mpsc::channel::<RecordBatch>(4);
     let (parts_tx, mut parts_rx) = mpsc::channel(1);
@@ -134,11 +123,68 @@ pub async fn merge(
             )
         })
     };
+    // Few chains of files: one DataFusion merge. Many (an hour of a large fleet): merged a
+    // bucket of chains at a time into local runs, then the runs merged (`runs`).
+    let ranges: Vec<(i64, i64)> = inputs
+        .iter()
+        .map(|f| {
+            (
+                f.min_time.unwrap_or(hour),
+                f.max_time.unwrap_or(hour + NANOS_PER_HOUR),
+            )
+        })
+        .collect();
+    let chains = runs::chains(&ranges);
+    let source = if chains.len() <= limits.width {
+        Feed::Stream(merged_stream(m, dataset, generation, inputs, &schema, version).await?)
+    } else {
+        let buckets = chains.len().div_ceil(limits.width);
+        let per_bucket = chains.len().div_ceil(buckets);
+        m.log(format!(
+            "  {} overlapping sequences of files: merged through {buckets} sorted runs on local disk",
+            chains.len()
+        ));
+        let dir = tempfile::Builder::new()
+            .prefix("flowstore-runs-")
+            .tempdir()
+            .map_err(|e| MergeError::Run(e.to_string()))?;
+        let mut paths = Vec::new();
+        for (index, bucket) in chains.chunks(per_bucket).enumerate() {
+            let files: Vec<Footer> = bucket
+                .iter()
+                .flatten()
+                .map(|&i| inputs[i].clone())
+                .collect();
+            let mut stream =
+                merged_stream(m, dataset, generation, &files, &schema, version).await?;
+            let mut run =
+                runs::RunWriter::create(&dir.path().join(format!("run-{index}")), &schema)?;
+            while let Some(batch) = stream.next().await {
+                let batch = RecordBatch::try_new(Arc::clone(&schema), batch?.columns().to_vec())
+                    .map_err(|e| MergeError::Run(e.to_string()))?;
+                run.write(&batch)?;
+            }
+            paths.push(run.finish()?);
+        }
+        Feed::Runs(paths, dir)
+    };
     let feed = async move {
-        let mut stream = stream;
-        while let Some(batch) = stream.next().await {
-            if batches_tx.send(batch?).await.is_err() {
-                break; // the writer stopped: its error says why
+        match source {
+            Feed::Stream(mut stream) => {
+                while let Some(batch) = stream.next().await {
+                    if batches_tx.send(batch?).await.is_err() {
+                        break; // the writer stopped: its error says why
+                    }
+                }
+            }
+            Feed::Runs(paths, dir) => {
+                tokio::task::spawn_blocking(move || {
+                    let merged = runs::merge_runs(&paths, &batches_tx);
+                    drop(dir);
+                    merged
+                })
+                .await
+                .map_err(|e| MergeError::Thread(e.to_string()))??;
             }
         }
         Ok::<_, MergeError>(())
@@ -195,6 +241,44 @@ pub async fn merge(
             })
             .collect(),
     })
+}
+
+/// What bounds a merge's output files and its memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Uncompressed bytes per output file.
+    pub target_size: u64,
+    /// Chains of inputs one DataFusion merge reads at once; more go through sorted runs.
+    pub width: usize,
+}
+
+/// Where the merged rows come from.
+enum Feed {
+    Stream(datafusion::physical_plan::SendableRecordBatchStream),
+    /// Runs on local disk (the folder goes when they are merged).
+    Runs(Vec<std::path::PathBuf>, tempfile::TempDir),
+}
+
+/// The rows of `files` merged in time order by DataFusion.
+async fn merged_stream(
+    m: &Maintainer,
+    dataset: Dataset,
+    generation: &Generation,
+    files: &[Footer],
+    schema: &SchemaRef,
+    version: u32,
+) -> Result<datafusion::physical_plan::SendableRecordBatchStream, MergeError> {
+    let table = format!("merge_{}_{}", dataset.name(), generation.nonce);
+    let provider = StoreTable::merge_inputs(
+        Arc::clone(&m.session.reader),
+        Arc::clone(schema),
+        version,
+        files.iter().map(|f| f.meta.clone()).collect(),
+    );
+    m.session.ctx.register_table(&table, Arc::new(provider))?;
+    let planned = plan(m, &table).await;
+    m.session.ctx.deregister_table(&table)?;
+    Ok(execute_stream(planned?, m.session.ctx.task_ctx())?)
 }
 
 /// `SELECT * … ORDER BY time` over the inputs, refused if DataFusion would sort.

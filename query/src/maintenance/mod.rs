@@ -19,6 +19,7 @@ mod files;
 mod gc;
 mod merge;
 mod rollup;
+mod runs;
 mod verify;
 
 use std::process::ExitCode;

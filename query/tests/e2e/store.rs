@@ -379,6 +379,49 @@ fn compacted_hours_answer_exactly_like_the_files_they_replaced() {
     );
     assert_eq!(parquet_files(Path::new(&store)), files_before);
 
+    // Merged through sorted runs on local disk (an hour with more overlapping inputs than
+    // --merge-width, as a large fleet's hours have): the same answers.
+    let (_runs_dir, runs_store) = temp_store();
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &format!("{store}/."), &runs_store])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let run = flowstore(
+        &[
+            "--store",
+            &runs_store,
+            "compact",
+            "--settle",
+            "0s",
+            "--grace",
+            "0s",
+            "--merge-width",
+            "1",
+        ],
+        &[],
+    )
+    .ok();
+    assert!(
+        run.stderr
+            .contains("compacted flows 2026-11-24T09:00:00Z: 2 files into 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("2 overlapping sequences of files: merged through 2 sorted runs"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(answers(&runs_store), before);
+    let bad = flowstore(
+        &["--store", &runs_store, "compact", "--merge-width", "0"],
+        &[],
+    );
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--merge-width"), "{}", bad.stderr);
+
     // Compacted with the default grace: readers see the merged files only, the replaced ones
     // stay for the grace period (a plain glob reader sees both meanwhile).
     let run = flowstore(&["--store", &store, "compact", "--settle", "0s"], &[]).ok();
@@ -1186,6 +1229,7 @@ fn a_hand_made_schema_version_2_is_read_as_one_table_and_compacted_into() {
                 orphan_grace: std::time::Duration::ZERO,
             },
             target_size: 512 << 20,
+            merge_width: 12,
             no_rollup: false,
             max_hours: None,
         };
