@@ -572,51 +572,6 @@ fn policy_list(data_type: &DataType) -> bool {
     }
 }
 
-/// The policy names of one list column, prepared once per batch: each row's names are a
-/// range of `names` (the list's offsets), converted to strings once, not row by row.
-struct PolicyColumn {
-    list: Option<datafusion::arrow::array::ListArray>,
-    names: Option<StringArray>,
-}
-
-impl PolicyColumn {
-    fn new(array: &ArrayRef) -> Result<PolicyColumn> {
-        let Some(list) = array.as_list_opt::<i32>() else {
-            return Ok(PolicyColumn {
-                list: None,
-                names: None,
-            });
-        };
-        let names = match list
-            .values()
-            .as_struct_opt()
-            .and_then(|s| s.column_by_name("name"))
-        {
-            Some(names) => Some(cast(names, &DataType::Utf8)?.as_string::<i32>().clone()),
-            None => None,
-        };
-        Ok(PolicyColumn {
-            list: Some(list.clone()),
-            names,
-        })
-    }
-
-    /// The names of `row`, in order.
-    fn names(&self, row: usize) -> impl Iterator<Item = &str> + '_ {
-        let range = match (&self.list, &self.names) {
-            (Some(list), Some(_)) if list.is_valid(row) => {
-                let offsets = list.value_offsets();
-                offsets[row] as usize..offsets[row + 1] as usize
-            }
-            _ => 0..0,
-        };
-        range.filter_map(move |i| {
-            let names = self.names.as_ref()?;
-            names.is_valid(i).then(|| names.value(i))
-        })
-    }
-}
-
 impl ScalarUDFImpl for PolicyNames {
     fn name(&self) -> &str {
         "policy_names"
@@ -639,12 +594,12 @@ impl ScalarUDFImpl for PolicyNames {
         let columns = args
             .args
             .iter()
-            .map(|a| PolicyColumn::new(&a.to_array(rows)?))
+            .map(|a| StringLists::field(&a.to_array(rows)?, "name"))
             .collect::<Result<Vec<_>>>()?;
         let mut out = datafusion::arrow::array::ListBuilder::new(StringBuilder::new());
         for row in 0..rows {
             for column in &columns {
-                for name in column.names(row) {
+                for name in column.items(row) {
                     out.values().append_value(name);
                 }
             }
@@ -689,13 +644,13 @@ impl ScalarUDFImpl for PolicyList {
         let columns = args
             .args
             .iter()
-            .map(|a| PolicyColumn::new(&a.to_array(rows)?))
+            .map(|a| StringLists::field(&a.to_array(rows)?, "name"))
             .collect::<Result<Vec<_>>>()?;
         let mut out = StringBuilder::new();
         let mut text = String::new();
         for row in 0..rows {
             text.clear();
-            for name in columns.iter().flat_map(|c| c.names(row)) {
+            for name in columns.iter().flat_map(|c| c.items(row)) {
                 if !text.is_empty() {
                     text.push_str(", ");
                 }
@@ -744,24 +699,44 @@ fn strings(array: &ArrayRef) -> Result<ArrayRef> {
     Ok(cast(array, &DataType::Utf8)?)
 }
 
-/// A list-of-strings column, its values converted to strings once per batch.
+/// A list column's strings (the items of a list of strings, or one field of a list of
+/// structs: policy names), converted to strings once per batch and read row by row as ranges
+/// of the list's offsets.
 struct StringLists {
     list: Option<datafusion::arrow::array::ListArray>,
     values: Option<StringArray>,
 }
 
 impl StringLists {
+    /// A list of strings.
     fn new(array: &ArrayRef) -> Result<StringLists> {
+        StringLists::with_values(array, |values| Some(values.clone()))
+    }
+
+    /// The `field` of a list of structs (no items if the structs lack it).
+    fn field(array: &ArrayRef, field: &str) -> Result<StringLists> {
+        StringLists::with_values(array, |values| {
+            values.as_struct_opt()?.column_by_name(field).cloned()
+        })
+    }
+
+    fn with_values(
+        array: &ArrayRef,
+        values: impl FnOnce(&ArrayRef) -> Option<ArrayRef>,
+    ) -> Result<StringLists> {
         let Some(list) = array.as_list_opt::<i32>() else {
             return Ok(StringLists {
                 list: None,
                 values: None,
             });
         };
-        let values = strings(list.values())?.as_string::<i32>().clone();
+        let values = match values(list.values()) {
+            Some(values) => Some(strings(&values)?.as_string::<i32>().clone()),
+            None => None,
+        };
         Ok(StringLists {
             list: Some(list.clone()),
-            values: Some(values),
+            values,
         })
     }
 

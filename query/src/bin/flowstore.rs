@@ -4,6 +4,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = flowsql::maintenance::cli::StoreCli::parse();
+    flowsql::maintenance::allocator::bound_arenas();
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -102,6 +102,7 @@ pub async fn run(m: &Maintainer, args: &CompactArgs) -> Result<(), MaintenanceEr
                     .await;
                 }
             }
+            m.forget_footers();
         }
         m.finish_progress();
     }

@@ -179,7 +179,7 @@ pub async fn merge(
             }
             Feed::Runs(paths, dir) => {
                 tokio::task::spawn_blocking(move || {
-                    let merged = runs::merge_runs(&paths, &batches_tx);
+                    let merged = runs::merge_all(paths, dir.path(), &batches_tx);
                     drop(dir);
                     merged
                 })

@@ -11,6 +11,7 @@
 //! Everything a run decides, it decides from the store (the catalog): a run killed at any
 //! instant leaves the store readable, and the next run finishes or discards what it left.
 
+pub mod allocator;
 pub mod cli;
 mod compact;
 mod du;
@@ -188,6 +189,19 @@ impl Maintainer {
             flow_schema::catalog::CONCURRENCY,
         )
         .await
+    }
+
+    /// Drops the cached footers: an hour's are not read again once it is compacted and rolled
+    /// up, and a run over a month of a fleet's hours would otherwise hold the cache's limit
+    /// (256 MB by its own count, more on the heap) on top of the merge.
+    pub fn forget_footers(&self) {
+        self.session
+            .ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_metadata_cache()
+            .clear();
+        allocator::give_back();
     }
 
     /// `hour` of `dataset`, for messages.

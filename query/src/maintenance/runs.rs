@@ -5,7 +5,7 @@
 //! buffers: an hour of 50 nodes' 5-minute files is 50 streams, 1 GB. Above `--merge-width`
 //! chains (12 by default), the chains are merged a bucket at a time into runs (Arrow IPC, LZ4, in a local
 //! temporary folder), then the runs are merged here: a k-way merge on `time`, one batch per
-//! run in memory.
+//! run in memory, in passes of [`FAN_IN`] runs when there are more (a very wide hour).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -97,8 +97,51 @@ fn time(batch: &RecordBatch, row: usize) -> i64 {
         .value(row)
 }
 
+/// Runs merged at once: each holds one batch in memory while merged.
+pub const FAN_IN: usize = 16;
+
 /// Merges the runs at `paths` into batches in time order, sent to `out` (a blocking task).
-pub fn merge_runs(paths: &[PathBuf], out: &mpsc::Sender<RecordBatch>) -> Result<(), MergeError> {
+/// More than [`FAN_IN`] runs are first merged [`FAN_IN`] at a time into longer runs in `dir`,
+/// so memory does not grow with the number of runs.
+pub fn merge_all(
+    mut paths: Vec<PathBuf>,
+    dir: &Path,
+    out: &mpsc::Sender<RecordBatch>,
+) -> Result<(), MergeError> {
+    let mut pass = 0;
+    while paths.len() > FAN_IN {
+        pass += 1;
+        let mut longer = Vec::new();
+        for (index, group) in paths.chunks(FAN_IN).enumerate() {
+            let path = dir.join(format!("pass-{pass}-{index}"));
+            let mut writer: Option<RunWriter> = None;
+            merge_runs(group, &mut |batch| {
+                let writer = match &mut writer {
+                    Some(writer) => writer,
+                    None => writer.insert(RunWriter::create(&path, &batch.schema())?),
+                };
+                writer.write(&batch)
+            })?;
+            for done in group {
+                let _ = std::fs::remove_file(done);
+            }
+            if let Some(writer) = writer {
+                longer.push(writer.finish()?);
+            }
+        }
+        paths = longer;
+    }
+    merge_runs(&paths, &mut |batch| {
+        out.blocking_send(batch)
+            .map_err(|_| MergeError::Run("the writer stopped".into()))
+    })
+}
+
+/// Merges the runs at `paths` into batches in time order, each given to `sink`.
+fn merge_runs(
+    paths: &[PathBuf],
+    sink: &mut dyn FnMut(RecordBatch) -> Result<(), MergeError>,
+) -> Result<(), MergeError> {
     let mut runs: Vec<Run> = Vec::new();
     let mut arena: Vec<RecordBatch> = Vec::new();
     for path in paths {
@@ -130,7 +173,7 @@ pub fn merge_runs(paths: &[PathBuf], out: &mpsc::Sender<RecordBatch>) -> Result<
             indices.push((run.slot, run.row));
             run.row += 1;
             if indices.len() == BATCH_ROWS {
-                flush(&mut arena, &mut indices, &mut runs, out)?;
+                flush(&mut arena, &mut indices, &mut runs, sink)?;
                 break;
             }
             let run = &runs[i];
@@ -155,7 +198,7 @@ pub fn merge_runs(paths: &[PathBuf], out: &mpsc::Sender<RecordBatch>) -> Result<
         heap.push(Reverse((time(&run.batch, run.row), i)));
     }
     if !indices.is_empty() {
-        flush(&mut arena, &mut indices, &mut runs, out)?;
+        flush(&mut arena, &mut indices, &mut runs, sink)?;
     }
     Ok(())
 }
@@ -179,7 +222,7 @@ fn flush(
     arena: &mut Vec<RecordBatch>,
     indices: &mut Vec<(usize, usize)>,
     runs: &mut [Run],
-    out: &mpsc::Sender<RecordBatch>,
+    sink: &mut dyn FnMut(RecordBatch) -> Result<(), MergeError>,
 ) -> Result<(), MergeError> {
     let refs: Vec<&RecordBatch> = arena.iter().collect();
     let batch =
@@ -190,10 +233,7 @@ fn flush(
         arena.push(run.batch.clone());
         run.slot = arena.len() - 1;
     }
-    if out.blocking_send(batch).is_err() {
-        return Err(MergeError::Run("the writer stopped".into()));
-    }
-    Ok(())
+    sink(batch)
 }
 
 #[cfg(test)]
@@ -232,12 +272,13 @@ mod tests {
         ]));
         let dir = tempfile::tempdir().unwrap();
         let mut paths = Vec::new();
-        for run in 0..4i32 {
+        let runs = FAN_IN as i32 * 2 + 3; // two passes
+        for run in 0..runs {
             let mut writer =
                 RunWriter::create(&dir.path().join(format!("{run}")), &schema).unwrap();
             for part in 0..3i64 {
                 let times: Vec<i64> = (0..5000)
-                    .map(|i| (part * 5000 + i) * 4 + i64::from(run))
+                    .map(|i| (part * 5000 + i) * i64::from(runs) + i64::from(run))
                     .collect();
                 let batch = RecordBatch::try_new(
                     schema.clone(),
@@ -252,7 +293,8 @@ mod tests {
             paths.push(writer.finish().unwrap());
         }
         let (tx, mut rx) = mpsc::channel(1000);
-        std::thread::spawn(move || merge_runs(&paths, &tx).unwrap());
+        let folder = dir.path().to_path_buf();
+        std::thread::spawn(move || merge_all(paths, &folder, &tx).unwrap());
         let mut previous = i64::MIN;
         let mut rows = 0;
         while let Some(batch) = rx.blocking_recv() {
@@ -264,6 +306,6 @@ mod tests {
             }
             rows += batch.num_rows();
         }
-        assert_eq!(rows, 4 * 3 * 5000);
+        assert_eq!(rows, runs as usize * 3 * 5000);
     }
 }

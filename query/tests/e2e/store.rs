@@ -1305,6 +1305,25 @@ fn the_flowstore_cronjob_manifests_run_against_s3() {
             job["metadata"]["name"].as_str().unwrap()
         );
         if script.contains(" compact ") {
+            // Sorted runs go to TMPDIR: a volume of the pod, not the image's filesystem.
+            let tmpdir = container["env"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "TMPDIR")
+                .map(|e| e["value"].as_str().unwrap())
+                .expect("the compactor sets TMPDIR");
+            let mount = container["volumeMounts"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|m| m["mountPath"] == tmpdir)
+                .expect("TMPDIR is a mounted volume");
+            assert!(spec["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == mount["name"] && v["emptyDir"].is_mapping()));
             assert!(
                 stderr.contains("compacted flows 2026-11-24T09:00:00Z"),
                 "{stderr}"
