@@ -349,6 +349,23 @@ fn duckdb_count(store: &str) -> u64 {
     .unwrap()
 }
 
+/// `flowstore compact` of every hour at once, replaced files deleted at once; the incident
+/// hour is merged from 2 files into 1.
+fn compact_settled(store: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "--store", store, "compact", "--settle", "0s", "--grace", "0s",
+    ];
+    args.extend_from_slice(extra);
+    let run = flowstore(&args, &[]).ok();
+    assert!(
+        run.stderr
+            .contains("compacted flows 2026-11-24T09:00:00Z: 2 files into 1"),
+        "{}",
+        run.stderr
+    );
+    run
+}
+
 #[test]
 fn compacted_hours_answer_exactly_like_the_files_they_replaced() {
     let (_dir, store) = temp_store();
@@ -387,27 +404,7 @@ fn compacted_hours_answer_exactly_like_the_files_they_replaced() {
         .status()
         .unwrap();
     assert!(copied.success());
-    let run = flowstore(
-        &[
-            "--store",
-            &runs_store,
-            "compact",
-            "--settle",
-            "0s",
-            "--grace",
-            "0s",
-            "--merge-width",
-            "1",
-        ],
-        &[],
-    )
-    .ok();
-    assert!(
-        run.stderr
-            .contains("compacted flows 2026-11-24T09:00:00Z: 2 files into 1"),
-        "{}",
-        run.stderr
-    );
+    let run = compact_settled(&runs_store, &["--merge-width", "1"]);
     assert!(
         run.stderr
             .contains("2 overlapping sequences of files: merged through 2 sorted runs"),
@@ -488,19 +485,7 @@ fn compacted_hours_answer_exactly_like_the_files_they_replaced() {
     .ok();
     let (count, _) = counts(&store, &[]);
     assert_eq!(count, flows + 14_870);
-    let run = flowstore(
-        &[
-            "--store", &store, "compact", "--settle", "0s", "--grace", "0s",
-        ],
-        &[],
-    )
-    .ok();
-    assert!(
-        run.stderr
-            .contains("compacted flows 2026-11-24T09:00:00Z: 2 files into 1"),
-        "{}",
-        run.stderr
-    );
+    compact_settled(&store, &[]);
     let hour = Path::new(&store).join("flows/v1/date=2026-11-24/hour=09");
     let mut names: Vec<String> = std::fs::read_dir(&hour)
         .unwrap()
