@@ -138,34 +138,17 @@ pub async fn merge(
     let source = if chains.len() <= limits.width {
         Feed::Stream(merged_stream(m, dataset, generation, inputs, &schema, version).await?)
     } else {
-        let buckets = chains.len().div_ceil(limits.width);
-        let per_bucket = chains.len().div_ceil(buckets);
-        m.log(format!(
-            "  {} overlapping sequences of files: merged through {buckets} sorted runs on local disk",
-            chains.len()
-        ));
-        let dir = tempfile::Builder::new()
-            .prefix("flowstore-runs-")
-            .tempdir()
-            .map_err(|e| MergeError::Run(e.to_string()))?;
-        let mut paths = Vec::new();
-        for (index, bucket) in chains.chunks(per_bucket).enumerate() {
-            let files: Vec<Footer> = bucket
-                .iter()
-                .flatten()
-                .map(|&i| inputs[i].clone())
-                .collect();
-            let mut stream =
-                merged_stream(m, dataset, generation, &files, &schema, version).await?;
-            let mut run =
-                runs::RunWriter::create(&dir.path().join(format!("run-{index}")), &schema)?;
-            while let Some(batch) = stream.next().await {
-                let batch = RecordBatch::try_new(Arc::clone(&schema), batch?.columns().to_vec())
-                    .map_err(|e| MergeError::Run(e.to_string()))?;
-                run.write(&batch)?;
-            }
-            paths.push(run.finish()?);
-        }
+        let (paths, dir) = sorted_runs(
+            m,
+            dataset,
+            generation,
+            inputs,
+            &chains,
+            limits.width,
+            &schema,
+            version,
+        )
+        .await?;
         Feed::Runs(paths, dir)
     };
     let feed = async move {
@@ -241,6 +224,50 @@ pub async fn merge(
             })
             .collect(),
     })
+}
+
+/// The rows of `chains` (indices into `inputs`) as sorted runs in a new local temporary
+/// folder, `width` chains merged by DataFusion into each.
+#[allow(clippy::too_many_arguments)]
+async fn sorted_runs(
+    m: &Maintainer,
+    dataset: Dataset,
+    generation: &Generation,
+    inputs: &[Footer],
+    chains: &[Vec<usize>],
+    width: usize,
+    schema: &SchemaRef,
+    version: u32,
+) -> Result<(Vec<std::path::PathBuf>, tempfile::TempDir), MergeError> {
+    let buckets = chains.len().div_ceil(width);
+    let per_bucket = chains.len().div_ceil(buckets);
+    m.log(format!(
+        "  {} overlapping sequences of files: merged through {buckets} sorted runs on local disk",
+        chains.len()
+    ));
+    let dir = tempfile::Builder::new()
+        .prefix("flowstore-runs-")
+        .tempdir()
+        .map_err(|e| MergeError::Run(e.to_string()))?;
+    let mut paths = Vec::new();
+    for (index, bucket) in chains.chunks(per_bucket).enumerate() {
+        let files: Vec<Footer> = bucket
+            .iter()
+            .flatten()
+            .map(|&i| inputs[i].clone())
+            .collect();
+        let mut stream = merged_stream(m, dataset, generation, &files, schema, version).await?;
+        let mut run = runs::RunWriter::create(&dir.path().join(format!("run-{index}")), schema)?;
+        while let Some(batch) = stream.next().await {
+            // The plan's schema may differ from the table's in metadata only; a run has one.
+            let batch = batch?
+                .with_schema(Arc::clone(schema))
+                .map_err(|e| MergeError::Run(e.to_string()))?;
+            run.write(&batch)?;
+        }
+        paths.push(run.finish()?);
+    }
+    Ok((paths, dir))
 }
 
 /// What bounds a merge's output files and its memory.
