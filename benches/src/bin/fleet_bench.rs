@@ -4,6 +4,8 @@
 //!   cargo build --release -p flowrec -p flowsql -p flow-benches
 //!   target/release/fleet-bench                  # 10M flows, 24 h, 50 nodes x a file per 5 min
 //!   target/release/fleet-bench --rollup-month   # 30-day regressions answered from rollups
+//!   target/release/fleet-bench --newest-hour    # one hour not compacted yet: 600 small files
+//!                                               # against the same rows in one file
 //!
 //! Datasets are generated once under --dir: the flows of `query-bench` (flowgen | flowrec
 //! import, a few files per hour), then split as `--nodes` recorders would write them (a file
@@ -24,6 +26,7 @@ struct Args {
     dir: PathBuf,
     runs: usize,
     rollup_month: bool,
+    newest_hour: bool,
     per_hour: u64,
 }
 
@@ -35,6 +38,7 @@ fn parse() -> Result<Args, String> {
         dir: PathBuf::from("target/bench-data"),
         runs: 5,
         rollup_month: false,
+        newest_hour: false,
         per_hour: 20_000,
     };
     let mut it = std::env::args().skip(1);
@@ -51,10 +55,11 @@ fn parse() -> Result<Args, String> {
             "--runs" => args.runs = number("--runs", value()?)? as usize,
             "--per-hour" => args.per_hour = number("--per-hour", value()?)?,
             "--rollup-month" => args.rollup_month = true,
+            "--newest-hour" => args.newest_hour = true,
             "-h" | "--help" => {
                 return Err(
                     "usage: fleet-bench [--flows N] [--hours H] [--nodes N] [--dir DIR] \
-                            [--runs R] | --rollup-month [--per-hour N]"
+                            [--runs R] [--newest-hour] | --rollup-month [--per-hour N]"
                         .into(),
                 )
             }
@@ -253,6 +258,64 @@ fn fleet(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+/// The hour a query meets before compaction: the middle hour of the fleet store alone (its
+/// one file per node per 5 minutes), against the same hour compacted into one file; flowsql
+/// and DuckDB over each (DuckDB's glob then lists only that hour).
+fn newest_hour(args: &Args) -> Result<(), String> {
+    let hourly = hourly_store(&args.dir, args.flows, args.hours)?;
+    let fleet = fleet_store(&hourly, &args.dir, args.nodes)?;
+    let hour = args.hours / 2;
+    let folder = at(f64::from(hour))
+        .format("flows/v1/date=%Y-%m-%d/hour=%H")
+        .to_string();
+    let small = args.dir.join("newest-hour-small");
+    let one = args.dir.join("newest-hour-one-file");
+    for store in [&small, &one] {
+        let to = store.join(&folder);
+        std::fs::create_dir_all(to.parent().expect("an hour has a day"))
+            .map_err(|e| e.to_string())?;
+        copy_store(&fleet.join(&folder), &to)?;
+    }
+    measure::run(&mut flowstore(
+        &one,
+        &["compact", "--settle", "0s", "--grace", "0s"],
+    ))?;
+    let files = |store: &Path| {
+        std::fs::read_dir(store.join(&folder))
+            .map(|dir| {
+                dir.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let csv = args.dir.join("out.csv");
+    let queries = hour_window(hour);
+    let queries: Vec<&Query> = queries.iter().collect();
+    println!("
+== one hour, {} small files: {}", files(&small), small.display());
+    let before = compare_engines(&small, &queries, args.runs, &csv, true)?;
+    println!("
+== the same hour, {} file(s): {}", files(&one), one.display());
+    let after = compare_engines(&one, &queries, args.runs, &csv, true)?;
+    println!("
+== small files / one file (flowsql; target <= 3)");
+    for (i, query) in queries.iter().enumerate() {
+        println!(
+            "{:<30} {:>8.2}   (DuckDB {})",
+            query.name,
+            before[i].flowsql / after[i].flowsql,
+            match (before[i].duckdb, after[i].duckdb) {
+                (Some(b), Some(a)) => format!("{:.2}", b / a),
+                _ => "-".into(),
+            }
+        );
+    }
+    Ok(())
+}
+
 /// A month at `per_hour` flows an hour, compacted and rolled up; then `regressions
 /// --baseline 30d --window 1h` as a user runs it.
 fn rollup_month(args: &Args) -> Result<(), String> {
@@ -320,6 +383,8 @@ fn main() -> ExitCode {
     }
     let result = if args.rollup_month {
         rollup_month(&args)
+    } else if args.newest_hour {
+        newest_hour(&args)
     } else {
         fleet(&args)
     };

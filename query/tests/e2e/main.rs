@@ -105,15 +105,17 @@ for key in ["flowsql.schema_version", "flowsql.node", "flowsql.source", "flowsql
     assert key in meta, (key, meta.keys())
 assert meta["flowsql.node"] == {{"kind-kind/kind-worker"}}, meta["flowsql.node"]
 assert meta["flowsql.source"] == {{"import"}}
-sorting = duckdb.execute("select distinct path_in_schema, bloom_filter_offset is not null as bloom, compression from parquet_metadata('{root}/flows/**/*.parquet') where path_in_schema in ('ip_source','ip_destination','source_pod_name','destination_pod_name','verdict')").fetchall()
-for name, bloom, compression in sorting:
-    assert compression == "ZSTD", (name, compression)
+sorting = duckdb.execute("select distinct m.path_in_schema, m.bloom_filter_offset is not null as bloom, m.compression, f.num_rows from parquet_metadata('{root}/flows/**/*.parquet') m join parquet_file_metadata('{root}/flows/**/*.parquet') f using (file_name) where m.path_in_schema in ('ip_source','ip_destination','source_pod_name','destination_pod_name','verdict')").fetchall()
+assert sorting, "no column chunks"
+for name, bloom, compression, rows in sorting:
+    assert compression == ("LZ4_RAW" if rows < {small} else "ZSTD"), (name, compression, rows)
     assert bloom == (name != "verdict"), (name, bloom)
 unsorted = duckdb.execute("select count(*) from (select time < lag(time) over (partition by filename order by file_row_number) as back from read_parquet('{root}/flows/**/*.parquet', filename=true, file_row_number=true)) where back").fetchone()[0]
 assert unsorted == 0, unsorted
 print("ok")
 "#,
-        root = dir.path().join("store").display()
+        root = dir.path().join("store").display(),
+        small = flow_schema::writer::SMALL_FILE_ROWS
     );
     python(&script);
 }
