@@ -32,6 +32,7 @@ bench-fleet:     ## a fleet-shaped store (50 nodes x 24 h x a file per 5 min) be
 	command -v duckdb >/dev/null || python3 -m pip install --quiet --root-user-action=ignore duckdb-cli
 	cargo build --release -p flowrec -p flowsql -p flow-benches
 	target/release/fleet-bench --flows 10000000 --hours 24 --nodes 50
+	target/release/fleet-bench --flows 10000000 --hours 24 --nodes 50 --newest-hour --runs 7
 	target/release/fleet-bench --rollup-month
 
 oracle-store:    ## compaction oracle, long form: 100 import rounds per writer, compactor SIGKILLed throughout (FLOWSTORE_ORACLE_SEED=N reproduces one)

@@ -294,14 +294,19 @@ fn newest_hour(args: &Args) -> Result<(), String> {
     let csv = args.dir.join("out.csv");
     let queries = hour_window(hour);
     let queries: Vec<&Query> = queries.iter().collect();
-    println!("
-== one hour, {} small files: {}", files(&small), small.display());
+    println!(
+        "\n== one hour, {} small files: {}",
+        files(&small),
+        small.display()
+    );
     let before = compare_engines(&small, &queries, args.runs, &csv, true)?;
-    println!("
-== the same hour, {} file(s): {}", files(&one), one.display());
+    println!(
+        "\n== the same hour, {} file(s): {}",
+        files(&one),
+        one.display()
+    );
     let after = compare_engines(&one, &queries, args.runs, &csv, true)?;
-    println!("
-== small files / one file (flowsql; target <= 3)");
+    println!("\n== small files / one file (flowsql; target <= 3)");
     for (i, query) in queries.iter().enumerate() {
         println!(
             "{:<30} {:>8.2}   (DuckDB {})",
