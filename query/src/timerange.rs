@@ -13,7 +13,7 @@ pub struct TimeRange {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {flag} {value:?}: expected an RFC 3339 time (2026-11-24T09:00:00Z) or a duration back from now (30m, 2h, 7d)")]
+#[error("invalid {flag} {value:?}: expected an RFC 3339 time (2026-11-24T09:00:00Z) or a duration back from now (30m, 2h, 7d), within the years 1678-2261")]
 pub struct TimeError {
     flag: &'static str,
     value: String,
@@ -66,7 +66,7 @@ pub fn parse_instant(text: &str, now: DateTime<Utc>) -> Option<i64> {
     }
     if let Ok(ago) = parse_duration(text) {
         let ago = chrono::Duration::from_std(ago).ok()?;
-        return (now - ago).timestamp_nanos_opt();
+        return now.checked_sub_signed(ago)?.timestamp_nanos_opt();
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return t.timestamp_nanos_opt();
@@ -133,6 +133,10 @@ mod tests {
         assert_eq!(parse_instant("2h", now()), Some(ns("2026-11-26T11:00:00Z")));
         assert_eq!(parse_instant("7d", now()), Some(ns("2026-11-19T13:00:00Z")));
         assert_eq!(parse_instant("tuesday", now()), None);
+        // Beyond what a timestamp in ns holds: no instant (an error for the flag), no panic.
+        assert_eq!(parse_instant("100000000d", now()), None);
+        assert_eq!(parse_instant("18446744073709551615s", now()), None);
+        assert_eq!(parse_instant("2300-01-01T00:00:00Z", now()), None);
     }
 
     #[test]

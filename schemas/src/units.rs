@@ -29,16 +29,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let seconds = match unit {
-            "ms" => {
-                total += Duration::from_millis(number);
-                continue;
-            }
-            "s" | "sec" => 1,
-            "m" | "min" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            "w" => 604_800,
+        let too_large = || format!("{text:?}: too large a duration");
+        // Milliseconds, or seconds times the unit's length.
+        let (from, per_unit): (fn(u64) -> Duration, u64) = match unit {
+            "ms" => (Duration::from_millis, 1),
+            "s" | "sec" => (Duration::from_secs, 1),
+            "m" | "min" => (Duration::from_secs, 60),
+            "h" => (Duration::from_secs, 3600),
+            "d" => (Duration::from_secs, 86_400),
+            "w" => (Duration::from_secs, 604_800),
             "" => {
                 return Err(format!(
                     "{text:?}: missing unit after {number} (s, m, h, d, w)"
@@ -50,7 +49,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        total += Duration::from_secs(number.saturating_mul(seconds));
+        let part = from(number.checked_mul(per_unit).ok_or_else(too_large)?);
+        total = total.checked_add(part).ok_or_else(too_large)?;
     }
     Ok(total)
 }
@@ -116,6 +116,17 @@ mod tests {
         assert!(parse_duration("h").unwrap_err().contains("not a duration"));
         assert!(parse_duration("5").unwrap_err().contains("missing unit"));
         assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        // Overflow is an error, not a panic or a silently shorter duration.
+        for huge in [
+            "18446744073709551615s1s",
+            "18446744073709551615d",
+            "99999999999999999999s",
+        ] {
+            assert!(
+                parse_duration(huge).unwrap_err().contains("too large"),
+                "{huge}"
+            );
+        }
     }
 
     #[test]

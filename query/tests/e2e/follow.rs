@@ -520,3 +520,49 @@ fn damaged_spool_segments_are_cut_at_their_last_good_record_and_named() {
         exporter.written
     );
 }
+
+/// A followed file may appear later, its folder may not: a missing folder (a wrong path, a
+/// missing mount) stops the run at once, naming it, instead of waiting forever in silence; a
+/// missing file in an existing folder is waited for, with a warning.
+#[test]
+fn a_followed_file_in_a_missing_folder_is_named_at_start() {
+    let (dir, store) = temp_store();
+    let spool = dir.path().join("spool").display().to_string();
+    let missing = dir
+        .path()
+        .join("no-such-folder/events.log")
+        .display()
+        .to_string();
+    let args = [
+        "run", "--source", "file", "--follow", &missing, "--store", &store, "--spool", &spool,
+    ];
+    let mut child = command(&flowrec_bin(), &args, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("flowrec still waits for {missing} after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no-such-folder") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+
+    let later = dir.path().join("events.log");
+    let recorder = file_recorder(&later, &store, &dir.path().join("spool2"), &[], &[]);
+    let (status, text) = recorder.stop();
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains("no such file yet; waiting for it to appear"),
+        "{text}"
+    );
+}

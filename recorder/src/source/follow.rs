@@ -88,6 +88,7 @@ impl Follower {
                 position.ino
             );
         }
+        check_path(&config.path)?;
         Ok(Follower {
             tail: Tail::resume(&config.path, position)?,
             decoder,
@@ -97,7 +98,31 @@ impl Follower {
             followed: Followed::default(),
         })
     }
+}
 
+/// A followed file may appear later (the exporter starts after us), its folder may not: a
+/// missing folder is a wrong path or a missing mount, which waiting would never fix.
+fn check_path(path: &std::path::Path) -> Result<(), TailError> {
+    let folder = match path.parent() {
+        Some(folder) if !folder.as_os_str().is_empty() => folder,
+        _ => std::path::Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(TailError::NoFolder {
+            path: path.display().to_string(),
+            folder: folder.display().to_string(),
+        });
+    }
+    if !path.exists() {
+        crate::warn!(
+            "--follow {}: no such file yet; waiting for it to appear",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl Follower {
     /// Reads and records until `stop` (then the segment is sealed) or the shipper is gone.
     pub fn run(mut self, stop: Arc<Stop>) -> Followed {
         let metrics = Arc::clone(&self.metrics);

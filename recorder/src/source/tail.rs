@@ -38,6 +38,8 @@ pub enum TailError {
     },
     #[error("--follow: the recorded position {0:?} is not one this flowrec wrote")]
     BadPosition(String),
+    #[error("--follow {path}: the folder {folder} does not exist (check the path; in a pod, mount the folder the file is written to)")]
+    NoFolder { path: String, folder: String },
 }
 
 fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> TailError + 'a {
