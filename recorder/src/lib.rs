@@ -16,6 +16,7 @@ pub mod import;
 pub mod input;
 pub mod log;
 pub mod metrics;
+pub mod panics;
 pub mod parquet_file;
 pub mod pods;
 pub mod run;

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             flowrec::log::set_format(args.log_format);
+            flowrec::panics::exit_on_panic();
             let config = match args.into_config() {
                 Ok(config) => config,
                 Err(error) => return usage_error(&error),

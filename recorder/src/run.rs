@@ -85,6 +85,8 @@ pub enum RunError {
     Signals(std::io::Error),
     #[error("the source thread panicked")]
     SourcePanicked,
+    #[error("cannot start the source thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What the source recorded.
@@ -242,7 +244,10 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         store.location
     );
     let source_stop = Arc::clone(&stop);
-    let source_thread = std::thread::spawn(move || thread(source_stop));
+    let source_thread = std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || thread(source_stop))
+        .map_err(RunError::Thread)?;
 
     let provenance = Provenance {
         node: config.node_name.clone(),

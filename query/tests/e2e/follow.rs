@@ -536,22 +536,8 @@ fn a_followed_file_in_a_missing_folder_is_named_at_start() {
     let args = [
         "run", "--source", "file", "--follow", &missing, "--store", &store, "--spool", &spool,
     ];
-    let mut child = command(&flowrec_bin(), &args, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("flowrec still waits for {missing} after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (status, stderr) = exits_within(&args, &[], Duration::from_secs(30));
+    assert_eq!(status, Some(2), "{stderr}");
     assert!(
         stderr.contains("no-such-folder") && stderr.contains("does not exist"),
         "{stderr}"
@@ -564,5 +550,90 @@ fn a_followed_file_in_a_missing_folder_is_named_at_start() {
     assert!(
         text.contains("no such file yet; waiting for it to appear"),
         "{text}"
+    );
+}
+
+/// Runs flowrec with `args`; its exit status and stderr, or a failure if it still runs after
+/// `limit` (it is killed).
+fn exits_within(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>, String) {
+    let mut child = command(&flowrec_bin(), args, env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "flowrec {args:?} still runs after {limit:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A panic in a running recorder's thread (injected in the follower) ends the process with
+/// status 70 and a log line naming the thread and the place, instead of leaving a process
+/// that serves /health and records nothing; the restart records every line once.
+#[test]
+fn a_panic_in_a_recorder_thread_ends_the_run_and_the_restart_loses_nothing() {
+    let (dir, store) = temp_store();
+    let spool = dir.path().join("spool");
+    let mut exporter = Exporter::new(&dir.path().join("log"));
+    exporter.write(20);
+    let path = exporter.path().display().to_string();
+    let spool_arg = spool.display().to_string();
+    let args = [
+        "run",
+        "--source",
+        "file",
+        "--follow",
+        &path,
+        "--store",
+        &store,
+        "--spool",
+        &spool_arg,
+        "--log-format",
+        "json",
+    ];
+    let (status, stderr) = exits_within(
+        &args,
+        &[("FLOWREC_PANIC_AT", "follow")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(status, Some(70), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("panicked"))
+        .unwrap_or_else(|| panic!("no panic logged: {stderr}"));
+    let logged: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+    assert_eq!(logged["level"], "error", "{line}");
+    let message = logged["message"].as_str().unwrap();
+    assert!(
+        message.contains("thread source panicked at recorder/src/source/follow.rs:"),
+        "{line}"
+    );
+
+    let recorder = file_recorder(&exporter.path(), &store, &spool, &[], &[]);
+    recorder.wait_until_read(20, 0);
+    recorder.wait_until_done();
+    let (status, text) = recorder.stop();
+    assert!(status.success(), "{text}");
+    let rows = query(
+        &store,
+        "select count(*) as n, count(distinct uuid) as d from flows",
+        &[],
+    );
+    assert_eq!(
+        (rows[0]["n"].as_u64(), rows[0]["d"].as_u64()),
+        (Some(20), Some(20))
     );
 }

@@ -130,6 +130,7 @@ impl Follower {
         while !stop.requested() {
             let idle = match self.tail.read(self.chunk_bytes) {
                 Ok(Some(lines)) => {
+                    crate::panics::fault_point("follow");
                     self.metrics.source_caught_up.store(0, Ordering::Relaxed);
                     if !self.record(&lines, &stop) {
                         break;

@@ -1,0 +1,44 @@
+//! A panic in any thread of a long-running recorder ends the process.
+//!
+//! Without this, a panicking thread dies alone: a source thread that panics leaves a process
+//! that still serves `/health` but records nothing, and a panicking writer thread leaves a
+//! stream that is never read again. Kubernetes restarts a process that exits, and the spool
+//! makes a restart lose nothing (everything recorded is in it; ARCHITECTURE.md, "what
+//! recorded means"). So the first panic is logged, in the run's log format, with the thread
+//! and the place, and the process exits with [`PANIC_EXIT`]; the restarts are what counts
+//! them (`kube_pod_container_status_restarts_total`). This does not depend on the
+//! profile's `panic` strategy: with `panic = "abort"` the hook runs first as well.
+
+/// EX_SOFTWARE (sysexits.h): an internal error, distinct from 1 (partial) and 2 (usage).
+pub const PANIC_EXIT: i32 = 70;
+
+/// Installs the hook (once, before any thread starts).
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        crate::error!(
+            "internal error: thread {name} panicked{place}: {message}; exiting (status {PANIC_EXIT}) so that the recorder is restarted and resumes from its spool"
+        );
+        std::process::exit(PANIC_EXIT);
+    }));
+}
+
+/// Test-only fault injection: panics when `FLOWREC_PANIC_AT` names this point. Lets the tests
+/// show that a panic in a running recorder's thread ends it (nothing else reads the variable).
+#[track_caller]
+pub fn fault_point(name: &str) {
+    if std::env::var_os("FLOWREC_PANIC_AT").is_some_and(|at| at == name) {
+        panic!("fault injected at {name} (FLOWREC_PANIC_AT)");
+    }
+}
