@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-hubble bench-query bench-fleet oracle oracle-store
+.PHONY: demo test bench bench-ebpf bench-hubble bench-query bench-fleet oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -34,6 +34,10 @@ bench-fleet:     ## a fleet-shaped store (50 nodes x 24 h x a file per 5 min) be
 	target/release/fleet-bench --flows 10000000 --hours 24 --nodes 50
 	target/release/fleet-bench --flows 10000000 --hours 24 --nodes 50 --newest-hour --runs 7
 	target/release/fleet-bench --rollup-month
+
+fuzz:            ## every fuzz target for 10 minutes (FUZZ_SECONDS=N to change; nightly toolchain, cargo-fuzz installed if missing)
+	bash .ci/setup.sh
+	bash .ci/fuzz.sh $${FUZZ_SECONDS:-600}
 
 oracle-store:    ## compaction oracle, long form: 100 import rounds per writer, compactor SIGKILLed throughout (FLOWSTORE_ORACLE_SEED=N reproduces one)
 	bash .ci/setup.sh

@@ -2,7 +2,7 @@
 //!
 //! One module per concern, after datafusion-cli: `session` (store + tables + functions, shared by
 //! every command), `exec` (statements, read-only guard, `\d`), `print` (output formats), `repl`
-//! (the shell), `udf` (forensics functions), `timerange` (`--since/--until`), and one module per
+//! (the shell), `udf` (forensics functions), and one module per
 //! forensics command: `replay` (hubble observe over the history), `regressions` (connections a
 //! policy change broke), `report` (compliance checks).
 
@@ -18,16 +18,15 @@ pub mod replay;
 pub mod report;
 pub mod session;
 pub mod table;
-pub mod timerange;
 pub mod udf;
 
 use std::process::ExitCode;
 
 use clap::ArgMatches;
 use cli::{Cli, Command};
+use flow_schema::timerange::TimeRange;
 use print::{OutputFormat, Printer};
 use session::FlowSession;
-use timerange::TimeRange;
 
 pub use flow_schema::error_chain;
 

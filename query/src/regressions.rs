@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use flow_schema::units::parse_duration;
 
-use crate::timerange::{parse_instant, TimeRange};
+use flow_schema::timerange::{parse_instant, TimeRange};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -18,8 +18,8 @@ use flow_schema::Table;
 
 use crate::table::damage::DamageLog;
 use crate::table::{sorts_by_time, StoreReader, StoreTable};
-use crate::timerange::TimeRange;
 use crate::udf;
+use flow_schema::timerange::TimeRange;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {

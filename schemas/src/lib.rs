@@ -8,10 +8,12 @@
 pub mod catalog;
 pub mod hubble;
 pub mod layout;
+pub mod matching;
 pub mod rollup;
 pub mod schema;
 pub mod store;
 pub mod table;
+pub mod timerange;
 pub mod units;
 pub mod writer;
 

@@ -35,8 +35,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::session::{check_reachable, FlowSession, ReadOptions, SessionError};
 use crate::table::footers::{self, Expectation, Footer};
-use crate::timerange::TimeRange;
 use cli::{StoreCli, StoreCommand};
+use flow_schema::timerange::TimeRange;
 
 /// The newest schema of each recorded table, and its version: what compaction writes (older
 /// files are rewritten as it) and what rollups read. The current build's by default; tests

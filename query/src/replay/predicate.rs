@@ -244,7 +244,7 @@ fn ips(
     let mut exprs = Vec::new();
     for value in values {
         if value.contains('/') {
-            if udf::Cidr::parse(value).is_none() {
+            if flow_schema::matching::Cidr::parse(value).is_none() {
                 return Err(invalid(field, value, "not a CIDR (e.g. 10.0.0.0/8)"));
             }
             exprs.push(udf::cidr_contains().call(vec![lit(value.as_str()), col(column)]));
@@ -292,7 +292,7 @@ fn labels(
 ) -> Result<Option<Expr>, PredicateError> {
     let mut exprs = Vec::new();
     for value in values {
-        udf::Selector::parse(value).map_err(|why| invalid(field, value, why))?;
+        flow_schema::matching::Selector::parse(value).map_err(|why| invalid(field, value, why))?;
         exprs.push(udf::label_selector().call(vec![col(column), lit(value.as_str())]));
     }
     Ok(or_all(exprs))

@@ -18,7 +18,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::cli::Cli;
 use crate::session::FlowSession;
-use crate::timerange::TimeRange;
+use flow_schema::timerange::TimeRange;
 use render::Report;
 use spec::Spec;
 
@@ -75,7 +75,7 @@ enum ReportError {
         cause: String,
     },
     #[error(transparent)]
-    Time(#[from] crate::timerange::TimeRangeError),
+    Time(#[from] flow_schema::timerange::TimeRangeError),
     #[error(transparent)]
     Session(#[from] crate::session::SessionError),
     #[error("cannot compute the overview: {0}")]

@@ -261,7 +261,7 @@ fn parse_check(index: usize, value: &Value) -> Result<Check, (String, String)> {
                 serde_yaml::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?;
             for entry in &check.allow {
                 let valid = if entry.contains('/') {
-                    crate::udf::Cidr::parse(entry).is_some()
+                    flow_schema::matching::Cidr::parse(entry).is_some()
                 } else {
                     !entry.is_empty()
                         && entry

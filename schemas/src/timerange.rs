@@ -2,8 +2,8 @@
 //! `2026-11-24T09:00Z`, or a bare date), or durations back from now (`2h`, `7d`, `1h30m`), as
 //! `hubble observe` takes them. Times without an offset are UTC.
 
+use crate::units::parse_duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
-use flow_schema::units::parse_duration;
 
 /// A half-open window `[since, until)` in ns since the epoch; `None` = unbounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpora (fuzz/seeds/<target>/) from the bundled captures and
+hand-made inputs. Run again after a capture changes; the seeds are committed.
+
+Sources: ../sample-captures/hubble-samples (real Hubble exports, Apache-2.0, provenance in
+that folder's README) and ../sample-captures/typo-policy-incident.jsonl.gz (generated)."""
+import gzip, hashlib, json, os, struct, sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+root = os.path.dirname(here)
+
+def put(target, data):
+    if isinstance(data, str):
+        data = data.encode()
+    folder = os.path.join(here, "seeds", target)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, hashlib.sha1(data).hexdigest()[:16]), "wb") as f:
+        f.write(data)
+
+# hubble_lines: every distinct kind of line of the captures (a few of each file).
+samples = os.path.join(root, "sample-captures", "hubble-samples")
+for name in sorted(os.listdir(samples)):
+    if not name.endswith((".json", ".jsonl")):
+        continue
+    with open(os.path.join(samples, name), "rb") as f:
+        lines = [l.rstrip(b"\n") for l in f if l.strip()]
+    for line in lines[:8]:
+        put("hubble_lines", line)
+with gzip.open(os.path.join(root, "sample-captures", "typo-policy-incident.jsonl.gz"), "rb") as f:
+    for i, line in enumerate(f):
+        if i % 997 == 0:
+            put("hubble_lines", line.rstrip(b"\n"))
+        if i > 20000:
+            break
+put("hubble_lines", '{"lost_events":{"source":"PERF_EVENT_RING_BUFFER","num_events_lost":3,"cpu":1},"node_name":"n","time":"2026-11-26T10:00:00Z"}')
+put("hubble_lines", '{"agent_event":{"type":"AGENT_STARTED"},"node_name":"n","time":"2026-11-26T10:00:00Z"}')
+
+# flow_filter_json: what `--allowlist` takes.
+for f in [
+    {"verdict": ["DROPPED"]},
+    {"source_pod": ["shop/api-gateway"], "destination_port": ["80"]},
+    {"source_label": ["k8s:app=api-gateway"], "protocol": ["TCP"], "tcp_flags": [{"SYN": True}]},
+    {"destination_ip": ["10.0.0.0/8"], "event_type": [{"type": 1, "sub_type": 133}]},
+    {"http_status_code": ["5+"], "http_method": ["GET"], "http_path": ["/api/.*"]},
+    {"dns_query": [".*\\.svc\\.cluster\\.local\\."], "node_name": ["kind-*"], "reply": [False]},
+]:
+    put("flow_filter_json", json.dumps(f))
+
+# durations_and_sizes
+for t in ["2h", "1h30m", "500ms", "7d", "1w", "90s", "256MiB", "1G", "64KiB", "4096"]:
+    put("durations_and_sizes", t)
+
+# store_objects: names, keys, control objects, footer key-values.
+for t in [
+    "flows/v1/date=2026-11-26/hour=10/kind-worker.hubble.20261126T100000000000000Z.3f2a.000000000001-0.parquet",
+    "compacted.00000002.tl4rbh.0of1.parquet",
+    "_commit.00000002.json",
+    "flows_hourly/v1/date=2026-11-26/",
+    '{"generation":"00000002.tl4rbh","replaces":["a.parquet"],"files":["compacted.00000002.tl4rbh.0of1.parquet"]}',
+    '{"flows":{"keep_until":"2026-10-27T00:00:00Z"}}',
+    "flowsql.schema_version=1\nflowsql.node=n1\nflowsql.source=hubble\nflowsql.min_time=2026-11-26T10:00:00Z\nflowsql.max_time=2026-11-26T10:59:59Z\nflowsql.rows=12",
+]:
+    put("store_objects", t)
+
+# observer_protobuf: GetFlowsResponse messages, hand-encoded (proto field numbers from
+# schemas/proto/observer/observer.proto and flow/flow.proto).
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+def field(number, wire, payload):
+    key = varint(number << 3 | wire)
+    if wire == 0:
+        return key + varint(payload)
+    return key + varint(len(payload)) + payload
+
+def msg(number, body):
+    return field(number, 2, body)
+
+def text(number, s):
+    return field(number, 2, s.encode())
+
+timestamp = field(1, 0, 1795000000) + field(2, 0, 123456789)
+flow = (msg(1, timestamp) + text(34, "uuid-1") + field(2, 0, 2) + field(3, 0, 133)
+        + msg(5, text(1, "10.0.1.1") + text(2, "10.0.2.1") + field(3, 0, 1))
+        + msg(8, text(3, "shop") + text(4, "k8s:app=api-gateway") + text(5, "api-gateway-7d9f"))
+        + msg(9, text(3, "shop") + text(4, "k8s:app=user-servce") + text(5, "user-service-5c4b"))
+        + field(10, 0, 1) + text(11, "kind-worker") + field(22, 0, 2))
+put("observer_protobuf", msg(1, flow) + text(1000, "kind-worker") + msg(1001, timestamp))
+put("observer_protobuf", msg(3, field(1, 0, 1) + field(2, 0, 7) + msg(3, field(1, 0, 1))) + msg(1001, timestamp))
+put("observer_protobuf", msg(1, msg(1, timestamp) + field(2, 0, 1)))
+
+print("seeds written to", os.path.join(here, "seeds"), file=sys.stderr)
+
+# spool_segment: a real segment, committed (seeds/spool_segment/three-flows-with-checkpoint.seg:
+# `flowrec run --source file --follow` over three lines of basic-sample-400-tcp-flows.json,
+# SIGKILLed after 3 s). spool_record: its records, cut out of their frames.
+folder = os.path.join(here, "seeds", "spool_segment")
+for name in sorted(os.listdir(folder)):
+    with open(os.path.join(folder, name), "rb") as f:
+        data = f.read()
+    at = 8
+    while at + 8 <= len(data):
+        length, _crc = struct.unpack_from("<II", data, at)
+        put("spool_record", data[at + 8 : at + 8 + length])
+        at += 8 + length
+
+# selectors_and_cidrs: first line a selector or CIDR, then labels or addresses.
+for t in [
+    "k8s:app=frontend,tier in (web, api)\nk8s:app=frontend\nk8s:tier=web\nreserved:world",
+    "app,!db\nk8s:app=x",
+    "tier notin (web)\nk8s:tier=db",
+    "10.0.0.0/8\n10.244.1.5\n192.168.0.1\nfd00::1",
+    "fd00::/8\nfd12::1",
+    "1.2.3.4\n1.2.3.4",
+]:
+    put("selectors_and_cidrs", t)
+
+# time_windows: --since, then --until on a second line.
+for t in ["2h", "2026-11-24T09:00Z\n2026-11-24T10:00:00Z", "7d\nnow", "2026-11-24", "1h30m\n30m"]:
+    put("time_windows", t)
