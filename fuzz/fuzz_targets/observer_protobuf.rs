@@ -19,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!json.contains(&b'\n'), "protojson is one line");
-    let decoder = HubbleDecoder::new(CaptureSource::Hubble, Some("fuzz-node".into()));
+    static DECODER: std::sync::OnceLock<HubbleDecoder> = std::sync::OnceLock::new();
+    let decoder = DECODER
+        .get_or_init(|| HubbleDecoder::new(CaptureSource::Hubble, Some("fuzz-node".into())));
     let decoded = decoder.decode(&json, 1);
     for batch in [&decoded.flows, &decoded.lost_events] {
         StructArray::from(batch.clone())

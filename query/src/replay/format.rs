@@ -14,6 +14,7 @@ use hubble_api::flow::{
     layer4, layer7, AuthType, DebugCapturePoint, Flow, L7FlowType, Policy, SocketTranslationPoint,
     TrafficDirection, Verdict,
 };
+use hubble_api::observe_flags::TRACE_POINTS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -453,24 +454,6 @@ fn identity(id: u32) -> String {
         None => format!("(ID:{id})"),
     }
 }
-
-/// Monitor trace observation points: the event sub-types of `trace` events, by number.
-pub const TRACE_POINTS: [&str; 14] = [
-    "to-endpoint",
-    "to-proxy",
-    "to-host",
-    "to-stack",
-    "to-overlay",
-    "from-endpoint",
-    "from-proxy",
-    "from-host",
-    "from-stack",
-    "from-overlay",
-    "from-network",
-    "to-network",
-    "from-crypto",
-    "to-crypto",
-];
 
 const POLICY_MATCH: [&str; 5] = ["none", "L3-Only", "L3-L4", "L4-Only", "all"];
 

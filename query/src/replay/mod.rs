@@ -1,9 +1,8 @@
 //! `flowsql replay`: `hubble observe` over the recorded history. The same filter flags with
-//! the same meaning ([`filter`] builds Hubble's FlowFilter lists, [`predicate`] turns them into
+//! the same meaning (`hubble_api::observe_flags` builds Hubble's FlowFilter lists, [`predicate`] turns them into
 //! one query predicate), the same output formats ([`format`], from rows turned back into
 //! `Flow` messages by [`rows`]), time-ordered.
 
-pub mod filter;
 pub mod format;
 pub mod predicate;
 pub mod rows;
@@ -17,8 +16,8 @@ use futures::StreamExt;
 use hubble_api::flow::FlowFilter;
 
 use crate::session::FlowSession;
-use filter::{FilterError, FilterLists};
 use format::{FlowWriter, Format, Options, TimeFormat};
+use hubble_api::observe_flags::{self as filter, FilterError, FilterLists};
 use predicate::PredicateError;
 
 const EXAMPLES: &str = "\
@@ -368,7 +367,7 @@ mod tests {
             .filter(|a| a.get_help_heading() == Some("Filters") && a.get_id() != "not")
             .map(|a| a.get_long().unwrap().to_owned())
             .collect();
-        let mut flags: Vec<String> = super::filter::FLAGS
+        let mut flags: Vec<String> = hubble_api::observe_flags::FLAGS
             .iter()
             .map(|f| (*f).to_owned())
             .collect();

@@ -12,8 +12,8 @@ use datafusion::logical_expr::lit;
 use datafusion::prelude::{col, when, Expr};
 use hubble_api::flow::{DropReason, FlowFilter, TrafficDirection, Verdict};
 
-use super::filter::FilterLists;
 use crate::udf;
+use hubble_api::observe_flags::FilterLists;
 
 /// A filter value the server would have refused, or a FlowFilter field replay cannot apply.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -51,6 +51,9 @@ impl std::fmt::Display for FilterJsonError {
 
 impl std::error::Error for FilterJsonError {}
 
+/// `hubble observe` filter flags -> FlowFilter allow and deny lists, as the hubble CLI builds them.
+pub mod observe_flags;
+
 /// A FlowFilter from JSON (`hubble observe --allowlist` syntax), refusing keys it does not
 /// know: the generated parser ignores them, and `{"verdicts":["DROPPED"]}` would become the
 /// empty filter, which matches every flow.

@@ -9,9 +9,7 @@
 //! the next flag to the deny list instead (built the same way). Namespaces are folded into the
 //! pod fields as `ns/` prefixes when the lists are materialised.
 
-use hubble_api::flow::{DropReason, EventTypeFilter, FlowFilter, TrafficDirection, Verdict};
-
-use super::format::TRACE_POINTS;
+use crate::flow::{DropReason, EventTypeFilter, FlowFilter, TrafficDirection, Verdict};
 
 /// Errors in the filter flags; each names the flag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -333,6 +331,24 @@ pub fn build<'a>(
         deny: deny.filters(),
     })
 }
+
+/// Monitor trace observation points: the event sub-types of `trace` events, by number.
+pub const TRACE_POINTS: [&str; 14] = [
+    "to-endpoint",
+    "to-proxy",
+    "to-host",
+    "to-stack",
+    "to-overlay",
+    "from-endpoint",
+    "from-proxy",
+    "from-host",
+    "from-stack",
+    "from-overlay",
+    "from-network",
+    "to-network",
+    "from-crypto",
+    "to-crypto",
+];
 
 #[cfg(test)]
 mod tests {
