@@ -124,3 +124,22 @@ for t in [
 # time_windows: --since, then --until on a second line.
 for t in ["2h", "2026-11-24T09:00Z\n2026-11-24T10:00:00Z", "7d\nnow", "2026-11-24", "1h30m\n30m"]:
     put("time_windows", t)
+
+# observe_flags: one flag per line, its first character picking the flag (its code modulo
+# len(FLAGS) + 1 indexes hubble_api::observe_flags::FLAGS; the extra value is --not), the rest
+# its value. FLAGS is read from the source so the seeds follow it.
+import re
+source = open(os.path.join(root, "schemas", "hubble-api", "src", "observe_flags.rs")).read()
+names = re.findall(r'"([a-z0-9-]+)"', source[source.index("pub const FLAGS"):source.index("];", source.index("pub const FLAGS"))])
+def flag(name, value):
+    index = len(names) if name == "not" else names.index(name)
+    return chr(index + (len(names) + 1) * 2) + value
+for lines in [
+    [("pod", "shop/api-gateway"), ("namespace", "shop")],
+    [("from-pod", "shop/"), ("verdict", "DROPPED")],
+    [("not", ""), ("label", "k8s:app=user-service"), ("port", "80")],
+    [("ip", "10.0.0.0/8"), ("type", "trace:to-endpoint"), ("protocol", "tcp")],
+    [("http-status", "5+"), ("drop-reason-desc", "POLICY_DENIED")],
+]:
+    usable = [(n, v) for n, v in lines if n == "not" or n in names]
+    put("observe_flags", "\n".join(flag(n, v) for n, v in usable))

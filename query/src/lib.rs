@@ -8,7 +8,6 @@
 
 pub mod cli;
 pub mod exec;
-pub mod guard;
 pub mod hourly;
 pub mod maintenance;
 pub mod print;

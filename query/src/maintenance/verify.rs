@@ -14,8 +14,8 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::cli::VerifyArgs;
 use super::{Maintainer, MaintenanceError};
-use crate::guard::quietly;
 use crate::table::footers::Expectation;
+use flow_schema::guard::quietly;
 
 pub async fn run(m: &Maintainer, args: &VerifyArgs) -> Result<(), MaintenanceError> {
     let range = m

@@ -22,7 +22,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 
-use crate::guard::quietly;
+use flow_schema::guard::quietly;
 
 /// First read from the end of a file: the footer of a flows file with a few row groups fits
 /// (a 114-column footer is ~20-40 KiB). The page index is not read: DataFusion loads it for

@@ -72,13 +72,23 @@ fn write_ipc(bytes: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), RecordError
     Ok(())
 }
 
+/// The IPC reader trusts what it reads (it unwraps absent schema fields, allocates declared
+/// sizes): it runs on checked sizes and under `guard::quietly`, so damage is an error.
 fn read_ipc(ipc: &[u8]) -> Result<RecordBatch, RecordError> {
     check_declared_sizes(ipc)?;
-    let mut reader = StreamReader::try_new(ipc, None)?;
-    reader
-        .next()
-        .ok_or(RecordError::NoBatch)?
-        .map_err(Into::into)
+    let read = || {
+        let mut reader = StreamReader::try_new(ipc, None)?;
+        reader
+            .next()
+            .ok_or(RecordError::NoBatch)?
+            .map_err(RecordError::from)
+    };
+    flow_schema::guard::quietly(read)
+        .unwrap_or_else(|| Err(damaged("the Arrow IPC reader failed on it")))
+}
+
+fn damaged(what: &str) -> RecordError {
+    RecordError::Damaged(what.to_string())
 }
 
 /// LZ4 expands at most ~255x (a block of one repeated byte); a compressed buffer that says
@@ -91,7 +101,6 @@ const MAX_LZ4_RATIO: u64 = 255;
 /// the `spool_record` fuzz target). A record is CRC-checked first; this is for one that was
 /// damaged before its CRC was computed, or crafted.
 fn check_declared_sizes(mut ipc: &[u8]) -> Result<(), RecordError> {
-    let damaged = |what: &str| RecordError::Damaged(what.to_string());
     while !ipc.is_empty() {
         // [0xFFFFFFFF][i32 LE metadata length][metadata (flatbuffer)][body]; length 0 ends it.
         let rest = match ipc.split_first_chunk::<4>() {
@@ -217,6 +226,15 @@ pub fn checkpoint(record: &[u8]) -> Option<&[u8]> {
 mod tests {
     use super::*;
     use crate::spool::test_rows;
+
+    /// A schema message without fields (the fuzz target's second crash: an `unwrap` in the
+    /// IPC reader): damage, not a panic.
+    #[test]
+    fn a_schema_the_reader_panics_on_is_damage() {
+        let record = include_bytes!("../../../fuzz/regressions/spool_record/schema-without-fields");
+        let error = decode(record).unwrap_err();
+        assert!(matches!(error, RecordError::Damaged(_)), "{error}");
+    }
 
     /// A compressed buffer declaring 20 TiB decompressed (the `spool_record` fuzz target's
     /// first crash): refused, where the IPC reader would have aborted on the allocation.

@@ -1,6 +1,8 @@
-//! Running third-party decoders on bytes from the store: a panic inside (an arithmetic
-//! overflow on a garbage footer, say) becomes `None` and its message is not printed; the
-//! caller reports the object as damaged instead. Panics anywhere else still print.
+//! Running third-party decoders on untrusted bytes (a store's Parquet footers, a spool
+//! record's Arrow IPC): a panic inside (an arithmetic overflow on a garbage footer, an
+//! `unwrap` in the IPC schema reader) becomes `None` and its message is not printed; the
+//! caller reports the bytes as damaged instead. Panics anywhere else still print, and a
+//! process-wide panic hook (flowrec's, which ends the process) asks [`in_quiet_zone`] first.
 
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,6 +13,11 @@ thread_local! {
 }
 
 static HOOK: Once = Once::new();
+
+/// Whether the current thread runs inside [`quietly`]: a panic here is expected and handled.
+pub fn in_quiet_zone() -> bool {
+    QUIET.with(Cell::get)
+}
 
 /// `f()`, or `None` if it panicked.
 pub fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
