@@ -766,3 +766,82 @@ fn lost_events_go_to_their_own_table_and_other_events_are_counted() {
         2
     );
 }
+
+/// Every window is valid input: one after the data (a mistyped year), one before it, one
+/// inside it answer exactly (counted independently of the window by the whole table); an
+/// empty or reversed window is a usage error naming the flags. The same for `replay`.
+#[test]
+fn every_window_answers_or_says_why() {
+    let (_dir, store) = temp_store();
+    import(&store, &[&hubble_samples()[2]], &[]).ok();
+    let count = |window: &[&str]| -> (i32, Option<u64>, String) {
+        let mut args = vec!["--store", store.as_str(), "--format", "ndjson"];
+        args.extend_from_slice(window);
+        args.push("select count(*) as n from flows");
+        let run = flowsql(&args, &[]);
+        let n = (run.status == 0).then(|| run.rows()[0]["n"].as_u64().unwrap());
+        (run.status, n, run.stderr)
+    };
+    let (_, all, _) = count(&[]);
+    let all = all.expect("the whole table counts");
+    assert!(all > 0);
+    let bounds = query(
+        &store,
+        "select cast(min(time) as varchar) as lo, cast(max(time) as varchar) as hi from flows",
+        &[],
+    );
+    let first = bounds[0]["lo"].as_str().unwrap().replace(' ', "T");
+    let after_last = "2099-01-01T00:00:00Z";
+    for (window, expected) in [
+        (vec!["--since", "2030-01-01T00:00:00Z"], 0),
+        (
+            vec!["--since", "2030-01-01T00:00:00Z", "--until", after_last],
+            0,
+        ),
+        (vec!["--until", "2000-01-01"], 0),
+        (vec!["--since", "2000-01-01", "--until", "2000-01-02"], 0),
+        (vec!["--since", "2000-01-01", "--until", after_last], all),
+        (vec!["--since", first.as_str()], all),
+        (vec!["--until", first.as_str()], 0),
+    ] {
+        let (status, n, stderr) = count(&window);
+        assert_eq!((status, n), (0, Some(expected)), "{window:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{window:?}: {stderr}");
+    }
+    for window in [
+        ["--since", "2026-01-02", "--until", "2026-01-01"],
+        ["--since", "2026-01-01", "--until", "2026-01-01"],
+    ] {
+        let (status, _, stderr) = count(&window);
+        assert_eq!(status, 2, "{window:?}: {stderr}");
+        assert!(
+            stderr.contains("--since must be earlier than --until"),
+            "{stderr}"
+        );
+    }
+    let future = flowsql(
+        &[
+            "--store",
+            &store,
+            "--since",
+            "2030-01-01T00:00:00Z",
+            "replay",
+        ],
+        &[],
+    );
+    assert_eq!(future.status, 0, "{}", future.stderr);
+    assert!(future.stdout.is_empty(), "{}", future.stdout);
+    let reversed = flowsql(
+        &[
+            "--store",
+            &store,
+            "--since",
+            "2026-01-02",
+            "--until",
+            "2026-01-01",
+            "replay",
+        ],
+        &[],
+    );
+    assert_eq!(reversed.status, 2, "{}", reversed.stderr);
+}
