@@ -25,8 +25,8 @@ use flow_schema::timerange::TimeRange;
 pub enum SessionError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot reach store {store}: {cause}")]
-    Unreachable { store: String, cause: String },
+    #[error(transparent)]
+    Unreachable(flow_schema::store::ProbeError),
     #[error("store {0} does not exist (nothing was recorded there; `flowrec import` creates it)")]
     Missing(String),
     #[error("cannot set up the tables: {0}")]
@@ -205,16 +205,6 @@ pub async fn check_reachable(store: &Store) -> Result<(), SessionError> {
                 Err(SessionError::Missing(path.display().to_string()))
             }
         }
-        Location::S3 { .. } => {
-            let root = store.path("");
-            let root = (!root.as_ref().is_empty()).then_some(root);
-            match store.object_store.list_with_delimiter(root.as_ref()).await {
-                Ok(_) => Ok(()),
-                Err(error) => Err(SessionError::Unreachable {
-                    store: store.describe(),
-                    cause: crate::error_chain(&error),
-                }),
-            }
-        }
+        Location::S3 { .. } => store.probe().await.map_err(SessionError::Unreachable),
     }
 }

@@ -58,6 +58,8 @@ pub enum ImportError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Write(#[from] SinkError),
+    #[error("--store {0}")]
+    Misconfigured(#[from] flow_schema::store::ProbeError),
     #[error(
         "--strict: {lines} malformed line(s) and {inputs} unreadable input(s); nothing was written"
     )]
@@ -255,6 +257,7 @@ fn read_inputs(
 pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError> {
     let started = Instant::now();
     let store = Store::open(&config.store_url, &Patience::INTERACTIVE)?;
+    crate::upload::check_store(&store).await?;
     let decoder = HubbleDecoder::new(CaptureSource::Import, Some(config.node_name.clone()))
         .with_redaction(config.redaction.clone());
     // Keeps a spooled stdin alive until the import is over.

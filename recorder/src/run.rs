@@ -65,6 +65,8 @@ pub struct RunConfig {
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("--store {0}")]
+    Misconfigured(#[from] flow_schema::store::ProbeError),
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
     #[error(transparent)]
@@ -154,6 +156,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         ..Patience::INTERACTIVE
     };
     let store = Store::open(&config.store_url, &patience)?;
+    crate::upload::check_store(&store).await?;
     let checked = match &config.source {
         SourceConfig::Ebpf(ebpf) => Checked::Ebpf(Box::new(ebpf::check(ebpf)?)),
         SourceConfig::File(follow) => Checked::File(follow.clone()),

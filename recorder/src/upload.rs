@@ -9,6 +9,20 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::parquet_file::EncodedFile;
 
+/// Asks the store once before recording: a wrong bucket or wrong credentials are refused now,
+/// naming what to fix, instead of surfacing as upload retries that never succeed; an outage
+/// only warns (uploads retry, a `run` spools meanwhile).
+pub async fn check_store(store: &Store) -> Result<(), flow_schema::store::ProbeError> {
+    match store.probe().await {
+        Ok(()) => Ok(()),
+        Err(error) if error.misconfigured.is_some() => Err(error),
+        Err(error) => {
+            crate::warn!("{error}; going on, uploads will retry");
+            Ok(())
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {url} ({endpoint}): {source}")]
 pub struct UploadError {

@@ -38,6 +38,73 @@ pub enum StoreError {
     },
 }
 
+/// A store that did not answer a listing.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct ProbeError {
+    /// The store and its endpoint.
+    pub store: String,
+    /// What an operator must fix, when the answer says (as opposed to an outage).
+    pub misconfigured: Option<Misconfiguration>,
+    /// The whole error chain.
+    pub cause: String,
+}
+
+impl ProbeError {
+    fn describe(&self) -> String {
+        match &self.misconfigured {
+            Some(m) => format!("{}: {} ({})", self.store, m.advice, m.code),
+            None => format!("cannot reach store {}: {}", self.store, self.cause),
+        }
+    }
+}
+
+/// An S3 answer that no retry will change: the store URL or the credentials are wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Misconfiguration {
+    /// The S3 error code (`NoSuchBucket`, ...).
+    pub code: &'static str,
+    pub advice: &'static str,
+}
+
+impl Misconfiguration {
+    const KNOWN: [Misconfiguration; 6] = [
+        Misconfiguration {
+            code: "NoSuchBucket",
+            advice: "the bucket does not exist: check the bucket name in the store URL",
+        },
+        Misconfiguration {
+            code: "InvalidAccessKeyId",
+            advice: "the access key is not known to the endpoint: check AWS_ACCESS_KEY_ID",
+        },
+        Misconfiguration {
+            code: "SignatureDoesNotMatch",
+            advice: "the secret key does not match the access key: check AWS_SECRET_ACCESS_KEY",
+        },
+        Misconfiguration {
+            code: "ExpiredToken",
+            advice: "the credentials have expired: renew them (AWS_SESSION_TOKEN, or the role)",
+        },
+        Misconfiguration {
+            code: "InvalidToken",
+            advice: "the session token is invalid: check AWS_SESSION_TOKEN",
+        },
+        Misconfiguration {
+            code: "AccessDenied",
+            advice: "access denied: these credentials may not list this bucket and prefix",
+        },
+    ];
+
+    /// The misconfiguration an S3 error answer names (object_store keeps the answer's XML
+    /// in its message), if any.
+    pub fn of(error: &object_store::Error) -> Option<Misconfiguration> {
+        let text = crate::error_chain(error);
+        Self::KNOWN
+            .into_iter()
+            .find(|m| text.contains(&format!("<Code>{}</Code>", m.code)))
+    }
+}
+
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -256,6 +323,24 @@ impl Store {
             format!("{base}/")
         } else {
             format!("{base}/{}/", path.as_ref())
+        }
+    }
+
+    /// Lists the store's root once (S3; a local folder is not touched): what a command that
+    /// reads or writes should learn at start rather than at its first upload.
+    pub async fn probe(&self) -> Result<(), ProbeError> {
+        let Location::S3 { .. } = &self.location else {
+            return Ok(());
+        };
+        let root = self.path("");
+        let root = (!root.as_ref().is_empty()).then_some(root);
+        match self.object_store.list_with_delimiter(root.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(ProbeError {
+                store: self.describe(),
+                misconfigured: Misconfiguration::of(&error),
+                cause: crate::error_chain(&error),
+            }),
         }
     }
 

@@ -845,3 +845,55 @@ fn every_window_answers_or_says_why() {
     );
     assert_eq!(reversed.status, 2, "{}", reversed.stderr);
 }
+
+/// A typo'd bucket is named at start, with what to fix, by every command: not as an XML blob,
+/// and not as upload retries that never succeed (`flowrec run` used to retry forever).
+#[test]
+fn a_typod_bucket_is_named_at_start_by_every_command() {
+    let moto = Moto::start();
+    moto.create_bucket("flows");
+    let env = moto.env();
+    let env = env_refs(&env);
+    let store = "s3://flwos/prod";
+    let named = |what: &str, status: Option<i32>, stderr: &str| {
+        assert_eq!(status, Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains("s3://flwos/prod")
+                && stderr.contains("the bucket does not exist")
+                && stderr.contains("NoSuchBucket")
+                && !stderr.contains("<Error>"),
+            "{what}: {stderr}"
+        );
+    };
+    let run = flowsql(&["--store", store, "select count(*) from flows"], &env);
+    named("flowsql", Some(run.status), &run.stderr);
+    let run = import(store, &[&hubble_samples()[0]], &env);
+    named("flowrec import", Some(run.status), &run.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.log");
+    std::fs::write(&log, "").unwrap();
+    let (log, spool) = (
+        log.display().to_string(),
+        dir.path().join("spool").display().to_string(),
+    );
+    let started = Instant::now();
+    let output = command(
+        &flowrec_bin(),
+        &[
+            "run", "--source", "file", "--follow", &log, "--store", store, "--spool", &spool,
+        ],
+        &env,
+    )
+    .output()
+    .unwrap();
+    named(
+        "flowrec run",
+        output.status.code(),
+        &String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
