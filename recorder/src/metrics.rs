@@ -41,6 +41,8 @@ pub struct Metrics {
     /// 1 when the last look at the followed file found nothing new (everything written to it
     /// so far is read).
     pub source_caught_up: AtomicU64,
+    /// Panics that ended earlier runs on this spool (each a restart).
+    pub panics: AtomicU64,
     /// False once the source has stopped (the health endpoint then answers 503).
     pub recording: AtomicBool,
     /// The spool folder, measured at each scrape.
@@ -148,6 +150,12 @@ impl Metrics {
             "gauge",
             "1 when the last look at the followed file found nothing new to read.",
             &[("", get(&self.source_caught_up))],
+        );
+        metric(
+            "flowrec_panics_total",
+            "counter",
+            "Panics that ended an earlier run of the recorder on this spool (each restarted it).",
+            &[("", get(&self.panics))],
         );
         metric(
             "flowrec_spool_segments_waiting",

@@ -5,9 +5,40 @@
 //! stream that is never read again. Kubernetes restarts a process that exits, and the spool
 //! makes a restart lose nothing (everything recorded is in it; ARCHITECTURE.md, "what
 //! recorded means"). So the first panic is logged, in the run's log format, with the thread
-//! and the place, and the process exits with [`PANIC_EXIT`]; the restarts are what counts
-//! them (`kube_pod_container_status_restarts_total`). This does not depend on the
-//! profile's `panic` strategy: with `panic = "abort"` the hook runs first as well.
+//! and the place, counted in the spool folder (the next run exports the count as
+//! `flowrec_panics_total`), and the process exits with [`PANIC_EXIT`]. This does not depend on
+//! the profile's `panic` strategy: with `panic = "abort"` the hook runs first as well.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The spool's panic counter file, once the run knows its spool.
+static COUNTER: OnceLock<PathBuf> = OnceLock::new();
+
+const COUNTER_FILE: &str = "panics";
+
+/// Panics counted in `spool` so far (by earlier runs on it).
+pub fn counted(spool: &Path) -> u64 {
+    std::fs::read_to_string(spool.join(COUNTER_FILE))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// From now on a panic is counted in `spool`.
+pub fn count_in(spool: &Path) {
+    let _ = COUNTER.set(spool.to_path_buf());
+}
+
+/// Best effort: the process is ending, and a full disk must not hide the panic.
+fn count() {
+    if let Some(spool) = COUNTER.get() {
+        let _ = std::fs::write(
+            spool.join(COUNTER_FILE),
+            format!("{}\n", counted(spool) + 1),
+        );
+    }
+}
 
 /// EX_SOFTWARE (sysexits.h): an internal error, distinct from 1 (partial) and 2 (usage).
 pub const PANIC_EXIT: i32 = 70;
@@ -35,6 +66,7 @@ pub fn exit_on_panic() {
         crate::error!(
             "internal error: thread {name} panicked{place}: {message}; exiting (status {PANIC_EXIT}) so that the recorder is restarted and resumes from its spool"
         );
+        count();
         std::process::exit(PANIC_EXIT);
     }));
 }

@@ -172,6 +172,11 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         );
     }
     let metrics = Arc::new(Metrics::new(config.spool.clone()));
+    crate::panics::count_in(&config.spool);
+    metrics.panics.store(
+        crate::panics::counted(&config.spool),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Some(address) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(address)
             .await

@@ -623,6 +623,11 @@ fn a_panic_in_a_recorder_thread_ends_the_run_and_the_restart_loses_nothing() {
     );
 
     let recorder = file_recorder(&exporter.path(), &store, &spool, &[], &[]);
+    assert_eq!(
+        recorder.metric("flowrec_panics_total"),
+        1,
+        "the panic is counted"
+    );
     recorder.wait_until_read(20, 0);
     recorder.wait_until_done();
     let (status, text) = recorder.stop();
