@@ -143,3 +143,6 @@ for lines in [
 ]:
     usable = [(n, v) for n, v in lines if n == "not" or n in names]
     put("observe_flags", "\n".join(flag(n, v) for n, v in usable))
+
+# parquet_footers: a store file, committed (seeds/parquet_footers/basic-sample-10-flows.parquet:
+# `flowrec import` of sample-captures/hubble-samples/basic-sample-10-flows.json).
