@@ -73,9 +73,15 @@ pub fn exit_on_panic() {
 
 /// Test-only fault injection: panics when `FLOWREC_PANIC_AT` names this point. Lets the tests
 /// show that a panic in a running recorder's thread ends it (nothing else reads the variable).
+/// The variable is read once: fault points sit on hot paths (every chunk a follower reads).
 #[track_caller]
 pub fn fault_point(name: &str) {
-    if std::env::var_os("FLOWREC_PANIC_AT").is_some_and(|at| at == name) {
+    static AT: OnceLock<Option<std::ffi::OsString>> = OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var_os("FLOWREC_PANIC_AT"))
+        .as_deref()
+        .is_some_and(|at| at == name)
+    {
         panic!("fault injected at {name} (FLOWREC_PANIC_AT)");
     }
 }

@@ -536,7 +536,7 @@ fn a_followed_file_in_a_missing_folder_is_named_at_start() {
     let args = [
         "run", "--source", "file", "--follow", &missing, "--store", &store, "--spool", &spool,
     ];
-    let (status, stderr) = exits_within(&args, &[], Duration::from_secs(30));
+    let (status, stderr) = exits_within(&flowrec_bin(), &args, &[], Duration::from_secs(30));
     assert_eq!(status, Some(2), "{stderr}");
     assert!(
         stderr.contains("no-such-folder") && stderr.contains("does not exist"),
@@ -551,33 +551,6 @@ fn a_followed_file_in_a_missing_folder_is_named_at_start() {
         text.contains("no such file yet; waiting for it to appear"),
         "{text}"
     );
-}
-
-/// Runs flowrec with `args`; its exit status and stderr, or a failure if it still runs after
-/// `limit` (it is killed).
-fn exits_within(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<i32>, String) {
-    let mut child = command(&flowrec_bin(), args, env)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            let output = child.wait_with_output().unwrap();
-            panic!(
-                "flowrec {args:?} still runs after {limit:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// A panic in a running recorder's thread (injected in the follower) ends the process with
@@ -605,6 +578,7 @@ fn a_panic_in_a_recorder_thread_ends_the_run_and_the_restart_loses_nothing() {
         "json",
     ];
     let (status, stderr) = exits_within(
+        &flowrec_bin(),
         &args,
         &[("FLOWREC_PANIC_AT", "follow")],
         Duration::from_secs(60),

@@ -640,3 +640,36 @@ pub fn s3_download(moto: &Moto, bucket: &str, prefix: &str, to: &Path) {
         to.display()
     ));
 }
+
+/// Runs `bin` with `args`; its exit status and stderr, or a failure if it still runs after
+/// `limit` (it is killed).
+pub fn exits_within(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<i32>, String) {
+    let mut child = command(bin, args, env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "{} {args:?} still runs after {limit:?}: {}",
+                bin.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
