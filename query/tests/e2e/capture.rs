@@ -454,7 +454,10 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     let (_dir, store) = temp_store();
     // A fixture inventory (hand-written, in the shape of `kubectl get pods -A -o json`) puts
     // pod client-7d4b9c-x2x9k on 10.199.0.1 and server-0 on 10.199.0.2.
-    let pods = repo_root().join("recorder/tests-data/pods.json");
+    // Copied beside the store: the recorder runs as nobody, and the clone may sit in a folder
+    // only root can enter (`git clone . "$(mktemp -d)/x"`).
+    let pods = Path::new(&store).with_file_name("pods.json");
+    std::fs::copy(repo_root().join("recorder/tests-data/pods.json"), &pods).unwrap();
     let pods = pods.to_str().unwrap();
     let interfaces = format!("{},nosuch*", veth.end_a);
     let recorder = Recorder::start(&veth.a, &interfaces, &store, &["--pods", pods]);
