@@ -146,3 +146,18 @@ for lines in [
 
 # parquet_footers: a store file, committed (seeds/parquet_footers/basic-sample-10-flows.parquet:
 # `flowrec import` of sample-captures/hubble-samples/basic-sample-10-flows.json).
+
+# report_spec: the bundled compliance spec, the example of the spec's documentation, and a few
+# mistakes a user makes.
+put("report_spec", open(os.path.join(root, "query", "deploy", "compliance.yaml")).read())
+doc = open(os.path.join(root, "query", "spec", "src", "report.rs")).read()
+example = doc[doc.index("```yaml") + len("```yaml"):doc.index("```", doc.index("```yaml") + 7)]
+put("report_spec", "\n".join(l[4:] if l.startswith("//! ") else "" for l in example.splitlines()))
+for t in [
+    "title: t\nchecks:\n- name: a\n  sql: select 1\n  max: 3\n",
+    "checks:\n- name: x\n  no_flow_between: {from: a, to: b}\n",
+    "checks:\n- name: e\n  recording_complete:\n",
+    "checks:\n- name: w\n  egress_to_world: {allow: ['10.0.0.0/8', '*.example.com']}\n",
+    "checks: [{name: &a x, sql: *a}]\n",
+]:
+    put("report_spec", t)

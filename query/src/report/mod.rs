@@ -6,7 +6,8 @@
 pub mod charts;
 pub mod checks;
 pub mod render;
-pub mod spec;
+/// The spec is parsed in its own crate (flow-spec) so it can be fuzzed without DataFusion.
+pub use flow_spec::report as spec;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
