@@ -35,7 +35,9 @@ Functions: cidr_contains(cidr, ip), has_label(labels, 'k8s:app=frontend'), label
 flowsql is read-only: CREATE, INSERT, COPY and the like are refused.
 DataFusion options: `SET datafusion.execution.target_partitions = 4;` before a query, or the
 matching environment variable (DATAFUSION_EXECUTION_TARGET_PARTITIONS=4). Memory is unbounded by
-default; DATAFUSION_RUNTIME_MEMORY_LIMIT=4G makes large sorts spill to disk instead.
+default; DATAFUSION_RUNTIME_MEMORY_LIMIT=4G bounds it: groupings and sorts then spill to
+DATAFUSION_RUNTIME_TEMP_DIRECTORY (default: TMPDIR). Out of memory or spill disk, the error says
+which and what to change.
 
 S3 stores are configured from the environment: AWS_ENDPOINT_URL, AWS_REGION,
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP endpoint.";

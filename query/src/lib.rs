@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod exec;
+pub mod hints;
 pub mod hourly;
 pub mod maintenance;
 pub mod print;
@@ -173,6 +174,6 @@ async fn regressions(
 }
 
 fn fail(code: u8, error: &dyn std::error::Error) -> ExitCode {
-    eprintln!("flowsql: error: {}", error_chain(error));
+    hints::print_failure(error);
     ExitCode::from(code)
 }

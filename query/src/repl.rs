@@ -106,5 +106,8 @@ pub async fn run(session: &FlowSession, format: OutputFormat) -> Result<(), Exec
 fn report(result: Result<(), ExecError>) {
     if let Err(error) = result {
         eprintln!("error: {error}");
+        if let Some(hint) = crate::hints::for_failure(&error.to_string()) {
+            eprintln!("hint: {hint}");
+        }
     }
 }

@@ -90,7 +90,7 @@ pub async fn run(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> ExitCode {
         Ok(report) if report.passed && report.skipped_objects.is_empty() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("flowsql: error: {}", crate::error_chain(&error));
+            crate::hints::print_failure(&error);
             ExitCode::from(2)
         }
     }
