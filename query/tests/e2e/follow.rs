@@ -553,6 +553,35 @@ fn a_followed_file_in_a_missing_folder_is_named_at_start() {
     );
 }
 
+/// A spool folder nothing can be written to (a read-only mount) is named at start with what
+/// to do, before any flow is accepted.
+#[test]
+fn an_unwritable_spool_is_named_at_start() {
+    let (dir, store) = temp_store();
+    let log = dir.path().join("events.log");
+    std::fs::write(&log, "").unwrap();
+    let read_only = Tmpfs::mount("1m", true);
+    let spool = format!("{}/spool", read_only.path());
+    let args = [
+        "run",
+        "--source",
+        "file",
+        "--follow",
+        log.to_str().unwrap(),
+        "--store",
+        &store,
+        "--spool",
+        &spool,
+    ];
+    let (status, stderr) = exits_within(&flowrec_bin(), &args, &[], Duration::from_secs(30));
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--spool {spool}: cannot create it"))
+            && stderr.contains("must be a writable folder"),
+        "{stderr}"
+    );
+}
+
 /// A panic in a running recorder's thread (injected in the follower) ends the process with
 /// status 70 and a log line naming the thread and the place, instead of leaving a process
 /// that serves /health and records nothing; the restart records every line once.

@@ -887,44 +887,6 @@ fn a_typod_bucket_is_named_at_start_by_every_command() {
     named("flowrec run", status, &stderr);
 }
 
-/// A tmpfs of `size` mounted on a fresh folder, unmounted (and the folder removed) on drop: a
-/// disk that fills up on cue.
-struct SmallDisk(tempfile::TempDir);
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        // SAFETY: no arguments, no memory.
-        let root = unsafe { libc::geteuid() } == 0;
-        assert!(
-            root,
-            "the full-disk test mounts a tmpfs: it needs root (CI runs the suite as root)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("flowsql-e2e-disk-")
-            .tempdir()
-            .unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount tmpfs on {}", dir.path().display());
-        SmallDisk(dir)
-    }
-
-    fn path(&self) -> &str {
-        self.0.path().to_str().unwrap()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// A query that spills (a grouping by flow id under a 2 MB memory limit) answers as it does
 /// in memory when the spill folder has room, and when the disk fills up the error names the
 /// folder and what to do (DataFusion's own message is a bare "No space left on device").
@@ -935,7 +897,7 @@ fn a_full_disk_during_a_spill_is_named_with_what_to_do() {
     let sql = "select count(*), sum(n) from \
                (select uuid, source_pod_name, count(*) as n from flows group by 1, 2)";
     let in_memory = flowsql(&["--store", &store, "--format", "csv", sql], &[]).ok();
-    let spilling = |disk: &SmallDisk| {
+    let spilling = |disk: &Tmpfs| {
         flowsql(
             &["--store", &store, "--format", "csv", sql],
             &[
@@ -945,7 +907,7 @@ fn a_full_disk_during_a_spill_is_named_with_what_to_do() {
             ],
         )
     };
-    let roomy = SmallDisk::mount("64m");
+    let roomy = Tmpfs::mount("64m", false);
     let spilled = spilling(&roomy).ok();
     assert_eq!(spilled.stdout, in_memory.stdout);
     assert!(
@@ -953,7 +915,7 @@ fn a_full_disk_during_a_spill_is_named_with_what_to_do() {
         "{}",
         in_memory.stdout
     );
-    let full = SmallDisk::mount("128k");
+    let full = Tmpfs::mount("128k", false);
     let failed = spilling(&full);
     assert_eq!(failed.status, 1, "{}", failed.stderr);
     assert!(

@@ -673,3 +673,40 @@ pub fn exits_within(
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A tmpfs of `size` mounted on a fresh folder (read-only if asked), unmounted and removed on
+/// drop: a disk that fills up on cue, or one nothing can be written to, even by root.
+pub struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    pub fn mount(size: &str, read_only: bool) -> Tmpfs {
+        // SAFETY: no arguments, no memory.
+        let root = unsafe { libc::geteuid() } == 0;
+        assert!(
+            root,
+            "mounting a tmpfs needs root (CI runs the suite as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("flowsql-e2e-disk-")
+            .tempdir()
+            .unwrap();
+        let options = format!("size={size}{}", if read_only { ",ro" } else { "" });
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", dir.path().display());
+        Tmpfs(dir)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.path().to_str().unwrap()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}

@@ -40,7 +40,7 @@ use segment::{read_segment, sync_directory, SegmentError, SegmentWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
-    #[error("--spool {dir}: cannot {action}: {source}")]
+    #[error("--spool {dir}: cannot {action}: {source}{}", writable_hint(source))]
     Io {
         dir: String,
         action: &'static str,
@@ -56,6 +56,18 @@ pub enum SpoolError {
     Segment(#[from] SegmentError),
     #[error("spool record: {0}")]
     Record(#[from] record::RecordError),
+}
+
+/// What to do when the spool folder cannot be written at all (a read-only mount, a folder of
+/// another user): said at start, before any flow is accepted.
+fn writable_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            " (the spool must be a writable folder of the recorder's user, on a disk that \
+             survives restarts: in Kubernetes a hostPath volume mounted read-write)"
+        }
+        _ => "",
+    }
 }
 
 /// The spool's lock: released when the last holder drops it.
