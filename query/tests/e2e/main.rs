@@ -928,3 +928,68 @@ fn a_full_disk_during_a_spill_is_named_with_what_to_do() {
         failed.stderr
     );
 }
+
+/// Expired session credentials are named at start with what to do. moto does not expire
+/// tokens, so a loopback endpoint answers every request as S3 answers an expired
+/// `AWS_SESSION_TOKEN` (400, the ExpiredToken error document).
+#[test]
+fn expired_credentials_are_named_at_start() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                match std::io::Read::read(&mut stream, &mut byte) {
+                    Ok(1) => request.push(byte[0]),
+                    _ => break,
+                }
+            }
+            let body =
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ExpiredToken</Code>\
+                        <Message>The provided token has expired.</Message>\
+                        <RequestId>E2E0000000000000</RequestId></Error>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_SESSION_TOKEN", "expired-token"),
+    ];
+    let named = |what: &str, run: Run| {
+        assert_eq!(run.status, 2, "{what}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("s3://flows/prod")
+                && run
+                    .stderr
+                    .contains("the credentials have expired: renew them")
+                && run.stderr.contains("ExpiredToken")
+                && !run.stderr.contains("<Error>"),
+            "{what}: {}",
+            run.stderr
+        );
+    };
+    named(
+        "flowsql",
+        flowsql(
+            &["--store", "s3://flows/prod", "select count(*) from flows"],
+            &env,
+        ),
+    );
+    named(
+        "flowrec import",
+        import("s3://flows/prod", &[&hubble_samples()[0]], &env),
+    );
+}
