@@ -955,6 +955,43 @@ fn damaged_objects_are_named_by_verify_and_left_out_by_every_reader() {
             "{}",
             replay.stderr
         );
+        // A report lists what it left out in its JSON, and exits 1 even when every check
+        // passed.
+        let work = tempfile::tempdir().unwrap();
+        let spec = work.path().join("spec.yaml");
+        std::fs::write(
+            &spec,
+            "checks:\n- name: recorded\n  sql: select 1 from flows where false\n",
+        )
+        .unwrap();
+        let json = work.path().join("report.json");
+        let report = flowsql(
+            &[
+                "--store",
+                store,
+                "--since",
+                "2026-11-24T09:00Z",
+                "--until",
+                "2026-11-24T10:00Z",
+                "report",
+                spec.to_str().unwrap(),
+                "--json",
+                json.to_str().unwrap(),
+            ],
+            &env,
+        );
+        assert_eq!(report.status, 1, "{}", report.stderr);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let skipped = report["skipped_objects"].as_array().unwrap();
+        for (name, _, _) in &damaged {
+            assert!(
+                skipped
+                    .iter()
+                    .any(|o| o.as_str().is_some_and(|o| o.contains(name.as_str()))),
+                "{name}: {skipped:?}"
+            );
+        }
         // Compaction leaves the hour as it is (it never drops rows), does the others.
         let compact = flowstore(
             &[
