@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("hubble-descriptors.bin"), &encoded)?;
     // Well-known types from pbjson-types: they serialize as protojson does (a Timestamp as
     // RFC 3339, a BoolValue as a bare bool).
+    // Default stubs: a server implements what it serves, the rest answers Unimplemented (the
+    // recorder's test server needs two RPCs, `flowsql serve` all but the event streams).
     tonic_prost_build::configure()
+        .generate_default_stubs(true)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(descriptors)?;

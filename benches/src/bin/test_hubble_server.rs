@@ -267,12 +267,13 @@ struct TestObserver {
 
 #[tonic::async_trait]
 impl Observer for TestObserver {
-    type GetFlowsStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
-
     async fn get_flows(
         &self,
         _: Request<GetFlowsRequest>,
-    ) -> Result<Response<Self::GetFlowsStream>, Status> {
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>>,
+        Status,
+    > {
         unreachable!("GetFlows is served by the pre-encoded route")
     }
 

@@ -4,6 +4,7 @@
 //! `Flow` messages by [`rows`]), time-ordered.
 
 pub mod format;
+pub mod history;
 pub mod predicate;
 pub mod rows;
 
@@ -11,12 +12,11 @@ use std::io::Write;
 
 use clap::{ArgMatches, Args};
 use datafusion::error::DataFusionError;
-use datafusion::prelude::col;
-use futures::StreamExt;
 use hubble_api::flow::FlowFilter;
 
 use crate::session::FlowSession;
 use format::{FlowWriter, Format, Options, TimeFormat};
+use history::{Event, Selection};
 use hubble_api::observe_flags::{self as filter, FilterError, FilterLists};
 use predicate::PredicateError;
 
@@ -216,27 +216,13 @@ impl ReplayArgs {
         predicate: Option<datafusion::prelude::Expr>,
         out: impl Write,
     ) -> Result<usize, ReplayError> {
-        let mut frame = session.ctx.table("flows").await?;
-        if let Some(predicate) = predicate {
-            frame = frame.filter(predicate)?;
-        }
-        let unbounded = session.range.is_unbounded();
         // As hubble: a count of 0 means all; nothing at all means the last 20.
-        let first = self.first.filter(|n| *n > 0);
-        let last = match (self.first, self.last, self.all) {
-            (None, None, false) if unbounded => Some(DEFAULT_LAST),
-            (_, last, _) => last.filter(|n| *n > 0),
+        let selection = match (self.first, self.last, self.all) {
+            (Some(n), _, _) if n > 0 => Selection::First(n),
+            (None, None, false) if session.range.is_unbounded() => Selection::Last(DEFAULT_LAST),
+            (_, Some(n), _) if n > 0 => Selection::Last(n),
+            _ => Selection::All,
         };
-        frame = match (first, last) {
-            (Some(first), _) => frame
-                .sort(vec![col("time").sort(true, false)])?
-                .limit(0, Some(first))?,
-            (None, Some(last)) => frame
-                .sort(vec![col("time").sort(false, false)])?
-                .limit(0, Some(last))?,
-            (None, None) => frame.sort(vec![col("time").sort(true, false)])?,
-        };
-        let frame = session.frame(frame.into_unoptimized_plan());
         let options = Options {
             format: self.format,
             time_format: self.time_format,
@@ -244,86 +230,17 @@ impl ReplayArgs {
             print_policy_names: self.print_policy_names,
         };
         let mut writer = FlowWriter::new(out, options);
-        let mut lost = self.lost_events(session).await?;
-        let mut written = 0;
-        let key = |t: Option<pbjson_types::Timestamp>| t.map(|t| (t.seconds, t.nanos));
-        if first.is_none() && last.is_some() {
-            // The newest N, printed oldest first.
-            let batches = frame.collect().await?;
-            let mut flows = Vec::new();
-            for batch in &batches {
-                let rows = rows::Rows::new(batch)?;
-                flows.extend((0..rows.len()).map(|r| rows.flow(r)));
+        let written = history::events(session, predicate, selection, &mut async |event| {
+            match event {
+                Event::Flow(flow) => writer.write(flow)?,
+                Event::Lost(lost) => writer.write_lost(&lost)?,
             }
-            flows.reverse();
-            // Lost events from the oldest flow printed on, as hubble reads forward from there.
-            if let Some(oldest) = flows.first() {
-                lost.retain(|l| key(l.time) >= key(oldest.time));
-            }
-            for flow in flows {
-                write_lost_until(&mut writer, &mut lost, key(flow.time))?;
-                writer.write(flow)?;
-                written += 1;
-            }
-        } else {
-            let mut stream = frame.execute_stream().await?;
-            while let Some(batch) = stream.next().await {
-                let rows = rows::Rows::new(&batch?)?;
-                for r in 0..rows.len() {
-                    let flow = rows.flow(r);
-                    write_lost_until(&mut writer, &mut lost, key(flow.time))?;
-                    writer.write(flow)?;
-                    written += 1;
-                }
-            }
-            if first.is_some() {
-                // Reading stopped at the Nth flow.
-                lost.clear();
-            }
-        }
-        write_lost_until(&mut writer, &mut lost, Some((i64::MAX, i32::MAX)))?;
+            Ok(true)
+        })
+        .await?;
         writer.finish()?;
         Ok(written)
     }
-
-    /// The lost-event records of the range, oldest first: hubble prints them among the flows,
-    /// whatever the filters.
-    async fn lost_events(
-        &self,
-        session: &FlowSession,
-    ) -> Result<std::collections::VecDeque<format::LostEvents>, ReplayError> {
-        let frame = session
-            .ctx
-            .table("lost_events")
-            .await?
-            .sort(vec![col("time").sort(true, false)])?;
-        let batches = session
-            .frame(frame.into_unoptimized_plan())
-            .collect()
-            .await?;
-        let mut lost = std::collections::VecDeque::new();
-        for batch in &batches {
-            let rows = rows::Rows::new(batch)?;
-            lost.extend((0..rows.len()).map(|r| rows.lost_events(r)));
-        }
-        Ok(lost)
-    }
-}
-
-/// Writes the lost-event records at or before `until` (seconds, nanos).
-fn write_lost_until<W: Write>(
-    writer: &mut FlowWriter<W>,
-    lost: &mut std::collections::VecDeque<format::LostEvents>,
-    until: Option<(i64, i32)>,
-) -> std::io::Result<()> {
-    while let Some(next) = lost.front() {
-        if next.time.map(|t| (t.seconds, t.nanos)) > until {
-            break;
-        }
-        let next = lost.pop_front().expect("front exists");
-        writer.write_lost(&next)?;
-    }
-    Ok(())
 }
 
 fn raw_filters(flag: &'static str, values: &[String]) -> Result<Vec<FlowFilter>, ReplayError> {

@@ -54,6 +54,9 @@ impl std::error::Error for FilterJsonError {}
 /// `hubble observe` filter flags -> FlowFilter allow and deny lists, as the hubble CLI builds them.
 pub mod observe_flags;
 
+/// `GetFlowsRequest.field_mask` over `Flow`, checked and applied as the Hubble server does.
+pub mod field_mask;
+
 /// A FlowFilter from JSON (`hubble observe --allowlist` syntax), refusing keys it does not
 /// know: the generated parser ignores them, and `{"verdicts":["DROPPED"]}` would become the
 /// empty filter, which matches every flow.
