@@ -111,4 +111,6 @@ pub enum Command {
     Regressions(RegressionArgs),
     /// Run a spec of compliance checks; write HTML, Markdown or JSON; exit 1 if a check failed
     Report(ReportArgs),
+    /// Serve the history on the Hubble Observer API (hubble observe --server, Hubble UI)
+    Serve(crate::serve::ServeArgs),
 }

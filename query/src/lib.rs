@@ -16,6 +16,7 @@ pub mod regressions;
 pub mod repl;
 pub mod replay;
 pub mod report;
+pub mod serve;
 pub mod session;
 pub mod table;
 pub mod udf;
@@ -46,6 +47,12 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
         }
         Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
         Some(Command::Report(args)) => report::run(&cli, args, now).await,
+        Some(Command::Serve(args)) => {
+            match serve::run(&cli.store, cli.read_options(), args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(2, &error),
+            }
+        }
         None => sql(&cli, range).await,
     }
 }
@@ -114,7 +121,7 @@ async fn replay(
         Ok(predicate) => predicate,
         Err(error) => return fail(2, &error),
     };
-    let out: Box<dyn std::io::Write> = match &cli.output {
+    let out: Box<dyn std::io::Write + Send> = match &cli.output {
         Some(path) => match std::fs::File::create(path) {
             Ok(file) => Box::new(std::io::BufWriter::new(file)),
             Err(error) => {
@@ -122,7 +129,7 @@ async fn replay(
                 return ExitCode::from(2);
             }
         },
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
     let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
         Ok(session) => session,

@@ -127,6 +127,23 @@ impl FlowSession {
         Ok(session)
     }
 
+    /// Makes `table` read exactly `files` (still limited to the session's range): what a
+    /// reader that tracks the store file by file (`serve`'s follow) asks for.
+    pub fn pin(
+        &self,
+        table: Table,
+        files: Vec<object_store::ObjectMeta>,
+    ) -> Result<(), DataFusionError> {
+        let provider = StoreTable::pinned(
+            Arc::clone(&self.reader),
+            table.schema(),
+            flow_schema::schema::SCHEMA_VERSION,
+            files,
+        );
+        self.ctx.deregister_table(table.name())?;
+        self.register(table.name(), Arc::new(provider))
+    }
+
     /// Objects the session had to leave out of its answers (a partial answer: exit 1).
     pub fn damaged(&self) -> bool {
         !self.reader.damage.is_empty()
@@ -173,7 +190,11 @@ impl FlowSession {
 /// (`DATAFUSION_RUNTIME_MEMORY_LIMIT=4G`: sorts spill to disk beyond it). DataFusion reads the
 /// environment for session options only; without this the runtime ones were silently ignored.
 async fn apply_runtime_env(ctx: &SessionContext) -> Result<(), SessionError> {
-    let vars = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
+    // Collected first: the environment iterator must not be held across an await (the
+    // session is opened inside spawned tasks by `serve`).
+    let vars: Vec<_> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .collect();
     for (var, value) in vars {
         let Some(name) = var.strip_prefix(RUNTIME_VAR_PREFIX) else {
             continue;

@@ -24,11 +24,22 @@ pub enum Selection {
     Last(usize),
 }
 
-/// One item of the history, in time order.
+/// One item of the history, in time order. (Moved once from the scan to the sink, never
+/// stored in bulk: boxing the flow would only add an allocation per flow.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     Flow(Flow),
     Lost(LostEvents),
+}
+
+/// Where the events go: a printer (`replay`), a gRPC stream (`serve`).
+pub trait Sink: Send {
+    /// Takes one event; `Ok(false)` when no more are wanted (a client that went away).
+    fn deliver(
+        &mut self,
+        event: Event,
+    ) -> impl std::future::Future<Output = Result<bool, ReplayError>> + Send;
 }
 
 /// Delivers the events to `sink` until it returns `Ok(false)` (a client that went away: the
@@ -37,7 +48,7 @@ pub async fn events(
     session: &FlowSession,
     predicate: Option<Expr>,
     selection: Selection,
-    sink: &mut impl AsyncFnMut(Event) -> Result<bool, ReplayError>,
+    sink: &mut impl Sink,
 ) -> Result<usize, ReplayError> {
     let mut frame = session.ctx.table("flows").await?;
     if let Some(predicate) = predicate {
@@ -69,7 +80,7 @@ pub async fn events(
         }
         for flow in flows {
             if !lost_until(sink, &mut lost, key(flow.time)).await?
-                || !sink(Event::Flow(flow)).await?
+                || !sink.deliver(Event::Flow(flow)).await?
             {
                 return Ok(delivered);
             }
@@ -82,7 +93,7 @@ pub async fn events(
             for r in 0..rows.len() {
                 let flow = rows.flow(r);
                 if !lost_until(sink, &mut lost, key(flow.time)).await?
-                    || !sink(Event::Flow(flow)).await?
+                    || !sink.deliver(Event::Flow(flow)).await?
                 {
                     return Ok(delivered);
                 }
@@ -105,7 +116,7 @@ fn key(time: Option<pbjson_types::Timestamp>) -> Option<(i64, i32)> {
 /// Delivers the lost-event records at or before `until` (seconds, nanos); false when the
 /// sink wants no more.
 async fn lost_until(
-    sink: &mut impl AsyncFnMut(Event) -> Result<bool, ReplayError>,
+    sink: &mut impl Sink,
     lost: &mut VecDeque<LostEvents>,
     until: Option<(i64, i32)>,
 ) -> Result<bool, ReplayError> {
@@ -114,7 +125,7 @@ async fn lost_until(
             break;
         }
         let next = lost.pop_front().expect("front exists");
-        if !sink(Event::Lost(next)).await? {
+        if !sink.deliver(Event::Lost(next)).await? {
             return Ok(false);
         }
     }

@@ -214,7 +214,7 @@ impl ReplayArgs {
         &self,
         session: &FlowSession,
         predicate: Option<datafusion::prelude::Expr>,
-        out: impl Write,
+        out: impl Write + Send,
     ) -> Result<usize, ReplayError> {
         // As hubble: a count of 0 means all; nothing at all means the last 20.
         let selection = match (self.first, self.last, self.all) {
@@ -229,17 +229,24 @@ impl ReplayArgs {
             print_node_name: self.print_node_name,
             print_policy_names: self.print_policy_names,
         };
-        let mut writer = FlowWriter::new(out, options);
-        let written = history::events(session, predicate, selection, &mut async |event| {
-            match event {
-                Event::Flow(flow) => writer.write(flow)?,
-                Event::Lost(lost) => writer.write_lost(&lost)?,
-            }
-            Ok(true)
-        })
-        .await?;
+        let mut writer = Printer(FlowWriter::new(out, options));
+        let written = history::events(session, predicate, selection, &mut writer).await?;
+        let writer = writer.0;
         writer.finish()?;
         Ok(written)
+    }
+}
+
+/// Replay's sink: Hubble's printers.
+struct Printer<W: Write>(FlowWriter<W>);
+
+impl<W: Write + Send> history::Sink for Printer<W> {
+    async fn deliver(&mut self, event: Event) -> Result<bool, ReplayError> {
+        match event {
+            Event::Flow(flow) => self.0.write(flow)?,
+            Event::Lost(lost) => self.0.write_lost(&lost)?,
+        }
+        Ok(true)
     }
 }
 

@@ -152,9 +152,17 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
         }
     }
     if !f.reply.is_empty() {
-        // A flow without is_reply is neither (Hubble: unknown direction matches no reply filter).
+        // A flow without is_reply matches no reply filter, except a dropped one, which Hubble
+        // takes as not a reply (filters/reply.go: older clients, the Hubble UI among them,
+        // filter on the deprecated `reply`, always false on drops; the UI always sends
+        // `reply: [false]`).
         let replies = f.reply.iter().map(|r| lit(*r)).collect();
-        all.push(col("is_reply").in_list(replies, false));
+        let unknown_drop = when(col("verdict").eq(lit("DROPPED")), lit(false))
+            .end()
+            .expect("one branch");
+        let is_reply =
+            datafusion::functions::expr_fn::coalesce(vec![col("is_reply"), unknown_drop]);
+        all.push(is_reply.in_list(replies, false));
     }
     all.extend(regexes("dns_query", col("dns_query"), &f.dns_query)?);
     all.extend(regexes("http_url", col("http_url"), &f.http_url)?);

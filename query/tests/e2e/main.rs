@@ -6,6 +6,7 @@ mod follow;
 mod hubble;
 mod replay;
 mod report;
+mod serve;
 mod store;
 mod support;
 

@@ -1,0 +1,678 @@
+//! `flowsql serve`: the requests the hubble CLI v1.19 and the Hubble UI send
+//! (../shared/docs/observer-api.md §1.3, §2), sent with the project's tonic client, answered
+//! as `flowsql replay` answers the same flags (replay is checked against Hubble's printer
+//! goldens), and the unary RPCs against counts computed from the JSON.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use flowsql::replay::format::{FlowWriter, Format, LostEvents, Options, TimeFormat};
+use hubble_api::flow::{FlowFilter, LostEventSource};
+use hubble_api::observer::get_flows_response::ResponseTypes;
+use hubble_api::observer::observer_client::ObserverClient;
+use hubble_api::observer::{
+    GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNodesRequest, ServerStatusRequest,
+};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::support::*;
+
+/// The default field mask of `hubble observe -o compact|dict|table`.
+const DEFAULT_MASK: [&str; 20] = [
+    "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
+    "source.identity",
+    "source.namespace",
+    "source.pod_name",
+    "destination.identity",
+    "destination.namespace",
+    "destination.pod_name",
+    "Type",
+    "node_name",
+    "l7",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "is_reply",
+    "Summary",
+    "ip_trace_id",
+];
+
+/// CLI filter flags, the whitelist and blacklist they make, flowsql replay's flags.
+type FilterCase<'a> = (&'a str, Vec<FlowFilter>, Vec<FlowFilter>, Vec<&'a str>);
+
+/// A running `flowsql serve` and a runtime for its clients.
+struct Server {
+    process: Process,
+    address: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    fn start(store: &str, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "--store",
+            store,
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll",
+            "200ms",
+        ];
+        args.extend(extra);
+        let mut process = Process::spawn(command(&flowsql_bin(), &args, &[]));
+        let text = process.wait_for("listening on ");
+        let address = text
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap()
+            .to_owned();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        Server {
+            process,
+            address,
+            runtime,
+        }
+    }
+
+    fn client(&self) -> ObserverClient<Channel> {
+        let url = format!("http://{}", self.address);
+        self.runtime
+            .block_on(ObserverClient::connect(url))
+            .unwrap()
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// Every response of a stream that ends.
+    fn get_flows(&self, request: GetFlowsRequest) -> Result<Vec<GetFlowsResponse>, tonic::Status> {
+        let mut client = self.client();
+        self.runtime.block_on(async move {
+            let mut stream = client.get_flows(request).await?.into_inner();
+            let mut all = Vec::new();
+            while let Some(response) = stream.message().await? {
+                all.push(response);
+            }
+            Ok(all)
+        })
+    }
+
+    /// The responses of a stream that stays open: those received until `quiet` passes
+    /// without one (after at least `want` of them), then the stream is cancelled.
+    fn get_flows_open(
+        &self,
+        request: GetFlowsRequest,
+        want: usize,
+        quiet: Duration,
+    ) -> Vec<GetFlowsResponse> {
+        let mut client = self.client();
+        self.runtime.block_on(async move {
+            let mut stream = client.get_flows(request).await.unwrap().into_inner();
+            let mut all = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let wait = if all.len() >= want {
+                    quiet
+                } else {
+                    deadline - tokio::time::Instant::now()
+                };
+                match tokio::time::timeout(wait, stream.message()).await {
+                    Ok(Ok(Some(response))) => all.push(response),
+                    Ok(other) => panic!("the stream ended: {other:?}"),
+                    Err(_) => break,
+                }
+            }
+            all
+        })
+    }
+}
+
+/// Prints responses as the hubble CLI prints them (compact, or jsonpb when no mask).
+fn print(responses: &[GetFlowsResponse], format: Format) -> String {
+    let options = Options {
+        format,
+        time_format: TimeFormat::StampMilli,
+        print_node_name: false,
+        print_policy_names: false,
+    };
+    let mut writer = FlowWriter::new(Vec::new(), options);
+    for response in responses {
+        match response.response_types.clone() {
+            Some(ResponseTypes::Flow(flow)) => writer.write(flow).unwrap(),
+            Some(ResponseTypes::LostEvents(lost)) => writer
+                .write_lost(&LostEvents {
+                    time: response.time,
+                    node_name: response.node_name.clone(),
+                    source: LostEventSource::try_from(lost.source)
+                        .unwrap()
+                        .as_str_name()
+                        .to_owned(),
+                    num_events_lost: lost.num_events_lost,
+                    cpu: lost.cpu.map(|c| c.value),
+                    first: lost.first,
+                    last: lost.last,
+                })
+                .unwrap(),
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+    String::from_utf8(writer.finish().unwrap()).unwrap()
+}
+
+fn at(rfc3339: &str) -> Option<pbjson_types::Timestamp> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap();
+    Some(pbjson_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
+}
+
+fn mask(paths: &[&str]) -> Option<pbjson_types::FieldMask> {
+    Some(pbjson_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+/// `flowsql replay` of `flags` as flows masked with the CLI's default mask, printed compact.
+fn masked_replay(store: &str, flags: &[&str], filters: &[&str]) -> String {
+    let mut args = vec!["--store", store];
+    args.extend(flags.iter().copied());
+    args.extend(filters.iter().copied());
+    args.extend(["-o", "jsonpb"]);
+    let mask = hubble_api::field_mask::FlowMask::new(&DEFAULT_MASK)
+        .unwrap()
+        .unwrap();
+    let responses: Vec<GetFlowsResponse> = flowsql(&args, &[])
+        .ok()
+        .stdout
+        .lines()
+        .map(|line| {
+            let mut response: GetFlowsResponse = serde_json::from_str(line).unwrap();
+            if let Some(ResponseTypes::Flow(flow)) = &response.response_types {
+                response.response_types = Some(ResponseTypes::Flow(mask.apply(flow)));
+            }
+            response
+        })
+        .collect();
+    print(&responses, Format::Compact)
+}
+
+/// The incident capture, the bundled Hubble samples and a lost-events record in the incident.
+fn history_store(dir: &Path) -> String {
+    let store = dir.join("store").display().to_string();
+    let lost = dir.join("lost.json");
+    std::fs::write(
+        &lost,
+        "{\"lost_events\":{\"source\":\"HUBBLE_RING_BUFFER\",\"num_events_lost\":\"7\",\"cpu\":1},\
+         \"node_name\":\"kind-worker\",\"time\":\"2026-11-24T09:30:00.000000001Z\"}\n",
+    )
+    .unwrap();
+    let mut files = vec![incident_capture(), lost];
+    files.extend(hubble_samples());
+    let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
+    import(&store, &files, &[]).ok();
+    store
+}
+
+/// Every row of the CLI's request table, with the default mask (compact) and without
+/// (jsonpb), with and without filters: the same lines as `flowsql replay` with those flags.
+#[test]
+fn hubble_cli_requests_answer_as_replay_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = history_store(dir.path());
+    let server = Server::start(&store, &[]);
+    let (s, u) = ("2026-11-24T09:00:00Z", "2026-11-24T09:29:59.999999999Z");
+    // (what the CLI was given, the request it sends, flowsql's flags for the same)
+    let rows: Vec<(&str, GetFlowsRequest, Vec<&str>)> = vec![
+        (
+            "(none)",
+            GetFlowsRequest {
+                number: 20,
+                ..Default::default()
+            },
+            vec!["replay"],
+        ),
+        (
+            "--last 7",
+            GetFlowsRequest {
+                number: 7,
+                ..Default::default()
+            },
+            vec!["replay", "--last", "7"],
+        ),
+        (
+            "--first 9",
+            GetFlowsRequest {
+                number: 9,
+                first: true,
+                ..Default::default()
+            },
+            vec!["replay", "--first", "9"],
+        ),
+        (
+            "--all",
+            GetFlowsRequest {
+                number: u64::MAX,
+                ..Default::default()
+            },
+            vec!["replay", "--all"],
+        ),
+        (
+            "--since S",
+            GetFlowsRequest {
+                since: at("2026-11-24T10:55:00Z"),
+                ..Default::default()
+            },
+            vec!["--since", "2026-11-24T10:55:00Z", "replay"],
+        ),
+        (
+            "--since S --until U",
+            GetFlowsRequest {
+                since: at(s),
+                until: at(u),
+                ..Default::default()
+            },
+            vec!["--since", s, "--until", "2026-11-24T09:30:00Z", "replay"],
+        ),
+        (
+            "--until U",
+            GetFlowsRequest {
+                until: at("2026-11-24T08:01:00Z"),
+                ..Default::default()
+            },
+            vec!["--until", "2026-11-24T08:01:00.000000001Z", "replay"],
+        ),
+        (
+            "--since S --last 11",
+            GetFlowsRequest {
+                number: 11,
+                since: at(s),
+                ..Default::default()
+            },
+            vec!["--since", s, "replay", "--last", "11"],
+        ),
+        (
+            "--since S --first 11",
+            GetFlowsRequest {
+                number: 11,
+                first: true,
+                since: at(s),
+                ..Default::default()
+            },
+            vec!["--since", s, "replay", "--first", "11"],
+        ),
+    ];
+    let dropped =
+        hubble_api::observe_flags::build([("verdict", "DROPPED"), ("namespace", "prod-app")])
+            .unwrap();
+    let not_kube = hubble_api::observe_flags::build([
+        ("not", ""),
+        ("namespace", "kube-system"),
+        ("to-port", "80"),
+    ])
+    .unwrap();
+    let filters: Vec<FilterCase> = vec![
+        ("", Vec::new(), Vec::new(), Vec::new()),
+        (
+            "--verdict DROPPED -n prod-app",
+            dropped.allow,
+            dropped.deny,
+            vec!["--verdict", "DROPPED", "-n", "prod-app"],
+        ),
+        (
+            "--not -n kube-system --to-port 80",
+            not_kube.allow,
+            not_kube.deny,
+            vec!["--not", "-n", "kube-system", "--to-port", "80"],
+        ),
+    ];
+    let mut compared = 0;
+    for (given, request, flags) in &rows {
+        for (filter_flags, allow, deny, replay_filters) in &filters {
+            for (format, output) in [(Format::Compact, "compact"), (Format::Jsonpb, "jsonpb")] {
+                let request = GetFlowsRequest {
+                    whitelist: allow.clone(),
+                    blacklist: deny.clone(),
+                    field_mask: if format == Format::Compact {
+                        mask(&DEFAULT_MASK)
+                    } else {
+                        None
+                    },
+                    ..request.clone()
+                };
+                let unmasked = GetFlowsRequest {
+                    field_mask: None,
+                    ..request.clone()
+                };
+                let served = print(&server.get_flows(request).unwrap(), format);
+                let mut args = vec!["--store", store.as_str()];
+                args.extend(flags.iter().copied());
+                args.extend(replay_filters.iter().copied());
+                args.extend(["-o", output]);
+                let replayed = flowsql(&args, &[]).ok().stdout;
+                if format == Format::Compact {
+                    // Without a mask, the very lines replay prints.
+
+                    assert_eq!(
+                        print(&server.get_flows(unmasked).unwrap(), format),
+                        replayed,
+                        "hubble observe {given} {filter_flags} (no mask)"
+                    );
+                }
+                // With the CLI's mask, what a Hubble server prints: the fields the mask
+                // leaves out print as unset (policy-verdict:none TRAFFIC_DIRECTION_UNKNOWN),
+                // so replay's flows are masked the same way before they are printed.
+                let replayed = match format {
+                    Format::Compact => masked_replay(&store, flags, replay_filters),
+                    _ => replayed,
+                };
+                assert!(
+                    !replayed.is_empty() || !filter_flags.is_empty(),
+                    "{given}: nothing to compare"
+                );
+                assert_eq!(
+                    served, replayed,
+                    "hubble observe {given} {filter_flags} -o {output}"
+                );
+                compared += replayed.lines().count();
+            }
+        }
+    }
+    assert!(compared > 1000, "{compared} lines compared");
+    let (status, _) = server.process.stop();
+    assert!(status.success());
+}
+
+/// Hubble's semantics beyond the table: inclusive until, masks, lost events not counted and
+/// not filtered, errors with the codes a client expects, the unary RPCs.
+#[test]
+fn hubble_semantics_masks_errors_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = history_store(dir.path());
+    let server = Server::start(&store, &[]);
+    let flows = |r: &[GetFlowsResponse]| -> Vec<hubble_api::flow::Flow> {
+        r.iter()
+            .filter_map(|r| match &r.response_types {
+                Some(ResponseTypes::Flow(f)) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // The first flow of the capture is at 08:00:00.000000141: until is inclusive.
+    let first = "2026-11-24T08:00:00.000000141Z";
+    let exact = server
+        .get_flows(GetFlowsRequest {
+            since: at(first),
+            until: at(first),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(flows(&exact).len(), 1, "{exact:?}");
+    // A mask keeps only what it names; the response's time and node are the masked flow's.
+    let masked = server
+        .get_flows(GetFlowsRequest {
+            number: 3,
+            field_mask: mask(&["time", "verdict"]),
+            ..Default::default()
+        })
+        .unwrap();
+    for response in &masked {
+        let Some(ResponseTypes::Flow(flow)) = &response.response_types else {
+            panic!()
+        };
+        assert!(
+            flow.time.is_some()
+                && flow.verdict != 0
+                && flow.uuid.is_empty()
+                && flow.source.is_none()
+        );
+        assert_eq!(
+            (response.time, response.node_name.as_str()),
+            (flow.time, "")
+        );
+    }
+    // Lost events inside the window are interleaved, whatever the filters, and not counted.
+    let window = GetFlowsRequest {
+        since: at("2026-11-24T09:29:00Z"),
+        until: at("2026-11-24T09:31:00Z"),
+        whitelist: hubble_api::observe_flags::build([("verdict", "DROPPED")])
+            .unwrap()
+            .allow,
+        ..Default::default()
+    };
+    let around = server.get_flows(window.clone()).unwrap();
+    let lost: Vec<&GetFlowsResponse> = around
+        .iter()
+        .filter(|r| matches!(r.response_types, Some(ResponseTypes::LostEvents(_))))
+        .collect();
+    assert_eq!(lost.len(), 1, "{around:?}");
+    assert!(flows(&around).len() > 2, "{around:?}");
+    assert_eq!(lost[0].node_name, "kind-worker");
+    assert!(lost[0].time.is_some());
+    let times: Vec<_> = around
+        .iter()
+        .map(|r| r.time.map(|t| (t.seconds, t.nanos)))
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "time order: {times:?}"
+    );
+    let counted = server
+        .get_flows(GetFlowsRequest {
+            number: 1,
+            ..window
+        })
+        .unwrap();
+    assert_eq!(flows(&counted).len(), 1);
+    // Errors.
+    let code = |request: GetFlowsRequest| server.get_flows(request).unwrap_err();
+    let refused = code(GetFlowsRequest {
+        first: true,
+        follow: true,
+        number: 1,
+        ..Default::default()
+    });
+    assert_eq!(
+        (refused.code(), refused.message()),
+        (
+            Code::InvalidArgument,
+            "first cannot be specified with follow"
+        )
+    );
+    for paths in [vec![""], vec!["nope"]] {
+        let refused = code(GetFlowsRequest {
+            field_mask: mask(&paths),
+            ..Default::default()
+        });
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().starts_with("invalid fieldmask"),
+            "{refused:?}"
+        );
+    }
+    let refused = code(GetFlowsRequest {
+        since: at(first),
+        until: at("2026-11-24T07:00:00Z"),
+        ..Default::default()
+    });
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let refused = code(GetFlowsRequest {
+        whitelist: vec![FlowFilter {
+            source_ip: vec!["10.0.0.0/99".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("source_ip"), "{refused:?}");
+    // A window before the oldest data: no flows, no error.
+    let before = server
+        .get_flows(GetFlowsRequest {
+            until: at("2001-01-01T00:00:00Z"),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(before.is_empty());
+    // The unary RPCs, against counts from the JSON.
+    // Flows per node, from the JSON itself.
+    let mut files = vec![incident_capture()];
+    files.extend(hubble_samples());
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for file in &files {
+        for line in json_lines(file) {
+            let flow = line.get("flow").cloned().unwrap_or(line.clone());
+            if flow.get("time").is_some() {
+                let node = flow["node_name"].as_str().unwrap_or_default().to_owned();
+                *expected.entry(node).or_default() += 1;
+            }
+        }
+    }
+    let mut client = server.client();
+    let (status, nodes, namespaces, agent) = server.runtime.block_on(async {
+        (
+            client
+                .server_status(ServerStatusRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+            client
+                .get_nodes(GetNodesRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+            client
+                .get_namespaces(GetNamespacesRequest {})
+                .await
+                .unwrap()
+                .into_inner(),
+            client
+                .get_agent_events(hubble_api::observer::GetAgentEventsRequest::default())
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+        )
+    });
+    assert_eq!(agent.code(), Code::Unimplemented);
+    let total: u64 = expected.values().sum();
+    assert_eq!(status.num_flows, total);
+    assert_eq!(status.max_flows, 0);
+    assert_eq!(
+        status.num_connected_nodes.map(|n| n.value),
+        Some(nodes.nodes.len() as u32)
+    );
+    assert!(status.version.contains("history"));
+    let by_node: BTreeMap<String, u64> = nodes
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.num_flows))
+        .collect();
+    assert_eq!(by_node, expected);
+    let listed: BTreeSet<String> = namespaces
+        .namespaces
+        .iter()
+        .map(|n| n.namespace.clone())
+        .collect();
+    let known = flowsql(
+        &["--store", &store, "--format", "csv",
+          "select distinct ns from (select source_namespace as ns from flows union all select destination_namespace from flows) where ns <> '' order by ns"],
+        &[],
+    )
+    .ok()
+    .stdout;
+    let known: BTreeSet<String> = known.lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(listed, known);
+    assert!(listed.contains("prod-app"), "{listed:?}");
+    let (status, _) = server.process.stop();
+    assert!(status.success());
+}
+
+/// The Hubble UI's request (follow, number 10000, its standard filters): dropped flows without
+/// is_reply pass `reply: [false]`, the stream stays open after the history and delivers a flow
+/// imported afterwards; a CLI `-f` sees it too.
+#[test]
+fn follow_keeps_the_stream_open_and_delivers_new_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let old = dir.path().join("old.json");
+    std::fs::write(
+        &old,
+        [
+            flow_line(
+                "11111111-0000-0000-0000-000000000001",
+                now - 60_000_000_000,
+                "n1",
+                "FORWARDED",
+            ),
+            // A drop without is_reply (older agents): the UI's reply: [false] takes it.
+            flow_line(
+                "11111111-0000-0000-0000-000000000002",
+                now - 30_000_000_000,
+                "n1",
+                "DROPPED",
+            )
+            .replace(",\"is_reply\":false", ""),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    import(&store, &[&old], &[]).ok();
+    let server = Server::start(&store, &[]);
+    let ui = GetFlowsRequest {
+        number: 10000,
+        follow: true,
+        whitelist: vec![FlowFilter {
+            reply: vec![false],
+            ..Default::default()
+        }],
+        blacklist: vec![FlowFilter {
+            source_label: vec!["reserved:unknown".into()],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let follower = std::thread::scope(|scope| {
+        let ui = scope.spawn(|| server.get_flows_open(ui, 3, Duration::from_secs(3)));
+        let cli = scope.spawn(|| {
+            server.get_flows_open(
+                GetFlowsRequest {
+                    follow: true,
+                    ..Default::default()
+                },
+                1,
+                Duration::from_secs(3),
+            )
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let new = dir.path().join("new.json");
+        std::fs::write(
+            &new,
+            flow_line("11111111-0000-0000-0000-000000000003", now, "n2", "DROPPED"),
+        )
+        .unwrap();
+        import(&store, &[&new], &[]).ok();
+        (ui.join().unwrap(), cli.join().unwrap())
+    });
+    let uuids = |responses: &[GetFlowsResponse]| -> Vec<String> {
+        responses
+            .iter()
+            .filter_map(|r| match &r.response_types {
+                Some(ResponseTypes::Flow(f)) => Some(f.uuid[33..].to_owned()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(uuids(&follower.0), vec!["001", "002", "003"]);
+    assert_eq!(uuids(&follower.1), vec!["003"]);
+    let (status, _) = server.process.stop();
+    assert!(status.success());
+}
