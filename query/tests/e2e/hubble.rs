@@ -130,77 +130,6 @@ fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
     assert_eq!(sources[0]["capture_source"], "hubble");
 }
 
-/// A certificate authority, a server certificate for localhost / 127.0.0.1 and a client
-/// certificate, made with openssl in `dir`; and a second, unrelated authority.
-fn certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is installed by .ci/setup.sh");
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    for ca in ["ca", "other-ca"] {
-        let (key_file, cert_file, subject) = (
-            format!("{ca}.key"),
-            format!("{ca}.crt"),
-            format!("/CN=flowrec test {ca}"),
-        );
-        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
-        args.extend_from_slice(&key);
-        args.extend_from_slice(&["-keyout", &key_file, "-out", &cert_file]);
-        openssl(&args);
-    }
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for end in ["server", "client"] {
-        let (key_file, csr, cert, ext) = (
-            format!("{end}.key"),
-            format!("{end}.csr"),
-            format!("{end}.crt"),
-            format!("{end}.ext"),
-        );
-        let subject = format!("/CN={end}");
-        let mut args = vec!["req", "-subj", &subject];
-        args.extend_from_slice(&key);
-        args.extend_from_slice(&["-keyout", &key_file, "-out", &csr]);
-        openssl(&args);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-            "-out",
-            &cert,
-        ]);
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -212,7 +141,7 @@ fn free_port() -> u16 {
 #[test]
 fn hubble_live_over_tcp_with_mtls_and_a_wrong_certificate_refused() {
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
+    certificates(dir.path(), &["client"]);
     let file = |name: &str| dir.path().join(name).display().to_string();
     let files = hubble_samples();
     let address = format!("127.0.0.1:{}", free_port());

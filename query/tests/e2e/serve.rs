@@ -676,3 +676,124 @@ fn follow_keeps_the_stream_open_and_delivers_new_files() {
     let (status, _) = server.process.stop();
     assert!(status.success());
 }
+
+/// TLS and mTLS, the gRPC health check `hubble status` makes, and who may see what: a client
+/// mapped to kube-system sees only flows with an end there, the other end masked; a client
+/// mapped to everything sees all; a certificate from another authority is refused.
+#[test]
+fn mtls_clients_see_what_the_access_list_gives_them() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = tempfile::tempdir().unwrap();
+    let store = history_store(dir.path());
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    certificates(&certs, &["team-a", "sre", "stranger"]);
+    let access = dir.path().join("access.yaml");
+    std::fs::write(
+        &access,
+        "clients:\n- identity: team-a\n  namespaces: [kube-system]\n- identity: sre\n  namespaces: ['*']\n",
+    )
+    .unwrap();
+    let file = |name: &str| certs.join(name).display().to_string();
+    let server = Server::start(
+        &store,
+        &[
+            "--tls-cert",
+            &file("server.crt"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-client-ca",
+            &file("ca.crt"),
+            "--access",
+            access.to_str().unwrap(),
+        ],
+    );
+    let port = server.address.rsplit(':').next().unwrap().to_owned();
+    let channel = |client: &str| {
+        let tls = ClientTlsConfig::new()
+            .domain_name("localhost")
+            .ca_certificate(Certificate::from_pem(
+                std::fs::read(file("ca.crt")).unwrap(),
+            ))
+            .identity(Identity::from_pem(
+                std::fs::read(file(&format!("{client}.crt"))).unwrap(),
+                std::fs::read(file(&format!("{client}.key"))).unwrap(),
+            ));
+        let endpoint = Endpoint::from_shared(format!("https://127.0.0.1:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap();
+        server.runtime.block_on(endpoint.connect())
+    };
+    let flows_of = |client: &str| -> Result<Vec<hubble_api::flow::Flow>, tonic::Status> {
+        let mut observer = ObserverClient::new(
+            channel(client).map_err(|e| tonic::Status::unavailable(e.to_string()))?,
+        )
+        .max_decoding_message_size(64 << 20);
+        server.runtime.block_on(async move {
+            let mut stream = observer
+                .get_flows(GetFlowsRequest {
+                    number: u64::MAX,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let mut flows = Vec::new();
+            while let Some(response) = stream.message().await? {
+                if let Some(ResponseTypes::Flow(flow)) = response.response_types {
+                    flows.push(flow);
+                }
+            }
+            Ok(flows)
+        })
+    };
+    // `hubble status` checks health first, under the Observer's Hubble name.
+    let sre = channel("sre").unwrap();
+    let health = server.runtime.block_on(async {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(sre);
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "hubble.server.Observer".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let all = flows_of("sre").unwrap();
+    let team = flows_of("team-a").unwrap();
+    let ns = |e: &Option<hubble_api::flow::Endpoint>| {
+        e.as_ref().map_or(String::new(), |e| e.namespace.clone())
+    };
+    let expected = all
+        .iter()
+        .filter(|f| ns(&f.source) == "kube-system" || ns(&f.destination) == "kube-system")
+        .count();
+    assert!(
+        expected > 0 && team.len() == expected && all.len() > team.len(),
+        "{} {} {expected}",
+        all.len(),
+        team.len()
+    );
+    for flow in &team {
+        for end in [&flow.source, &flow.destination].into_iter().flatten() {
+            if end.namespace != "kube-system" {
+                assert!(end.pod_name.is_empty() && end.labels.is_empty(), "{end:?}");
+            }
+        }
+    }
+    let stranger = flows_of("stranger").unwrap_err();
+    assert_eq!(stranger.code(), Code::PermissionDenied, "{stranger:?}");
+    assert!(stranger.message().contains("stranger"), "{stranger:?}");
+    // Another authority's certificate does not get through the handshake.
+    let intruder = flows_of("intruder");
+    assert!(
+        intruder.is_err(),
+        "a certificate of another CA was accepted"
+    );
+    let (status, _) = server.process.stop();
+    assert!(status.success());
+}

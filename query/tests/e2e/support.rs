@@ -710,3 +710,80 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// A certificate authority, a server certificate for localhost / 127.0.0.1 and a client
+/// certificate per name of `clients` (CN = the name), made with openssl in `dir`; a second,
+/// unrelated authority, and a client `intruder` it signed.
+pub fn certificates(dir: &Path, clients: &[&str]) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed by .ci/setup.sh");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key_file, cert_file, subject) = (
+            format!("{ca}.key"),
+            format!("{ca}.crt"),
+            format!("/CN=flowrec test {ca}"),
+        );
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+        args.extend_from_slice(&key);
+        args.extend_from_slice(&["-keyout", &key_file, "-out", &cert_file]);
+        openssl(&args);
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let ends = clients.iter().map(|c| (*c, "client.ext", "ca")).chain([
+        ("server", "server.ext", "ca"),
+        ("intruder", "client.ext", "other-ca"),
+    ]);
+    for (end, ext, ca) in ends {
+        let (key_file, csr, cert, ca_cert, ca_key) = (
+            format!("{end}.key"),
+            format!("{end}.csr"),
+            format!("{end}.crt"),
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+        );
+        let subject = format!("/CN={end}");
+        let mut args = vec!["req", "-subj", &subject];
+        args.extend_from_slice(&key);
+        args.extend_from_slice(&["-keyout", &key_file, "-out", &csr]);
+        openssl(&args);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_cert,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+            "-out",
+            &cert,
+        ]);
+    }
+}
