@@ -797,3 +797,97 @@ fn mtls_clients_see_what_the_access_list_gives_them() {
     let (status, _) = server.process.stop();
     assert!(status.success());
 }
+
+/// The Deployment in query/deploy runs as written (its args, its access ConfigMap, the TLS
+/// Secret's file names), against a local store: a typo in the manifest fails here.
+#[test]
+fn the_history_deployment_manifest_serves() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let dir = tempfile::tempdir().unwrap();
+    let store = history_store(dir.path());
+    let manifest =
+        std::fs::read_to_string(repo_root().join("query/deploy/serve-deployment.yaml")).unwrap();
+    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let kind = |k: &str| documents.iter().find(|d| d["kind"] == k).unwrap().clone();
+    let (config, deployment, service) = (kind("ConfigMap"), kind("Deployment"), kind("Service"));
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["template"]["metadata"]["labels"]
+    );
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["command"][0], "flowsql");
+    // Mounted files, where the manifest mounts them.
+    let mounts = dir.path().join("mounts");
+    let tls = mounts.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    certificates(&tls, &["hubble-ui.flow-recording.svc"]);
+    std::fs::copy(tls.join("server.crt"), tls.join("tls.crt")).unwrap();
+    std::fs::copy(tls.join("server.key"), tls.join("tls.key")).unwrap();
+    let access = mounts.join("access");
+    std::fs::create_dir_all(&access).unwrap();
+    std::fs::write(
+        access.join("access.yaml"),
+        config["data"]["access.yaml"].as_str().unwrap(),
+    )
+    .unwrap();
+    let args: Vec<String> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            if a.starts_with("--store=") {
+                format!("--store={store}")
+            } else if a.starts_with("--listen=") {
+                "--listen=127.0.0.1:0".to_owned()
+            } else {
+                a.replace("/etc/flowsql/", &format!("{}/", mounts.display()))
+            }
+        })
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut process = Process::spawn(command(&flowsql_bin(), &args, &[]));
+    let text = process.wait_for("listening on ");
+    let address = text
+        .split("listening on ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let read = |name: &str| std::fs::read(tls.join(name)).unwrap();
+    let config = ClientTlsConfig::new()
+        .domain_name("localhost")
+        .ca_certificate(Certificate::from_pem(read("ca.crt")))
+        .identity(Identity::from_pem(
+            read("hubble-ui.flow-recording.svc.crt"),
+            read("hubble-ui.flow-recording.svc.key"),
+        ));
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(config)
+        .unwrap();
+    let responses = runtime.block_on(async {
+        let mut client = ObserverClient::new(endpoint.connect().await.unwrap());
+        let mut stream = client
+            .get_flows(GetFlowsRequest {
+                number: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut all = Vec::new();
+        while let Some(response) = stream.message().await.unwrap() {
+            all.push(response);
+        }
+        all
+    });
+    assert_eq!(responses.len(), 5);
+    let (status, _) = process.stop();
+    assert!(status.success());
+}
