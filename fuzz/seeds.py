@@ -161,3 +161,11 @@ for t in [
     "checks: [{name: &a x, sql: *a}]\n",
 ]:
     put("report_spec", t)
+
+# field_masks: the hubble CLI's default mask (one path per line), and a few others.
+put("field_masks", "\n".join(["time", "verdict", "ethernet", "IP", "l4", "source.identity",
+    "source.namespace", "source.pod_name", "destination.identity", "destination.namespace",
+    "destination.pod_name", "Type", "node_name", "l7", "event_type", "source_service",
+    "destination_service", "is_reply", "Summary", "ip_trace_id"]))
+for t in ["time\nverdict", "source", "l4.TCP.flags.SYN", "source_names", "", "nope", "uuid.x"]:
+    put("field_masks", t)

@@ -55,13 +55,22 @@ fn main() {
     }
     let flowsql = std::env::current_exe().unwrap().with_file_name("flowsql");
     let mut server = Command::new(&flowsql)
-        .args(["--store", store.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("flowsql (cargo build --release -p flowsql)");
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let address = loop {
-        let line = lines.next().expect("flowsql serve printed its address").unwrap();
+        let line = lines
+            .next()
+            .expect("flowsql serve printed its address")
+            .unwrap();
         eprintln!("{line}");
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
@@ -71,18 +80,30 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dropped = hubble_api::observe_flags::build([("verdict", "DROPPED")]).unwrap();
     let cases = [
-        ("5-minute window", GetFlowsRequest {
-            since: at("2026-11-01T12:00:00Z"),
-            until: at("2026-11-01T12:05:00Z"),
-            ..Default::default()
-        }),
-        ("24 h --verdict DROPPED", GetFlowsRequest {
-            since: at("2026-11-01T00:00:00Z"),
-            until: at("2026-11-02T00:00:00Z"),
-            whitelist: dropped.allow.clone(),
-            ..Default::default()
-        }),
-        ("--all", GetFlowsRequest { number: u64::MAX, ..Default::default() }),
+        (
+            "5-minute window",
+            GetFlowsRequest {
+                since: at("2026-11-01T12:00:00Z"),
+                until: at("2026-11-01T12:05:00Z"),
+                ..Default::default()
+            },
+        ),
+        (
+            "24 h --verdict DROPPED",
+            GetFlowsRequest {
+                since: at("2026-11-01T00:00:00Z"),
+                until: at("2026-11-02T00:00:00Z"),
+                whitelist: dropped.allow.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "--all",
+            GetFlowsRequest {
+                number: u64::MAX,
+                ..Default::default()
+            },
+        ),
     ];
     println!("| request | flows | first flow | total | flows/s |\n|---|---|---|---|---|");
     for (name, request) in cases {
@@ -94,7 +115,11 @@ fn main() {
                     .unwrap()
                     .max_decoding_message_size(64 << 20);
                 let started = Instant::now();
-                let mut stream = client.get_flows(request.clone()).await.unwrap().into_inner();
+                let mut stream = client
+                    .get_flows(request.clone())
+                    .await
+                    .unwrap()
+                    .into_inner();
                 let (mut count, mut first) = (0usize, None);
                 while let Some(response) = stream.message().await.unwrap() {
                     if let Some(ResponseTypes::Flow(_)) = response.response_types {
@@ -118,8 +143,17 @@ fn main() {
     println!("\nserver peak RSS: {:.0} MiB", peak_mib(server.id()));
     let mut replay = Command::new(&flowsql);
     replay.args([
-        "--store", store.to_str().unwrap(), "--since", "2026-11-01T00:00:00Z", "--until",
-        "2026-11-02T00:00:00Z", "replay", "--verdict", "DROPPED", "-o", "jsonpb",
+        "--store",
+        store.to_str().unwrap(),
+        "--since",
+        "2026-11-01T00:00:00Z",
+        "--until",
+        "2026-11-02T00:00:00Z",
+        "replay",
+        "--verdict",
+        "DROPPED",
+        "-o",
+        "jsonpb",
     ]);
     let mut times: Vec<f64> = (0..runs)
         .map(|_| measure::run(&mut replay).expect("flowsql replay").seconds)

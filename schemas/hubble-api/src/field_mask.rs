@@ -8,6 +8,7 @@
 //! follows the `.proto` files as they change.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut};
 use pbjson_types::{field_descriptor_proto, DescriptorProto, FileDescriptorSet};
@@ -44,17 +45,7 @@ impl FlowMask {
         if paths.is_empty() {
             return Ok(None);
         }
-        let set = FileDescriptorSet::decode(DESCRIPTORS).expect("build.rs wrote the descriptors");
-        let messages: BTreeMap<String, &DescriptorProto> = set
-            .file
-            .iter()
-            .flat_map(|file| {
-                let package = file.package.clone().unwrap_or_default();
-                file.message_type
-                    .iter()
-                    .flat_map(move |m| nested(format!(".{package}"), m))
-            })
-            .collect();
+        let messages = messages();
         let mut keep = Keep::default();
         for path in paths {
             let path = path.as_ref();
@@ -107,6 +98,26 @@ impl FlowMask {
         filter(&self.keep, &encoded, &mut kept);
         Flow::decode(kept.as_slice()).expect("a subset of a flow's fields is a flow")
     }
+}
+
+/// Every message type of the API by full name (`.flow.Flow`), decoded once.
+fn messages() -> &'static BTreeMap<String, &'static DescriptorProto> {
+    static SET: OnceLock<FileDescriptorSet> = OnceLock::new();
+    static MESSAGES: OnceLock<BTreeMap<String, &'static DescriptorProto>> = OnceLock::new();
+    MESSAGES.get_or_init(|| {
+        let set = SET.get_or_init(|| {
+            FileDescriptorSet::decode(DESCRIPTORS).expect("build.rs wrote the descriptors")
+        });
+        set.file
+            .iter()
+            .flat_map(|file| {
+                let package = file.package.clone().unwrap_or_default();
+                file.message_type
+                    .iter()
+                    .flat_map(move |m| nested(format!(".{package}"), m))
+            })
+            .collect()
+    })
 }
 
 /// Every message type of `message` (itself and nested ones) by full name.
