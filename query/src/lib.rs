@@ -47,6 +47,13 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
         }
         Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
         Some(Command::Report(args)) => report::run(&cli, args, now).await,
+        Some(Command::Serve(_)) if !range.is_unbounded() => {
+            eprintln!(
+                "flowsql: error: serve takes no --since/--until: each request brings its own \
+                 window (hubble observe --since/--until)"
+            );
+            ExitCode::from(2)
+        }
         Some(Command::Serve(args)) => {
             match serve::run(&cli.store, cli.read_options(), args).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -44,7 +44,7 @@ request's `number` is the newest N of its window (the first N with --first); `fo
 the history, then the flows of files as they land in the store (polled every --poll; a flow
 appears once its recorder has shipped its file, every --max-file-age of flowrec, 5 min by
 default). Status, nodes and namespaces come from statistics refreshed every --stats-every.
---since/--until of flowsql itself are ignored: each request brings its own window.";
+flowsql's own --since/--until are refused: each request brings its own window.";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
