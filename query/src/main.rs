@@ -8,8 +8,8 @@ use clap::{CommandFactory, FromArgMatches};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc, told to commit arena memory as it is used and to return freed memory at once:
-/// with its defaults a query's peak RSS grew 5-7x over glibc's (all dropped rows 161 -> 1,102
-/// MiB, the flows of one IP 160 -> 1,043 MiB); with these, 216-320 MiB, at the same speed.
+/// with its defaults the bench's all-columns queries peaked at 1.1 GiB (glibc: ~160 MiB); with
+/// these at ~610 MiB, at the same speed (README, "Queries").
 fn return_freed_memory() {
     // `mi_option_arena_eager_commit` and `mi_option_purge_delay` in include/mimalloc.h (4 and
     // 15 in v2 and v3, the version libmimalloc-sys builds by default).
