@@ -86,6 +86,8 @@ fn check_supported(f: &FlowFilter) -> Result<(), PredicateError> {
     rest.http_path.clear();
     rest.http_url.clear();
     rest.node_name.clear();
+    rest.source_fqdn.clear();
+    rest.destination_fqdn.clear();
     if rest == FlowFilter::default() {
         return Ok(());
     }
@@ -164,6 +166,12 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
             datafusion::functions::expr_fn::coalesce(vec![col("is_reply"), unknown_drop]);
         all.push(is_reply.in_list(replies, false));
     }
+    all.extend(fqdns("source_fqdn", "source_names", &f.source_fqdn)?);
+    all.extend(fqdns(
+        "destination_fqdn",
+        "destination_names",
+        &f.destination_fqdn,
+    )?);
     all.extend(regexes("dns_query", col("dns_query"), &f.dns_query)?);
     all.extend(regexes("http_url", col("http_url"), &f.http_url)?);
     all.extend(ports("source_port", &f.source_port)?);
@@ -404,6 +412,46 @@ fn regexes(
         exprs.push(regexp_like(value.clone(), lit(regex.as_str()), None));
     }
     Ok(or_all(exprs))
+}
+
+/// Hubble's FQDN patterns (filters/patterns.go): lowercased, one trailing dot dropped, `*`
+/// any run of name characters, anchored, OR'ed; an end matches when one of the DNS names Hubble
+/// knows for it (`source_names` / `destination_names`) does. The names are joined with spaces
+/// (never in a name), so one anchored regex tests every element.
+fn fqdns(
+    field: &'static str,
+    column: &str,
+    values: &[String],
+) -> Result<Option<Expr>, PredicateError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let mut patterns = Vec::new();
+    for value in values {
+        patterns.push(fqdn_regex(value).map_err(|why| invalid(field, value, why))?);
+    }
+    let regex = format!("(?:^| )(?:{})(?: |$)", patterns.join("|"));
+    let names = datafusion::functions_nested::expr_fn::array_to_string(col(column), lit(" "));
+    Ok(Some(regexp_like(names, lit(regex), None)))
+}
+
+/// One FQDN pattern as a regex (unanchored; [`fqdns`] anchors it).
+fn fqdn_regex(pattern: &str) -> Result<String, String> {
+    let pattern = pattern.trim().to_lowercase();
+    let pattern = pattern.strip_suffix('.').unwrap_or(&pattern);
+    if pattern.is_empty() {
+        return Err("empty pattern".into());
+    }
+    let mut regex = String::new();
+    for c in pattern.chars() {
+        match c {
+            '*' => regex.push_str("[-.0-9a-z]*"),
+            '.' => regex.push_str(r"\."),
+            'a'..='z' | '0'..='9' | '-' | '_' => regex.push(c),
+            _ => return Err(format!("invalid character {c:?} in an FQDN pattern")),
+        }
+    }
+    Ok(regex)
 }
 
 /// Node name globs (`k8s*`, `cluster/node-*`) as one anchored regex over `cluster/node`; a

@@ -652,8 +652,8 @@ fn replay_bad_flags_are_named_and_exit_2() {
         (&["-l", "app in x"], "--label/--from-label"),
         (&["--node-name", "a/b/c"], "--node-name"),
         (
-            &["--allowlist", r#"{"source_fqdn":["*.x"]}"#],
-            "source_fqdn cannot be replayed",
+            &["--allowlist", r#"{"source_workload":[{"name":"x"}]}"#],
+            "source_workload cannot be replayed",
         ),
         (&["--traffic-direction", "sideways"], "--traffic-direction"),
         (&["--allowlist", "{\"source_pods\":[\"x\"]}"], "--allowlist"),
@@ -998,5 +998,65 @@ fn replay_round_trips_every_hubble_column_and_odd_values() {
             nodes("other/*")
         ),
         (2, 3, 1, 0)
+    );
+}
+
+/// FQDN filters with Hubble's pattern rules (lowercased, one trailing dot dropped, `*` any run
+/// of name characters, anchored), over the names Hubble knows for each end; the Hubble UI's
+/// `*.cluster.local*` blacklist keeps flows without names.
+#[test]
+fn fqdn_filters_match_names_as_hubble_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = |uuid: &str, names: &str| {
+        format!(
+            r#"{{"flow":{{"time":"2026-11-24T09:00:0{n}Z","uuid":"{uuid}","verdict":"FORWARDED","IP":{{"source":"10.0.1.1","destination":"10.0.2.{n}","ipVersion":"IPv4"}},"source":{{"namespace":"shop","pod_name":"api"}},"destination_names":[{names}],"Type":"L3_L4","node_name":"n1"}}}}"#,
+            n = uuid.len()
+        )
+    };
+    let store = store_of(
+        dir.path(),
+        "names",
+        &[
+            flow("a", r#""api.github.com""#),
+            flow(
+                "bb",
+                r#""kube-dns.kube-system.svc.cluster.local","other.example""#,
+            ),
+            flow("ccc", ""),
+        ],
+    );
+    let uuids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["--all", "-o", "jsonpb"];
+        all.extend(args);
+        replay(&store, &all)
+            .ok()
+            .stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["flow"]["uuid"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let allow = |f: &str| uuids(&["--allowlist", &format!(r#"{{"destination_fqdn":["{f}"]}}"#)]);
+    assert_eq!(allow("*.github.com"), ["a"]);
+    assert_eq!(allow("github.com"), Vec::<String>::new());
+    assert_eq!(allow("OTHER.example."), ["bb"]);
+    assert_eq!(allow("*.cluster.local*"), ["bb"]);
+    assert_eq!(
+        uuids(&["--denylist", r#"{"destination_fqdn":["*.cluster.local*"]}"#]),
+        ["a", "ccc"]
+    );
+    let bad = replay(
+        &store,
+        &["--allowlist", r#"{"destination_fqdn":["bad/x"]}"#],
+    );
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("destination_fqdn") && bad.stderr.contains("'/'"),
+        "{}",
+        bad.stderr
     );
 }

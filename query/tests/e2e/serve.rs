@@ -634,10 +634,20 @@ fn follow_keeps_the_stream_open_and_delivers_new_files() {
             reply: vec![false],
             ..Default::default()
         }],
-        blacklist: vec![FlowFilter {
-            source_label: vec!["reserved:unknown".into()],
-            ..Default::default()
-        }],
+        blacklist: vec![
+            FlowFilter {
+                source_label: vec!["reserved:unknown".into()],
+                ..Default::default()
+            },
+            FlowFilter {
+                source_fqdn: vec!["*.cluster.local*".into()],
+                ..Default::default()
+            },
+            FlowFilter {
+                destination_fqdn: vec!["*.cluster.local*".into()],
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     };
     let follower = std::thread::scope(|scope| {
