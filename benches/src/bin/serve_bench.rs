@@ -163,4 +163,5 @@ fn main() {
         measure::median(&mut times)
     );
     let _ = server.kill();
+    let _ = server.wait();
 }
