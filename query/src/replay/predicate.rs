@@ -437,21 +437,30 @@ fn fqdns(
 
 /// One FQDN pattern as a regex (unanchored; [`fqdns`] anchors it).
 fn fqdn_regex(pattern: &str) -> Result<String, String> {
-    let pattern = pattern.trim().to_lowercase();
-    let pattern = pattern.strip_suffix('.').unwrap_or(&pattern);
-    if pattern.is_empty() {
-        return Err("empty pattern".into());
+    glob_regex(pattern)
+        .map_err(|c| format!("invalid character {c:?} in an FQDN pattern"))?
+        .ok_or_else(|| "empty pattern".to_owned())
+}
+
+/// A name glob as Hubble reads FQDN and node patterns: lowercased, one trailing dot dropped,
+/// `*` any run of name characters; `None` when nothing is left, the offending character when
+/// one is not a name character.
+fn glob_regex(text: &str) -> Result<Option<String>, char> {
+    let text = text.trim().to_lowercase();
+    let text = text.strip_suffix('.').unwrap_or(&text);
+    if text.is_empty() {
+        return Ok(None);
     }
     let mut regex = String::new();
-    for c in pattern.chars() {
+    for c in text.chars() {
         match c {
             '*' => regex.push_str("[-.0-9a-z]*"),
             '.' => regex.push_str(r"\."),
             'a'..='z' | '0'..='9' | '-' | '_' => regex.push(c),
-            _ => return Err(format!("invalid character {c:?} in an FQDN pattern")),
+            _ => return Err(c),
         }
     }
-    Ok(regex)
+    Ok(Some(regex))
 }
 
 /// Node name globs (`k8s*`, `cluster/node-*`) as one anchored regex over `cluster/node`; a
@@ -462,27 +471,14 @@ fn node_names(values: &[String]) -> Result<Option<Expr>, PredicateError> {
     }
     const ANY: &str = r"[-0-9_a-z]+(\.[-0-9_a-z]+)*";
     let part = |value: &str, text: &str| -> Result<String, PredicateError> {
-        let text = text.trim().to_lowercase();
-        let text = text.strip_suffix('.').unwrap_or(&text);
-        if text.is_empty() {
-            return Ok(ANY.to_owned());
+        match glob_regex(text) {
+            Ok(regex) => Ok(regex.unwrap_or_else(|| ANY.to_owned())),
+            Err(c) => Err(invalid(
+                "node_name",
+                value,
+                format!("invalid character {c:?}"),
+            )),
         }
-        let mut regex = String::new();
-        for c in text.chars() {
-            match c {
-                '*' => regex.push_str("[-.0-9a-z]*"),
-                '.' => regex.push_str(r"\."),
-                'a'..='z' | '0'..='9' | '-' | '_' => regex.push(c),
-                _ => {
-                    return Err(invalid(
-                        "node_name",
-                        value,
-                        format!("invalid character {c:?}"),
-                    ))
-                }
-            }
-        }
-        Ok(regex)
     };
     let mut patterns = Vec::new();
     for value in values {
