@@ -75,7 +75,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "T")]
     pub since: Option<String>,
 
-    /// Only flows before T (same forms as --since)
+    /// Only flows before T (same forms as --since; replay: at or before T, as hubble)
     #[arg(long, global = true, value_name = "T")]
     pub until: Option<String>,
 

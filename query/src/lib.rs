@@ -36,7 +36,12 @@ pub use flow_schema::error_chain;
 /// `cli` came from: `replay` needs the order of its flags.
 pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
     let now = chrono::Utc::now();
-    let range = match TimeRange::parse(cli.since.as_deref(), cli.until.as_deref(), now) {
+    // replay reads --until as hubble does (inclusive); SQL as the first instant left out.
+    let parse = match cli.command {
+        Some(Command::Replay(_)) => TimeRange::parse_inclusive,
+        _ => TimeRange::parse,
+    };
+    let range = match parse(cli.since.as_deref(), cli.until.as_deref(), now) {
         Ok(range) => range,
         Err(error) => return fail(2, &error),
     };

@@ -20,10 +20,30 @@ pub struct TimeError {
 }
 
 impl TimeRange {
+    /// `[since, until)`: SQL's window, where `--until` is the first instant left out.
     pub fn parse(
         since: Option<&str>,
         until: Option<&str>,
         now: DateTime<Utc>,
+    ) -> Result<Self, TimeRangeError> {
+        Self::parse_bounds(since, until, now, false)
+    }
+
+    /// `[since, until]`, as `hubble observe` reads them (both ends inclusive; `since` equal to
+    /// `until` is one instant), returned half-open like every range.
+    pub fn parse_inclusive(
+        since: Option<&str>,
+        until: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, TimeRangeError> {
+        Self::parse_bounds(since, until, now, true)
+    }
+
+    fn parse_bounds(
+        since: Option<&str>,
+        until: Option<&str>,
+        now: DateTime<Utc>,
+        inclusive: bool,
     ) -> Result<Self, TimeRangeError> {
         let parse = |flag: &'static str, value: Option<&str>| {
             value
@@ -36,7 +56,10 @@ impl TimeRange {
                 .transpose()
         };
         let since = parse("--since", since)?;
-        let until = parse("--until", until)?;
+        let mut until = parse("--until", until)?;
+        if inclusive {
+            until = until.map(|u| u.saturating_add(1));
+        }
         if let (Some(s), Some(u)) = (since, until) {
             if s >= u {
                 return Err(TimeRangeError::Empty);
@@ -54,7 +77,7 @@ impl TimeRange {
 pub enum TimeRangeError {
     #[error(transparent)]
     Invalid(#[from] TimeError),
-    #[error("--since must be earlier than --until")]
+    #[error("--since must be earlier than --until (replay: not later than)")]
     Empty,
 }
 

@@ -27,10 +27,13 @@ Examples:
   flowsql --since 1d replay --drop-reason-desc POLICY_DENIED -o jsonpb > drops.json
   flowsql --since 1d replay -t l7 --http-status 5+ --not --http-path '^/healthz' -o table
   flowsql replay --last 100 --ip 10.0.0.0/8 --not -n kube-system
+  flowsql --since 1h replay --to-fqdn '*.amazonaws.com' --tcp-flags SYN --to-workload Deployment/api
+  flowsql --since 1d replay --cluster east --to-service prod/user-service
 
 Filters are those of `hubble observe`: the same flag repeated matches any of its values (OR),
 different flags must all match (AND), --not negates the flag that follows. Symmetric flags
-(--pod, --ip, --label, --port, -n) match either side. Without --since/--until/--first/--last/--all
+(--pod, --ip, --label, --port, --fqdn, --service, --workload, --identity, --cluster, -n) match
+either side. --until is inclusive, as hubble's. Without --since/--until/--first/--last/--all
 the last 20 flows are printed, as hubble does. `-o jsonpb` lines re-import with `flowrec import`
 and are what `hubble observe --input-file -` reads.";
 
@@ -116,6 +119,51 @@ pub struct ReplayArgs {
     /// Flows with the L4 destination port
     #[arg(long, value_name = "PORT", help_heading = "Filters")]
     pub to_port: Vec<String>,
+    /// Flows to or from the DNS name (pattern: *.example.com)
+    #[arg(long, value_name = "PATTERN", help_heading = "Filters")]
+    pub fqdn: Vec<String>,
+    /// Flows from the DNS name
+    #[arg(long, value_name = "PATTERN", help_heading = "Filters")]
+    pub from_fqdn: Vec<String>,
+    /// Flows to the DNS name
+    #[arg(long, value_name = "PATTERN", help_heading = "Filters")]
+    pub to_fqdn: Vec<String>,
+    /// Flows to or from the service: [namespace/]name-prefix
+    #[arg(long, value_name = "[NS/]SVC", help_heading = "Filters")]
+    pub service: Vec<String>,
+    /// Flows from the service
+    #[arg(long, value_name = "[NS/]SVC", help_heading = "Filters")]
+    pub from_service: Vec<String>,
+    /// Flows to the service
+    #[arg(long, value_name = "[NS/]SVC", help_heading = "Filters")]
+    pub to_service: Vec<String>,
+    /// Flows to or from the workload: [Kind/]name (Deployment/api, api, Deployment/)
+    #[arg(long, value_name = "[KIND/]NAME", help_heading = "Filters")]
+    pub workload: Vec<String>,
+    /// Flows from the workload
+    #[arg(long, value_name = "[KIND/]NAME", help_heading = "Filters")]
+    pub from_workload: Vec<String>,
+    /// Flows to the workload
+    #[arg(long, value_name = "[KIND/]NAME", help_heading = "Filters")]
+    pub to_workload: Vec<String>,
+    /// Flows to or from the security identity (number, or world, host, health, ...)
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub identity: Vec<String>,
+    /// Flows from the security identity
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub from_identity: Vec<String>,
+    /// Flows to the security identity
+    #[arg(long, value_name = "ID", help_heading = "Filters")]
+    pub to_identity: Vec<String>,
+    /// Flows to or from endpoints of the cluster
+    #[arg(long, value_name = "NAME", help_heading = "Filters")]
+    pub cluster: Vec<String>,
+    /// Flows from endpoints of the cluster
+    #[arg(long, value_name = "NAME", help_heading = "Filters")]
+    pub from_cluster: Vec<String>,
+    /// Flows to endpoints of the cluster
+    #[arg(long, value_name = "NAME", help_heading = "Filters")]
+    pub to_cluster: Vec<String>,
     /// FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED or TRANSLATED
     #[arg(long, value_name = "VERDICT", help_heading = "Filters")]
     pub verdict: Vec<String>,
@@ -125,12 +173,18 @@ pub struct ReplayArgs {
     /// tcp, udp, sctp, icmp, icmpv4, icmpv6, http, dns, kafka
     #[arg(long, value_name = "PROTO", help_heading = "Filters")]
     pub protocol: Vec<String>,
+    /// TCP flags that must all be set: SYN, SYN,ACK, RST, ... (FIN SYN RST PSH ACK URG ECE CWR NS)
+    #[arg(long, value_name = "FLAGS", help_heading = "Filters")]
+    pub tcp_flags: Vec<String>,
     /// HTTP method (any case)
     #[arg(long, value_name = "METHOD", help_heading = "Filters")]
     pub http_method: Vec<String>,
     /// Regex over the HTTP URL's path
     #[arg(long, value_name = "REGEX", help_heading = "Filters")]
     pub http_path: Vec<String>,
+    /// Regex over the HTTP URL
+    #[arg(long, value_name = "REGEX", help_heading = "Filters")]
+    pub http_url: Vec<String>,
     /// HTTP status code (404) or prefix (5+, 40+)
     #[arg(long, value_name = "CODE", help_heading = "Filters")]
     pub http_status: Vec<String>,
@@ -151,6 +205,9 @@ pub struct ReplayArgs {
     /// The flow with this uuid
     #[arg(long, value_name = "UUID", help_heading = "Filters")]
     pub uuid: Vec<String>,
+    /// CEL expression (hubble's experimental filter): refused, not supported over the history yet
+    #[arg(long, value_name = "EXPR", help_heading = "Filters")]
+    pub cel_expression: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

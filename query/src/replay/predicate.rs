@@ -8,9 +8,10 @@
 //! a deny list.
 
 use datafusion::functions::expr_fn::{concat, regexp_like, starts_with, strpos, upper};
+use datafusion::functions_nested::expr_fn::{array_has_all, make_array};
 use datafusion::logical_expr::lit;
 use datafusion::prelude::{col, when, Expr};
-use hubble_api::flow::{DropReason, FlowFilter, TrafficDirection, Verdict};
+use hubble_api::flow::{DropReason, FlowFilter, TcpFlags, TrafficDirection, Verdict, Workload};
 
 use crate::udf;
 use hubble_api::observe_flags::FilterLists;
@@ -26,6 +27,8 @@ pub enum PredicateError {
     },
     #[error("FlowFilter field(s) {0} cannot be replayed (not recorded, or not supported yet); leave them out of --allowlist/--denylist")]
     Unsupported(String),
+    #[error("--cel-expression (experimental.cel_expression) is not supported over the recorded history yet; express the condition with the other filter flags, or in SQL: flowsql \"select ... from flows where ...\"")]
+    Cel,
 }
 
 /// The command-line flags that set a FlowFilter field, for messages.
@@ -46,6 +49,12 @@ fn flags_of(field: &str) -> String {
         "http" => "--http-* with -t",
         "node_name" => "--node-name",
         "dns_query" => "dns_query",
+        "source_fqdn" => "--fqdn/--from-fqdn",
+        "destination_fqdn" => "--fqdn/--to-fqdn",
+        "source_service" => "--service/--from-service",
+        "destination_service" => "--service/--to-service",
+        "source_cluster_name" => "--cluster/--from-cluster",
+        "destination_cluster_name" => "--cluster/--to-cluster",
         _ => return field.to_owned(),
     };
     format!("{flags} ({field})")
@@ -88,6 +97,20 @@ fn check_supported(f: &FlowFilter) -> Result<(), PredicateError> {
     rest.node_name.clear();
     rest.source_fqdn.clear();
     rest.destination_fqdn.clear();
+    rest.source_service.clear();
+    rest.destination_service.clear();
+    rest.source_workload.clear();
+    rest.destination_workload.clear();
+    rest.source_cluster_name.clear();
+    rest.destination_cluster_name.clear();
+    rest.tcp_flags.clear();
+    if rest
+        .experimental
+        .as_ref()
+        .is_some_and(|e| !e.cel_expression.is_empty())
+    {
+        return Err(PredicateError::Cel);
+    }
     if rest == FlowFilter::default() {
         return Ok(());
     }
@@ -137,8 +160,38 @@ fn matches(f: &FlowFilter) -> Result<Option<Expr>, PredicateError> {
     }
     all.extend(ips("source_ip", "ip_source", &f.source_ip)?);
     all.extend(ips("destination_ip", "ip_destination", &f.destination_ip)?);
-    all.extend(pods("source_pod", "source", &f.source_pod)?);
-    all.extend(pods("destination_pod", "destination", &f.destination_pod)?);
+    all.extend(names("source_pod", "source", "pod_name", &f.source_pod)?);
+    all.extend(names(
+        "destination_pod",
+        "destination",
+        "pod_name",
+        &f.destination_pod,
+    )?);
+    all.extend(names(
+        "source_service",
+        "source_service",
+        "name",
+        &f.source_service,
+    )?);
+    all.extend(names(
+        "destination_service",
+        "destination_service",
+        "name",
+        &f.destination_service,
+    )?);
+    all.extend(workloads("source", &f.source_workload));
+    all.extend(workloads("destination", &f.destination_workload));
+    all.extend(clusters(
+        "source_cluster_name",
+        "source",
+        &f.source_cluster_name,
+    )?);
+    all.extend(clusters(
+        "destination_cluster_name",
+        "destination",
+        &f.destination_cluster_name,
+    )?);
+    all.extend(tcp_flags(&f.tcp_flags));
     all.extend(labels("source_label", "source_labels", &f.source_label)?);
     all.extend(labels(
         "destination_label",
@@ -275,30 +328,142 @@ fn ips(
     Ok(or_all(exprs))
 }
 
-/// `[namespace/]pod-name-prefix`: the namespace exactly (`default` when none is given), the pod
-/// name by prefix.
-fn pods(
+/// Pods and services, `[namespace/]name-prefix` (Hubble's `k8s.ParseNamespaceName`): the
+/// namespace exactly (`default` when none is given, none for `/name`), the name by prefix;
+/// an end with neither namespace nor name matches nothing. `prefix` names the columns
+/// (`source` -> `source_namespace`, `source_pod_name`; `source_service` ->
+/// `source_service_namespace`, `source_service_name`).
+fn names(
     field: &'static str,
-    side: &str,
+    prefix: &str,
+    name: &str,
     values: &[String],
 ) -> Result<Option<Expr>, PredicateError> {
+    let namespace_col = col(format!("{prefix}_namespace"));
+    let name_col = col(format!("{prefix}_{name}"));
+    let present = namespace_col
+        .clone()
+        .is_not_null()
+        .or(name_col.clone().is_not_null());
     let mut exprs = Vec::new();
     for value in values {
-        let (namespace, prefix) = match value.split('/').collect::<Vec<_>>().as_slice() {
-            [prefix] => ("default", *prefix),
-            [namespace, prefix, ..] => (*namespace, *prefix),
-            [] => unreachable!("split gives at least one part"),
+        let mut parts = value.split('/');
+        let first = parts.next().unwrap_or_default();
+        let (namespace, name_prefix) = match parts.next() {
+            Some(name) => (first, name),
+            None if first.is_empty() => ("", ""),
+            None => ("default", first),
         };
-        if namespace.is_empty() && prefix.is_empty() {
+        if namespace.is_empty() && name_prefix.is_empty() {
             return Err(invalid(field, value, "must be [namespace/][<name>]"));
         }
-        let mut e = col(format!("{side}_namespace")).eq(lit(namespace));
-        if !prefix.is_empty() {
-            e = e.and(starts_with(col(format!("{side}_pod_name")), lit(prefix)));
+        let namespace_matches = if namespace.is_empty() {
+            namespace_col.clone().is_null()
+        } else {
+            namespace_col.clone().eq(lit(namespace))
+        };
+        let mut e = present.clone().and(namespace_matches);
+        if !name_prefix.is_empty() {
+            e = e.and(starts_with(name_col.clone(), lit(name_prefix)));
         }
         exprs.push(e);
     }
     Ok(or_all(exprs))
+}
+
+/// `[Kind/]name`: an end matches when its workload has the name and kind given (an empty part
+/// matches any). The store keeps an endpoint's first workload, the one Hubble lists.
+fn workloads(side: &str, values: &[Workload]) -> Option<Expr> {
+    let name = col(format!("{side}_workload"));
+    let kind = col(format!("{side}_workload_kind"));
+    let present = name.clone().is_not_null().or(kind.clone().is_not_null());
+    let exprs = values.iter().map(|w| {
+        let mut e = present.clone();
+        if !w.name.is_empty() {
+            e = e.and(name.clone().eq(lit(w.name.as_str())));
+        }
+        if !w.kind.is_empty() {
+            e = e.and(kind.clone().eq(lit(w.kind.as_str())));
+        }
+        e
+    });
+    or_all(exprs.collect())
+}
+
+/// The label Cilium gives every identity with its cluster's name.
+const CLUSTER_LABEL: &str = "io.cilium.k8s.policy.cluster";
+
+/// An end's cluster, exactly: its `cluster_name`, or for flows recorded without it (Hubble
+/// before v1.16, exports), the `io.cilium.k8s.policy.cluster` label it is derived from.
+fn clusters(
+    field: &'static str,
+    side: &str,
+    values: &[String],
+) -> Result<Option<Expr>, PredicateError> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let mut selectors = Vec::new();
+    for value in values {
+        let valid = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(invalid(
+                field,
+                value,
+                "a cluster name is letters, digits, '-', '_' and '.'",
+            ));
+        }
+        selectors.push(format!("{CLUSTER_LABEL}={value}"));
+    }
+    let name = col(format!("{side}_cluster_name"));
+    let listed = name
+        .clone()
+        .in_list(values.iter().map(|v| lit(v.as_str())).collect(), false);
+    let labelled = or_all(
+        selectors
+            .into_iter()
+            .map(|s| udf::label_selector().call(vec![col(format!("{side}_labels")), lit(s)]))
+            .collect(),
+    )
+    .expect("at least one cluster");
+    Ok(Some(
+        when(name.is_not_null(), listed)
+            .otherwise(labelled)
+            .expect("a CASE with one branch"),
+    ))
+}
+
+/// Hubble's `--tcp-flags`: a flow with TCP flags matches when every flag of one filter entry
+/// is set on it (`SYN` matches SYN-ACK).
+fn tcp_flags(values: &[TcpFlags]) -> Option<Expr> {
+    let exprs = values.iter().map(|f| {
+        let names = [
+            (f.fin, "FIN"),
+            (f.syn, "SYN"),
+            (f.rst, "RST"),
+            (f.psh, "PSH"),
+            (f.ack, "ACK"),
+            (f.urg, "URG"),
+            (f.ece, "ECE"),
+            (f.cwr, "CWR"),
+            (f.ns, "NS"),
+        ];
+        let set: Vec<Expr> = names
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| lit(n))
+            .collect();
+        let present = col("tcp_flags").is_not_null();
+        if set.is_empty() {
+            present
+        } else {
+            present.and(array_has_all(col("tcp_flags"), make_array(set)))
+        }
+    });
+    or_all(exprs.collect())
 }
 
 fn labels(

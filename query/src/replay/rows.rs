@@ -263,8 +263,10 @@ impl Rows {
             egress_denied_by: self.policies("egress_denied_by", r),
             ingress_denied_by: self.policies("ingress_denied_by", r),
             policy_log: self.strings("policy_log", r),
-            source: self.endpoint("source", r),
-            destination: self.endpoint("destination", r),
+            // Hubble's parsers always set both ends, empty when nothing is known: `-o jsonpb`
+            // prints them as `{}`.
+            source: Some(self.endpoint("source", r)),
+            destination: Some(self.endpoint("destination", r)),
             source_service: self.service("source", r),
             destination_service: self.service("destination", r),
             l4: self.layer4(r),
@@ -343,7 +345,7 @@ impl Rows {
         columns.iter().any(|c| self.at(c, row).is_some())
     }
 
-    fn endpoint(&self, side: &str, r: usize) -> Option<Endpoint> {
+    fn endpoint(&self, side: &str, r: usize) -> Endpoint {
         let c = |suffix: &str| format!("{side}_{suffix}");
         let columns = [
             c("id"),
@@ -356,14 +358,11 @@ impl Rows {
             c("workload_kind"),
         ];
         let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
-        if !self.any(&columns, r) {
-            return None;
-        }
         let workload = self.any(&columns[6..], r).then(|| Workload {
             name: self.text(columns[6], r),
             kind: self.text(columns[7], r),
         });
-        Some(Endpoint {
+        Endpoint {
             id: self.u32(columns[0], r).unwrap_or_default(),
             identity: self.u32(columns[1], r).unwrap_or_default(),
             cluster_name: self.text(columns[2], r),
@@ -371,7 +370,7 @@ impl Rows {
             pod_name: self.text(columns[4], r),
             labels: self.strings(columns[5], r),
             workloads: workload.into_iter().collect(),
-        })
+        }
     }
 
     fn service(&self, side: &str, r: usize) -> Option<Service> {

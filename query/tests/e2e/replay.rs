@@ -312,6 +312,43 @@ fn url_path(flow: &Value) -> String {
     path.split(['?', '#']).next().unwrap_or("").to_owned()
 }
 
+/// An end's workload (the first Hubble lists) as (kind, name).
+fn workload<'a>(flow: &'a Value, side: &str) -> Option<(&'a str, &'a str)> {
+    let w = flow.get(side)?.get("workloads")?.get(0)?;
+    Some((text(w, &["kind"]), text(w, &["name"])))
+}
+
+fn has_tcp_flags(flow: &Value, flags: &[&str]) -> bool {
+    let Some(set) = flow
+        .get("l4")
+        .and_then(|l| l.get("TCP"))
+        .and_then(|t| t.get("flags"))
+    else {
+        return false;
+    };
+    flags
+        .iter()
+        .all(|f| set.get(*f) == Some(&Value::Bool(true)))
+}
+
+/// An end's cluster: its `cluster_name`, else its `io.cilium.k8s.policy.cluster` label.
+fn cluster<'a>(flow: &'a Value, side: &str) -> &'a str {
+    let name = text(flow, &[side, "cluster_name"]);
+    if !name.is_empty() {
+        return name;
+    }
+    flow.get(side)
+        .and_then(|e| e.get("labels"))
+        .and_then(Value::as_array)
+        .and_then(|labels| {
+            labels.iter().find_map(|l| {
+                l.as_str()?
+                    .strip_prefix("k8s:io.cilium.k8s.policy.cluster=")
+            })
+        })
+        .unwrap_or("")
+}
+
 type Expect = fn(&Value) -> bool;
 
 #[test]
@@ -482,6 +519,55 @@ fn replay_filters_match_an_independent_reading_of_the_json() {
             },
         ),
         (
+            &["--to-namespace", "prod-app", "--to-service", "api"],
+            |f| {
+                text(f, &["destination_service", "namespace"]) == "prod-app"
+                    && text(f, &["destination_service", "name"]).starts_with("api")
+            },
+        ),
+        (&["--service", "prod-app/user-service"], |f| {
+            ["source_service", "destination_service"].iter().any(|s| {
+                text(f, &[s, "namespace"]) == "prod-app"
+                    && text(f, &[s, "name"]).starts_with("user-service")
+            })
+        }),
+        (&["--from-workload", "Deployment/frontend"], |f| {
+            workload(f, "source") == Some(("Deployment", "frontend"))
+        }),
+        (
+            &["--workload", "api-gateway", "--verdict", "DROPPED"],
+            |f| {
+                (workload(f, "source").is_some_and(|w| w.1 == "api-gateway")
+                    || workload(f, "destination").is_some_and(|w| w.1 == "api-gateway"))
+                    && text(f, &["verdict"]) == "DROPPED"
+            },
+        ),
+        (&["--to-workload", "Deployment/"], |f| {
+            workload(f, "destination").is_some_and(|w| w.0 == "Deployment")
+        }),
+        (&["--tcp-flags", "SYN"], |f| has_tcp_flags(f, &["SYN"])),
+        (&["--tcp-flags", "syn,ack", "--tcp-flags", "FIN"], |f| {
+            has_tcp_flags(f, &["SYN", "ACK"]) || has_tcp_flags(f, &["FIN"])
+        }),
+        (&["--cluster", "kind-kind"], |f| {
+            cluster(f, "source") == "kind-kind" || cluster(f, "destination") == "kind-kind"
+        }),
+        (
+            &["--from-cluster", "default", "--to-cluster", "default"],
+            |f| cluster(f, "source") == "default" && cluster(f, "destination") == "default",
+        ),
+        (&["--to-cluster", "prod-cluster"], |f| {
+            cluster(f, "destination") == "prod-cluster"
+        }),
+        (&["--identity", "world"], |f| {
+            number(f, &["source", "identity"]) == Some(2)
+                || number(f, &["destination", "identity"]) == Some(2)
+        }),
+        (&["--http-url", "s/[0-9]$"], |f| {
+            let url = text(f, &["l7", "http", "url"]).as_bytes();
+            url.len() > 3 && url[url.len() - 1].is_ascii_digit() && url.ends_with(b"s/0")
+        }),
+        (
             &[
                 "--allowlist",
                 r#"{"source_pod":["prod-app/frontend"],"destination_port":["8080"]}"#,
@@ -593,6 +679,17 @@ fn replay_first_last_and_time_window_select_like_hubble() {
         .collect();
     assert!(window.len() > 20, "{}", window.len());
     assert_eq!(uuids(run), expected(&window));
+    // --until is inclusive, as hubble's: a window of one instant holds the flow at it.
+    let t = text(&dropped[3], &["time"]).to_owned();
+    let run = flowsql(
+        &["--store", &store, "--since", &t, "--until", &t, "replay"]
+            .into_iter()
+            .chain(filter)
+            .collect::<Vec<_>>(),
+        &[],
+    )
+    .ok();
+    assert_eq!(uuids(run), expected(&dropped[3..4]));
 }
 
 #[test]
@@ -604,6 +701,12 @@ fn replay_jsonpb_reimports_to_the_same_rows() {
     let original = dir.path().join("original").display().to_string();
     import(&original, &refs, &[]).ok();
     let out = replay(&original, &["--all", "-o", "jsonpb"]).ok().stdout;
+    // Ends Hubble knows nothing about print as `{}`, as in the cilium docs' export.
+    assert!(
+        out.lines()
+            .any(|l| l.contains(r#""source":{},"destination":{}"#)),
+        "no empty endpoint printed"
+    );
     let replayed = dir.path().join("replayed.json");
     std::fs::write(&replayed, &out).unwrap();
     let again = dir.path().join("again").display().to_string();
@@ -652,8 +755,27 @@ fn replay_bad_flags_are_named_and_exit_2() {
         (&["-l", "app in x"], "--label/--from-label"),
         (&["--node-name", "a/b/c"], "--node-name"),
         (
-            &["--allowlist", r#"{"source_workload":[{"name":"x"}]}"#],
-            "source_workload cannot be replayed",
+            &[
+                "--allowlist",
+                r#"{"http_header":[{"key":"x","value":"y"}]}"#,
+            ],
+            "http_header cannot be replayed",
+        ),
+        (&["--tcp-flags", "SYN,SYNACK"], "--tcp-flags"),
+        (&["--identity", "wrld"], "--identity"),
+        (
+            &["--cel-expression", "_flow.verdict == 1"],
+            "--cel-expression",
+        ),
+        (&["--cluster", "a b"], "--cluster/--from-cluster"),
+        (
+            &["--fqdn", "a.b", "--to-ip", "1.1.1.1"],
+            "cannot be combined",
+        ),
+        (&["--to-fqdn", "a b"], "--fqdn/--to-fqdn"),
+        (
+            &["--from-pod", "a/x", "--from-service", "b/y"],
+            "namespace of service",
         ),
         (&["--traffic-direction", "sideways"], "--traffic-direction"),
         (&["--allowlist", "{\"source_pods\":[\"x\"]}"], "--allowlist"),

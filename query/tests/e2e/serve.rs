@@ -230,7 +230,7 @@ fn hubble_cli_requests_answer_as_replay_does() {
     let dir = tempfile::tempdir().unwrap();
     let store = history_store(dir.path());
     let server = Server::start(&store, &[]);
-    let (s, u) = ("2026-11-24T09:00:00Z", "2026-11-24T09:29:59.999999999Z");
+    let (s, u) = ("2026-11-24T09:00:00Z", "2026-11-24T09:30:00Z");
     // (what the CLI was given, the request it sends, flowsql's flags for the same)
     let rows: Vec<(&str, GetFlowsRequest, Vec<&str>)> = vec![
         (
@@ -281,7 +281,7 @@ fn hubble_cli_requests_answer_as_replay_does() {
                 until: at(u),
                 ..Default::default()
             },
-            vec!["--since", s, "--until", "2026-11-24T09:30:00Z", "replay"],
+            vec!["--since", s, "--until", u, "replay"],
         ),
         (
             "--until U",
@@ -289,7 +289,7 @@ fn hubble_cli_requests_answer_as_replay_does() {
                 until: at("2026-11-24T08:01:00Z"),
                 ..Default::default()
             },
-            vec!["--until", "2026-11-24T08:01:00.000000001Z", "replay"],
+            vec!["--until", "2026-11-24T08:01:00Z", "replay"],
         ),
         (
             "--since S --last 11",
@@ -320,6 +320,14 @@ fn hubble_cli_requests_answer_as_replay_does() {
         ("to-port", "80"),
     ])
     .unwrap();
+    let newer = hubble_api::observe_flags::build([
+        ("to-service", "prod-app/user-service"),
+        ("tcp-flags", "SYN"),
+        ("cluster", "prod-cluster"),
+        ("not", ""),
+        ("from-workload", "Deployment/frontend"),
+    ])
+    .unwrap();
     let filters: Vec<FilterCase> = vec![
         ("", Vec::new(), Vec::new(), Vec::new()),
         (
@@ -333,6 +341,22 @@ fn hubble_cli_requests_answer_as_replay_does() {
             not_kube.allow,
             not_kube.deny,
             vec!["--not", "-n", "kube-system", "--to-port", "80"],
+        ),
+        (
+            "--to-service prod-app/user-service --tcp-flags SYN --cluster prod-cluster --not --from-workload Deployment/frontend",
+            newer.allow,
+            newer.deny,
+            vec![
+                "--to-service",
+                "prod-app/user-service",
+                "--tcp-flags",
+                "SYN",
+                "--cluster",
+                "prod-cluster",
+                "--not",
+                "--from-workload",
+                "Deployment/frontend",
+            ],
         ),
     ];
     let mut compared = 0;
@@ -527,15 +551,29 @@ fn hubble_semantics_masks_errors_and_status() {
     let mut files = vec![incident_capture()];
     files.extend(hubble_samples());
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    // (cluster, namespace) as Relay lists them: the cluster of the node that saw the flow.
+    let mut expected_namespaces: BTreeSet<(String, String)> = BTreeSet::new();
     for file in &files {
         for line in json_lines(file) {
             let flow = line.get("flow").cloned().unwrap_or(line.clone());
             if flow.get("time").is_some() {
                 let node = flow["node_name"].as_str().unwrap_or_default().to_owned();
+                let cluster = node.split_once('/').map_or("", |(c, _)| c).to_owned();
+                for side in ["source", "destination"] {
+                    if let Some(ns) = flow[side]["namespace"].as_str().filter(|n| !n.is_empty()) {
+                        expected_namespaces.insert((cluster.clone(), ns.to_owned()));
+                    }
+                }
                 *expected.entry(node).or_default() += 1;
             }
         }
     }
+    assert!(
+        expected.keys().any(|n| n.starts_with("prod-cluster/"))
+            && expected.keys().any(|n| n.starts_with("kind-kind/"))
+            && expected.keys().any(|n| !n.contains('/')),
+        "a store of several clusters: {expected:?}"
+    );
     let mut client = server.client();
     let (status, nodes, namespaces, agent) = server.runtime.block_on(async {
         (
@@ -590,6 +628,12 @@ fn hubble_semantics_masks_errors_and_status() {
     .stdout;
     let known: BTreeSet<String> = known.lines().skip(1).map(str::to_owned).collect();
     assert_eq!(listed, known);
+    let with_clusters: BTreeSet<(String, String)> = namespaces
+        .namespaces
+        .iter()
+        .map(|n| (n.cluster.clone(), n.namespace.clone()))
+        .collect();
+    assert_eq!(with_clusters, expected_namespaces);
     assert!(listed.contains("prod-app"), "{listed:?}");
     let (status, _) = server.process.stop();
     assert!(status.success());

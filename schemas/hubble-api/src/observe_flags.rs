@@ -7,9 +7,12 @@
 //! `--port`), the source field on the left filter and the destination field on the right one;
 //! the pair is OR'ed, fields within a filter AND'ed, values within a field OR'ed. `--not` sends
 //! the next flag to the deny list instead (built the same way). Namespaces are folded into the
-//! pod fields as `ns/` prefixes when the lists are materialised.
+//! pod and service fields as `ns/` prefixes when the lists are materialised.
 
-use crate::flow::{DropReason, EventTypeFilter, FlowFilter, TrafficDirection, Verdict};
+use crate::flow::{
+    flow_filter, DropReason, EventTypeFilter, FlowFilter, TcpFlags, TrafficDirection, Verdict,
+    Workload,
+};
 
 /// Errors in the filter flags; each names the flag.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub enum FilterError {
     Conflict(&'static str, &'static str),
     #[error("namespace conflict: {namespace:?} does not contain {pod:?}")]
     Namespace { namespace: String, pod: String },
+    #[error("namespace of service {service:?} conflicts with pod namespace {namespace:?}")]
+    ServiceNamespace { service: String, namespace: String },
     #[error("invalid --{flag} value {value:?}: {why}")]
     Value {
         flag: &'static str,
@@ -47,31 +52,86 @@ pub const FLAGS: &[&str] = &[
     "port",
     "from-port",
     "to-port",
+    "fqdn",
+    "from-fqdn",
+    "to-fqdn",
+    "service",
+    "from-service",
+    "to-service",
+    "workload",
+    "from-workload",
+    "to-workload",
+    "identity",
+    "from-identity",
+    "to-identity",
+    "cluster",
+    "from-cluster",
+    "to-cluster",
     "verdict",
     "drop-reason-desc",
     "protocol",
+    "tcp-flags",
     "http-method",
     "http-path",
+    "http-url",
     "http-status",
     "node-name",
     "type",
     "traffic-direction",
     "uuid",
+    "cel-expression",
 ];
 
 /// Flags that cannot be used together in one list (hubble's conflict groups, for the flags we
 /// have).
 const CONFLICTS: &[&[&str]] = &[
-    &["from-ip", "ip", "from-namespace", "namespace"],
-    &["from-ip", "ip", "from-pod", "pod"],
-    &["to-ip", "ip", "to-namespace", "namespace"],
-    &["to-ip", "ip", "to-pod", "pod"],
+    &[
+        "from-fqdn",
+        "from-ip",
+        "ip",
+        "fqdn",
+        "from-namespace",
+        "namespace",
+    ],
+    &["from-fqdn", "from-ip", "ip", "fqdn", "from-pod", "pod"],
+    &[
+        "to-fqdn",
+        "to-ip",
+        "ip",
+        "fqdn",
+        "to-namespace",
+        "namespace",
+    ],
+    &["to-fqdn", "to-ip", "ip", "fqdn", "to-pod", "pod"],
     &["to-pod", "namespace"],
     &["from-pod", "namespace"],
+    &["to-service", "namespace"],
+    &["from-service", "namespace"],
     &["label", "from-label"],
     &["label", "to-label"],
+    &["service", "from-service"],
+    &["service", "to-service"],
     &["port", "to-port"],
     &["port", "from-port"],
+    &["identity", "to-identity"],
+    &["identity", "from-identity"],
+    &["workload", "to-workload"],
+    &["workload", "from-workload"],
+];
+
+/// Reserved security identities by number, as Hubble names them.
+pub const RESERVED_IDENTITIES: [&str; 11] = [
+    "unknown",
+    "host",
+    "world",
+    "unmanaged",
+    "health",
+    "init",
+    "remote-node",
+    "kube-apiserver",
+    "ingress",
+    "world-ipv4",
+    "world-ipv6",
 ];
 
 /// The allow list (a flow must match one, if any) and the deny list (a flow must match none).
@@ -99,14 +159,14 @@ impl Tracker {
     }
 
     /// A symmetric flag: `left` gets the source field, `right` the destination field.
-    fn sides(
+    fn sides<T: Clone>(
         &mut self,
-        value: &str,
-        left: fn(&mut FlowFilter) -> &mut Vec<String>,
-        right: fn(&mut FlowFilter) -> &mut Vec<String>,
+        value: T,
+        left: fn(&mut FlowFilter) -> &mut Vec<T>,
+        right: fn(&mut FlowFilter) -> &mut Vec<T>,
     ) {
-        left(self.left.get_or_insert_with(FlowFilter::default)).push(value.to_owned());
-        right(self.right.get_or_insert_with(FlowFilter::default)).push(value.to_owned());
+        left(self.left.get_or_insert_with(FlowFilter::default)).push(value.clone());
+        right(self.right.get_or_insert_with(FlowFilter::default)).push(value);
     }
 
     fn apply(&mut self, flag: &'static str, value: &str) -> Result<(), FilterError> {
@@ -120,18 +180,66 @@ impl Tracker {
             "namespace" => self.namespaces.push(v),
             "from-namespace" => self.source_namespaces.push(v),
             "to-namespace" => self.destination_namespaces.push(v),
-            "pod" => self.sides(value, |f| &mut f.source_pod, |f| &mut f.destination_pod),
+            "pod" => self.sides(v, |f| &mut f.source_pod, |f| &mut f.destination_pod),
             "from-pod" => self.both(|f| f.source_pod.push(v.clone())),
             "to-pod" => self.both(|f| f.destination_pod.push(v.clone())),
-            "label" => self.sides(value, |f| &mut f.source_label, |f| &mut f.destination_label),
+            "label" => self.sides(v, |f| &mut f.source_label, |f| &mut f.destination_label),
             "from-label" => self.both(|f| f.source_label.push(v.clone())),
             "to-label" => self.both(|f| f.destination_label.push(v.clone())),
-            "ip" => self.sides(value, |f| &mut f.source_ip, |f| &mut f.destination_ip),
+            "ip" => self.sides(v, |f| &mut f.source_ip, |f| &mut f.destination_ip),
             "from-ip" => self.both(|f| f.source_ip.push(v.clone())),
             "to-ip" => self.both(|f| f.destination_ip.push(v.clone())),
-            "port" => self.sides(value, |f| &mut f.source_port, |f| &mut f.destination_port),
+            "port" => self.sides(v, |f| &mut f.source_port, |f| &mut f.destination_port),
             "from-port" => self.both(|f| f.source_port.push(v.clone())),
             "to-port" => self.both(|f| f.destination_port.push(v.clone())),
+            "fqdn" => self.sides(v, |f| &mut f.source_fqdn, |f| &mut f.destination_fqdn),
+            "from-fqdn" => self.both(|f| f.source_fqdn.push(v.clone())),
+            "to-fqdn" => self.both(|f| f.destination_fqdn.push(v.clone())),
+            "service" => self.sides(v, |f| &mut f.source_service, |f| &mut f.destination_service),
+            "from-service" => self.both(|f| f.source_service.push(v.clone())),
+            "to-service" => self.both(|f| f.destination_service.push(v.clone())),
+            "workload" => self.sides(
+                workload(value),
+                |f| &mut f.source_workload,
+                |f| &mut f.destination_workload,
+            ),
+            "from-workload" => self.both(|f| f.source_workload.push(workload(value))),
+            "to-workload" => self.both(|f| f.destination_workload.push(workload(value))),
+            "identity" | "from-identity" | "to-identity" => {
+                let id = identity(value).ok_or_else(|| {
+                    bad(&format!(
+                        "expected a numeric identity or one of {}",
+                        RESERVED_IDENTITIES.join(", ")
+                    ))
+                })?;
+                match flag {
+                    "identity" => self.sides(
+                        id,
+                        |f| &mut f.source_identity,
+                        |f| &mut f.destination_identity,
+                    ),
+                    "from-identity" => self.both(|f| f.source_identity.push(id)),
+                    _ => self.both(|f| f.destination_identity.push(id)),
+                }
+            }
+            "cluster" => self.sides(
+                v,
+                |f| &mut f.source_cluster_name,
+                |f| &mut f.destination_cluster_name,
+            ),
+            "from-cluster" => self.both(|f| f.source_cluster_name.push(v.clone())),
+            "to-cluster" => self.both(|f| f.destination_cluster_name.push(v.clone())),
+            "tcp-flags" => {
+                let flags = tcp_flags(value).map_err(|why| bad(&why))?;
+                self.both(|f| f.tcp_flags.push(flags));
+            }
+            "http-url" => self.both(|f| f.http_url.push(v.clone())),
+            "cel-expression" => self.both(|f| {
+                f.experimental
+                    .get_or_insert_with(flow_filter::Experimental::default)
+                    .cel_expression
+                    .push(v.clone())
+            }),
             "verdict" => {
                 let verdict = Verdict::from_str_name(value)
                     .ok_or_else(|| bad("expected FORWARDED, DROPPED, AUDIT, REDIRECTED, ERROR, TRACED or TRANSLATED"))?;
@@ -182,28 +290,45 @@ impl Tracker {
         let sides = [(&self.left, true), (&self.right, false)];
         for (filter, left) in sides {
             let Some(filter) = filter else { continue };
+            let (pods, services) = if left {
+                (&filter.source_pod, &filter.source_service)
+            } else {
+                (&filter.destination_pod, &filter.destination_service)
+            };
             let checks = [
                 (&self.source_namespaces, &filter.source_pod),
+                (&self.source_namespaces, &filter.source_service),
                 (&self.destination_namespaces, &filter.destination_pod),
-                (
-                    &self.namespaces,
-                    if left {
-                        &filter.source_pod
-                    } else {
-                        &filter.destination_pod
-                    },
-                ),
+                (&self.destination_namespaces, &filter.destination_service),
+                (&self.namespaces, pods),
+                (&self.namespaces, services),
             ];
-            for (namespaces, pods) in checks {
+            for (namespaces, names) in checks {
                 for namespace in namespaces {
                     let prefix = format!("{namespace}/");
-                    if let Some(pod) = pods
+                    if let Some(name) = names
                         .iter()
-                        .find(|pod| pod.contains('/') && !pod.starts_with(&prefix))
+                        .find(|name| name.contains('/') && !name.starts_with(&prefix))
                     {
                         return Err(FilterError::Namespace {
                             namespace: namespace.clone(),
-                            pod: pod.clone(),
+                            pod: name.clone(),
+                        });
+                    }
+                }
+            }
+            for (pods, services) in [
+                (&filter.source_pod, &filter.source_service),
+                (&filter.destination_pod, &filter.destination_service),
+            ] {
+                for pod in pods.iter().filter_map(|p| p.split_once('/')) {
+                    if let Some(service) = services
+                        .iter()
+                        .find(|s| s.split_once('/').map(|(ns, _)| ns) != Some(pod.0))
+                    {
+                        return Err(FilterError::ServiceNamespace {
+                            service: service.clone(),
+                            namespace: pod.0.to_owned(),
                         });
                     }
                 }
@@ -223,11 +348,27 @@ impl Tracker {
         let mut left = self.left.unwrap_or_default();
         let mut right = self.right.unwrap_or_default();
         for filter in [&mut left, &mut right] {
-            fold(&mut filter.destination_pod, &self.destination_namespaces);
-            fold(&mut filter.source_pod, &self.source_namespaces);
+            fold(
+                &mut filter.destination_pod,
+                &mut filter.destination_service,
+                &self.destination_namespaces,
+            );
+            fold(
+                &mut filter.source_pod,
+                &mut filter.source_service,
+                &self.source_namespaces,
+            );
         }
-        fold(&mut left.source_pod, &self.namespaces);
-        fold(&mut right.destination_pod, &self.namespaces);
+        fold(
+            &mut left.source_pod,
+            &mut left.source_service,
+            &self.namespaces,
+        );
+        fold(
+            &mut right.destination_pod,
+            &mut right.destination_service,
+            &self.namespaces,
+        );
         if left == right {
             vec![left]
         } else {
@@ -236,23 +377,74 @@ impl Tracker {
     }
 }
 
-/// Puts pods without a namespace into each of `namespaces` (`-n X` alone selects `X/`).
-fn fold(pods: &mut Vec<String>, namespaces: &[String]) {
+/// Puts one side's pods and services without a namespace into each of `namespaces` (`-n X`
+/// alone selects the pods `X/`).
+fn fold(pods: &mut Vec<String>, services: &mut Vec<String>, namespaces: &[String]) {
     if namespaces.is_empty() {
         return;
     }
-    if pods.is_empty() {
+    if pods.is_empty() && services.is_empty() {
         pods.push(String::new());
     }
-    let mut folded = Vec::new();
-    for pod in pods.iter() {
-        if pod.contains('/') {
-            folded.push(pod.clone());
-        } else {
-            folded.extend(namespaces.iter().map(|ns| format!("{ns}/{pod}")));
+    for names in [pods, services] {
+        let mut folded = Vec::new();
+        for name in names.iter() {
+            if name.contains('/') {
+                folded.push(name.clone());
+            } else {
+                folded.extend(namespaces.iter().map(|ns| format!("{ns}/{name}")));
+            }
         }
+        *names = folded;
     }
-    *pods = folded;
+}
+
+/// `[Kind/]name`, as hubble reads `--workload` (either part may be empty).
+fn workload(text: &str) -> Workload {
+    match text.split_once('/') {
+        Some((kind, name)) => Workload {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+        },
+        None => Workload {
+            kind: String::new(),
+            name: text.to_owned(),
+        },
+    }
+}
+
+/// A numeric security identity or a reserved identity's name.
+fn identity(text: &str) -> Option<u32> {
+    RESERVED_IDENTITIES
+        .iter()
+        .position(|name| *name == text)
+        .map(|id| id as u32)
+        .or_else(|| text.parse().ok())
+}
+
+/// `SYN,ACK`: the flags that must all be set (any case).
+fn tcp_flags(text: &str) -> Result<TcpFlags, String> {
+    let mut flags = TcpFlags::default();
+    for flag in text.split(',') {
+        let set = match flag.to_uppercase().as_str() {
+            "FIN" => &mut flags.fin,
+            "SYN" => &mut flags.syn,
+            "RST" => &mut flags.rst,
+            "PSH" => &mut flags.psh,
+            "ACK" => &mut flags.ack,
+            "URG" => &mut flags.urg,
+            "ECE" => &mut flags.ece,
+            "CWR" => &mut flags.cwr,
+            "NS" => &mut flags.ns,
+            _ => {
+                return Err(format!(
+                    "unknown tcp flag {flag:?} (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS)"
+                ))
+            }
+        };
+        *set = true;
+    }
+    Ok(flags)
 }
 
 /// Event type names of `-t` (monitor message types) and trace observation points.
@@ -464,6 +656,69 @@ mod tests {
         ));
         // Different lists do not conflict.
         assert!(build([("pod", "a"), ("not", ""), ("from-pod", "b")]).is_ok());
+    }
+
+    #[test]
+    fn services_take_the_namespace_and_workloads_flags_identities_parse_as_hubble() {
+        assert_eq!(
+            lists(&[("from-namespace", "X"), ("service", "api")]).allow,
+            vec![
+                filter(|f| f.source_service = vec!["X/api".into()]),
+                filter(|f| {
+                    f.source_pod = vec!["X/".into()];
+                    f.destination_service = vec!["api".into()];
+                }),
+            ]
+        );
+        assert_eq!(
+            lists(&[("from-workload", "Deployment/api"), ("to-workload", "db")]).allow,
+            vec![filter(|f| {
+                f.source_workload = vec![Workload {
+                    kind: "Deployment".into(),
+                    name: "api".into(),
+                }];
+                f.destination_workload = vec![Workload {
+                    kind: String::new(),
+                    name: "db".into(),
+                }];
+            })]
+        );
+        let built = lists(&[("tcp-flags", "syn,ACK"), ("identity", "world")]).allow;
+        assert_eq!(built.len(), 2);
+        assert_eq!(built[0].source_identity, vec![2]);
+        assert_eq!(built[1].destination_identity, vec![2]);
+        assert!(built[0].tcp_flags[0].syn && built[0].tcp_flags[0].ack);
+        assert!(!built[0].tcp_flags[0].fin);
+        assert_eq!(
+            lists(&[("cluster", "east"), ("from-fqdn", "*.example.com")]).allow[1],
+            filter(|f| {
+                f.destination_cluster_name = vec!["east".into()];
+                f.source_fqdn = vec!["*.example.com".into()];
+            })
+        );
+        let err = |args: &[(&'static str, &str)]| build(args.iter().copied()).unwrap_err();
+        assert!(matches!(
+            err(&[("tcp-flags", "SYN,NOPE")]),
+            FilterError::Value {
+                flag: "tcp-flags",
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(&[("identity", "wrld")]),
+            FilterError::Value {
+                flag: "identity",
+                ..
+            }
+        ));
+        assert_eq!(
+            err(&[("fqdn", "a.b"), ("from-ip", "1.1.1.1")]),
+            FilterError::Conflict("from-ip", "fqdn")
+        );
+        assert!(matches!(
+            err(&[("from-pod", "a/x"), ("from-service", "b/y")]),
+            FilterError::ServiceNamespace { .. }
+        ));
     }
 
     #[test]
