@@ -39,6 +39,14 @@ fn peak_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
+/// Starts a new peak (VmHWM) for the process: each request's peak is its own, not the
+/// statistics query's at start.
+fn reset_peak(pid: u32) {
+    if std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_err() {
+        eprintln!("serve-bench: cannot reset the peak RSS (root needed): peaks are cumulative");
+    }
+}
+
 fn main() {
     let mut store = PathBuf::from("target/bench-data/store-10000000-24h");
     let mut runs = 3;
@@ -105,8 +113,11 @@ fn main() {
             },
         ),
     ];
-    println!("| request | flows | first flow | total | flows/s |\n|---|---|---|---|---|");
+    println!(
+        "| request | flows | first flow | total | flows/s | server peak RSS |\n|---|---|---|---|---|---|"
+    );
     for (name, request) in cases {
+        reset_peak(server.id());
         let mut best: Option<(usize, f64, f64)> = None;
         for _ in 0..runs {
             let (count, first, total) = runtime.block_on(async {
@@ -135,12 +146,13 @@ fn main() {
         }
         let (count, first, total) = best.unwrap();
         println!(
-            "| {name} | {count} | {:.0} ms | {total:.2} s | {:.0} |",
+            "| {name} | {count} | {:.0} ms | {total:.2} s | {:.0} | {:.0} MiB |",
             first * 1000.0,
-            count as f64 / total
+            count as f64 / total,
+            peak_mib(server.id())
         );
     }
-    println!("\nserver peak RSS: {:.0} MiB", peak_mib(server.id()));
+
     let mut replay = Command::new(&flowsql);
     replay.args([
         "--store",

@@ -26,10 +26,54 @@ use hubble_api::flow::{
     Workload,
 };
 
-/// A result batch with its dictionary columns decoded and its columns found by name.
+/// A result batch with its dictionary columns decoded and its columns found by name (a
+/// lookup per field of every flow: a fast hash, no allocation).
 pub struct Rows {
     batch: RecordBatch,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, ahash::RandomState>,
+}
+
+/// The end of a flow, with its columns' names.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
+impl Side {
+    /// id, identity, cluster_name, namespace, pod_name, labels, workload, workload_kind.
+    fn endpoint(self) -> [&'static str; 8] {
+        match self {
+            Side::Source => [
+                "source_id",
+                "source_identity",
+                "source_cluster_name",
+                "source_namespace",
+                "source_pod_name",
+                "source_labels",
+                "source_workload",
+                "source_workload_kind",
+            ],
+            Side::Destination => [
+                "destination_id",
+                "destination_identity",
+                "destination_cluster_name",
+                "destination_namespace",
+                "destination_pod_name",
+                "destination_labels",
+                "destination_workload",
+                "destination_workload_kind",
+            ],
+        }
+    }
+
+    /// service name, service namespace.
+    fn service(self) -> [&'static str; 2] {
+        match self {
+            Side::Source => ["source_service_name", "source_service_namespace"],
+            Side::Destination => ["destination_service_name", "destination_service_namespace"],
+        }
+    }
 }
 
 impl Rows {
@@ -265,10 +309,10 @@ impl Rows {
             policy_log: self.strings("policy_log", r),
             // Hubble's parsers always set both ends, empty when nothing is known: `-o jsonpb`
             // prints them as `{}`.
-            source: Some(self.endpoint("source", r)),
-            destination: Some(self.endpoint("destination", r)),
-            source_service: self.service("source", r),
-            destination_service: self.service("destination", r),
+            source: Some(self.endpoint(Side::Source, r)),
+            destination: Some(self.endpoint(Side::Destination, r)),
+            source_service: self.service(Side::Source, r),
+            destination_service: self.service(Side::Destination, r),
             l4: self.layer4(r),
             l7: self.layer7(r),
             ..Default::default()
@@ -345,19 +389,8 @@ impl Rows {
         columns.iter().any(|c| self.at(c, row).is_some())
     }
 
-    fn endpoint(&self, side: &str, r: usize) -> Endpoint {
-        let c = |suffix: &str| format!("{side}_{suffix}");
-        let columns = [
-            c("id"),
-            c("identity"),
-            c("cluster_name"),
-            c("namespace"),
-            c("pod_name"),
-            c("labels"),
-            c("workload"),
-            c("workload_kind"),
-        ];
-        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+    fn endpoint(&self, side: Side, r: usize) -> Endpoint {
+        let columns = side.endpoint();
         let workload = self.any(&columns[6..], r).then(|| Workload {
             name: self.text(columns[6], r),
             kind: self.text(columns[7], r),
@@ -373,12 +406,11 @@ impl Rows {
         }
     }
 
-    fn service(&self, side: &str, r: usize) -> Option<Service> {
-        let name = format!("{side}_service_name");
-        let namespace = format!("{side}_service_namespace");
-        self.any(&[&name, &namespace], r).then(|| Service {
-            name: self.text(&name, r),
-            namespace: self.text(&namespace, r),
+    fn service(&self, side: Side, r: usize) -> Option<Service> {
+        let [name, namespace] = side.service();
+        self.any(&[name, namespace], r).then(|| Service {
+            name: self.text(name, r),
+            namespace: self.text(namespace, r),
         })
     }
 

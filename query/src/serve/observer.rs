@@ -7,6 +7,7 @@
 //! holds at most [`CHANNEL`] responses in memory whatever `number` is, and a client that goes
 //! away closes the channel, which ends the task and drops its scan.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -76,6 +77,10 @@ impl Observer for History {
             poll: self.poll,
             visibility,
             tx,
+            peer: request
+                .remote_addr()
+                .map_or_else(|| "?".to_owned(), |a| a.to_string()),
+            sent: AtomicU64::new(0),
         };
         tokio::spawn(stream.run(plan));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -175,13 +180,32 @@ struct Stream {
     poll: Duration,
     visibility: Visibility,
     tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    /// The client's address, for the log.
+    peer: String,
+    /// Flows sent so far.
+    sent: AtomicU64,
 }
 
 impl Stream {
+    /// Produces the stream, then logs one line: who, how many flows, how it ended (an
+    /// operator's access log; a cancelled stream shows that its scan stopped).
     async fn run(self, plan: FlowsPlan) {
-        if let Err(status) = self.produce(plan).await {
-            let _ = self.tx.send(Err(status)).await;
-        }
+        let started = Instant::now();
+        let ending = match self.produce(plan).await {
+            Err(status) => {
+                let ending = format!("failed: {}", status.message());
+                let _ = self.tx.send(Err(status)).await;
+                ending
+            }
+            Ok(()) if self.tx.is_closed() => "the client went away; scan stopped".to_owned(),
+            Ok(()) => "done".to_owned(),
+        };
+        eprintln!(
+            "flowsql serve: GetFlows from {}: {} flows in {:.1} s, {ending}",
+            self.peer,
+            self.sent.load(Ordering::Relaxed),
+            started.elapsed().as_secs_f64()
+        );
     }
 
     async fn produce(&self, plan: FlowsPlan) -> Result<(), Status> {
@@ -266,6 +290,7 @@ impl Stream {
     ) -> Result<bool, Status> {
         let mut sink = Responses {
             tx: &self.tx,
+            sent: &self.sent,
             visibility: &self.visibility,
             mask,
             recent,
@@ -298,6 +323,7 @@ impl Stream {
 /// The history's events as responses on a stream's channel.
 struct Responses<'a> {
     tx: &'a mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    sent: &'a AtomicU64,
     visibility: &'a Visibility,
     mask: Option<&'a FlowMask>,
     recent: &'a mut Recent,
@@ -326,7 +352,11 @@ impl history::Sink for Responses<'_> {
             }
             Event::Lost(lost) => lost_response(lost),
         };
+        let flow = matches!(response.response_types, Some(ResponseTypes::Flow(_)));
         self.open = self.tx.send(Ok(response)).await.is_ok();
+        if self.open && flow {
+            self.sent.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(self.open)
     }
 }

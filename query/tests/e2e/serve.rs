@@ -422,7 +422,7 @@ fn hubble_cli_requests_answer_as_replay_does() {
 fn hubble_semantics_masks_errors_and_status() {
     let dir = tempfile::tempdir().unwrap();
     let store = history_store(dir.path());
-    let server = Server::start(&store, &[]);
+    let mut server = Server::start(&store, &[]);
     let flows = |r: &[GetFlowsResponse]| -> Vec<hubble_api::flow::Flow> {
         r.iter()
             .filter_map(|r| match &r.response_types {
@@ -431,6 +431,40 @@ fn hubble_semantics_masks_errors_and_status() {
             })
             .collect()
     };
+    // A cancelled stream stops its scan: the client reads 5 flows of --all and goes away;
+    // the server's log line for the stream says so, with far fewer flows than the store has
+    // (what the channel and HTTP/2 window held), while a stream read to its end says done.
+    let all = GetFlowsRequest {
+        number: u64::MAX,
+        ..Default::default()
+    };
+    let total = flows(&server.get_flows(all.clone()).unwrap()).len();
+    let log = server.process.wait_for(" flows in ");
+    assert!(
+        log.contains(&format!(": {total} flows in ")) && log.contains("done"),
+        "{log}"
+    );
+    let mut client = server.client();
+    server.runtime.block_on(async {
+        let mut stream = client.get_flows(all).await.unwrap().into_inner();
+        for _ in 0..5 {
+            stream.message().await.unwrap().unwrap();
+        }
+    });
+    let log = server
+        .process
+        .wait_for("the client went away; scan stopped");
+    let line = log
+        .lines()
+        .find(|l| l.contains("the client went away"))
+        .unwrap();
+    let sent: usize = line
+        .split(": ")
+        .nth(2)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(sent >= 5 && sent < total / 2, "{sent} of {total}: {line}");
     // The first flow of the capture is at 08:00:00.000000141: until is inclusive.
     let first = "2026-11-24T08:00:00.000000141Z";
     let exact = server
