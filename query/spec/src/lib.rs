@@ -3,4 +3,5 @@
 //! Kept out of the flowsql crate on purpose: these parsers take outside input, and the fuzz
 //! targets (`fuzz/`) build them with sanitizers without compiling DataFusion.
 
+pub mod policy;
 pub mod report;

@@ -19,7 +19,7 @@
 //! ```
 
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
@@ -126,7 +126,7 @@ impl Spec {
             file: file.to_owned(),
             message,
         };
-        let root: Mapping = serde_yaml::from_str(text)
+        let root: Mapping = yaml_serde::from_str(text)
             .map_err(|e| file_error(format!("not a YAML mapping: {e}")))?;
         let mut spec = Spec {
             title: "Flow compliance report".into(),
@@ -254,11 +254,11 @@ fn parse_check(index: usize, value: &Value) -> Result<Check, (String, String)> {
             CheckKind::Sql { sql, max_rows }
         }
         "no_flows_between" => CheckKind::NoFlowsBetween(
-            serde_yaml::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?,
+            yaml_serde::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?,
         ),
         "egress_to_world" => {
             let check: EgressToWorld =
-                serde_yaml::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?;
+                yaml_serde::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?;
             for entry in &check.allow {
                 let valid = if entry.contains('/') {
                     flow_schema::matching::Cidr::parse(entry).is_some()
@@ -277,12 +277,12 @@ fn parse_check(index: usize, value: &Value) -> Result<Check, (String, String)> {
             CheckKind::EgressToWorld(check)
         }
         "policy_drops" => CheckKind::PolicyDrops(
-            serde_yaml::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?,
+            yaml_serde::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?,
         ),
         "recording_complete" => CheckKind::RecordingComplete(if body.is_null() {
             RecordingComplete::default()
         } else {
-            serde_yaml::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?
+            yaml_serde::from_value(body.clone()).map_err(|e| typed(&e.to_string()))?
         }),
         _ => unreachable!("KINDS"),
     };

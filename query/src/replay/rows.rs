@@ -33,6 +33,35 @@ pub struct Rows {
     index: HashMap<String, usize, ahash::RandomState>,
 }
 
+/// The non-NULL strings of a list cell's items, read in place from the encodings the reader
+/// gives (plain, view, dictionary): a label list is read on every flow, so no cast (a copy of
+/// the items) per cell.
+fn string_items(items: &ArrayRef) -> Vec<String> {
+    let owned = |values: &mut dyn Iterator<Item = Option<&str>>| {
+        values.flatten().map(str::to_owned).collect::<Vec<_>>()
+    };
+    match items.data_type() {
+        DataType::Utf8 => owned(&mut items.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => owned(&mut items.as_string::<i64>().iter()),
+        DataType::Utf8View => owned(&mut items.as_string_view().iter()),
+        DataType::Dictionary(key, value)
+            if key.as_ref() == &DataType::Int32 && value.as_ref() == &DataType::Utf8 =>
+        {
+            let dictionary = items.as_dictionary::<Int32Type>();
+            let values = dictionary.values().as_string::<i32>();
+            let mut texts = dictionary
+                .keys()
+                .iter()
+                .map(|key| key.map(|k| values.value(k as usize)));
+            owned(&mut texts)
+        }
+        _ => match cast(items, &DataType::Utf8) {
+            Ok(items) => owned(&mut items.as_string::<i32>().iter()),
+            Err(_) => Vec::new(),
+        },
+    }
+}
+
 /// The end of a flow, with its columns' names.
 #[derive(Debug, Clone, Copy)]
 enum Side {
@@ -175,14 +204,9 @@ impl Rows {
 
     /// A `list<utf8>` cell; NULL and empty are both "no values", as in proto3.
     pub fn strings(&self, name: &str, row: usize) -> Vec<String> {
-        let Some(list) = self.list(name, row) else {
-            return Vec::new();
-        };
-        let Ok(items) = cast(&list, &DataType::Utf8) else {
-            return Vec::new();
-        };
-        let items = items.as_string::<i32>();
-        items.iter().flatten().map(str::to_owned).collect()
+        self.list(name, row)
+            .map(|items| string_items(&items))
+            .unwrap_or_default()
     }
 
     fn structs(&self, name: &str, row: usize) -> Option<StructArray> {
@@ -538,5 +562,27 @@ fn timestamp(ns: i64) -> pbjson_types::Timestamp {
     pbjson_types::Timestamp {
         seconds: ns.div_euclid(1_000_000_000),
         nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{DictionaryArray, StringViewArray};
+
+    #[test]
+    fn list_items_read_the_same_in_every_string_encoding() {
+        let expected = vec!["k8s:app=a".to_owned(), "reserved:world".to_owned()];
+        let texts = [Some("k8s:app=a"), None, Some("reserved:world")];
+        let plain: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+        let view: ArrayRef = Arc::new(StringViewArray::from(texts.to_vec()));
+        let dictionary: ArrayRef =
+            Arc::new(texts.into_iter().collect::<DictionaryArray<Int32Type>>());
+        let large = cast(&plain, &DataType::LargeUtf8).unwrap();
+        let other = cast(&plain, &DataType::Binary).unwrap();
+        for items in [plain, view, dictionary, large] {
+            assert_eq!(string_items(&items), expected, "{:?}", items.data_type());
+        }
+        assert_eq!(string_items(&other), expected);
     }
 }

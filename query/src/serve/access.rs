@@ -70,7 +70,7 @@ impl Access {
             file: file.clone(),
             source,
         })?;
-        let config: Config = serde_yaml::from_str(&text).map_err(|e| AccessError::Invalid {
+        let config: Config = yaml_serde::from_str(&text).map_err(|e| AccessError::Invalid {
             file: file.clone(),
             message: e.to_string(),
         })?;

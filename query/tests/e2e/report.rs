@@ -326,13 +326,13 @@ fn the_example_specs_and_cronjob_manifest_run() {
     let deploy = repo_root().join("query/deploy");
     // The CronJob's spec comes from its ConfigMap.
     let manifest = std::fs::read_to_string(deploy.join("report-cronjob.yaml")).unwrap();
-    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+    let documents: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&manifest)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     let config_map = documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     let embedded = config_map["data"]["compliance.yaml"].as_str().unwrap();
     let cronjob = documents.iter().find(|d| d["kind"] == "CronJob").unwrap();
-    let args = serde_yaml::to_string(&cronjob["spec"]["jobTemplate"]).unwrap();
+    let args = yaml_serde::to_string(&cronjob["spec"]["jobTemplate"]).unwrap();
     assert!(
         args.contains("report /etc/flowsql/compliance.yaml"),
         "{args}"

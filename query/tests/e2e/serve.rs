@@ -895,7 +895,7 @@ fn the_history_deployment_manifest_serves() {
     let store = history_store(dir.path());
     let manifest =
         std::fs::read_to_string(repo_root().join("query/deploy/serve-deployment.yaml")).unwrap();
-    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+    let documents: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&manifest)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
     let kind = |k: &str| documents.iter().find(|d| d["kind"] == k).unwrap().clone();

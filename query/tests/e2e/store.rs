@@ -1277,10 +1277,10 @@ fn a_hand_made_schema_version_2_is_read_as_one_table_and_compacted_into() {
 fn the_flowstore_cronjob_manifests_run_against_s3() {
     let manifest =
         std::fs::read_to_string(repo_root().join("query/deploy/flowstore-cronjob.yaml")).unwrap();
-    let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&manifest)
+    let documents: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&manifest)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    let jobs: Vec<&serde_yaml::Value> = documents
+    let jobs: Vec<&yaml_serde::Value> = documents
         .iter()
         .filter(|d| d["kind"] == "CronJob")
         .collect();
