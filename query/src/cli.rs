@@ -109,6 +109,8 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Connections allowed in a baseline period and denied by policy in a window (or the reverse)
     Regressions(RegressionArgs),
+    /// Network policies against the recorded connections (whatif: before they are applied)
+    Policy(crate::policy::PolicyArgs),
     /// Run a spec of compliance checks; write HTML, Markdown or JSON; exit 1 if a check failed
     Report(ReportArgs),
     /// Serve the history on the Hubble Observer API (hubble observe --server, Hubble UI)

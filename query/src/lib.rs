@@ -11,6 +11,7 @@ pub mod exec;
 pub mod hints;
 pub mod hourly;
 pub mod maintenance;
+pub mod policy;
 pub mod print;
 pub mod regressions;
 pub mod repl;
@@ -51,6 +52,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
             replay(&cli, args, matches, range).await
         }
         Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
+        Some(Command::Policy(args)) => match &args.command {
+            policy::PolicyCommand::Whatif(whatif) => policy::run(&cli, whatif, range, now).await,
+        },
         Some(Command::Report(args)) => report::run(&cli, args, now).await,
         Some(Command::Serve(_)) if !range.is_unbounded() => {
             eprintln!(

@@ -4,6 +4,7 @@
 mod capture;
 mod follow;
 mod hubble;
+mod policy;
 mod replay;
 mod report;
 mod serve;

@@ -111,7 +111,8 @@ pub enum Request {
         /// Path with the query, as Envoy's `:path`.
         path: String,
         host: String,
-        headers: Vec<(String, String)>,
+        /// `None`: not known for this request (grouped away); header rules are then UNCERTAIN.
+        headers: Option<Vec<(String, String)>>,
     },
     Dns {
         query: String,
@@ -366,13 +367,30 @@ impl PolicySet {
                     l7: L7State::Proxied,
                 };
             };
-            if let Some((policy, spec, rule)) = l7_rules
-                .iter()
-                .find(|(_, _, r)| r.l7.as_ref().is_some_and(|l7| l7_allows(l7, request)))
-            {
+            let mut unknown = None;
+            for (policy, spec, rule) in &l7_rules {
+                match rule
+                    .l7
+                    .as_ref()
+                    .map_or(Match::No, |l7| l7_allows(l7, request))
+                {
+                    Match::Yes => {
+                        return SideVerdict {
+                            outcome: Outcome::Allowed,
+                            by: Some(reference(policy, *spec, rule)),
+                            l7: L7State::Decided,
+                        }
+                    }
+                    Match::Unknown(reason) => {
+                        unknown.get_or_insert((reason, reference(policy, *spec, rule)));
+                    }
+                    Match::No => {}
+                }
+            }
+            if let Some((reason, by)) = unknown {
                 return SideVerdict {
-                    outcome: Outcome::Allowed,
-                    by: Some(reference(policy, *spec, rule)),
+                    outcome: Outcome::Uncertain(reason),
+                    by: Some(by),
                     l7: L7State::Decided,
                 };
             }
@@ -495,7 +513,7 @@ fn ports_match(ports: Option<&[PortMatch]>, c: &Connection) -> Match {
     result
 }
 
-fn l7_allows(l7: &L7, request: &Request) -> bool {
+fn l7_allows(l7: &L7, request: &Request) -> Match {
     match (l7, request) {
         (
             L7::Http(rules),
@@ -505,14 +523,22 @@ fn l7_allows(l7: &L7, request: &Request) -> bool {
                 host,
                 headers,
             },
-        ) => rules
-            .iter()
-            .any(|rule| http_allows(rule, method, path, host, headers)),
+        ) => {
+            let mut result = Match::No;
+            for rule in rules {
+                match http_allows(rule, method, path, host, headers.as_deref()) {
+                    Match::Yes => return Match::Yes,
+                    Match::Unknown(r) => result = Match::Unknown(r),
+                    Match::No => {}
+                }
+            }
+            result
+        }
         (L7::Dns(patterns), Request::Dns { query }) => {
             let query = query.trim().trim_end_matches('.').to_lowercase();
-            patterns.iter().any(|p| p.is_match(&query))
+            yes(patterns.iter().any(|p| p.is_match(&query)))
         }
-        _ => false,
+        _ => Match::No,
     }
 }
 
@@ -521,14 +547,18 @@ fn http_allows(
     method: &str,
     path: &str,
     host: &str,
-    headers: &[(String, String)],
-) -> bool {
-    rule.method.as_ref().is_none_or(|r| r.is_match(method))
+    headers: Option<&[(String, String)]>,
+) -> Match {
+    let line = rule.method.as_ref().is_none_or(|r| r.is_match(method))
         && rule.path.as_ref().is_none_or(|r| r.is_match(path))
-        && rule.host.as_ref().is_none_or(|r| r.is_match(host))
-        && rule.headers.iter().all(|(name, value)| {
+        && rule.host.as_ref().is_none_or(|r| r.is_match(host));
+    yes(line).and(|| match (headers, rule.headers.is_empty()) {
+        (_, true) => Match::Yes,
+        (None, false) => Match::Unknown("HTTP headers not evaluated"),
+        (Some(headers), false) => yes(rule.headers.iter().all(|(name, value)| {
             headers.iter().any(|(k, v)| {
                 k.eq_ignore_ascii_case(name) && value.as_ref().is_none_or(|want| want == v)
             })
-        })
+        })),
+    })
 }

@@ -41,7 +41,7 @@ fn http(source: &Endpoint, destination: &Endpoint, method: &str, path: &str) -> 
             method: method.into(),
             path: path.into(),
             host: "backend".into(),
-            headers: Vec::new(),
+            headers: Some(Vec::new()),
         }),
         ..tcp(source, destination, 80)
     }

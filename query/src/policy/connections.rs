@@ -1,0 +1,305 @@
+//! The recorded connections of a window, deduplicated for the policy engine: one group per
+//! distinct (source identity, destination identity, protocol, port, L7 request, recorded
+//! verdict and attribution), with its flows, pods, first/last seen and an example flow.
+//! Identities are few and flows many, so the engine runs once per group, not once per flow.
+//!
+//! What counts as a connection: requests only (`is_reply` not true), and of Hubble's events
+//! the policy verdicts (one per new connection and direction, type 5) and the L7 requests
+//! (type 129); flows without an event type (the recorder's own eBPF capture) count as they
+//! are. Trace and drop events repeat what the policy verdict says.
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampNanosecondType};
+use flow_spec::policy::{Connection, Endpoint, Request, Transport};
+
+use crate::session::FlowSession;
+
+/// How the recording decided a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Recorded {
+    Allowed,
+    /// Denied by policy (POLICY_DENIED, POLICY_DENY, AUTH_REQUIRED, an L7 request dropped by
+    /// the proxy, or AUDIT: what the installed policies would have denied).
+    Denied,
+    /// Dropped for a reason that is not policy: outside what a policy change decides.
+    OtherDrop,
+}
+
+/// One end, as grouped.
+#[derive(Debug, Clone)]
+pub struct End {
+    pub namespace: String,
+    /// Workload, else pod name without replica suffix, else DNS name, reserved identity or IP.
+    pub peer: String,
+    pub endpoint: Endpoint,
+}
+
+impl End {
+    /// `ns/workload`, or the peer alone outside the cluster.
+    pub fn name(&self) -> String {
+        if self.namespace.is_empty() {
+            self.peer.clone()
+        } else {
+            format!("{}/{}", self.namespace, self.peer)
+        }
+    }
+}
+
+/// One group of recorded flows: a connection as the engine sees it, and what was recorded.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub source: End,
+    pub destination: End,
+    pub protocol: String,
+    pub connection: Connection,
+    pub recorded: Recorded,
+    pub verdict: String,
+    pub drop_reason: String,
+    /// Policy names per side, as recorded (`*_allowed_by`, `*_denied_by`).
+    pub egress_allowed_by: Vec<String>,
+    pub ingress_allowed_by: Vec<String>,
+    pub egress_denied_by: Vec<String>,
+    pub ingress_denied_by: Vec<String>,
+    pub flows: u64,
+    pub source_pods: u64,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub example_uuid: String,
+}
+
+const POLICY_DROPS: &str = "'POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED'";
+
+/// The grouping query (`namespace`: only connections with an end in it).
+pub fn sql(namespace: Option<&str>) -> String {
+    let side = |s: &str, ip: &str| {
+        format!(
+            "array_to_string({s}_labels, ' ') AS {s}_labels_text,
+  coalesce(CAST({s}_namespace AS VARCHAR), '') AS {s}_ns,
+  coalesce(CAST(peer({s}_workload, {s}_pod_name, {s}_names, {s}_labels, {ip}) AS VARCHAR), '') AS {s}_peer,
+  CASE WHEN {s}_namespace IS NULL THEN CAST({ip} AS VARCHAR) END AS {s}_ip,
+  CASE WHEN {s}_namespace IS NULL THEN array_to_string({s}_names, ' ') END AS {s}_names_text"
+        )
+    };
+    let filter = match namespace {
+        Some(ns) => {
+            let ns = ns.replace('\'', "''");
+            format!(" AND (source_namespace = '{ns}' OR destination_namespace = '{ns}')")
+        }
+        None => String::new(),
+    };
+    format!(
+        "WITH c AS (SELECT
+  {source},
+  {destination},
+  coalesce(CAST(l4_protocol AS VARCHAR), '') AS protocol,
+  CAST(coalesce(destination_port, 0) AS BIGINT) AS port,
+  CASE WHEN l7_protocol = 'http' THEN CAST(http_method AS VARCHAR) END AS http_method,
+  CASE WHEN l7_protocol = 'http' THEN CAST(http_url AS VARCHAR) END AS http_url,
+  CASE WHEN l7_protocol = 'dns' THEN CAST(dns_query AS VARCHAR) END AS dns_query,
+  coalesce(CAST(verdict AS VARCHAR), '') AS verdict,
+  coalesce(CAST(drop_reason_desc AS VARCHAR), '') AS drop_reason,
+  CASE
+    WHEN verdict = 'AUDIT' THEN 'denied'
+    WHEN verdict = 'DROPPED' AND (drop_reason_desc IN ({POLICY_DROPS}) OR l7_protocol IS NOT NULL) THEN 'denied'
+    WHEN verdict = 'DROPPED' THEN 'other'
+    ELSE 'allowed' END AS recorded,
+  coalesce(policy_list(egress_allowed_by), '') AS egress_allowed,
+  coalesce(policy_list(ingress_allowed_by), '') AS ingress_allowed,
+  coalesce(policy_list(egress_denied_by), '') AS egress_denied,
+  coalesce(policy_list(ingress_denied_by), '') AS ingress_denied,
+  CAST(ip_source AS VARCHAR) AS any_source_ip,
+  CAST(ip_destination AS VARCHAR) AS any_destination_ip,
+  source_pod_name, time, uuid
+FROM flows
+WHERE is_reply IS NOT TRUE
+  AND (event_type IS NULL OR event_type = 5 OR (event_type = 129 AND l7_type = 'REQUEST')){filter})
+SELECT source_labels_text, source_ns, source_peer, source_ip, source_names_text,
+  destination_labels_text, destination_ns, destination_peer, destination_ip, destination_names_text,
+  protocol, port, http_method, http_url, dns_query, verdict, drop_reason, recorded,
+  egress_allowed, ingress_allowed, egress_denied, ingress_denied,
+  count(*) AS flows, count(DISTINCT source_pod_name) AS source_pods,
+  min(time) AS first_seen, max(time) AS last_seen, min(uuid) AS example_uuid,
+  min(any_source_ip) AS example_source_ip, min(any_destination_ip) AS example_destination_ip
+FROM c
+GROUP BY source_labels_text, source_ns, source_peer, source_ip, source_names_text,
+  destination_labels_text, destination_ns, destination_peer, destination_ip, destination_names_text,
+  protocol, port, http_method, http_url, dns_query, verdict, drop_reason, recorded,
+  egress_allowed, ingress_allowed, egress_denied, ingress_denied",
+        source = side("source", "ip_source"),
+        destination = side("destination", "ip_destination"),
+    )
+}
+
+/// Runs the grouping query over the session's window.
+pub async fn groups(
+    session: &FlowSession,
+    namespace: Option<&str>,
+) -> Result<Vec<Group>, datafusion::error::DataFusionError> {
+    let frame = session.ctx.sql(&sql(namespace)).await?;
+    let frame = session.frame(frame.into_unoptimized_plan());
+    let batches = frame.collect().await?;
+    let mut groups = Vec::new();
+    for batch in &batches {
+        groups.extend(decode(batch)?);
+    }
+    Ok(groups)
+}
+
+fn words(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split([' ', ','])
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn decode(batch: &RecordBatch) -> Result<Vec<Group>, datafusion::error::DataFusionError> {
+    let text = |name: &str| -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
+        })?;
+        let column = cast(column, &DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        Ok((0..column.len())
+            .map(|i| column.is_valid(i).then(|| column.value(i).to_owned()))
+            .collect())
+    };
+    let int = |name: &str| -> Result<Vec<i64>, datafusion::error::DataFusionError> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
+        })?;
+        let column = cast(column, &DataType::Int64)?;
+        Ok(column.as_primitive::<Int64Type>().values().to_vec())
+    };
+    let time = |name: &str| -> Result<Vec<i64>, datafusion::error::DataFusionError> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
+        })?;
+        Ok(column
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .to_vec())
+    };
+    let end = |side: &str| -> Result<Vec<End>, datafusion::error::DataFusionError> {
+        let labels = text(&format!("{side}_labels_text"))?;
+        let namespaces = text(&format!("{side}_ns"))?;
+        let peers = text(&format!("{side}_peer"))?;
+        let ips = text(&format!("{side}_ip"))?;
+        let names = text(&format!("{side}_names_text"))?;
+        let examples = text(&format!("example_{side}_ip"))?;
+        Ok((0..batch.num_rows())
+            .map(|r| {
+                let namespace = namespaces[r].clone().unwrap_or_default();
+                let ip = ips[r].clone().or_else(|| examples[r].clone());
+                End {
+                    endpoint: Endpoint::new(
+                        &words(labels[r].as_deref()),
+                        Some(namespace.as_str()),
+                        ip.as_deref(),
+                        &words(names[r].as_deref()),
+                    ),
+                    namespace,
+                    peer: peers[r].clone().unwrap_or_default(),
+                }
+            })
+            .collect())
+    };
+    let (sources, destinations) = (end("source")?, end("destination")?);
+    let (protocol, port) = (text("protocol")?, int("port")?);
+    let (method, url, query) = (text("http_method")?, text("http_url")?, text("dns_query")?);
+    let (verdict, reason, recorded) = (text("verdict")?, text("drop_reason")?, text("recorded")?);
+    let policies = [
+        text("egress_allowed")?,
+        text("ingress_allowed")?,
+        text("egress_denied")?,
+        text("ingress_denied")?,
+    ];
+    let (flows, pods) = (int("flows")?, int("source_pods")?);
+    let (first, last, uuid) = (
+        time("first_seen")?,
+        time("last_seen")?,
+        text("example_uuid")?,
+    );
+    let mut groups = Vec::with_capacity(batch.num_rows());
+    for (r, (source, destination)) in sources.into_iter().zip(destinations).enumerate() {
+        let protocol = protocol[r].clone().unwrap_or_default();
+        let transport = match protocol.as_str() {
+            "TCP" => Transport::Tcp,
+            "UDP" => Transport::Udp,
+            "SCTP" => Transport::Sctp,
+            _ => Transport::Other,
+        };
+        let request = match (&method[r], &url[r], &query[r]) {
+            (Some(method), Some(url), _) => {
+                let (host, path) = split_url(url);
+                Some(Request::Http {
+                    method: method.clone(),
+                    path,
+                    host,
+                    headers: None,
+                })
+            }
+            (_, _, Some(query)) => Some(Request::Dns {
+                query: query.clone(),
+            }),
+            _ => None,
+        };
+        let connection = Connection {
+            source: source.endpoint.clone(),
+            destination: destination.endpoint.clone(),
+            transport,
+            port: u16::try_from(port[r]).unwrap_or(0),
+            request,
+        };
+        let names = |i: usize| words(policies[i][r].as_deref());
+        groups.push(Group {
+            source,
+            destination,
+            protocol,
+            connection,
+            recorded: match recorded[r].as_deref() {
+                Some("denied") => Recorded::Denied,
+                Some("other") => Recorded::OtherDrop,
+                _ => Recorded::Allowed,
+            },
+            verdict: verdict[r].clone().unwrap_or_default(),
+            drop_reason: reason[r].clone().unwrap_or_default(),
+            egress_allowed_by: names(0),
+            ingress_allowed_by: names(1),
+            egress_denied_by: names(2),
+            ingress_denied_by: names(3),
+            flows: flows[r] as u64,
+            source_pods: pods[r] as u64,
+            first_seen: first[r],
+            last_seen: last[r],
+            example_uuid: uuid[r].clone().unwrap_or_default(),
+        });
+    }
+    Ok(groups)
+}
+
+/// `http://host[:port]/path?query` -> (authority, path with query), as Envoy sees them.
+fn split_url(url: &str) -> (String, String) {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.find('/') {
+        Some(i) => (
+            rest[..i].to_owned(),
+            rest[i..].split('#').next().unwrap_or("/").to_owned(),
+        ),
+        None => (rest.to_owned(), "/".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_split_as_envoy_sees_them() {
+        assert_eq!(
+            super::split_url("http://user-service.prod:8080/v1/a?x=1#f"),
+            ("user-service.prod:8080".into(), "/v1/a?x=1".into())
+        );
+        assert_eq!(super::split_url("http://h"), ("h".into(), "/".into()));
+    }
+}

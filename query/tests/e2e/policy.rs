@@ -1,0 +1,242 @@
+//! `flowsql policy whatif` on the bundled incident (sample-captures/typo-policy-incident and
+//! the policies of its story in sample-captures/policies): the typo'd revision names exactly
+//! api-gateway -> user-service:80 as newly denied, the fixed one nothing, the L7 revision
+//! POST /post; counts are re-counted from the JSON the store was made from.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+fn policy(name: &str) -> String {
+    repo_root()
+        .join("sample-captures/policies")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn whatif(store: &str, window: (&str, &str), args: &[&str]) -> Run {
+    let mut all = vec![
+        "--store", store, "--since", window.0, "--until", window.1, "policy", "whatif",
+    ];
+    all.extend(args);
+    flowsql(&all, &[])
+}
+
+/// CSV rows as (change, source, destination, port, l7, flows).
+fn rows(csv: &str) -> Vec<(String, String, String, String, String, u64)> {
+    csv.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            (
+                f[0].into(),
+                f[1].into(),
+                f[2].into(),
+                f[3].into(),
+                f[4].into(),
+                f[5].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn app(flow: &Value, side: &str) -> String {
+    flow[side]["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|l| l.strip_prefix("k8s:app="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The connections api-gateway -> user-service:80 in [from, to): policy verdict events of
+/// requests, as the command counts them.
+fn gateway_to_users(from: &str, to: &str) -> u64 {
+    json_lines(&incident_capture())
+        .iter()
+        .map(|l| &l["flow"])
+        .filter(|f| {
+            let t = f["time"].as_str().unwrap();
+            (from..to).contains(&t)
+                && f["event_type"]["type"] == 5
+                && f["is_reply"] != true
+                && app(f, "source") == "api-gateway"
+                && app(f, "destination") == "user-service"
+                && f["l4"]["TCP"]["destination_port"] == 80
+        })
+        .count() as u64
+}
+
+#[test]
+fn whatif_tells_the_incident_before_it_happened() {
+    let (_dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let hour_before = ("2026-11-24T08:05:00Z", "2026-11-24T09:05:00Z");
+    // The typo'd revision: exactly one connection newly denied, and the rule that never
+    // matched is named.
+    let typo = whatif(
+        &store,
+        hour_before,
+        &[
+            &policy("api-access-policy-r12-typo.yaml"),
+            "--format",
+            "csv",
+            "--fail-on",
+            "newly-denied",
+        ],
+    );
+    assert_eq!(typo.status, 1, "{}", typo.stderr);
+    let expected = gateway_to_users("2026-11-24T08:05", "2026-11-24T09:05");
+    assert!(expected > 100, "{expected}");
+    assert_eq!(
+        rows(&typo.stdout),
+        vec![(
+            "NEWLY_DENIED".to_owned(),
+            "prod-app/api-gateway".to_owned(),
+            "prod-app/user-service".to_owned(),
+            "80/TCP".to_owned(),
+            String::new(),
+            expected
+        )]
+    );
+    assert!(
+        typo.stdout.contains("default deny (egress)"),
+        "{}",
+        typo.stdout
+    );
+    assert!(
+        typo.stderr.contains("rules that decided no recorded connection: prod-app/api-access-policy (CiliumNetworkPolicy) egress[0]"),
+        "{}",
+        typo.stderr
+    );
+    // The fixed revision changes nothing.
+    let fixed = whatif(
+        &store,
+        hour_before,
+        &[
+            &policy("api-access-policy-r13-fixed.yaml"),
+            "--format",
+            "csv",
+            "--fail-on",
+            "newly-denied",
+        ],
+    );
+    assert_eq!(fixed.status, 0, "{}", fixed.stderr);
+    assert!(rows(&fixed.stdout).is_empty(), "{}", fixed.stdout);
+    assert!(
+        fixed.stderr.contains("UNCHANGED_ALLOWED"),
+        "{}",
+        fixed.stderr
+    );
+    // Applied over the denied window instead, it allows what the typo denied.
+    let denied_window = ("2026-11-24T09:05:00Z", "2026-11-24T09:47:00Z");
+    let repaired = whatif(
+        &store,
+        denied_window,
+        &[
+            &policy("api-access-policy-r13-fixed.yaml"),
+            "--mode",
+            "replace",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    let repaired = rows(&repaired.stdout);
+    assert_eq!(repaired.len(), 1, "{repaired:?}");
+    assert_eq!(repaired[0].0, "NEWLY_ALLOWED");
+    assert_eq!(
+        repaired[0].5,
+        gateway_to_users("2026-11-24T09:05", "2026-11-24T09:47")
+    );
+    // The L7 revision of 10:10 against the fixed one: POST /post changes at L7, nothing else.
+    let after_l7 = ("2026-11-24T10:10:00Z", "2026-11-24T11:00:00Z");
+    let l7 = whatif(
+        &store,
+        after_l7,
+        &[
+            &policy("api-access-policy-r14-l7.yaml"),
+            "--baseline",
+            &policy("api-access-policy-r13-fixed.yaml"),
+            "--mode",
+            "replace",
+            "--format",
+            "csv",
+        ],
+    )
+    .ok();
+    let changed = rows(&l7.stdout);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(
+        (changed[0].0.as_str(), changed[0].4.as_str()),
+        ("L7_CHANGED", "POST /post")
+    );
+    let posts = json_lines(&incident_capture())
+        .iter()
+        .map(|l| &l["flow"])
+        .filter(|f| f["l7"]["type"] == "REQUEST" && f["l7"]["http"]["method"] == "POST")
+        .count() as u64;
+    assert_eq!(changed[0].5, posts);
+    // Before any L7 was recorded, an L7 rule's effect is unknown, not guessed.
+    let blind = whatif(
+        &store,
+        hour_before,
+        &[&policy("api-access-policy-r14-l7.yaml"), "--format", "csv"],
+    )
+    .ok();
+    assert_eq!(
+        rows(&blind.stdout)[0].0,
+        "UNCERTAIN(L7 not visible)",
+        "{}",
+        blind.stdout
+    );
+    // A pull-request comment.
+    let md = whatif(
+        &store,
+        hour_before,
+        &[&policy("api-access-policy-r12-typo.yaml"), "--markdown"],
+    )
+    .ok();
+    assert!(md.stdout.starts_with("### Policy what-if"), "{}", md.stdout);
+    assert!(
+        md.stdout
+            .contains("| NEWLY_DENIED | prod-app/api-gateway | prod-app/user-service | 80/TCP |"),
+        "{}",
+        md.stdout
+    );
+}
+
+#[test]
+fn whatif_bad_policies_are_named_and_exit_2() {
+    let (dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: a, namespace: x}\nspec: {endpointSelector: {}}\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: b}\nspec:\n  endpointSelector: {}\n  egress:\n  - toPort: [{ports: [{port: '80'}]}]\n",
+    )
+    .unwrap();
+    let window = ("2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z");
+    let run = whatif(&store, window, &[bad.to_str().unwrap()]);
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr
+            .contains("bad.yaml, document 2: spec.egress[0].toPort: unknown field `toPort`"),
+        "{}",
+        run.stderr
+    );
+    let missing: PathBuf = dir.path().join("nope.yaml");
+    let run = whatif(&store, window, &[missing.to_str().unwrap()]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("nope.yaml"), "{}", run.stderr);
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let run = whatif(&store, window, &[empty.to_str().unwrap()]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("no policy in it"), "{}", run.stderr);
+}
