@@ -162,6 +162,16 @@ for t in [
 ]:
     put("report_spec", t)
 
+# policy_documents: the incident's policy revisions, and the shapes users write.
+for name in sorted(os.listdir(os.path.join(root, "sample-captures", "policies"))):
+    put("policy_documents", open(os.path.join(root, "sample-captures", "policies", name)).read())
+for t in [
+    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: x}\nspec:\n  podSelector: {matchLabels: {role: db}}\n  ingress:\n  - from:\n    - ipBlock: {cidr: 172.17.0.0/16, except: [172.17.1.0/24]}\n    - namespaceSelector: {matchLabels: {project: p}}\n      podSelector: {matchExpressions: [{key: role, operator: In, values: [a]}]}\n    ports: [{protocol: TCP, port: 6379, endPort: 6380}]\n",
+    "apiVersion: v1\nkind: List\nitems:\n- apiVersion: cilium.io/v2\n  kind: CiliumClusterwideNetworkPolicy\n  metadata: {name: c}\n  specs:\n  - endpointSelector: {}\n    ingressDeny: [{fromEntities: [world]}]\n    egress: [{toFQDNs: [{matchPattern: '**.example.com'}], toPorts: [{ports: [{port: '443'}]}]}]\n",
+    "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p}\nspec:\n  endpointSelector: {}\n  enableDefaultDeny: {ingress: false}\n  ingress: [{}]\n  egress: [{toCIDRSet: [{cidr: 10.0.0.0/8, except: [10.1.0.0/16]}], toPorts: [{ports: [{port: http}], rules: {http: [{method: GET, path: '/a.*', headers: ['X: y']}]}}]}]\n",
+]:
+    put("policy_documents", t)
+
 # field_masks: the hubble CLI's default mask (one path per line), and a few others.
 put("field_masks", "\n".join(["time", "verdict", "ethernet", "IP", "l4", "source.identity",
     "source.namespace", "source.pod_name", "destination.identity", "destination.namespace",

@@ -260,7 +260,15 @@ pub async fn run(
         items.push((class, g, before, after));
     }
     let rows = impact::rows(items);
-    let summary = Summary::of(&rows, &range, &args.baseline, args.mode, other_drops);
+    let evaluated = groups.len();
+    let summary = Summary::of(
+        &rows,
+        &range,
+        &args.baseline,
+        args.mode,
+        other_drops,
+        evaluated,
+    );
     let dead = impact::unused_rules(&proposed, &used);
     let shown: Vec<&impact::Row> = rows
         .iter()
@@ -315,6 +323,8 @@ struct Summary {
     connections: usize,
     flows: u64,
     other_drops: u64,
+    /// Distinct connections the engine decided (before rows merge what prints alike).
+    evaluated: usize,
 }
 
 impl Summary {
@@ -324,6 +334,7 @@ impl Summary {
         baseline: &str,
         mode: ModeArg,
         other_drops: u64,
+        evaluated: usize,
     ) -> Summary {
         let mut classes: Vec<(String, u64, u64)> = Vec::new();
         for row in rows {
@@ -345,6 +356,7 @@ impl Summary {
             flows: rows.iter().map(|r| r.flows).sum(),
             classes,
             other_drops,
+            evaluated,
         }
     }
 
@@ -367,6 +379,10 @@ impl Summary {
                 classes.join(", ")
             }
         );
+        text.push_str(&format!(
+            "; {} distinct connections evaluated",
+            self.evaluated
+        ));
         if self.other_drops > 0 {
             text.push_str(&format!(
                 "; {} flows dropped for reasons other than policy were not evaluated",
