@@ -54,6 +54,9 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
         Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
         Some(Command::Policy(args)) => match &args.command {
             policy::PolicyCommand::Whatif(whatif) => policy::run(&cli, whatif, range, now).await,
+            policy::PolicyCommand::Suggest(suggest) => {
+                policy::run_suggest(&cli, suggest, range, now).await
+            }
         },
         Some(Command::Report(args)) => report::run(&cli, args, now).await,
         Some(Command::Serve(_)) if !range.is_unbounded() => {

@@ -6,7 +6,10 @@
 //! What counts as a connection: requests only (`is_reply` not true), and of Hubble's events
 //! the policy verdicts (one per new connection and direction, type 5) and the L7 requests
 //! (type 129); flows without an event type (the recorder's own eBPF capture) count as they
-//! are. Trace and drop events repeat what the policy verdict says.
+//! are. Trace and drop events (types 4, 1) repeat what a policy verdict says, so they count
+//! only for connections (identities, protocol, port) that have no policy verdict in the
+//! window (agents without policy-verdict notifications, captures of traces only); there each
+//! request event counts.
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
@@ -110,10 +113,19 @@ pub fn sql(namespace: Option<&str>) -> String {
   coalesce(policy_list(ingress_denied_by), '') AS ingress_denied,
   CAST(ip_source AS VARCHAR) AS any_source_ip,
   CAST(ip_destination AS VARCHAR) AS any_destination_ip,
-  source_pod_name, time, uuid
+  source_pod_name, time, uuid, event_type
 FROM flows
 WHERE is_reply IS NOT TRUE
-  AND (event_type IS NULL OR event_type = 5 OR (event_type = 129 AND l7_type = 'REQUEST')){filter})
+  AND (event_type IS NULL OR event_type IN (1, 4, 5) OR (event_type = 129 AND l7_type = 'REQUEST')){filter}),
+k AS (SELECT *, concat_ws('|', source_labels_text, source_ns, source_peer, coalesce(source_ip, ''),
+    destination_labels_text, destination_ns, destination_peer, coalesce(destination_ip, ''),
+    protocol, CAST(port AS VARCHAR)) AS connection_key FROM c),
+verdicts AS (SELECT DISTINCT connection_key FROM k WHERE event_type = 5),
+kept AS (
+  SELECT * FROM k WHERE event_type IS NULL OR event_type IN (5, 129)
+  UNION ALL
+  SELECT k.* FROM k LEFT ANTI JOIN verdicts ON k.connection_key = verdicts.connection_key
+  WHERE k.event_type IN (1, 4))
 SELECT source_labels_text, source_ns, source_peer, source_ip, source_names_text,
   destination_labels_text, destination_ns, destination_peer, destination_ip, destination_names_text,
   protocol, port, http_method, http_url, dns_query, verdict, drop_reason, recorded,
@@ -121,7 +133,7 @@ SELECT source_labels_text, source_ns, source_peer, source_ip, source_names_text,
   count(*) AS flows, count(DISTINCT source_pod_name) AS source_pods,
   min(time) AS first_seen, max(time) AS last_seen, min(uuid) AS example_uuid,
   min(any_source_ip) AS example_source_ip, min(any_destination_ip) AS example_destination_ip
-FROM c
+FROM kept
 GROUP BY source_labels_text, source_ns, source_peer, source_ip, source_names_text,
   destination_labels_text, destination_ns, destination_peer, destination_ip, destination_names_text,
   protocol, port, http_method, http_url, dns_query, verdict, drop_reason, recorded,

@@ -265,6 +265,8 @@ pub struct Row {
     pub before: String,
     pub after: String,
     pub example_uuid: String,
+    /// Allowed before and denied after (NEWLY_DENIED, and L7_CHANGED that way).
+    pub denies: bool,
 }
 
 /// What a row is printed with: class, source, destination, port, L7, before, after.
@@ -308,6 +310,7 @@ pub fn rows(items: Vec<(Class, &Group, Decision, Decision)>) -> Vec<Row> {
             before: before.because.clone(),
             after: after.because.clone(),
             example_uuid: g.example_uuid.clone(),
+            denies: before.outcome == Outcome::Allowed && after.outcome == Outcome::Denied,
         });
         row.flows += g.flows;
         row.source_pods = row.source_pods.max(g.source_pods);

@@ -7,6 +7,7 @@
 
 pub mod connections;
 pub mod impact;
+pub mod suggest;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -26,7 +27,7 @@ use crate::cli::Cli;
 use crate::print::{OutputFormat, Printer};
 use crate::session::FlowSession;
 use connections::Recorded;
-use impact::{Class, Decision, Mode};
+use impact::{Decision, Mode};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -52,6 +53,144 @@ pub struct PolicyArgs {
 pub enum PolicyCommand {
     /// What proposed policies would deny or allow among the recorded connections
     Whatif(WhatifArgs),
+    /// Least-privilege policies from the connections recorded as allowed
+    Suggest(SuggestArgs),
+}
+
+const SUGGEST_EXAMPLES: &str = "\
+Examples:
+  flowsql --since 7d policy suggest -n prod-app > prod-app-policies.yaml
+  flowsql --since 7d policy suggest -n prod-app --workload api-gateway --l7
+  flowsql --since 7d policy suggest --kind knp -n shop --output shop.yaml
+
+One policy per workload (selected by its app.kubernetes.io/name, app or k8s-app label, else
+its service account), from the connections recorded as allowed in the window (the last 7 days
+without --since/--until). The suggestion is checked on the same connections before it is
+printed: a recorded connection it would deny is an error (exit 1). Check it on later traffic
+with `flowsql policy whatif FILE`.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// CiliumNetworkPolicy (L7 and FQDN rules)
+    Cnp,
+    /// Kubernetes NetworkPolicy
+    Knp,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = SUGGEST_EXAMPLES)]
+pub struct SuggestArgs {
+    /// Only workloads in this namespace
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only this workload (the value of its app label)
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// Policy kind to write
+    #[arg(long, value_enum, default_value_t = KindArg::Cnp)]
+    pub kind: KindArg,
+    /// Add HTTP rules for the requests seen (CiliumNetworkPolicy)
+    #[arg(long)]
+    pub l7: bool,
+    /// Write the policies to FILE instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+pub async fn run_suggest(
+    cli: &Cli,
+    args: &SuggestArgs,
+    range: TimeRange,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ExitCode {
+    let fail = |code: u8, error: &dyn std::error::Error| {
+        crate::hints::print_failure(error);
+        ExitCode::from(code)
+    };
+    let range = if range.is_unbounded() {
+        let now = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        TimeRange {
+            since: Some(now - 7 * 24 * 3_600_000_000_000),
+            until: Some(now),
+        }
+    } else {
+        range
+    };
+    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
+        Ok(session) => session,
+        Err(error) => return fail(2, &error),
+    };
+    let groups = match connections::groups(&session, args.namespace.as_deref()).await {
+        Ok(groups) => groups,
+        Err(error) => return fail(1, &error),
+    };
+    let kind = match args.kind {
+        KindArg::Cnp => suggest::Kind::Cilium,
+        KindArg::Knp => suggest::Kind::Kubernetes,
+    };
+    let yaml = suggest::suggest(
+        &groups,
+        kind,
+        args.l7,
+        args.namespace.as_deref(),
+        args.workload.as_deref(),
+    );
+    if yaml.is_empty() {
+        eprintln!("flowsql policy suggest: no allowed connection of a labelled workload in the window: nothing to suggest");
+        return ExitCode::SUCCESS;
+    }
+    // The loop closed: the suggestion must allow every connection it was made from.
+    let semantics = match args.kind {
+        KindArg::Cnp => Semantics::Cilium,
+        KindArg::Knp => Semantics::Kubernetes,
+    };
+    let set = match policy::parse("suggestion", &yaml)
+        .map_err(WhatifError::from)
+        .and_then(|loaded| Ok(policy::compile(&loaded, semantics, "default")?))
+    {
+        Ok(set) => set,
+        Err(error) => return fail(1, &error),
+    };
+    let mut checked = 0;
+    let mut denied = Vec::new();
+    for g in groups.iter().filter(|g| g.recorded == Recorded::Allowed) {
+        let verdict = set.decide(&g.connection);
+        let selected = verdict.egress.by.is_some() || verdict.ingress.by.is_some();
+        if !selected {
+            continue;
+        }
+        checked += 1;
+        if verdict.outcome != flow_spec::policy::Outcome::Allowed {
+            denied.push(format!(
+                "{} -> {} {}/{}: {}",
+                g.source.name(),
+                g.destination.name(),
+                g.connection.port,
+                g.protocol,
+                impact::of_set(g, &set).0.because
+            ));
+        }
+    }
+    let written = match &args.output {
+        Some(path) => std::fs::write(path, &yaml),
+        None => std::io::stdout().lock().write_all(yaml.as_bytes()),
+    };
+    if let Err(error) = written {
+        return fail(1, &error);
+    }
+    eprintln!(
+        "flowsql policy suggest: {} policies; checked on the same window: {checked} recorded connections, {} newly denied",
+        yaml.matches("\nkind: ").count(),
+        denied.len()
+    );
+    if denied.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for line in &denied {
+            eprintln!("flowsql policy suggest: would deny {line}");
+        }
+        ExitCode::from(1)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,9 +441,7 @@ pub async fn run(
     }
     let failed = match args.fail_on {
         None => false,
-        Some(FailOn::NewlyDenied) => rows
-            .iter()
-            .any(|r| matches!(r.class, Class::NewlyDenied | Class::L7Changed)),
+        Some(FailOn::NewlyDenied) => rows.iter().any(|r| r.denies),
         Some(FailOn::Changed) => rows.iter().any(|r| r.class.changed()),
     };
     if failed || session.damaged() {

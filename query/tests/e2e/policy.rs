@@ -240,3 +240,78 @@ fn whatif_bad_policies_are_named_and_exit_2() {
     assert_eq!(run.status, 2);
     assert!(run.stderr.contains("no policy in it"), "{}", run.stderr);
 }
+
+/// `policy suggest`, then `policy whatif` of the suggestion on the same window: nothing the
+/// recording allowed is newly denied, on every bundled capture (the incident's and Hubble's
+/// public samples: pods, world peers, reserved identities, DNS and HTTP).
+#[test]
+fn suggestions_deny_nothing_that_was_recorded_allowed() {
+    let window = ("2000-01-01T00:00:00Z", "2030-01-01T00:00:00Z");
+    let mut captures = vec![incident_capture()];
+    captures.extend(hubble_samples());
+    for capture in captures {
+        let (dir, store) = temp_store();
+        import(&store, &[&capture], &[]).ok();
+        for (kind, l7) in [("cnp", false), ("cnp", true), ("knp", false)] {
+            let file = dir.path().join(format!("suggested-{kind}-{l7}.yaml"));
+            let mut args = vec![
+                "--store",
+                &store,
+                "--since",
+                window.0,
+                "--until",
+                window.1,
+                "policy",
+                "suggest",
+                "--kind",
+                kind,
+                "--output",
+                file.to_str().unwrap(),
+            ];
+            if l7 {
+                args.push("--l7");
+            }
+            let suggested = flowsql(&args, &[]).ok();
+            if suggested.stderr.contains("nothing to suggest") {
+                // The docs' export: two drops of unlabelled endpoints, nothing was allowed.
+                assert!(capture.ends_with("cilium-docs-export-dropped-example.jsonl"));
+                continue;
+            }
+            assert!(
+                suggested.stderr.contains(", 0 newly denied"),
+                "{}: {}",
+                capture.display(),
+                suggested.stderr
+            );
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(text.contains("kind: "), "{text}");
+            let semantics = if kind == "knp" {
+                "kubernetes"
+            } else {
+                "cilium"
+            };
+            let check = whatif(
+                &store,
+                window,
+                &[
+                    file.to_str().unwrap(),
+                    "--semantics",
+                    semantics,
+                    "--fail-on",
+                    "newly-denied",
+                    "--format",
+                    "csv",
+                ],
+            );
+            assert_eq!(
+                check.status,
+                0,
+                "{} {kind} l7={l7}:\n{}\n{}\n{text}",
+                capture.display(),
+                check.stdout,
+                check.stderr
+            );
+            assert!(!rows(&check.stdout).iter().any(|r| r.0 == "NEWLY_DENIED"));
+        }
+    }
+}
