@@ -97,8 +97,8 @@ impl Cli {
     /// How the session treats the store.
     pub fn read_options(&self) -> crate::session::ReadOptions {
         crate::session::ReadOptions {
-            tool: "flowsql",
             strict_store: self.strict_store,
+            ..crate::session::ReadOptions::FLOWSQL
         }
     }
 }

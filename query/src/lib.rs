@@ -67,7 +67,8 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
             ExitCode::from(2)
         }
         Some(Command::Serve(args)) => {
-            match serve::run(&cli.store, cli.read_options(), args).await {
+            let options = cli.read_options().streaming_whole_flows();
+            match serve::run(&cli.store, options, args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(2, &error),
             }
@@ -150,7 +151,8 @@ async fn replay(
         },
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
+    let options = cli.read_options().streaming_whole_flows();
+    let session = match FlowSession::open(&cli.store, range, options).await {
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };

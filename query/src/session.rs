@@ -6,7 +6,6 @@
 //! `time` predicate (those and the SQL's) reaches the tables (`table`), which list only the
 //! `date=…/hour=…` prefixes they allow; a file of another hour is never listed nor opened.
 
-use datafusion::common::config::ConfigNonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::error::DataFusionError;
@@ -41,7 +40,7 @@ pub enum SessionError {
 const COLLECT_STATISTICS_VAR: &str = "DATAFUSION_EXECUTION_COLLECT_STATISTICS";
 const RUNTIME_VAR_PREFIX: &str = "DATAFUSION_RUNTIME_";
 const METADATA_CACHE_VAR: &str = "DATAFUSION_RUNTIME_METADATA_CACHE_LIMIT";
-/// Set, it overrides [`FlowSession::stream_whole_flows`].
+/// Set, it overrides [`ReadOptions::whole_flows`].
 const BATCH_SIZE_VAR: &str = "DATAFUSION_EXECUTION_BATCH_SIZE";
 /// Rows per batch when every column of the flows is streamed out (replay, serve): a flow is
 /// ~100 columns with label lists, so DataFusion's 8,192 rows make ~15-20 MB batches, several of
@@ -65,13 +64,25 @@ pub struct ReadOptions {
     pub tool: &'static str,
     /// `--strict-store`: a damaged object fails the query instead of being left out.
     pub strict_store: bool,
+    /// The statements stream every column of many flows (replay, serve): smaller batches
+    /// (see [`WHOLE_FLOW_BATCH_ROWS`]), unless the environment sets the batch size.
+    pub whole_flows: bool,
 }
 
 impl ReadOptions {
     pub const FLOWSQL: ReadOptions = ReadOptions {
         tool: "flowsql",
         strict_store: false,
+        whole_flows: false,
     };
+
+    /// The same, for statements that stream whole flows.
+    pub fn streaming_whole_flows(self) -> ReadOptions {
+        ReadOptions {
+            whole_flows: true,
+            ..self
+        }
+    }
 }
 
 impl FlowSession {
@@ -98,6 +109,11 @@ impl FlowSession {
         // ([`FlowSession::frame`]); the environment variable (or SET) turns them on everywhere.
         if std::env::var_os(COLLECT_STATISTICS_VAR).is_none() {
             config.options_mut().execution.collect_statistics = false;
+        }
+        // Set before the context exists: set on a running session, the same batch size
+        // measured ~50 MiB more at peak on `replay --all` (not explained yet).
+        if options.whole_flows && std::env::var_os(BATCH_SIZE_VAR).is_none() {
+            config = config.with_batch_size(WHOLE_FLOW_BATCH_ROWS);
         }
         // Filter pushdown into the Parquet reader is decided per scan by the tables
         // (`table::worth_pushing_down`); DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true (or
@@ -150,17 +166,6 @@ impl FlowSession {
         );
         self.ctx.deregister_table(table.name())?;
         self.register(table.name(), Arc::new(provider))
-    }
-
-    /// Tunes the session for statements that stream every column of many flows (smaller
-    /// batches: see [`WHOLE_FLOW_BATCH_ROWS`]), unless the environment sets the batch size.
-    pub fn stream_whole_flows(&self) {
-        if std::env::var_os(BATCH_SIZE_VAR).is_none() {
-            let state = self.ctx.state_ref();
-            let mut state = state.write();
-            state.config_mut().options_mut().execution.batch_size =
-                ConfigNonZeroUsize::try_new(WHOLE_FLOW_BATCH_ROWS).expect("not zero");
-        }
     }
 
     /// Objects the session had to leave out of its answers (a partial answer: exit 1).

@@ -234,6 +234,7 @@ impl Maintainer {
         let options = ReadOptions {
             tool: "flowstore",
             strict_store: true,
+            whole_flows: false,
         };
         let session = FlowSession::with_store(store.clone(), TimeRange::default(), options).await?;
         Ok(Maintainer {

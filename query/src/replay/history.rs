@@ -50,7 +50,6 @@ pub async fn events(
     selection: Selection,
     sink: &mut impl Sink,
 ) -> Result<usize, ReplayError> {
-    session.stream_whole_flows();
     let mut frame = session.ctx.table("flows").await?;
     if let Some(predicate) = predicate {
         frame = frame.filter(predicate)?;
