@@ -343,10 +343,13 @@ pub async fn run(
         Ok(session) => session,
         Err(error) => return fail(2, &error),
     };
+    let started = std::time::Instant::now();
     let groups = match connections::groups(&session, args.namespace.as_deref()).await {
         Ok(groups) => groups,
         Err(error) => return fail(1, &error),
     };
+    let query_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let after_set = match &baseline {
         Baseline::Policies(base) => Some(combined(base, &proposed, args.mode)),
         _ => None,
@@ -400,6 +403,7 @@ pub async fn run(
     }
     let rows = impact::rows(items);
     let evaluated = groups.len();
+    let engine_seconds = started.elapsed().as_secs_f64();
     let summary = Summary::of(
         &rows,
         &range,
@@ -439,6 +443,9 @@ pub async fn run(
     if let Err(error) = printed {
         return fail(1, error.as_ref());
     }
+    eprintln!(
+        "flowsql policy whatif: {evaluated} distinct connections evaluated by the engine in {engine_seconds:.3} s, after {query_seconds:.2} s grouping the window's flows"
+    );
     let failed = match args.fail_on {
         None => false,
         Some(FailOn::NewlyDenied) => rows.iter().any(|r| r.denies),
@@ -516,10 +523,7 @@ impl Summary {
                 classes.join(", ")
             }
         );
-        text.push_str(&format!(
-            "; {} distinct connections evaluated",
-            self.evaluated
-        ));
+
         if self.other_drops > 0 {
             text.push_str(&format!(
                 "; {} flows dropped for reasons other than policy were not evaluated",
@@ -599,9 +603,10 @@ fn markdown(
     writeln!(out, "### Policy what-if\n")?;
     writeln!(
         out,
-        "{} recorded connections ({} flows), {}, baseline `{}`, mode `{}`.\n",
+        "{} recorded connections ({} flows, {} distinct connections evaluated), {}, baseline `{}`, mode `{}`.\n",
         summary.connections,
         summary.flows,
+        summary.evaluated,
         summary.window,
         summary.baseline,
         summary.mode.name()
