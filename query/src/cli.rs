@@ -21,9 +21,13 @@ Examples:
   flowsql --since 2026-11-24T09:00Z --until 2026-11-24T09:15Z replay -n prod --verdict DROPPED
   flowsql regressions --baseline 7d --window 1h      # allowed before, denied by policy now
   flowsql --since 24h report compliance.yaml --html report.html
+  flowsql --since 7d policy whatif new-policy.yaml --fail-on newly-denied
+  flowsql serve --listen 127.0.0.1:4245      # hubble observe --server localhost:4245 --since 1d
 
 Commands: replay (hubble observe over the history: same filters, same output formats),
-regressions (connections a policy change broke), report (compliance checks, HTML/Markdown/JSON).
+regressions (connections a policy change broke), policy (whatif: what a proposed policy would
+deny among the recorded connections; suggest: least-privilege policies from them), report
+(compliance checks, HTML/Markdown/JSON), serve (the Hubble Observer API over the history).
 
 Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
 source_pod_name, destination_port, egress_denied_by, ...), lost_events (visibility gaps) and
