@@ -33,7 +33,8 @@ impl Rng {
     }
 }
 
-const NAMESPACES: [&str; 24] = [
+/// The generator's namespaces; workload `w` is `NAMESPACES[w % 24]-ROLES[(w / 24) % 5]`.
+pub const NAMESPACES: [&str; 24] = [
     "payments",
     "checkout",
     "cart",
@@ -59,7 +60,7 @@ const NAMESPACES: [&str; 24] = [
     "support",
     "kube-system",
 ];
-const ROLES: [&str; 5] = ["api", "worker", "db-proxy", "cache", "frontend"];
+pub const ROLES: [&str; 5] = ["api", "worker", "db-proxy", "cache", "frontend"];
 const PATHS: [&str; 6] = [
     "/api/v1/items",
     "/api/v1/users/42",

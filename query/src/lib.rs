@@ -201,7 +201,7 @@ async fn regressions(
     }
 }
 
-fn fail(code: u8, error: &dyn std::error::Error) -> ExitCode {
+pub(crate) fn fail(code: u8, error: &dyn std::error::Error) -> ExitCode {
     hints::print_failure(error);
     ExitCode::from(code)
 }

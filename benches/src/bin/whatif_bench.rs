@@ -15,35 +15,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use flow_benches::measure;
-
-const NAMESPACES: [&str; 24] = [
-    "payments",
-    "checkout",
-    "cart",
-    "catalog",
-    "search",
-    "users",
-    "auth",
-    "orders",
-    "shipping",
-    "inventory",
-    "pricing",
-    "reviews",
-    "recommendations",
-    "notifications",
-    "email",
-    "billing",
-    "ledger",
-    "fraud",
-    "analytics",
-    "reporting",
-    "gateway",
-    "media",
-    "support",
-    "kube-system",
-];
-const ROLES: [&str; 5] = ["api", "worker", "db-proxy", "cache", "frontend"];
+use flow_benches::{measure, NAMESPACES, ROLES};
 
 fn policies(dir: &std::path::Path) {
     for w in 0..50 {

@@ -85,8 +85,12 @@ pub enum Mode {
 /// policies decide where they select the endpoint (an explicit deny always wins), an allow the
 /// recording attributes to a policy that stays keeps the connection allowed (allows add up),
 /// and where the proposal selects neither end nothing changes.
-pub fn after_recorded(group: &Group, proposed: &PolicySet, mode: Mode) -> Decision {
-    let verdict = proposed.decide(&group.connection);
+pub fn after_recorded(
+    group: &Group,
+    proposed: &PolicySet,
+    verdict: &Verdict,
+    mode: Mode,
+) -> Decision {
     let replaced: BTreeSet<&str> = match mode {
         Mode::Add => BTreeSet::new(),
         Mode::Replace | Mode::Remove => proposed

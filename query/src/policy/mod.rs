@@ -97,33 +97,47 @@ pub struct SuggestArgs {
     pub output: Option<PathBuf>,
 }
 
+const DAY_NS: i64 = 24 * 3_600_000_000_000;
+
+/// The session over the window (`default_ns` back from now when no window is given) and the
+/// window's recorded connections; the exit status when either fails.
+async fn recorded(
+    cli: &Cli,
+    range: TimeRange,
+    now: chrono::DateTime<chrono::Utc>,
+    default_ns: i64,
+    namespace: Option<&str>,
+) -> Result<(FlowSession, TimeRange, Vec<connections::Group>), ExitCode> {
+    let range = if range.is_unbounded() {
+        let now = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        TimeRange {
+            since: Some(now - default_ns),
+            until: Some(now),
+        }
+    } else {
+        range
+    };
+    let session = FlowSession::open(&cli.store, range, cli.read_options())
+        .await
+        .map_err(|error| crate::fail(2, &error))?;
+    let groups = connections::groups(&session, namespace)
+        .await
+        .map_err(|error| crate::fail(1, &error))?;
+    Ok((session, range, groups))
+}
+
 pub async fn run_suggest(
     cli: &Cli,
     args: &SuggestArgs,
     range: TimeRange,
     now: chrono::DateTime<chrono::Utc>,
 ) -> ExitCode {
-    let fail = |code: u8, error: &dyn std::error::Error| {
-        crate::hints::print_failure(error);
-        ExitCode::from(code)
-    };
-    let range = if range.is_unbounded() {
-        let now = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        TimeRange {
-            since: Some(now - 7 * 24 * 3_600_000_000_000),
-            until: Some(now),
-        }
-    } else {
-        range
-    };
-    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
-        Ok(session) => session,
-        Err(error) => return fail(2, &error),
-    };
-    let groups = match connections::groups(&session, args.namespace.as_deref()).await {
-        Ok(groups) => groups,
-        Err(error) => return fail(1, &error),
-    };
+    let fail = crate::fail;
+    let (_session, _, groups) =
+        match recorded(cli, range, now, 7 * DAY_NS, args.namespace.as_deref()).await {
+            Ok(found) => found,
+            Err(code) => return code,
+        };
     let kind = match args.kind {
         KindArg::Cnp => suggest::Kind::Cilium,
         KindArg::Knp => suggest::Kind::Kubernetes,
@@ -314,10 +328,7 @@ pub async fn run(
     range: TimeRange,
     now: chrono::DateTime<chrono::Utc>,
 ) -> ExitCode {
-    let fail = |code: u8, error: &dyn std::error::Error| {
-        crate::hints::print_failure(error);
-        ExitCode::from(code)
-    };
+    let fail = crate::fail;
     let proposed = match compile(&args.policies, args) {
         Ok(set) => set,
         Err(error) => return fail(2, &error),
@@ -330,24 +341,12 @@ pub async fn run(
             Err(error) => return fail(2, &error),
         },
     };
-    let range = if range.is_unbounded() {
-        let now = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
-        TimeRange {
-            since: Some(now - 24 * 3_600_000_000_000),
-            until: Some(now),
-        }
-    } else {
-        range
-    };
-    let session = match FlowSession::open(&cli.store, range, cli.read_options()).await {
-        Ok(session) => session,
-        Err(error) => return fail(2, &error),
-    };
     let started = std::time::Instant::now();
-    let groups = match connections::groups(&session, args.namespace.as_deref()).await {
-        Ok(groups) => groups,
-        Err(error) => return fail(1, &error),
-    };
+    let (session, range, groups) =
+        match recorded(cli, range, now, DAY_NS, args.namespace.as_deref()).await {
+            Ok(found) => found,
+            Err(code) => return code,
+        };
     let query_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     let after_set = match &baseline {
@@ -378,10 +377,11 @@ pub async fn run(
         }
         let (before, after): (Decision, Decision) = match (&baseline, &after_set) {
             (Baseline::Recorded, _) => {
-                impact::rules_used(&proposed.decide(&g.connection), &mut used);
+                let verdict = proposed.decide(&g.connection);
+                impact::rules_used(&verdict, &mut used);
                 (
                     impact::before_recorded(g),
-                    impact::after_recorded(g, &proposed, mode),
+                    impact::after_recorded(g, &proposed, &verdict, mode),
                 )
             }
             (Baseline::None, _) => {

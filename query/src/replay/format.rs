@@ -434,22 +434,8 @@ fn hosts(flow: &Flow) -> (String, String) {
     )
 }
 
-const RESERVED_IDENTITIES: [&str; 11] = [
-    "unknown",
-    "host",
-    "world",
-    "unmanaged",
-    "health",
-    "init",
-    "remote-node",
-    "kube-apiserver",
-    "ingress",
-    "world-ipv4",
-    "world-ipv6",
-];
-
 fn identity(id: u32) -> String {
-    match RESERVED_IDENTITIES.get(id as usize) {
+    match hubble_api::observe_flags::RESERVED_IDENTITIES.get(id as usize) {
         Some(name) => format!("({name})"),
         None => format!("(ID:{id})"),
     }

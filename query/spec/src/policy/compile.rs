@@ -293,47 +293,45 @@ impl Context<'_> {
             }
             types
         });
+        // (rule path, peers field, peers, ports) of each direction's rules.
+        let ingress: Vec<_> = p
+            .spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| ("ingress", "from", r.from.as_deref(), r.ports.as_deref()))
+            .collect();
+        let egress: Vec<_> = p
+            .spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| ("egress", "to", r.to.as_deref(), r.ports.as_deref()))
+            .collect();
         let mut sections = Vec::new();
-        if types.contains(&PolicyType::Ingress) {
+        for (direction, kind, list) in [
+            (Direction::Ingress, PolicyType::Ingress, ingress),
+            (Direction::Egress, PolicyType::Egress, egress),
+        ] {
+            if !types.contains(&kind) {
+                continue;
+            }
             let mut rules = Vec::new();
-            for (i, rule) in p.spec.ingress.iter().flatten().enumerate() {
-                let path = format!("spec.ingress[{i}]");
-                let peers = self.knp_peers(&path, "from", rule.from.as_deref(), &namespace)?;
-                let ports = self.knp_ports(&path, rule.ports.as_deref())?;
+            for (i, (list, field, peers, ports)) in list.into_iter().enumerate() {
+                let path = format!("spec.{list}[{i}]");
                 rules.push(Rule {
                     index: i,
                     action: Action::Allow,
-                    peers,
-                    ports,
+                    peers: self.knp_peers(&path, field, peers, &namespace)?,
+                    ports: self.knp_ports(&path, ports)?,
                     l7: None,
                 });
             }
+            // A KNP isolates every pod it selects for each of its policy types.
             sections.push(Section {
                 spec: 0,
-                direction: Direction::Ingress,
+                direction,
                 subject: subject.clone(),
-                default_deny: true,
-                rules,
-            });
-        }
-        if types.contains(&PolicyType::Egress) {
-            let mut rules = Vec::new();
-            for (i, rule) in p.spec.egress.iter().flatten().enumerate() {
-                let path = format!("spec.egress[{i}]");
-                let peers = self.knp_peers(&path, "to", rule.to.as_deref(), &namespace)?;
-                let ports = self.knp_ports(&path, rule.ports.as_deref())?;
-                rules.push(Rule {
-                    index: i,
-                    action: Action::Allow,
-                    peers,
-                    ports,
-                    l7: None,
-                });
-            }
-            sections.push(Section {
-                spec: 0,
-                direction: Direction::Egress,
-                subject,
                 default_deny: true,
                 rules,
             });
@@ -609,60 +607,79 @@ impl Context<'_> {
             true,
         )?;
         let defaults = rule.enable_default_deny.unwrap_or_default();
-        let mut sections = Vec::new();
-        let ingress = rule.ingress.as_deref().unwrap_or_default();
-        let ingress_deny = rule.ingress_deny.as_deref().unwrap_or_default();
-        if !ingress.is_empty() || !ingress_deny.is_empty() {
-            let mut rules = Vec::new();
-            for (list, action, items) in [
-                ("ingress", Action::Allow, ingress),
-                ("ingressDeny", Action::Deny, ingress_deny),
-            ] {
-                for (i, r) in items.iter().enumerate() {
-                    rules.push(self.cilium_ingress(
-                        &format!("{path}.{list}[{i}]"),
-                        i,
-                        action,
-                        r,
-                        namespace,
-                    )?);
-                }
-            }
-            sections.push(Section {
-                spec,
-                direction: Direction::Ingress,
-                subject: subject.clone(),
-                default_deny: defaults.ingress.unwrap_or(true),
-                rules,
-            });
-        }
-        let egress = rule.egress.as_deref().unwrap_or_default();
-        let egress_deny = rule.egress_deny.as_deref().unwrap_or_default();
-        if !egress.is_empty() || !egress_deny.is_empty() {
-            let mut rules = Vec::new();
-            for (list, action, items) in [
-                ("egress", Action::Allow, egress),
-                ("egressDeny", Action::Deny, egress_deny),
-            ] {
-                for (i, r) in items.iter().enumerate() {
-                    rules.push(self.cilium_egress(
-                        &format!("{path}.{list}[{i}]"),
-                        i,
-                        action,
-                        r,
-                        namespace,
-                    )?);
-                }
-            }
-            sections.push(Section {
-                spec,
-                direction: Direction::Egress,
-                subject,
-                default_deny: defaults.egress.unwrap_or(true),
-                rules,
-            });
-        }
+        let ingress = self.cilium_section(
+            path,
+            spec,
+            Direction::Ingress,
+            &subject,
+            defaults.ingress,
+            [
+                (
+                    "ingress",
+                    Action::Allow,
+                    rule.ingress.as_deref().unwrap_or_default(),
+                ),
+                (
+                    "ingressDeny",
+                    Action::Deny,
+                    rule.ingress_deny.as_deref().unwrap_or_default(),
+                ),
+            ],
+            |p, i, action, r| self.cilium_ingress(p, i, action, r, namespace),
+        )?;
+        let egress = self.cilium_section(
+            path,
+            spec,
+            Direction::Egress,
+            &subject,
+            defaults.egress,
+            [
+                (
+                    "egress",
+                    Action::Allow,
+                    rule.egress.as_deref().unwrap_or_default(),
+                ),
+                (
+                    "egressDeny",
+                    Action::Deny,
+                    rule.egress_deny.as_deref().unwrap_or_default(),
+                ),
+            ],
+            |p, i, action, r| self.cilium_egress(p, i, action, r, namespace),
+        )?;
+        let sections: Vec<Section> = ingress.into_iter().chain(egress).collect();
         Ok(sections)
+    }
+
+    /// One direction of a Cilium rule: its allow and deny lists as one section; none when
+    /// both are empty ("if both ingress and egress are omitted, the rule has no effect").
+    #[allow(clippy::too_many_arguments)]
+    fn cilium_section<R>(
+        &self,
+        path: &str,
+        spec: usize,
+        direction: Direction,
+        subject: &Selector,
+        default_deny: Option<bool>,
+        lists: [(&str, Action, &[R]); 2],
+        compile: impl Fn(&str, usize, Action, &R) -> Result<Rule, CompileError>,
+    ) -> Result<Option<Section>, CompileError> {
+        if lists.iter().all(|(_, _, items)| items.is_empty()) {
+            return Ok(None);
+        }
+        let mut rules = Vec::new();
+        for (list, action, items) in lists {
+            for (i, r) in items.iter().enumerate() {
+                rules.push(compile(&format!("{path}.{list}[{i}]"), i, action, r)?);
+            }
+        }
+        Ok(Some(Section {
+            spec,
+            direction,
+            subject: subject.clone(),
+            default_deny: default_deny.unwrap_or(true),
+            rules,
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
