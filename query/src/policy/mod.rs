@@ -66,8 +66,10 @@ Examples:
 One policy per workload (selected by its app.kubernetes.io/name, app or k8s-app label, else
 its service account), from the connections recorded as allowed in the window (the last 7 days
 without --since/--until). The suggestion is checked on the same connections before it is
-printed: a recorded connection it would deny is an error (exit 1). Check it on later traffic
-with `flowsql policy whatif FILE`.";
+printed: a recorded connection it would deny is an error (exit 1). When --until is in the
+past, it is also checked on the flows recorded after it (the held-out window, up to now or
+--held-out long): what it would deny there is reported, not enforced, e.g.
+  flowsql --since 8d --until 1d policy suggest -n prod-app   # learn 7 days, check the last one";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
@@ -95,6 +97,9 @@ pub struct SuggestArgs {
     /// Write the policies to FILE instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Length of the held-out window after --until [default: up to now]
+    #[arg(long, value_name = "DURATION", value_parser = flow_schema::units::parse_duration)]
+    pub held_out: Option<std::time::Duration>,
 }
 
 const DAY_NS: i64 = 24 * 3_600_000_000_000;
@@ -133,7 +138,7 @@ pub async fn run_suggest(
     now: chrono::DateTime<chrono::Utc>,
 ) -> ExitCode {
     let fail = crate::fail;
-    let (_session, _, groups) =
+    let (_session, range, groups) =
         match recorded(cli, range, now, 7 * DAY_NS, args.namespace.as_deref()).await {
             Ok(found) => found,
             Err(code) => return code,
@@ -165,26 +170,7 @@ pub async fn run_suggest(
         Ok(set) => set,
         Err(error) => return fail(1, &error),
     };
-    let mut checked = 0;
-    let mut denied = Vec::new();
-    for g in groups.iter().filter(|g| g.recorded == Recorded::Allowed) {
-        let verdict = set.decide(&g.connection);
-        let selected = verdict.egress.by.is_some() || verdict.ingress.by.is_some();
-        if !selected {
-            continue;
-        }
-        checked += 1;
-        if verdict.outcome != flow_spec::policy::Outcome::Allowed {
-            denied.push(format!(
-                "{} -> {} {}/{}: {}",
-                g.source.name(),
-                g.destination.name(),
-                g.connection.port,
-                g.protocol,
-                impact::of_set(g, &set).0.because
-            ));
-        }
-    }
+    let same = Check::of(&set, &groups);
     let written = match &args.output {
         Some(path) => std::fs::write(path, &yaml),
         None => std::io::stdout().lock().write_all(yaml.as_bytes()),
@@ -193,17 +179,98 @@ pub async fn run_suggest(
         return fail(1, &error);
     }
     eprintln!(
-        "flowsql policy suggest: {} policies; checked on the same window: {checked} recorded connections, {} newly denied",
+        "flowsql policy suggest: {} policies; checked on the same window: {} recorded connections, {} newly denied",
         yaml.matches("\nkind: ").count(),
-        denied.len()
+        same.checked,
+        same.denied.len()
     );
-    if denied.is_empty() {
+    for line in &same.denied {
+        eprintln!("flowsql policy suggest: would deny {line}");
+    }
+    if let Some(later) = held_out(range, args.held_out, now) {
+        let stamp = flow_schema::layout::rfc3339;
+        let window = format!("{}..{}", stamp(later.since.unwrap_or(0)), stamp(later.until.unwrap_or(0)));
+        match recorded(cli, later, now, 0, args.namespace.as_deref()).await {
+            Ok((_, _, later_groups)) => {
+                let check = Check::of(&set, &later_groups);
+                eprintln!(
+                    "flowsql policy suggest: held-out window {window} (reported, not enforced): {} recorded connections, {} would be denied",
+                    check.checked,
+                    check.denied.len()
+                );
+                for line in check.denied.iter().take(HELD_OUT_SHOWN) {
+                    eprintln!("flowsql policy suggest: held-out: would deny {line}");
+                }
+                if check.denied.len() > HELD_OUT_SHOWN {
+                    eprintln!(
+                        "flowsql policy suggest: held-out: and {} more (flowsql --since ... policy whatif FILE lists them)",
+                        check.denied.len() - HELD_OUT_SHOWN
+                    );
+                }
+            }
+            // The suggestion is printed; a failed check of it is reported, not fatal.
+            Err(_) => eprintln!("flowsql policy suggest: the held-out window {window} could not be checked (above)"),
+        }
+    }
+    if same.denied.is_empty() {
         ExitCode::SUCCESS
     } else {
-        for line in &denied {
-            eprintln!("flowsql policy suggest: would deny {line}");
-        }
         ExitCode::from(1)
+    }
+}
+
+/// Held-out connections printed; the rest are counted.
+const HELD_OUT_SHOWN: usize = 20;
+
+/// The window after the learning window's end, up to now or `length` long; none when the
+/// learning window ends now (or is open).
+fn held_out(
+    learned: TimeRange,
+    length: Option<std::time::Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<TimeRange> {
+    let since = learned.until?;
+    let now = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let until = match length {
+        Some(length) => since.saturating_add(i64::try_from(length.as_nanos()).unwrap_or(i64::MAX)),
+        None => now,
+    };
+    (until > since).then_some(TimeRange {
+        since: Some(since),
+        until: Some(until),
+    })
+}
+
+/// A suggestion decided over recorded-allowed connections of the workloads it selects.
+struct Check {
+    checked: usize,
+    /// `source -> destination port/protocol: why`, one per denied connection.
+    denied: Vec<String>,
+}
+
+impl Check {
+    fn of(set: &PolicySet, groups: &[connections::Group]) -> Check {
+        let mut checked = 0;
+        let mut denied = Vec::new();
+        for g in groups.iter().filter(|g| g.recorded == Recorded::Allowed) {
+            let verdict = set.decide(&g.connection);
+            let selected = verdict.egress.by.is_some() || verdict.ingress.by.is_some();
+            if !selected {
+                continue;
+            }
+            checked += 1;
+            if verdict.outcome != flow_spec::policy::Outcome::Allowed {
+                denied.push(format!(
+                    "{} -> {} {}/{}: {}",
+                    g.source.name(),
+                    g.destination.name(),
+                    g.connection.port,
+                    g.protocol,
+                    impact::of_set(g, set).0.because
+                ));
+            }
+        }
+        Check { checked, denied }
     }
 }
 
