@@ -189,7 +189,11 @@ pub async fn run_suggest(
     }
     if let Some(later) = held_out(range, args.held_out, now) {
         let stamp = flow_schema::layout::rfc3339;
-        let window = format!("{}..{}", stamp(later.since.unwrap_or(0)), stamp(later.until.unwrap_or(0)));
+        let window = format!(
+            "{}..{}",
+            stamp(later.since.unwrap_or(0)),
+            stamp(later.until.unwrap_or(0))
+        );
         match recorded(cli, later, now, 0, args.namespace.as_deref()).await {
             Ok((_, _, later_groups)) => {
                 let check = Check::of(&set, &later_groups);
@@ -209,7 +213,9 @@ pub async fn run_suggest(
                 }
             }
             // The suggestion is printed; a failed check of it is reported, not fatal.
-            Err(_) => eprintln!("flowsql policy suggest: the held-out window {window} could not be checked (above)"),
+            Err(_) => eprintln!(
+                "flowsql policy suggest: the held-out window {window} could not be checked (above)"
+            ),
         }
     }
     if same.denied.is_empty() {

@@ -315,3 +315,79 @@ fn suggestions_deny_nothing_that_was_recorded_allowed() {
         }
     }
 }
+
+/// A suggestion learned from a window that ends in the past is checked on what came after
+/// it: connections first recorded later are reported as what it would deny, and the exit
+/// status stays 0 (reported, not enforced).
+#[test]
+fn suggest_reports_what_the_held_out_window_would_deny() {
+    let (dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let learn = ("2026-11-24T08:00:00Z", "2026-11-24T08:01:00Z");
+    // The independent reading: frontend's first DNS query comes after the learning window.
+    let first_dns = query(
+        &store,
+        "select min(time) as t from flows where source_pod_name like 'frontend-%' \
+         and destination_namespace = 'kube-system' and destination_port = 53",
+        &[],
+    );
+    let first_dns = first_dns[0]["t"].as_str().unwrap().to_owned();
+    assert!(first_dns.as_str() > learn.1, "{first_dns}");
+    let file = dir.path().join("suggested.yaml");
+    let suggest = |extra: &[&str]| {
+        let mut args = vec![
+            "--store",
+            &store,
+            "--since",
+            learn.0,
+            "--until",
+            learn.1,
+            "policy",
+            "suggest",
+            "--output",
+            file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        flowsql(&args, &[])
+    };
+    let run = suggest(&[]).ok();
+    assert!(run.stderr.contains(", 0 newly denied"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("held-out window {}..", learn.1)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "held-out: would deny prod-app/frontend -> kube-system/coredns 53/UDP: denied by prod-app/frontend-least-privilege"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A held-out window that ends before that first query sees nothing to deny.
+    let run = suggest(&["--held-out", "5s"]).ok();
+    assert!(
+        run.stderr
+            .contains("2026-11-24T08:01:05Z (reported, not enforced)")
+            && run.stderr.contains(", 0 would be denied"),
+        "{}",
+        run.stderr
+    );
+    // A window that ends now has no later window to check.
+    let run = flowsql(
+        &[
+            "--store",
+            &store,
+            "--since",
+            learn.0,
+            "policy",
+            "suggest",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .ok();
+    assert!(!run.stderr.contains("held-out"), "{}", run.stderr);
+}
