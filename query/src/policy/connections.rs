@@ -11,9 +11,14 @@
 //! window (agents without policy-verdict notifications, captures of traces only); there each
 //! request event counts.
 
+use std::sync::Arc;
+
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampNanosecondType};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampNanosecondType};
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{col, lit, DataFrame, Expr};
 use flow_spec::policy::{Connection, Endpoint, Request, Transport};
 
 use crate::session::FlowSession;
@@ -73,17 +78,37 @@ pub struct Group {
 
 const POLICY_DROPS: &str = "'POLICY_DENIED', 'POLICY_DENY', 'AUTH_REQUIRED'";
 
-/// The grouping query (`namespace`: only connections with an end in it).
-pub fn sql(namespace: Option<&str>) -> String {
-    let side = |s: &str, ip: &str| {
-        format!(
-            "array_to_string({s}_labels, ' ') AS {s}_labels_text,
-  coalesce(CAST({s}_namespace AS VARCHAR), '') AS {s}_ns,
-  coalesce(CAST(peer({s}_workload, {s}_pod_name, {s}_names, {s}_labels, {ip}) AS VARCHAR), '') AS {s}_peer,
-  CASE WHEN {s}_namespace IS NULL THEN CAST({ip} AS VARCHAR) END AS {s}_ip,
-  CASE WHEN {s}_namespace IS NULL THEN array_to_string({s}_names, ' ') END AS {s}_names_text"
-        )
-    };
+/// Which rows a part of the grouping reads (see [`groups`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// Rows with a uuid (every Hubble event): grouped without their label and name lists,
+    /// which are read afterwards for one example uuid per group. Decoding and carrying the
+    /// lists of 10M rows was most of the query's time.
+    Named,
+    /// Rows without a uuid (the recorder's eBPF flows, exports without one): the lists are
+    /// carried through the grouping. On stores of Hubble events the Parquet statistics
+    /// (no null uuid) skip every row group.
+    Unnamed,
+}
+
+/// The grouped columns of a part, in the order every part lists them.
+const PART_KEYS: &str = "s_id, d_id, source_namespace, destination_namespace, source_workload,
+    destination_workload, source_pod_name, destination_pod_name, source_ip0, destination_ip0,
+    l4_protocol, destination_port, http_method, http_url, dns_query, verdict, drop_reason_desc,
+    recorded, kind, egress_allowed, ingress_allowed, egress_denied, ingress_denied";
+
+/// The label and name lists, last in every part.
+const LISTS: [&str; 4] = [
+    "source_labels",
+    "destination_labels",
+    "source_names",
+    "destination_names",
+];
+
+/// One part of the grouping (`namespace`: only connections with an end in it): the request
+/// rows of the window grouped by cheap columns (identities, names of pods and workloads,
+/// addresses outside the cluster, port, L7 request, verdict, attribution).
+fn part_sql(namespace: Option<&str>, part: Part) -> String {
     let filter = match namespace {
         Some(ns) => {
             let ns = ns.replace('\'', "''");
@@ -91,11 +116,17 @@ pub fn sql(namespace: Option<&str>) -> String {
         }
         None => String::new(),
     };
-    // Two phases: the rows grouped by cheap columns first (identities, names of pods and
-    // workloads, addresses outside the cluster, port, L7 request, verdict, attribution), the
-    // label lists and DNS names carried along (one identity has one label set); the text the
-    // engine reads is made per group, not per row (label text for 10M rows was the
-    // largest cost of the query).
+    let (uuid, lists) = match part {
+        Part::Named => ("IS NOT NULL", String::new()),
+        Part::Unnamed => (
+            "IS NULL",
+            LISTS.map(|l| format!(", first_value({l}) AS {l}")).concat(),
+        ),
+    };
+    let carried = match part {
+        Part::Named => "",
+        Part::Unnamed => "source_labels, destination_labels, source_names, destination_names,",
+    };
     format!(
         "WITH r AS (SELECT
   source_identity AS s_id, destination_identity AS d_id,
@@ -118,27 +149,43 @@ pub fn sql(namespace: Option<&str>) -> String {
   coalesce(policy_list(ingress_allowed_by), '') AS ingress_allowed,
   coalesce(policy_list(egress_denied_by), '') AS egress_denied,
   coalesce(policy_list(ingress_denied_by), '') AS ingress_denied,
-  source_labels, destination_labels, source_names, destination_names,
-  ip_source, ip_destination, time, uuid
+  {carried} ip_source, ip_destination, time, uuid
 FROM flows
-WHERE is_reply IS NOT TRUE
-  AND (event_type IS NULL OR event_type IN (1, 4, 5) OR (event_type = 129 AND l7_type = 'REQUEST')){filter}),
-p AS (SELECT s_id, d_id, source_namespace, destination_namespace, source_workload,
-    destination_workload, source_pod_name, destination_pod_name, source_ip0, destination_ip0,
-    l4_protocol, destination_port, http_method, http_url, dns_query, verdict, drop_reason_desc,
-    recorded, kind,
-    egress_allowed, ingress_allowed, egress_denied, ingress_denied,
+WHERE is_reply IS NOT TRUE AND uuid {uuid}
+  AND (event_type IS NULL OR event_type IN (1, 4, 5) OR (event_type = 129 AND l7_type = 'REQUEST')){filter})
+SELECT {PART_KEYS},
     count(*) AS n, min(time) AS first_time, max(time) AS last_time, min(uuid) AS example,
-    first_value(source_labels) AS source_labels, first_value(destination_labels) AS destination_labels,
-    first_value(source_names) AS source_names, first_value(destination_names) AS destination_names,
     min(CAST(ip_source AS VARCHAR)) AS any_source_ip,
-    min(CAST(ip_destination AS VARCHAR)) AS any_destination_ip
+    min(CAST(ip_destination AS VARCHAR)) AS any_destination_ip{lists}
   FROM r
-  GROUP BY s_id, d_id, source_namespace, destination_namespace, source_workload,
-    destination_workload, source_pod_name, destination_pod_name, source_ip0, destination_ip0,
-    l4_protocol, destination_port, http_method, http_url, dns_query, verdict, drop_reason_desc,
-    recorded, kind,
-    egress_allowed, ingress_allowed, egress_denied, ingress_denied),
+  GROUP BY {PART_KEYS}"
+    )
+}
+
+/// Tables the grouping registers in the session for its last step.
+const NAMED: &str = "policy_connections_named";
+const LABELS: &str = "policy_connections_labels";
+const UNNAMED: &str = "policy_connections_unnamed";
+
+/// The last step, over the parts: the text the engine reads is made per group, not per row;
+/// trace events count only for connections without a policy verdict; groups that print
+/// alike merge.
+fn connections_sql() -> String {
+    let side = |s: &str, ip: &str| {
+        format!(
+            "array_to_string({s}_labels, ' ') AS {s}_labels_text,
+  coalesce(CAST({s}_namespace AS VARCHAR), '') AS {s}_ns,
+  coalesce(CAST(peer({s}_workload, {s}_pod_name, {s}_names, {s}_labels, {ip}) AS VARCHAR), '') AS {s}_peer,
+  CASE WHEN {s}_namespace IS NULL THEN CAST({ip} AS VARCHAR) END AS {s}_ip,
+  CASE WHEN {s}_namespace IS NULL THEN array_to_string({s}_names, ' ') END AS {s}_names_text"
+        )
+    };
+    let lists = LISTS.map(|l| format!("l.{l}")).join(", ");
+    let first = LISTS.map(|l| format!("first_value({l}) AS {l}")).join(", ");
+    format!(
+        "WITH l AS (SELECT uuid, {first} FROM {LABELS} GROUP BY uuid),
+p AS (SELECT n.*, {lists} FROM {NAMED} n LEFT JOIN l ON n.example = l.uuid
+  UNION ALL SELECT * FROM {UNNAMED}),
 c AS (SELECT
   {source},
   {destination},
@@ -173,20 +220,72 @@ GROUP BY source_labels_text, source_ns, source_peer, source_ip, source_names_tex
   protocol, port, http_method, http_url, dns_query, verdict, drop_reason, recorded,
   egress_allowed, ingress_allowed, egress_denied, ingress_denied",
         source = side("source", "coalesce(source_ip0, any_source_ip)"),
-        destination = side("destination", "coalesce(destination_ip0, any_destination_ip)"),
+        destination = side(
+            "destination",
+            "coalesce(destination_ip0, any_destination_ip)"
+        ),
     )
 }
 
-/// Runs the grouping query over the session's window.
+/// Runs `plan` over the session's window into an in-memory table named `name`.
+async fn materialize(
+    session: &FlowSession,
+    name: &str,
+    frame: DataFrame,
+) -> Result<Vec<RecordBatch>, DataFusionError> {
+    let frame = session.frame(frame.into_unoptimized_plan());
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    let table = MemTable::try_new(schema, vec![batches.clone()])?;
+    session.ctx.register_table(name, Arc::new(table))?;
+    Ok(batches)
+}
+
+/// The window's connections. Three scans of the window: the rows with a uuid grouped
+/// without their lists, the lists of one example row per group (a selective filter on the
+/// uuid, evaluated inside the Parquet reader), and the rows without a uuid grouped with
+/// theirs; then the last step over those small tables.
 pub async fn groups(
     session: &FlowSession,
     namespace: Option<&str>,
-) -> Result<Vec<Group>, datafusion::error::DataFusionError> {
-    let frame = session.ctx.sql(&sql(namespace)).await?;
-    let frame = session.frame(frame.into_unoptimized_plan());
-    let batches = frame.collect().await?;
+) -> Result<Vec<Group>, DataFusionError> {
+    let ctx = &session.ctx;
+    let named = materialize(
+        session,
+        NAMED,
+        ctx.sql(&part_sql(namespace, Part::Named)).await?,
+    )
+    .await?;
+    let mut examples: Vec<Expr> = Vec::new();
+    for batch in &named {
+        let column = batch
+            .column_by_name("example")
+            .ok_or_else(|| DataFusionError::Internal("no column example".into()))?;
+        let column = cast(column, &DataType::Utf8)?;
+        let column = column.as_string::<i32>();
+        examples.extend(column.iter().flatten().map(|uuid| lit(uuid.to_owned())));
+    }
+    let mut columns = vec![col("uuid")];
+    columns.extend(LISTS.map(col));
+    let labels = ctx
+        .table("flows")
+        .await?
+        .filter(col("uuid").in_list(examples, false))?
+        .select(columns)?;
+    materialize(session, LABELS, labels).await?;
+    materialize(
+        session,
+        UNNAMED,
+        ctx.sql(&part_sql(namespace, Part::Unnamed)).await?,
+    )
+    .await?;
+    let frame = ctx.sql(&connections_sql()).await?;
+    let batches = session.frame(frame.into_unoptimized_plan()).collect().await;
+    for table in [NAMED, LABELS, UNNAMED] {
+        ctx.deregister_table(table)?;
+    }
     let mut groups = Vec::new();
-    for batch in &batches {
+    for batch in &batches? {
         groups.extend(decode(batch)?);
     }
     Ok(groups)
@@ -201,34 +300,34 @@ fn words(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-fn decode(batch: &RecordBatch) -> Result<Vec<Group>, datafusion::error::DataFusionError> {
-    let text = |name: &str| -> Result<Vec<Option<String>>, datafusion::error::DataFusionError> {
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
-        })?;
+fn decode(batch: &RecordBatch) -> Result<Vec<Group>, DataFusionError> {
+    let text = |name: &str| -> Result<Vec<Option<String>>, DataFusionError> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("no column {name}")))?;
         let column = cast(column, &DataType::Utf8)?;
         let column = column.as_string::<i32>();
         Ok((0..column.len())
             .map(|i| column.is_valid(i).then(|| column.value(i).to_owned()))
             .collect())
     };
-    let int = |name: &str| -> Result<Vec<i64>, datafusion::error::DataFusionError> {
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
-        })?;
+    let int = |name: &str| -> Result<Vec<i64>, DataFusionError> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("no column {name}")))?;
         let column = cast(column, &DataType::Int64)?;
         Ok(column.as_primitive::<Int64Type>().values().to_vec())
     };
-    let time = |name: &str| -> Result<Vec<i64>, datafusion::error::DataFusionError> {
-        let column = batch.column_by_name(name).ok_or_else(|| {
-            datafusion::error::DataFusionError::Internal(format!("no column {name}"))
-        })?;
+    let time = |name: &str| -> Result<Vec<i64>, DataFusionError> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| DataFusionError::Internal(format!("no column {name}")))?;
         Ok(column
             .as_primitive::<TimestampNanosecondType>()
             .values()
             .to_vec())
     };
-    let end = |side: &str| -> Result<Vec<End>, datafusion::error::DataFusionError> {
+    let end = |side: &str| -> Result<Vec<End>, DataFusionError> {
         let labels = text(&format!("{side}_labels_text"))?;
         let namespaces = text(&format!("{side}_ns"))?;
         let peers = text(&format!("{side}_peer"))?;
