@@ -5,10 +5,11 @@
 # test-hubble-server (release) generates N realistic flows (benches/src/lib.rs: hundreds of pods,
 # ~1% drops, ~10% L7), encodes each once, and streams them over a unix socket as fast as the
 # client takes them (so its CPU, reported separately, is mostly HTTP/2 framing);
-# flowrec run --source hubble (release) records them into a local spool and store. Measured
-# from the moment the recorder announces it records until every flow is recorded (fsynced in the
-# spool), then until every flow is shipped (Parquet in the store, files sealed every 2 s); then
-# the store is counted.
+# flowrec run --source hubble (release, default flags: segments sealed at 256 MiB of rows)
+# records them into a local spool and store. Measured from the moment the recorder announces it
+# records until every flow is recorded (fsynced in the spool), then until it has shipped every
+# flow and exited after a SIGTERM (the last segment is sealed at the stop); then the store is
+# counted. Peak RSS is the recorder's VmHWM, read just before it exits.
 # Usage: benches/hubble-bench.sh [FLOWS] (default 1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,23 +42,29 @@ server_cpu_ready=$(cpu_seconds "$server_pid")
 
 "$bin/flowrec" run --source hubble --hubble-server "unix://$work/hubble.sock" \
   --store "$work/store" --spool "$work/spool" --node-name bench-node \
-  --max-file-age 2s --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
+  --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
 recorder_pid=$!
 wait_for "recording flows" "$work/recorder.log"
 start=$(now)
 metrics=$(sed -n 's|.*serving metrics on http://\([^/]*\)/.*|\1|p' "$work/recorder.log")
 
-peak_rss() { awk '/VmHWM/ { print $2 / 1024 " MiB" }' "/proc/$recorder_pid/status"; }
+recorder_cpu=0
 until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do sleep 0.05; done
 recorded=$(now)
-until [[ "$(metric flowrec_flows_shipped_total)" == "$flows" ]]; do sleep 0.05; done
-shipped=$(now)
-rss=$(peak_rss)
-recorder_cpu=$(cpu_seconds "$recorder_pid")
-server_cpu=$(awk -v a="$server_cpu_ready" -v b="$(cpu_seconds "$server_pid")" 'BEGIN { printf "%.1f", b - a }')
+# VmHWM of a process that has exited cannot be read: the recorder is sampled until it exits.
+rss_kib=0
 kill -TERM "$recorder_pid"
+while kill -0 "$recorder_pid" 2>/dev/null; do
+  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder_pid/status" 2>/dev/null || true)
+  [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
+  recorder_cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$recorder_cpu")
+  sleep 0.02
+done
 wait "$recorder_pid" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
+shipped=$(now)
 recorder_pid=
+rss="$((rss_kib / 1024)) MiB"
+server_cpu=$(awk -v a="$server_cpu_ready" -v b="$(cpu_seconds "$server_pid")" 'BEGIN { printf "%.1f", b - a }')
 stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
   "select count(*) as n from flows" 2>/dev/null | tail -1 || true)
 lost=$(grep -o 'lost: [^;]*' "$work/recorder.log" || true)
@@ -66,7 +73,7 @@ awk -v n="$flows" -v s="$start" -v r="$recorded" -v p="$shipped" -v rss="$rss" -
   -v rcpu="$recorder_cpu" -v scpu="$server_cpu" 'BEGIN {
   printf "flows                     %d\n", n
   printf "recorded (spool, fsynced) %.2f s  %.0f flows/s\n", r - s, n / (r - s)
-  printf "shipped (Parquet, store)  %.2f s  %.0f flows/s\n", p - s, n / (p - s)
+  printf "shipped, exited (store)   %.2f s  %.0f flows/s\n", p - s, n / (p - s)
   printf "recorder peak RSS         %s\n", rss
   printf "CPU seconds               recorder %s, test server %s (streaming)\n", rcpu, scpu
   printf "flows in the store        %s\n", stored

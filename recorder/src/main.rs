@@ -1,17 +1,29 @@
 use std::process::ExitCode;
 
-/// mimalloc, told to keep freed memory: decoding allocates and frees large Arrow buffers for
-/// every chunk, and returning them to the kernel made it zero fresh (huge) pages for the next
-/// chunk: a third of an import's CPU in `clear_page` before this (perf, 200k flows).
+/// mimalloc, with freed memory returned to the kernel only after it stayed unused for a while
+/// ([`purge_delay`]).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn keep_freed_memory() {
+/// How long mimalloc keeps freed memory before returning it, per command.
+///
+/// `import` keeps it for good: decoding allocates and frees large Arrow buffers for every
+/// chunk, and returning them made the kernel zero fresh pages for the next chunk (a third of an
+/// import's CPU in `clear_page`, perf on 200k flows). `run` is a DaemonSet beside the workloads,
+/// where memory is what a platform team budgets: every thread (stream, decode, ship) keeping the
+/// peak of what it once freed added up to 300-340 MiB at 130k flows/s; purging what stays unused
+/// for 1 s brings the peak to ~160 MiB for ~5% more CPU (purging after 10 ms: 181 MiB, +40%).
+/// `make bench-hubble` measures both.
+fn purge_delay(command: &Command) {
     // `mi_option_purge_delay` in include/mimalloc.h (15 in both v2 and v3, the version
-    // libmimalloc-sys builds by default); -1 = never purge.
+    // libmimalloc-sys builds by default); in ms, -1 = never purge.
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    let delay = match command {
+        Command::Import(_) => -1,
+        Command::Run(_) => 1000,
+    };
     // SAFETY: sets a global option before any thread is started; no pointers involved.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay) };
 }
 
 /// No transparent huge pages for this process. mimalloc asks for them (MADV_HUGEPAGE), and then
@@ -30,8 +42,8 @@ use flowrec::{import, run};
 /// Exit status: 0 clean, 1 done with reported problems, 2 failed.
 fn main() -> ExitCode {
     no_transparent_huge_pages();
-    keep_freed_memory();
     let cli = Cli::parse();
+    purge_delay(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

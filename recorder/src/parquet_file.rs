@@ -60,14 +60,86 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
         let order = sort_to_indices(rows.column(0), None, None)?;
         vec![take_record_batch(&rows, &order)?]
     };
-    let footer = writer::Provenance::recorder(&provenance.node, provenance.source);
-    let (bytes, written) = writer::encode_batches(&batches, schema, SCHEMA_VERSION, &footer)?;
-    Ok(EncodedFile {
-        table: file.table,
-        first_time_ns: written.min_time.unwrap_or_default(),
-        rows: written.rows as usize,
-        bytes,
-    })
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut encoder = FileEncoder::new(file.table, rows, provenance)?;
+    for batch in batches {
+        encoder.write(batch)?;
+    }
+    encoder.finish()
+}
+
+/// Writes one file from rows in time order, run by run (shipping merges a segment into it).
+pub struct FileEncoder {
+    table: Table,
+    schema: arrow::datatypes::SchemaRef,
+    writer: writer::StoreFileWriter<Vec<u8>>,
+    footer: writer::Provenance,
+    /// Short runs waiting to be written together: the Parquet writer's cost is per batch.
+    runs: Vec<RecordBatch>,
+    buffered: usize,
+}
+
+/// Rows written to the Parquet writer at once when runs are short.
+const WRITE_ROWS: usize = 8192;
+
+impl FileEncoder {
+    /// A file of `table` expected to hold `rows` rows (sizes its bloom filters, picks its
+    /// codec).
+    pub fn new(
+        table: Table,
+        rows: usize,
+        provenance: &Provenance,
+    ) -> Result<FileEncoder, EncodeError> {
+        let schema = table.schema();
+        let writer = writer::StoreFileWriter::try_new(
+            Vec::new(),
+            schema.clone(),
+            SCHEMA_VERSION,
+            Some(rows),
+        )?;
+        Ok(FileEncoder {
+            table,
+            schema,
+            writer,
+            footer: writer::Provenance::recorder(&provenance.node, provenance.source),
+            runs: Vec::new(),
+            buffered: 0,
+        })
+    }
+
+    /// Appends rows of the current schema that continue the file's time order.
+    pub fn write(&mut self, run: RecordBatch) -> Result<(), EncodeError> {
+        if run.num_rows() >= WRITE_ROWS && self.runs.is_empty() {
+            return Ok(self.writer.write(&run)?);
+        }
+        self.buffered += run.num_rows();
+        self.runs.push(run);
+        if self.buffered >= WRITE_ROWS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), EncodeError> {
+        if self.runs.is_empty() {
+            return Ok(());
+        }
+        let rows = concat_batches(&self.schema, &self.runs)?;
+        self.runs.clear();
+        self.buffered = 0;
+        Ok(self.writer.write(&rows)?)
+    }
+
+    pub fn finish(mut self) -> Result<EncodedFile, EncodeError> {
+        self.flush()?;
+        let (bytes, written) = self.writer.finish(&self.footer)?;
+        Ok(EncodedFile {
+            table: self.table,
+            first_time_ns: written.min_time.unwrap_or_default(),
+            rows: written.rows as usize,
+            bytes,
+        })
+    }
 }
 
 fn time_column(batch: &RecordBatch) -> &arrow::array::TimestampNanosecondArray {

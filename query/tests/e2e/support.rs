@@ -416,6 +416,17 @@ impl Process {
         }
     }
 
+    /// The peak resident memory of the process so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024
+    }
+
     /// Everything printed so far.
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
@@ -424,7 +435,12 @@ impl Process {
     /// Waits until the output contains `pattern`; returns it. Fails if the process exits
     /// first, or after 30 s.
     pub fn wait_for(&mut self, pattern: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        self.wait_for_within(pattern, Duration::from_secs(30))
+    }
+
+    /// [`Process::wait_for`] with another limit.
+    pub fn wait_for_within(&mut self, pattern: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
         loop {
             let text = self.output();
             if text.contains(pattern) {
@@ -439,7 +455,7 @@ impl Process {
             }
             assert!(
                 Instant::now() < deadline,
-                "no {pattern:?} after 30 s: {text}"
+                "no {pattern:?} after {limit:?}: {text}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -486,13 +502,26 @@ pub struct LiveRecorder {
 
 impl LiveRecorder {
     pub fn start(source: &[&str], store: &str, spool: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_sealing(source, store, spool, env, &["--max-file-age", "1s"])
+    }
+
+    /// [`LiveRecorder::start`] with `sealing` flags instead of a seal every second (none:
+    /// the defaults).
+    pub fn start_sealing(
+        source: &[&str],
+        store: &str,
+        spool: &Path,
+        env: &[(&str, &str)],
+        sealing: &[&str],
+    ) -> Self {
         let mut command = Command::new(flowrec_bin());
         command
             .arg("run")
             .args(source)
             .args(["--store", store, "--spool"])
             .arg(spool)
-            .args(["--node-name", "oracle-node", "--max-file-age", "1s"])
+            .args(["--node-name", "oracle-node"])
+            .args(sealing)
             .args(["--metrics-addr", "127.0.0.1:0"])
             .env_remove("FLOW_STORE");
         for (key, value) in env {

@@ -325,8 +325,10 @@ fn time_ns(time: &Option<pbjson_types::Timestamp>) -> Option<i64> {
     })
 }
 
-/// Events handed to the spool at once (or what came within [`BATCH_WAIT`]).
-const BATCH_EVENTS: usize = 8192;
+/// Events handed to the spool at once (or what came within [`BATCH_WAIT`]). Each batch lives
+/// as messages, then lines, then rows, and up to [`PREPARED_QUEUE`] wait between the stages:
+/// 8192 held ~75 MiB in flight at 130k flows/s; 1024 costs ~3% more CPU (a record each).
+const BATCH_EVENTS: usize = 1024;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

@@ -23,6 +23,7 @@
 //! that file and of the leftover segments' checkpoints is the position to resume from
 //! ([`Spool::checkpoint`]). The spool does not interpret checkpoints.
 
+pub mod merge;
 pub mod record;
 pub mod segment;
 pub mod ship;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use flow_schema::Table;
 
-use segment::{read_segment, sync_directory, SegmentError, SegmentWriter};
+use segment::{sync_directory, walk_file, SegmentError, SegmentWriter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -349,7 +350,15 @@ struct Recovered {
 
 /// Step 3 of [`Spool::open`] for one segment.
 fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
-    let recovered = read_segment(path)?;
+    // One record at a time: after an outage the spool may hold gigabytes.
+    let mut records = 0usize;
+    let mut checkpoint = None;
+    let (valid_len, damage) = walk_file(path, |_, bytes| {
+        records += 1;
+        if let Some(found) = record::checkpoint(bytes) {
+            checkpoint = Some(found.to_vec());
+        }
+    })?;
     let io_error = |action| {
         move |source| SegmentError {
             path: path.to_path_buf(),
@@ -357,8 +366,8 @@ fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
             source,
         }
     };
-    if recovered.records.is_empty() {
-        if let Some((offset, damage)) = &recovered.damage {
+    if records == 0 {
+        if let Some((offset, damage)) = &damage {
             crate::warn!(
                 "spool segment {}: {damage} at byte {offset}; no record to recover",
                 path.display()
@@ -370,25 +379,17 @@ fn recover_segment(path: &Path) -> Result<Recovered, SpoolError> {
             checkpoint: None,
         });
     }
-    let checkpoint = recovered
-        .records
-        .iter()
-        .rev()
-        .find_map(|bytes| record::checkpoint(bytes))
-        .map(<[u8]>::to_vec);
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(io_error("open"))?;
-    if let Some((offset, damage)) = &recovered.damage {
+    if let Some((offset, damage)) = &damage {
         crate::warn!(
-            "spool segment {}: {damage} at byte {offset}; the {} records before it are \
+            "spool segment {}: {damage} at byte {offset}; the {records} records before it are \
              kept, the rest is cut",
             path.display(),
-            recovered.records.len()
         );
-        file.set_len(recovered.valid_len)
-            .map_err(io_error("truncate"))?;
+        file.set_len(valid_len).map_err(io_error("truncate"))?;
     }
     file.sync_all().map_err(io_error("sync"))?;
     Ok(Recovered {
@@ -542,6 +543,7 @@ pub fn remove_shipped(segment: &Sealed) -> io::Result<()> {
 
 /// A sealed segment's good records, decoded.
 #[derive(Debug)]
+#[cfg(test)]
 pub struct Contents {
     /// Every record's batches, in order.
     pub records: Vec<(Table, RecordBatch)>,
@@ -549,9 +551,10 @@ pub struct Contents {
     pub damage: Option<String>,
 }
 
-/// Reads a sealed segment back.
+/// Reads a sealed segment back whole (the tests' reading; shipping merges it: [`merge`]).
+#[cfg(test)]
 pub fn read_sealed(segment: &Sealed) -> Result<Contents, SpoolError> {
-    let recovered = read_segment(&segment.path)?;
+    let recovered = segment::read_segment(&segment.path)?;
     let damage = recovered.damage.map(|(offset, damage)| {
         format!(
             "spool segment {}: {damage} at byte {offset}; the {} records before it are kept",

@@ -74,10 +74,10 @@ fn write_ipc(bytes: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), RecordError
 
 /// The IPC reader trusts what it reads (it unwraps absent schema fields, allocates declared
 /// sizes): it runs on checked sizes and under `guard::quietly`, so damage is an error.
-fn read_ipc(ipc: &[u8]) -> Result<RecordBatch, RecordError> {
+fn read_ipc(ipc: &[u8], projection: Option<Vec<usize>>) -> Result<RecordBatch, RecordError> {
     check_declared_sizes(ipc)?;
     let read = || {
-        let mut reader = StreamReader::try_new(ipc, None)?;
+        let mut reader = StreamReader::try_new(ipc, projection)?;
         reader
             .next()
             .ok_or(RecordError::NoBatch)?
@@ -192,25 +192,42 @@ fn length_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
 }
 
 pub fn decode(record: &[u8]) -> Result<Record, RecordError> {
+    let (checkpoint, entries) = entries(record)?;
+    Ok(Record {
+        batches: entries
+            .into_iter()
+            .map(|(table, ipc)| Ok((table, read_ipc(ipc, None)?)))
+            .collect::<Result<_, RecordError>>()?,
+        checkpoint: checkpoint.map(<[u8]>::to_vec),
+    })
+}
+
+/// Each batch of a record with only its first column (`time`, in every schema version):
+/// what shipping needs to plan a merge, without decompressing the other columns.
+pub fn decode_times(record: &[u8]) -> Result<Vec<(Table, RecordBatch)>, RecordError> {
+    entries(record)?
+        .1
+        .into_iter()
+        .map(|(table, ipc)| Ok((table, read_ipc(ipc, Some(vec![0]))?)))
+        .collect()
+}
+
+/// A record's checkpoint and its (table, Arrow IPC stream) entries, in order.
+#[allow(clippy::type_complexity)]
+fn entries(record: &[u8]) -> Result<(Option<&[u8]>, Vec<(Table, &[u8])>), RecordError> {
     let (&tag, mut rest) = record.split_first().ok_or(RecordError::Empty)?;
     if tag != TRANSACTION {
-        return Ok(Record {
-            batches: vec![(table(tag)?, read_ipc(rest)?)],
-            checkpoint: None,
-        });
+        return Ok((None, vec![(table(tag)?, rest)]));
     }
     let (checkpoint, tail) = length_prefixed(rest)?;
     rest = tail;
-    let mut batches = Vec::new();
+    let mut entries = Vec::new();
     while let Some((&tag, tail)) = rest.split_first() {
         let (ipc, tail) = length_prefixed(tail)?;
-        batches.push((table(tag)?, read_ipc(ipc)?));
+        entries.push((table(tag)?, ipc));
         rest = tail;
     }
-    Ok(Record {
-        batches,
-        checkpoint: Some(checkpoint.to_vec()),
-    })
+    Ok((Some(checkpoint), entries))
 }
 
 /// The checkpoint a record carries, read without decoding its rows (recovery reads every

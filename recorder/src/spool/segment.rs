@@ -187,29 +187,57 @@ pub struct Recovered {
 
 /// Reads every good record of a segment, stopping at the first damaged frame.
 pub fn read_segment(path: &Path) -> Result<Recovered, SegmentError> {
-    let data = std::fs::read(path).map_err(error(path, "read"))?;
-    Ok(parse(&data))
+    let mut records = Vec::new();
+    let (valid_len, damage) = walk_file(path, |_, payload| records.push(payload.to_vec()))?;
+    Ok(Recovered {
+        records,
+        valid_len,
+        damage,
+    })
+}
+
+/// Calls `each(offset of the frame, payload)` for every good record of the segment at `path`,
+/// in order, reading one frame at a time (a segment is never held whole in memory); returns
+/// [`Recovered::valid_len`] and [`Recovered::damage`].
+pub fn walk_file(
+    path: &Path,
+    each: impl FnMut(u64, &[u8]),
+) -> Result<(u64, Option<(u64, Damage)>), SegmentError> {
+    let file = File::open(path).map_err(error(path, "read"))?;
+    walk(io::BufReader::with_capacity(1 << 20, file), each).map_err(error(path, "read"))
 }
 
 /// [`read_segment`] over bytes already read (public for the fuzz target: any bytes are cut, never
 /// a panic).
 pub fn parse(data: &[u8]) -> Recovered {
-    if data.len() < MAGIC.len() || &data[..MAGIC.len()] != MAGIC {
-        return Recovered {
-            records: Vec::new(),
-            valid_len: 0,
-            damage: Some((0, Damage::BadMagic)),
-        };
-    }
     let mut records = Vec::new();
-    let mut at = MAGIC.len();
+    let (valid_len, damage) =
+        walk(data, |_, payload| records.push(payload.to_vec())).expect("reading a slice");
+    Recovered {
+        records,
+        valid_len,
+        damage,
+    }
+}
+
+/// The one reading of the frame layout, over any source.
+fn walk(
+    mut source: impl io::Read,
+    mut each: impl FnMut(u64, &[u8]),
+) -> io::Result<(u64, Option<(u64, Damage)>)> {
+    let mut magic = [0u8; MAGIC.len()];
+    if read_up_to(&mut source, &mut magic)? < MAGIC.len() || &magic != MAGIC {
+        return Ok((0, Some((0, Damage::BadMagic))));
+    }
+    let mut at = MAGIC.len() as u64;
+    let mut payload = Vec::new();
     let damage = loop {
-        if at == data.len() {
-            break None;
+        let mut header = [0u8; FRAME_HEADER];
+        match read_up_to(&mut source, &mut header)? {
+            0 => break None,
+            FRAME_HEADER => {}
+            _ => break Some(Damage::TornTail),
         }
-        let Some(header) = data.get(at..at + FRAME_HEADER) else {
-            break Some(Damage::TornTail);
-        };
         let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
         let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
         // The spool never writes an empty record; zeros (a file extended by a crash whose data
@@ -217,21 +245,56 @@ pub fn parse(data: &[u8]) -> Recovered {
         if length == 0 || length > MAX_RECORD {
             break Some(Damage::BadLength(length as u64));
         }
-        let start = at + FRAME_HEADER;
-        let Some(payload) = data.get(start..start + length) else {
+        payload.resize(length, 0);
+        if read_up_to(&mut source, &mut payload)? < length {
             break Some(Damage::TornTail);
-        };
-        if crc32fast::hash(payload) != checksum {
+        }
+        if crc32fast::hash(&payload) != checksum {
             break Some(Damage::BadChecksum);
         }
-        records.push(payload.to_vec());
-        at = start + length;
+        each(at, &payload);
+        at += (FRAME_HEADER + length) as u64;
     };
-    Recovered {
-        records,
-        valid_len: at as u64,
-        damage: damage.map(|kind| (at as u64, kind)),
+    Ok((at, damage.map(|kind| (at, kind))))
+}
+
+/// Fills `buffer` as far as the source goes; the count read (short only at its end).
+fn read_up_to(source: &mut impl io::Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match source.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(filled)
+}
+
+/// The payload of the record whose frame starts at `offset` (found by [`walk_file`]), read
+/// again and checked again.
+pub fn read_record(file: &File, offset: u64) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut header = [0u8; FRAME_HEADER];
+    file.read_exact_at(&mut header, offset)?;
+    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+    let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if length == 0 || length > MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("impossible record length {length} at byte {offset}"),
+        ));
+    }
+    let mut payload = vec![0u8; length];
+    file.read_exact_at(&mut payload, offset + FRAME_HEADER as u64)?;
+    if crc32fast::hash(&payload) != checksum {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("checksum mismatch at byte {offset} (the segment changed)"),
+        ));
+    }
+    Ok(payload)
 }
 
 #[cfg(test)]

@@ -14,16 +14,22 @@ use flow_schema::Table;
 use tokio::sync::mpsc::{self, error::TryRecvError};
 use tokio::time::Instant;
 
-use super::{read_sealed, remove_shipped, Sealed, SpoolError};
-use crate::batch::{Batcher, RotationPolicy};
+use arrow::array::AsArray;
+use flow_schema::layout::hour_start;
+
+use super::merge::{self, Merge, MergeError};
+use super::segment::SegmentError;
+use super::{remove_shipped, Sealed};
 use crate::metrics::Metrics;
-use crate::parquet_file::{self, EncodeError, Provenance};
+use crate::parquet_file::{EncodeError, EncodedFile, FileEncoder, Provenance};
 use crate::upload::{UploadError, UploadedFile, Uploader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
     #[error(transparent)]
-    Spool(#[from] SpoolError),
+    Segment(#[from] SegmentError),
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error(transparent)]
@@ -67,45 +73,101 @@ pub async fn ship(
         // Shipped and deleted by an earlier attempt that then failed to sync the directory.
         return Ok(Shipped::default());
     }
-    let reading = segment.clone();
-    let contents = tokio::task::spawn_blocking(move || read_sealed(&reading))
-        .await
-        .map_err(|error| ShipError::Thread(error.to_string()))??;
-    if let Some(damage) = &contents.damage {
-        crate::warn!("{damage}");
-    }
-    // One file per table and hour, however large: a segment is bounded by the rotation policy.
-    let mut batcher = Batcher::new(RotationPolicy {
-        max_bytes: usize::MAX,
-        max_age: Duration::MAX,
-    });
-    let mut files = Vec::new();
-    for (table, batch) in contents.records {
-        files.extend(batcher.push(table, batch));
-    }
-    files.extend(batcher.flush());
-    let mut shipped = Shipped::default();
-    for (part, file) in files.into_iter().enumerate() {
-        let provenance = provenance.clone();
-        let encoded = tokio::task::spawn_blocking(move || parquet_file::encode(file, &provenance))
-            .await
-            .map_err(|error| ShipError::Thread(error.to_string()))??;
-        let writer_id = format!("{spool_id}-{:012}-{part}", segment.sequence);
-        let UploadedFile {
-            table, rows, bytes, ..
-        } = uploader.upload_as(encoded, &writer_id).await?;
-        match table {
-            Table::Flows => shipped.flows += rows as u64,
-            Table::LostEvents => shipped.lost_events += rows as u64,
+    let mut limit = None;
+    let shipped = loop {
+        match ship_records(segment, limit, spool_id, uploader, provenance).await {
+            // Damage the first reading could not see: the records before it ship, as with
+            // damage found at once (the files already written are written again, same keys).
+            Err(ShipError::Merge(MergeError::Record { record, .. }))
+                if limit.is_none_or(|limit| record < limit) =>
+            {
+                limit = Some(record);
+            }
+            outcome => break outcome?,
         }
-        shipped.files += 1;
-        shipped.bytes += bytes as u64;
-    }
+    };
     remove_shipped(segment).map_err(|source| ShipError::Delete {
         path: segment.path.display().to_string(),
         source,
     })?;
     Ok(shipped)
+}
+
+/// Files of the segment's first `limit` records: one per table and hour, however large (a
+/// segment is bounded by the rotation policy), numbered by table then hour. The merge and
+/// the encoding run on a blocking thread, one file ahead of the uploads.
+async fn ship_records(
+    segment: &Sealed,
+    limit: Option<usize>,
+    spool_id: &str,
+    uploader: &Uploader,
+    provenance: &Provenance,
+) -> Result<Shipped, ShipError> {
+    let (files, mut encoded) = mpsc::channel::<EncodedFile>(1);
+    let path = segment.path.clone();
+    let provenance = provenance.clone();
+    let encoding = tokio::task::spawn_blocking(move || -> Result<(), ShipError> {
+        let plan = merge::plan(&path, limit)?;
+        if let Some(damage) = &plan.damage {
+            crate::warn!("{damage}");
+        }
+        for table in plan.tables() {
+            let mut file: Option<(i64, FileEncoder)> = None;
+            for run in Merge::new(&plan, table)? {
+                let run = run?;
+                let hour = hour_start(time_of_first(&run));
+                if file.as_ref().is_none_or(|(open, _)| *open != hour) {
+                    if let Some((_, done)) = file.take() {
+                        if files.blocking_send(done.finish()?).is_err() {
+                            return Ok(()); // the upload failed: its error is returned
+                        }
+                    }
+                    let rows = plan.rows(table, hour);
+                    file = Some((hour, FileEncoder::new(table, rows, &provenance)?));
+                }
+                file.as_mut().expect("opened above").1.write(run)?;
+            }
+            if let Some((_, done)) = file {
+                if files.blocking_send(done.finish()?).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    });
+    let mut shipped = Shipped::default();
+    let mut part = 0;
+    let uploaded = async {
+        while let Some(file) = encoded.recv().await {
+            let writer_id = format!("{spool_id}-{:012}-{part}", segment.sequence);
+            part += 1;
+            let UploadedFile {
+                table, rows, bytes, ..
+            } = uploader.upload_as(file, &writer_id).await?;
+            match table {
+                Table::Flows => shipped.flows += rows as u64,
+                Table::LostEvents => shipped.lost_events += rows as u64,
+            }
+            shipped.files += 1;
+            shipped.bytes += bytes as u64;
+        }
+        Ok::<(), ShipError>(())
+    }
+    .await;
+    // The encoder stops at its next file once the receiver is gone.
+    drop(encoded);
+    let encoded = encoding
+        .await
+        .map_err(|error| ShipError::Thread(error.to_string()))?;
+    uploaded?;
+    encoded?;
+    Ok(shipped)
+}
+
+fn time_of_first(run: &arrow::array::RecordBatch) -> i64 {
+    run.column(0)
+        .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+        .value(0)
 }
 
 /// First wait after a failed shipment; doubled each time, up to [`MAX_BACKOFF`].

@@ -1,0 +1,355 @@
+//! A sealed segment's rows in time order, with memory bounded by what overlaps in time.
+//!
+//! Shipping writes each table's rows of an hour as one time-sorted file. Reading the whole
+//! segment back, then concatenating and sorting it, held its rows two to three times over: the
+//! recorder's peak memory was about three times `--max-file-bytes`. Instead:
+//!
+//! 1. [`plan`] reads the segment one record at a time and keeps, for every batch in it, only
+//!    where it is (the frame's offset, its entry in the record), its first time and its rows
+//!    per hour: only the `time` column is decompressed, and the records are forgotten.
+//! 2. [`Merge`] walks one table's batches by first time. A batch is read again (and sorted if
+//!    it needs to be) only when the output reaches its first time, and dropped once its last
+//!    row is out. Output comes as *runs*: slices of one batch, each within one hour, in time
+//!    order across runs.
+//!
+//! Sources deliver rows roughly in time order, so one or two batches are loaded at a time; a
+//! batch out of order (a late drain) costs memory only for the batches it overlaps.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::buffer::ScalarBuffer;
+use arrow::compute::{sort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampNanosecondType;
+use flow_schema::layout::hour_start;
+use flow_schema::schema::{conform, ConformError};
+use flow_schema::Table;
+
+use super::record::{self, RecordError};
+use super::segment::{read_record, walk_file, SegmentError};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The record passed its first reading but not the second (damage in a column the first
+    /// reading skipped): shipping starts again without it and what follows.
+    #[error("spool segment {path}: record {} does not decode ({source})", record + 1)]
+    Record {
+        path: PathBuf,
+        record: usize,
+        #[source]
+        source: RecordError,
+    },
+    #[error("spool segment {path}: cannot read record {} again: {source}", record + 1)]
+    Reread {
+        path: PathBuf,
+        record: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("rows of an older recorder do not fit this version's schema: {0}")]
+    Schema(#[from] ConformError),
+    #[error("cannot order rows: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+/// One table's rows in one record.
+#[derive(Debug, Clone)]
+struct Piece {
+    /// Index of the record in the segment, and the offset of its frame.
+    record: usize,
+    offset: u64,
+    /// Position of the batch among the record's entries.
+    entry: usize,
+    first: i64,
+}
+
+/// What the first reading learnt of a segment.
+#[derive(Debug, Default)]
+pub struct Plan {
+    path: PathBuf,
+    /// Per table, its batches by first time (record order among equals).
+    pieces: BTreeMap<Table, Vec<Piece>>,
+    /// Rows per table and hour (the hour's start, ns).
+    rows: BTreeMap<(Table, i64), usize>,
+    /// Why the reading stopped before the segment's end, for the caller to report.
+    pub damage: Option<String>,
+}
+
+impl Plan {
+    /// The tables with rows, in the order files are numbered.
+    pub fn tables(&self) -> impl Iterator<Item = Table> + '_ {
+        self.pieces.keys().copied()
+    }
+
+    /// Rows of `table` in the hour starting at `hour`.
+    pub fn rows(&self, table: Table, hour: i64) -> usize {
+        self.rows.get(&(table, hour)).copied().unwrap_or(0)
+    }
+}
+
+/// The first reading: the segment's records before `limit` (all if None), stopping at damage
+/// or at a record that does not decode, like every reading of a segment does.
+pub fn plan(path: &Path, limit: Option<usize>) -> Result<Plan, SegmentError> {
+    let mut plan = Plan {
+        path: path.to_path_buf(),
+        ..Plan::default()
+    };
+    let mut records = 0usize;
+    let mut undecodable: Option<(usize, RecordError)> = None;
+    let (_, damage) = walk_file(path, |offset, bytes| {
+        if undecodable.is_some() || limit.is_some_and(|limit| records >= limit) {
+            return;
+        }
+        match record::decode_times(bytes) {
+            Ok(batches) => {
+                for (entry, (table, times)) in batches.into_iter().enumerate() {
+                    let times = times.column(0).as_primitive::<TimestampNanosecondType>();
+                    let Some(first) = times.values().iter().copied().min() else {
+                        continue;
+                    };
+                    for &t in times.values().iter() {
+                        *plan.rows.entry((table, hour_start(t))).or_default() += 1;
+                    }
+                    plan.pieces.entry(table).or_default().push(Piece {
+                        record: records,
+                        offset,
+                        entry,
+                        first,
+                    });
+                }
+                records += 1;
+            }
+            Err(error) => undecodable = Some((records, error)),
+        }
+    })?;
+    for pieces in plan.pieces.values_mut() {
+        // Stable: batches of the same first time keep their record order.
+        pieces.sort_by_key(|piece| piece.first);
+    }
+    plan.damage = match (undecodable, damage) {
+        (Some((index, error)), _) => Some(format!(
+            "spool segment {}: record {} does not decode ({error}); the {index} records \
+             before it are kept",
+            path.display(),
+            index + 1
+        )),
+        (None, Some((offset, damage))) => Some(format!(
+            "spool segment {}: {damage} at byte {offset}; the {records} records before it \
+             are kept",
+            path.display()
+        )),
+        (None, None) => None,
+    };
+    Ok(plan)
+}
+
+/// A loaded batch, sorted by time, and how much of it is out.
+struct Cursor {
+    batch: RecordBatch,
+    times: ScalarBuffer<i64>,
+    at: usize,
+}
+
+impl Cursor {
+    fn head(&self) -> i64 {
+        self.times[self.at]
+    }
+}
+
+fn time_values(batch: &RecordBatch) -> &ScalarBuffer<i64> {
+    batch
+        .column(0)
+        .as_primitive::<TimestampNanosecondType>()
+        .values()
+}
+
+/// One table's rows of a planned segment, as runs in time order.
+pub struct Merge<'p> {
+    plan: &'p Plan,
+    file: File,
+    target: arrow::datatypes::SchemaRef,
+    pending: VecDeque<&'p Piece>,
+    active: Vec<Cursor>,
+}
+
+impl<'p> Merge<'p> {
+    pub fn new(plan: &'p Plan, table: Table) -> Result<Merge<'p>, MergeError> {
+        let file = File::open(&plan.path).map_err(|source| SegmentError {
+            path: plan.path.clone(),
+            action: "read",
+            source,
+        })?;
+        Ok(Merge {
+            plan,
+            file,
+            target: table.schema(),
+            pending: plan.pieces.get(&table).into_iter().flatten().collect(),
+            active: Vec::new(),
+        })
+    }
+
+    /// Reads `piece` again, as rows of the current schema in time order.
+    fn load(&self, piece: &Piece) -> Result<Cursor, MergeError> {
+        let path = || self.plan.path.clone();
+        let bytes = read_record(&self.file, piece.offset).map_err(|source| MergeError::Reread {
+            path: path(),
+            record: piece.record,
+            source,
+        })?;
+        let decoded = record::decode(&bytes).map_err(|source| MergeError::Record {
+            path: path(),
+            record: piece.record,
+            source,
+        })?;
+        let Some((_, batch)) = decoded.batches.into_iter().nth(piece.entry) else {
+            return Err(MergeError::Record {
+                path: path(),
+                record: piece.record,
+                source: RecordError::NoBatch,
+            });
+        };
+        let mut batch = conform(&batch, &self.target)?;
+        if !time_values(&batch).windows(2).all(|w| w[0] <= w[1]) {
+            let order = sort_to_indices(batch.column(0), None, None)?;
+            batch = take_record_batch(&batch, &order)?;
+        }
+        let times = time_values(&batch).clone();
+        Ok(Cursor {
+            batch,
+            times,
+            at: 0,
+        })
+    }
+
+    /// The next run: rows of one loaded batch, none later than any row still to come, all
+    /// in one hour.
+    fn next_run(&mut self) -> Result<Option<RecordBatch>, MergeError> {
+        // Every batch whose first row may come next is loaded.
+        loop {
+            let head = self.active.iter().map(Cursor::head).min();
+            match self.pending.front() {
+                Some(piece) if head.is_none_or(|head| piece.first <= head) => {
+                    let cursor = self.load(piece)?;
+                    self.pending.pop_front();
+                    self.active.push(cursor);
+                }
+                _ => break,
+            }
+        }
+        let Some(first) = (0..self.active.len()).min_by_key(|&i| self.active[i].head()) else {
+            return Ok(None);
+        };
+        let head = self.active[first].head();
+        // The run ends before another batch's head, a pending batch's first row, or the
+        // hour's end, whichever is first (rows at the same instant may come from either).
+        let mut limit = hour_start(head) + HOUR_NS - 1;
+        for (i, cursor) in self.active.iter().enumerate() {
+            if i != first {
+                limit = limit.min(cursor.head());
+            }
+        }
+        if let Some(piece) = self.pending.front() {
+            limit = limit.min(piece.first - 1);
+        }
+        let cursor = &mut self.active[first];
+        let rest = &cursor.times[cursor.at..];
+        let length = rest.partition_point(|&t| t <= limit).max(1);
+        let run = cursor.batch.slice(cursor.at, length);
+        cursor.at += length;
+        if cursor.at == cursor.times.len() {
+            self.active.swap_remove(first);
+        }
+        Ok(Some(run))
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<RecordBatch, MergeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_run().transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{test_rows as rows, Spool};
+
+    fn times(batch: &RecordBatch) -> Vec<i64> {
+        batch
+            .column(0)
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .to_vec()
+    }
+
+    /// Batches out of order, overlapping and unsorted inside, across two hours: the runs
+    /// come out in time order, none spans two hours, and every row comes out once.
+    #[test]
+    fn runs_come_in_time_order_within_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path()).unwrap();
+        let h = HOUR_NS;
+        let batches: [&[i64]; 5] = [
+            &[10, 20, 30],
+            &[25, 5, 40, h + 1],
+            &[h - 1, h, h + 3],
+            &[1, 2],
+            &[h + 2],
+        ];
+        for batch in batches {
+            spool.append(Table::Flows, &rows(batch)).unwrap();
+        }
+        let sealed = spool.seal().unwrap().unwrap();
+        let plan = plan(&sealed.path, None).unwrap();
+        assert_eq!(plan.damage, None);
+        assert_eq!(plan.rows(Table::Flows, 0), 9);
+        assert_eq!(plan.rows(Table::Flows, h), 4);
+        let mut out = Vec::new();
+        for run in Merge::new(&plan, Table::Flows).unwrap() {
+            let run = times(&run.unwrap());
+            assert!(!run.is_empty());
+            assert_eq!(
+                hour_start(run[0]),
+                hour_start(*run.last().unwrap()),
+                "{run:?}"
+            );
+            out.extend(run);
+        }
+        let mut expected: Vec<i64> = batches.concat();
+        expected.sort();
+        assert_eq!(out, expected);
+        // A limit plans only the records before it.
+        let limited = super::plan(&sealed.path, Some(2)).unwrap();
+        assert_eq!(
+            limited.rows(Table::Flows, 0) + limited.rows(Table::Flows, h),
+            7
+        );
+    }
+
+    /// In-order batches come out whole: one run per batch, no copy.
+    #[test]
+    fn batches_in_order_are_runs_of_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut spool, _) = Spool::open(dir.path()).unwrap();
+        for start in [0, 100, 200] {
+            spool
+                .append(Table::Flows, &rows(&[start, start + 1, start + 2]))
+                .unwrap();
+        }
+        let sealed = spool.seal().unwrap().unwrap();
+        let plan = plan(&sealed.path, None).unwrap();
+        let runs: Vec<Vec<i64>> = Merge::new(&plan, Table::Flows)
+            .unwrap()
+            .map(|run| times(&run.unwrap()))
+            .collect();
+        assert_eq!(runs, [[0, 1, 2], [100, 101, 102], [200, 201, 202]]);
+    }
+}
