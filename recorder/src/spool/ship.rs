@@ -73,19 +73,7 @@ pub async fn ship(
         // Shipped and deleted by an earlier attempt that then failed to sync the directory.
         return Ok(Shipped::default());
     }
-    let mut limit = None;
-    let shipped = loop {
-        match ship_records(segment, limit, spool_id, uploader, provenance).await {
-            // Damage the first reading could not see: the records before it ship, as with
-            // damage found at once (the files already written are written again, same keys).
-            Err(ShipError::Merge(MergeError::Record { record, .. }))
-                if limit.is_none_or(|limit| record < limit) =>
-            {
-                limit = Some(record);
-            }
-            outcome => break outcome?,
-        }
-    };
+    let shipped = ship_records(segment, spool_id, uploader, provenance).await?;
     remove_shipped(segment).map_err(|source| ShipError::Delete {
         path: segment.path.display().to_string(),
         source,
@@ -93,12 +81,11 @@ pub async fn ship(
     Ok(shipped)
 }
 
-/// Files of the segment's first `limit` records: one per table and hour, however large (a
+/// Files of the segment: one per table and hour, however large (a
 /// segment is bounded by the rotation policy), numbered by table then hour. The merge and
 /// the encoding run on a blocking thread, one file ahead of the uploads.
 async fn ship_records(
     segment: &Sealed,
-    limit: Option<usize>,
     spool_id: &str,
     uploader: &Uploader,
     provenance: &Provenance,
@@ -107,13 +94,14 @@ async fn ship_records(
     let path = segment.path.clone();
     let provenance = provenance.clone();
     let encoding = tokio::task::spawn_blocking(move || -> Result<(), ShipError> {
-        let plan = merge::plan(&path, limit)?;
+        let plan = merge::plan(&path, None)?;
         if let Some(damage) = &plan.damage {
             crate::warn!("{damage}");
         }
         for table in plan.tables() {
             let mut file: Option<(i64, FileEncoder)> = None;
-            for run in Merge::new(&plan, table)? {
+            let mut merge = Merge::new(&plan, table)?;
+            for run in merge.by_ref() {
                 let run = run?;
                 let hour = hour_start(time_of_first(&run));
                 if file.as_ref().is_none_or(|(open, _)| *open != hour) {
@@ -126,6 +114,9 @@ async fn ship_records(
                     file = Some((hour, FileEncoder::new(table, rows, &provenance)?));
                 }
                 file.as_mut().expect("opened above").1.write(run)?;
+            }
+            for skipped in merge.skipped() {
+                crate::warn!("{skipped}; its rows are not shipped");
             }
             if let Some((_, done)) = file {
                 if files.blocking_send(done.finish()?).is_err() {
