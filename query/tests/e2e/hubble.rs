@@ -388,10 +388,10 @@ fn redaction_keeps_secrets_out_of_the_parquet_files_for_imports_and_live() {
     );
 }
 
-/// The recorder's memory bound (README, "Resources"): with the default flags, under a
-/// sustained stream of generated flows (as fast as the recorder takes them) long enough to seal
-/// and ship full 256 MiB segments while it records, the peak resident memory stays under
-/// 200 MiB. Read from /proc (VmHWM), not timed.
+/// The recorder's memory bound (README, "flowrec run --source hubble"): with the default
+/// flags, under a sustained stream of generated flows (as fast as the recorder takes them) long
+/// enough to seal and ship full 256 MiB segments while it records, the peak resident memory
+/// stays under 200 MiB. Read from /proc (VmHWM), not timed.
 #[test]
 fn hubble_live_recording_keeps_its_memory_within_the_documented_bound() {
     const FLOWS: u64 = 450_000;
