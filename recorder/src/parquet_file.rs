@@ -79,6 +79,10 @@ pub struct FileEncoder {
     buffered: usize,
 }
 
+/// Parquet bytes reserved per row: stored flows take 40-60 (README, import benchmark); a file
+/// that needs more grows its buffer.
+const RESERVED_BYTES_PER_ROW: usize = 128;
+
 /// Rows written to the Parquet writer at once when runs are short.
 const WRITE_ROWS: usize = 8192;
 
@@ -91,12 +95,12 @@ impl FileEncoder {
         provenance: &Provenance,
     ) -> Result<FileEncoder, EncodeError> {
         let schema = table.schema();
-        let writer = writer::StoreFileWriter::try_new(
-            Vec::new(),
-            schema.clone(),
-            SCHEMA_VERSION,
-            Some(rows),
-        )?;
+        // Reserved, not touched: a large allocation is mapped lazily, so only the bytes written
+        // count in memory, and the buffer is not copied as it grows (growing by doubling held
+        // the old and the new buffer at once).
+        let out = Vec::with_capacity(rows.saturating_mul(RESERVED_BYTES_PER_ROW) + (1 << 20));
+        let writer =
+            writer::StoreFileWriter::try_new(out, schema.clone(), SCHEMA_VERSION, Some(rows))?;
         Ok(FileEncoder {
             table,
             schema,

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Memory of `flowrec run --source ebpf` draining a full flow map (issue 19, target 1; as root):
+# the recorder, with its default flags (65,536-entry flow map, drained every 10 s or when 3/4
+# full), attached in one namespace while a sender there opens ROUNDS rounds of 65,535 new UDP
+# flows (one datagram to every port of the peer, from a fresh source port each round), one
+# round every 10 s. Prints the recorder's peak RSS (VmHWM, sampled until it exits), its CPU
+# seconds per 1M flow records, and the flows in the store.
+# Usage: benches/ebpf-memory.sh [ROUNDS] (default 6). Namespaces and veths are prefixed frtm
+# and removed on exit, also on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-6}
+flowrec=target/release/flowrec
+flowsql=target/release/flowsql
+[[ -x $flowrec && -x $flowsql ]] || cargo build --release --locked --quiet -p flowrec -p flowsql
+a=frtm-a b=frtm-b end_a=frtmva end_b=frtmvb work=$(mktemp -d /tmp/flowrec-ebpf-memory.XXXXXX)
+recorder=
+cleanup() {
+  [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
+  ip netns del "$a" 2>/dev/null || true
+  ip netns del "$b" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$a"; ip netns add "$b"
+ip link add "$end_a" type veth peer name "$end_b"
+ip link set "$end_a" netns "$a"; ip link set "$end_b" netns "$b"
+ip -n "$a" addr add 10.197.0.1/24 dev "$end_a"; ip -n "$b" addr add 10.197.0.2/24 dev "$end_b"
+for ns_end in "$a:$end_a" "$b:$end_b"; do
+  ip -n "${ns_end%%:*}" link set "${ns_end#*:}" up; ip -n "${ns_end%%:*}" link set lo up
+done
+# The peer does not answer closed ports (no ICMP storm to rate-limit).
+nsenter --net="/run/netns/$b" nft add table inet frtm
+nsenter --net="/run/netns/$b" nft add chain inet frtm input '{ type filter hook input priority 0; policy drop; }'
+
+# nsenter execs the recorder: $! is the recorder itself.
+nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a" \
+  --store "$work/store" --spool "$work/spool" 2>"$work/recorder.log" >/dev/null &
+recorder=$!
+for _ in $(seq 1 100); do grep -q "recording flows" "$work/recorder.log" && break; sleep 0.1; done
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"; }
+peak_kib=0
+sample() {
+  local hwm
+  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder/status" 2>/dev/null || true)
+  [[ -n $hwm && $hwm -gt $peak_kib ]] && peak_kib=$hwm
+  return 0
+}
+for round in $(seq 1 "$rounds"); do
+  nsenter --net="/run/netns/$a" python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(1, 65536):
+    s.sendto(b"x", ("10.197.0.2", port))
+'
+  echo "bench: round $round sent" >&2
+  for _ in $(seq 1 50); do sample; sleep 0.2; done
+done
+cpu=$(cpu_seconds "$recorder")
+kill -TERM "$recorder"
+# The last segment is shipped at the stop: sampled (memory and CPU) until the recorder exits.
+while kill -0 "$recorder" 2>/dev/null; do
+  sample
+  cpu=$(cpu_seconds "$recorder" 2>/dev/null || echo "$cpu")
+  sleep 0.05
+done
+wait "$recorder" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
+recorder=
+stored=$("$flowsql" --store "$work/store" --format csv "select count(*) as n from flows" 2>/dev/null | tail -1)
+echo "flow records sent        $((rounds * 65535)) UDP flows (+ what the kernel itself sends)"
+echo "flows in the store       $stored"
+echo "recorder peak RSS        $((peak_kib / 1024)) MiB"
+awk -v c="$cpu" -v n="$stored" 'BEGIN { printf "recorder CPU             %.2f s, shipping included (%.2f s per 1M flow records)\n", c, c / n * 1e6 }'
+grep -E "drain|lost|received" "$work/recorder.log" | tail -3 | sed 's/^/recorder: /'
