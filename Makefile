@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-hubble bench-query bench-fleet oracle oracle-store fuzz
+.PHONY: demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-query bench-fleet oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -14,6 +14,11 @@ bench:           ## import benchmark: flowrec vs DuckDB on 1M generated flows
 
 bench-ebpf:      ## cost of the tc programs: ns/packet, TCP throughput with/without (root)
 	bash benches/ebpf-cost.sh
+
+bench-ebpf-memory: ## peak RSS and CPU of the eBPF source draining a full flow map every 10 s (root)
+	bash .ci/setup.sh
+	cargo build --release -p flowrec -p flowsql
+	bash benches/ebpf-memory.sh 12
 
 oracle:          ## durability oracle, long form: 100 SIGKILL cycles of a followed file (FLOWREC_ORACLE_SEED=N reproduces one)
 	bash .ci/setup.sh
