@@ -13,25 +13,17 @@ cd "$(dirname "$0")/.."
 bash .ci/setup.sh
 cargo build --release --locked --quiet -p flowrec
 flowrec=target/release/flowrec
-a=frtb-a b=frtb-b end_a=frtbva end_b=frtbvb store=$(mktemp -d)
+a=frtb-a b=frtb-b end_a=frtbva end_b=frtbvb subnet=10.198.0 store=$(mktemp -d)
+source benches/netns-pair.sh
 recorder=
 cleanup() {
   [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
   sysctl -qw kernel.bpf_stats_enabled=0 || true
-  ip netns del "$a" 2>/dev/null || true
-  ip netns del "$b" 2>/dev/null || true
+  netns_pair_remove
   rm -rf "$store"
 }
 trap cleanup EXIT
-ip netns add "$a"; ip netns add "$b"
-ip link add "$end_a" type veth peer name "$end_b"
-ip link set "$end_a" netns "$a"; ip link set "$end_b" netns "$b"
-ip -n "$a" addr add 10.198.0.1/24 dev "$end_a"; ip -n "$b" addr add 10.198.0.2/24 dev "$end_b"
-for ns_end in "$a:$end_a" "$b:$end_b"; do
-  ip -n "${ns_end%%:*}" link set "${ns_end#*:}" up; ip -n "${ns_end%%:*}" link set lo up
-done
-in_a() { nsenter --net="/run/netns/$a" "$@"; }
-in_b() { nsenter --net="/run/netns/$b" "$@"; }
+netns_pair_create
 
 start_recorder() {
   # nsenter execs the recorder: $! is the recorder itself, so the kill below reaches it.

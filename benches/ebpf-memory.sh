@@ -13,25 +13,20 @@ rounds=${1:-6}
 flowrec=target/release/flowrec
 flowsql=target/release/flowsql
 [[ -x $flowrec && -x $flowsql ]] || cargo build --release --locked --quiet -p flowrec -p flowsql
-a=frtm-a b=frtm-b end_a=frtmva end_b=frtmvb work=$(mktemp -d /tmp/flowrec-ebpf-memory.XXXXXX)
+a=frtm-a b=frtm-b end_a=frtmva end_b=frtmvb subnet=10.197.0
+work=$(mktemp -d /tmp/flowrec-ebpf-memory.XXXXXX)
+source benches/netns-pair.sh
 recorder=
 cleanup() {
   [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
-  ip netns del "$a" 2>/dev/null || true
-  ip netns del "$b" 2>/dev/null || true
+  netns_pair_remove
   rm -rf "$work"
 }
 trap cleanup EXIT
-ip netns add "$a"; ip netns add "$b"
-ip link add "$end_a" type veth peer name "$end_b"
-ip link set "$end_a" netns "$a"; ip link set "$end_b" netns "$b"
-ip -n "$a" addr add 10.197.0.1/24 dev "$end_a"; ip -n "$b" addr add 10.197.0.2/24 dev "$end_b"
-for ns_end in "$a:$end_a" "$b:$end_b"; do
-  ip -n "${ns_end%%:*}" link set "${ns_end#*:}" up; ip -n "${ns_end%%:*}" link set lo up
-done
+netns_pair_create
 # The peer does not answer closed ports (no ICMP storm to rate-limit).
-nsenter --net="/run/netns/$b" nft add table inet frtm
-nsenter --net="/run/netns/$b" nft add chain inet frtm input '{ type filter hook input priority 0; policy drop; }'
+in_b nft add table inet frtm
+in_b nft add chain inet frtm input '{ type filter hook input priority 0; policy drop; }'
 
 # nsenter execs the recorder: $! is the recorder itself.
 nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a" \
@@ -47,7 +42,7 @@ sample() {
   return 0
 }
 for round in $(seq 1 "$rounds"); do
-  nsenter --net="/run/netns/$a" python3 -c '
+  in_a python3 -c '
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for port in range(1, 65536):

@@ -238,13 +238,9 @@ fn walk(
             FRAME_HEADER => {}
             _ => break Some(Damage::TornTail),
         }
-        let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-        let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        // The spool never writes an empty record; zeros (a file extended by a crash whose data
-        // never reached the disk) would otherwise pass as empty records with CRC 0.
-        if length == 0 || length > MAX_RECORD {
-            break Some(Damage::BadLength(length as u64));
-        }
+        let Some((length, checksum)) = frame_header(&header) else {
+            break Some(Damage::BadLength(u32_at(&header, 0) as u64));
+        };
         payload.resize(length, 0);
         if read_up_to(&mut source, &mut payload)? < length {
             break Some(Damage::TornTail);
@@ -256,6 +252,18 @@ fn walk(
         at += (FRAME_HEADER + length) as u64;
     };
     Ok((at, damage.map(|kind| (at, kind))))
+}
+
+fn u32_at(header: &[u8; FRAME_HEADER], at: usize) -> u32 {
+    u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// A frame header's payload length and CRC; None for an impossible length. The spool never
+/// writes an empty record; zeros (a file extended by a crash whose data never reached the disk)
+/// would otherwise pass as empty records with CRC 0.
+fn frame_header(header: &[u8; FRAME_HEADER]) -> Option<(usize, u32)> {
+    let length = u32_at(header, 0) as usize;
+    (length != 0 && length <= MAX_RECORD).then(|| (length, u32_at(header, 4)))
 }
 
 /// Fills `buffer` as far as the source goes; the count read (short only at its end).
@@ -278,14 +286,15 @@ pub fn read_record(file: &File, offset: u64) -> io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut header = [0u8; FRAME_HEADER];
     file.read_exact_at(&mut header, offset)?;
-    let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
-    let checksum = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-    if length == 0 || length > MAX_RECORD {
-        return Err(io::Error::new(
+    let (length, checksum) = frame_header(&header).ok_or_else(|| {
+        io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("impossible record length {length} at byte {offset}"),
-        ));
-    }
+            format!(
+                "impossible record length {} at byte {offset}",
+                u32_at(&header, 0)
+            ),
+        )
+    })?;
     let mut payload = vec![0u8; length];
     file.read_exact_at(&mut payload, offset + FRAME_HEADER as u64)?;
     if crc32fast::hash(&payload) != checksum {
