@@ -94,6 +94,24 @@ flow = (msg(1, timestamp) + text(34, "uuid-1") + field(2, 0, 2) + field(3, 0, 13
 put("observer_protobuf", msg(1, flow) + text(1000, "kind-worker") + msg(1001, timestamp))
 put("observer_protobuf", msg(3, field(1, 0, 1) + field(2, 0, 7) + msg(3, field(1, 0, 1))) + msg(1001, timestamp))
 put("observer_protobuf", msg(1, msg(1, timestamp) + field(2, 0, 1)))
+# Every nested kind the decoder reads: TCP flags, HTTP headers, DNS lists, policies with
+# labels, a BoolValue, event_type, interface, aggregate, tunnel.
+tcp = msg(6, msg(1, field(1, 0, 40000) + field(2, 0, 80) + msg(3, field(2, 0, 1) + field(5, 0, 1))))
+http = msg(15, field(1, 0, 2) + field(2, 0, 1500)
+           + msg(101, field(1, 0, 200) + text(2, "GET") + text(3, "http://u:p@svc/a?token=x")
+                 + text(4, "HTTP/1.1") + msg(5, text(1, "authorization") + text(2, "Bearer x"))
+                 + msg(5, text(1, "accept"))))
+dns = msg(15, field(1, 0, 1) + msg(100, text(1, "svc.cluster.local.") + text(2, "10.0.0.1")
+          + text(2, "10.0.0.2") + field(3, 0, 30) + text(7, "A") + text(8, "A")))
+policy = msg(21001, text(1, "allow-gw") + text(2, "shop") + text(3, "k8s:io.cilium.k8s.policy.name=allow-gw")
+             + text(3, "k8s:io.cilium.k8s.policy.namespace=shop") + field(4, 0, 7) + text(5, "CiliumNetworkPolicy"))
+extra = (msg(26, b"") + msg(19, field(1, 0, 4)) + msg(28, field(1, 0, 3) + text(2, "eth0"))
+         + msg(21007, field(1, 0, 2)) + msg(39, field(1, 0, 1) + msg(2, text(1, "192.168.0.1")) + field(4, 0, 2))
+         + text(13, "a.example.com") + text(13, "b.example.com") + text(100000, "TCP Flags: SYN"))
+put("observer_protobuf", msg(1, msg(1, timestamp) + text(34, "u2") + tcp + policy + extra) + text(1000, "n1"))
+put("observer_protobuf", msg(1, msg(1, timestamp) + text(34, "u3") + http) + msg(1001, timestamp))
+put("observer_protobuf", msg(1, msg(1, timestamp) + text(34, "u4") + dns) + msg(1001, timestamp))
+put("observer_protobuf", msg(2, field(1, 0, 1) + text(2, "n1")) + msg(1001, timestamp))
 
 print("seeds written to", os.path.join(here, "seeds"), file=sys.stderr)
 

@@ -2,33 +2,35 @@
 //! (`unix:///var/run/cilium/hubble.sock`) or from Hubble Relay (`host:4245`, TLS or mTLS), over
 //! the Observer API (`GetFlows` with `follow`, after a `ServerStatus` check).
 //!
-//! A received event becomes the protojson line Hubble itself would print for it (the
-//! `hubble-api` serde impls, proto field names) and is decoded by the same decoder as imported
-//! files: a flow recorded live and the same flow imported give the same row.
+//! Responses are received still encoded and read straight from their protobuf bytes into the
+//! columns (`HubbleDecoder::decode_responses`: no message tree, no protojson in between), into
+//! the row the same event exported as JSON and imported gives: a flow recorded live and the same
+//! flow imported give the same row (the e2e tests compare both over every sample capture).
 //!
 //! **Reconnecting without gaps or duplicates.** Every batch is recorded as one spool
 //! transaction with a checkpoint: the time of the newest event recorded and the identities
-//! (uuid, else a hash of its protojson line) of the events recorded at exactly that time. A new
+//! (uuid, else a hash of its bytes as received) of the events recorded at exactly that time. A new
 //! stream asks for events `since` that time; what comes back at that time and was recorded
 //! already is dropped (nothing older comes back; an older event inside a live stream, as Relay
 //! merging nodes' clocks delivers, is new and kept). The time without a stream, and after a
 //! restart the time since the newest event recorded, is recorded in `lost_events` as
 //! `source = 'FLOWREC_DISCONNECTED'` (`first`..`last`): Hubble replays from its ring buffer, so
 //! flows are missing only if it wrapped meanwhile, but a report can say recording was
-//! interrupted. An event holding a value this recorder's API definition cannot represent (an
-//! enum number from a newer Cilium) is skipped, logged and counted, never fatal.
+//! interrupted. An event that does not decode (malformed bytes, a string that is not UTF-8) is
+//! skipped, logged and counted, never fatal; an enum number from a newer Cilium is kept as its
+//! number, as an import keeps it.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flow_schema::hubble::HubbleDecoder;
+use bytes::Bytes;
+use flow_schema::hubble::{Decoded, HubbleDecoder, ResponseKind};
 use flow_schema::Table;
 use hubble_api::flow::FlowFilter;
-use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_client::ObserverClient;
-use hubble_api::observer::{GetFlowsRequest, GetFlowsResponse, ServerStatusRequest};
+use hubble_api::observer::{GetFlowsRequest, ServerStatusRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::{Recording, SpoolOutput, Stop};
@@ -304,32 +306,27 @@ impl Resume {
     }
 }
 
-/// An event's identity for deduplication: a flow's uuid, else its protojson line (which the
-/// stream stage writes anyway, and which is the same for the same event). A fixed hash: identities
-/// are kept in the spool's checkpoint across restarts.
-fn identity(uuid: &str, line: &[u8]) -> u64 {
+/// An event's identity for deduplication: a flow's uuid, else its bytes as received (the same
+/// for the same event sent again from Hubble's ring buffer). A fixed hash: identities are kept in
+/// the spool's checkpoint across restarts. (Before responses were decoded from their bytes, an
+/// event without a uuid was identified by its protojson line: after an upgrade, such an event at
+/// exactly the resume time can be recorded twice, once.)
+fn identity(uuid: Option<&str>, bytes: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     let state = foldhash::quality::FixedState::with_seed(0x0066_6c6f_7772_6563);
-    if uuid.is_empty() {
-        state.hash_one(line)
-    } else {
-        state.hash_one(uuid.as_bytes())
+    match uuid {
+        Some(uuid) => state.hash_one(uuid.as_bytes()),
+        None => state.hash_one(bytes),
     }
 }
 
-fn time_ns(time: &Option<pbjson_types::Timestamp>) -> Option<i64> {
-    time.as_ref().map(|t| {
-        t.seconds
-            .saturating_mul(1_000_000_000)
-            .saturating_add(i64::from(t.nanos))
-    })
-}
-
 /// Events handed to the spool at once (or what came within [`BATCH_WAIT`]). Each batch lives
-/// as messages, then lines, then rows, and up to [`PREPARED_QUEUE`] wait between the stages:
+/// as received bytes, then rows, and up to [`PREPARED_QUEUE`] wait between the stages:
 /// 8192 held ~75 MiB in flight at 130k flows/s; 1024 costs ~3% more CPU (a record each).
 const BATCH_EVENTS: usize = 1024;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
+/// The largest response accepted (a flow is a few KiB; Hubble's own client allows this much).
+const MAX_MESSAGE: usize = 64 << 20;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -340,7 +337,7 @@ pub struct Listened {
     pub lost_events: u64,
     pub duplicates: u64,
     pub reconnects: u64,
-    /// Events skipped because they hold values this recorder cannot represent.
+    /// Events skipped because they did not decode.
     pub unreadable: u64,
 }
 
@@ -356,24 +353,24 @@ impl Listened {
 
 pub struct Listener {
     checked: Checked,
+    decoder: HubbleDecoder,
     resume: Resume,
     node_name: String,
     listened: Listened,
     writer: SpoolWriter,
 }
 
-/// The second stage: decodes what the stream stage prepared and records it, on its own thread
-/// (receiving and serializing keep one core busy, decoding and recording another).
+/// The second stage: records what the stream stage decoded, on its own thread (receiving and
+/// decoding keep one core busy, compressing and writing the spool another).
 struct SpoolWriter {
-    decoder: HubbleDecoder,
     output: SpoolOutput,
     metrics: Arc<Metrics>,
     address: String,
 }
 
-/// Events of a batch as protojson lines, and the resume position once they are recorded.
+/// A batch's events as rows, and the resume position once they are recorded.
 struct Prepared {
-    lines: Vec<u8>,
+    decoded: Decoded,
     resume: Resume,
 }
 
@@ -402,11 +399,11 @@ impl Listener {
         let address = checked.address.to_string();
         Ok(Listener {
             checked,
+            decoder,
             resume,
             node_name,
             listened: Listened::default(),
             writer: SpoolWriter {
-                decoder,
                 output,
                 metrics,
                 address,
@@ -419,6 +416,7 @@ impl Listener {
     pub fn run(self, stop: Arc<Stop>) -> Listened {
         let Listener {
             checked,
+            decoder,
             resume,
             node_name,
             listened,
@@ -434,6 +432,7 @@ impl Listener {
             .expect("a thread");
         let mut stream = Streamer {
             checked,
+            decoder,
             resume,
             node_name,
             listened,
@@ -456,9 +455,10 @@ impl Listener {
     }
 }
 
-/// The first stage: connection, stream, deduplication, protojson.
+/// The first stage: connection, stream, decoding, deduplication.
 struct Streamer {
     checked: Checked,
+    decoder: HubbleDecoder,
     resume: Resume,
     node_name: String,
     listened: Listened,
@@ -513,7 +513,8 @@ impl Streamer {
             .checked
             .channel()
             .map_err(|error| format!("cannot connect: {}", flow_schema::error_chain(&error)))?;
-        let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut client =
+            ObserverClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE);
         let status = client
             .server_status(ServerStatusRequest {})
             .await
@@ -541,17 +542,15 @@ impl Streamer {
             blacklist: self.checked.deny.clone(),
             ..Default::default()
         };
-        let mut stream = client
-            .get_flows(request)
+        let mut stream = hubble_api::encoded::get_flows(channel, request, MAX_MESSAGE)
             .await
-            .map_err(|status| describe_status("GetFlows", &status))?
-            .into_inner();
+            .map_err(|status| describe_status("GetFlows", &status))?;
         if let Some(since) = lost_since.take() {
             if !self.send(self.gap(since, now_ns())) {
                 return Ok(Ended::ShipperGone);
             }
         }
-        let mut batch: Vec<GetFlowsResponse> = Vec::with_capacity(BATCH_EVENTS);
+        let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH_EVENTS);
         loop {
             let deadline = tokio::time::Instant::now() + BATCH_WAIT;
             let mut ended = None;
@@ -591,62 +590,54 @@ impl Streamer {
         self.sender.send(prepared).is_ok()
     }
 
-    /// The batch's events as protojson lines, duplicates of what was recorded dropped.
-    fn prepare(&mut self, events: Vec<GetFlowsResponse>) -> Prepared {
-        let mut lines = Vec::with_capacity(events.len() * 1024);
-        for event in &events {
-            let time = match &event.response_types {
-                // The event's time is what `since` is compared with; a flow's own, else.
-                Some(ResponseTypes::Flow(flow)) => {
-                    time_ns(&event.time).or_else(|| time_ns(&flow.time))
+    /// The batch's events as rows, duplicates of what was recorded dropped.
+    fn prepare(&mut self, events: Vec<Bytes>) -> Prepared {
+        let Streamer {
+            checked,
+            decoder,
+            resume,
+            listened,
+            ..
+        } = self;
+        let decoded =
+            decoder.decode_responses(events.iter().map(|b| b.as_ref()), |event, bytes| {
+                if event.kind == ResponseKind::Other {
+                    if let Some(status) = hubble_api::encoded::node_status(bytes) {
+                        crate::info!(
+                            "--hubble-server {}: node status {:?}: {} {}",
+                            checked.address,
+                            status.state_change(),
+                            status.node_names.join(","),
+                            status.message
+                        );
+                    }
+                    return false;
                 }
-                Some(ResponseTypes::LostEvents(_)) => time_ns(&event.time),
-                Some(ResponseTypes::NodeStatus(status)) => {
-                    crate::info!(
-                        "--hubble-server {}: node status {:?}: {} {}",
-                        self.checked.address,
-                        status.state_change(),
-                        status.node_names.join(","),
-                        status.message
-                    );
-                    continue;
+                if let Some(time) = event.time {
+                    let id = identity(event.uuid, bytes);
+                    if resume.seen(time, id) {
+                        listened.duplicates += 1;
+                        return false;
+                    }
+                    resume.record(time, id);
                 }
-                None => continue,
-            };
-            let start = lines.len();
-            if let Err(error) = serde_json::to_writer(&mut lines, event) {
-                // A value this recorder's API definition does not know (an enum number
-                // added by a newer Cilium): the event is skipped, not the stream.
-                lines.truncate(start);
-                self.listened.unreadable += 1;
-                crate::warn!(
-                    "--hubble-server {}: an event this recorder cannot represent ({error}) \
-                     was skipped",
-                    self.checked.address
-                );
-                continue;
-            }
-            if let Some(time) = time {
-                let id = match &event.response_types {
-                    Some(ResponseTypes::Flow(flow)) => identity(&flow.uuid, &lines[start..]),
-                    _ => identity("", &lines[start..]),
-                };
-                if self.resume.seen(time, id) {
-                    self.listened.duplicates += 1;
-                    lines.truncate(start);
-                    continue;
+                match event.kind {
+                    ResponseKind::Flow => listened.flows += 1,
+                    _ => listened.lost_events += 1,
                 }
-                self.resume.record(time, id);
-            }
-            match &event.response_types {
-                Some(ResponseTypes::Flow(_)) => self.listened.flows += 1,
-                _ => self.listened.lost_events += 1,
-            }
-            lines.push(b'\n');
+                true
+            });
+        for error in &decoded.errors {
+            listened.unreadable += 1;
+            crate::warn!(
+                "--hubble-server {}: an event that does not decode was skipped ({})",
+                checked.address,
+                error.reason
+            );
         }
         Prepared {
-            lines,
-            resume: self.resume.clone(),
+            decoded,
+            resume: resume.clone(),
         }
     }
 
@@ -661,7 +652,7 @@ impl Streamer {
             format_ns(last)
         );
         Prepared {
-            lines: line.into_bytes(),
+            decoded: self.decoder.decode(line.as_bytes(), 1),
             resume: self.resume.clone(),
         }
     }
@@ -674,7 +665,7 @@ impl SpoolWriter {
         loop {
             match batches.recv_timeout(BATCH_WAIT) {
                 Ok(prepared) => {
-                    if !self.record(&prepared, stop) {
+                    if !self.record(prepared, stop) {
                         break;
                     }
                 }
@@ -688,13 +679,9 @@ impl SpoolWriter {
         self.output.seal_if_due(true);
     }
 
-    /// Decodes and records one batch with its resume position.
-    fn record(&mut self, prepared: &Prepared, stop: &Stop) -> bool {
-        let decoded = self.decoder.decode(&prepared.lines, 1);
-        for error in &decoded.errors {
-            // Cannot happen for what serde wrote, unless the decoder and the API disagree.
-            crate::warn!("a Hubble event did not decode: {}", error.reason);
-        }
+    /// Records one batch with its resume position.
+    fn record(&mut self, prepared: Prepared, stop: &Stop) -> bool {
+        let Prepared { decoded, resume } = prepared;
         let flows = decoded.flows.num_rows() as u64;
         Metrics::add(&self.metrics.flows_received, flows);
         let batches = [
@@ -706,7 +693,7 @@ impl SpoolWriter {
                       it reports)";
         if !self.output.record_waiting(
             &batches,
-            &prepared.resume.encode(),
+            &resume.encode(),
             stop,
             &self.metrics,
             (&source, paused),
@@ -770,6 +757,107 @@ fn format_ns(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every event of the sample captures, as Hubble's JSON and as the Observer API sends it.
+    fn sample_events() -> Vec<(String, Vec<u8>)> {
+        use hubble_api::observer::get_flows_response::ResponseTypes;
+        use hubble_api::observer::GetFlowsResponse;
+        use prost::Message;
+        use std::io::Read;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-captures");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("hubble-samples"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.push(root.join("typo-policy-incident.jsonl.gz"));
+        let mut events = Vec::new();
+        for file in files {
+            let mut text = String::new();
+            let raw = std::fs::File::open(&file).unwrap();
+            if file.extension().is_some_and(|e| e == "gz") {
+                flate2::read::GzDecoder::new(raw)
+                    .read_to_string(&mut text)
+                    .unwrap();
+            } else {
+                std::io::BufReader::new(raw)
+                    .read_to_string(&mut text)
+                    .unwrap();
+            }
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                let response = if value.get("flow").is_some() || value.get("lost_events").is_some()
+                {
+                    serde_json::from_value::<GetFlowsResponse>(value).unwrap()
+                } else {
+                    let flow: hubble_api::flow::Flow = serde_json::from_value(value).unwrap();
+                    GetFlowsResponse {
+                        node_name: flow.node_name.clone(),
+                        time: flow.time,
+                        response_types: Some(ResponseTypes::Flow(flow)),
+                    }
+                };
+                events.push((line.to_string(), response.encode_to_vec()));
+            }
+        }
+        assert!(events.len() > 1000, "the sample captures are there");
+        events
+    }
+
+    #[test]
+    fn a_flow_read_from_its_protobuf_bytes_gives_the_row_its_json_line_gives() {
+        let decoder = HubbleDecoder::new(flow_schema::CaptureSource::Hubble, Some("node-a".into()));
+        let events = sample_events();
+        let lines: String = events.iter().map(|(line, _)| format!("{line}\n")).collect();
+        let from_json = decoder.decode(lines.as_bytes(), 1);
+        let from_wire =
+            decoder.decode_responses(events.iter().map(|(_, b)| b.as_slice()), |_, _| true);
+        assert!(from_json.errors.is_empty() && from_wire.errors.is_empty());
+        assert_eq!(from_wire.flows.num_rows(), from_json.flows.num_rows());
+        assert!(from_wire.flows.num_rows() > 1000);
+        for (index, field) in from_json.flows.schema().fields().iter().enumerate() {
+            assert_eq!(
+                from_wire.flows.column(index).as_ref(),
+                from_json.flows.column(index).as_ref(),
+                "column {}",
+                field.name()
+            );
+        }
+        assert_eq!(from_wire.lost_events, from_json.lost_events);
+        assert_eq!(from_wire.other_events, from_json.other_events);
+    }
+
+    #[test]
+    fn damaged_bytes_cost_only_their_event_and_are_reported_with_the_field() {
+        let decoder = HubbleDecoder::new(flow_schema::CaptureSource::Hubble, None);
+        let events = sample_events();
+        let good = &events[0].1;
+        // Truncated, then a flow whose uuid (field 34) is not UTF-8, between two good events.
+        let truncated = &good[..good.len() - 3];
+        let bad_uuid = [0x0a, 4, 0x92, 0x02, 1, 0xff];
+        let mut seen = Vec::new();
+        let decoded = decoder.decode_responses(
+            [good.as_slice(), truncated, &bad_uuid, good.as_slice()].into_iter(),
+            |event, _| {
+                seen.push(event.kind);
+                true
+            },
+        );
+        assert_eq!(decoded.flows.num_rows(), 2);
+        assert_eq!(seen, [ResponseKind::Flow, ResponseKind::Flow]);
+        let errors: Vec<(u64, &str)> = decoded
+            .errors
+            .iter()
+            .map(|e| (e.line, e.reason.as_str()))
+            .collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].0, 2);
+        assert!(errors[0].1.contains("truncated"), "{errors:?}");
+        assert_eq!(errors[1].0, 3);
+        assert!(errors[1].1.starts_with("at flow.uuid: "), "{errors:?}");
+        // A flow a keep function refuses is not recorded.
+        let none = decoder.decode_responses([good.as_slice()].into_iter(), |_, _| false);
+        assert_eq!(none.flows.num_rows(), 0);
+    }
 
     #[test]
     fn the_resume_position_survives_its_encoding_and_drops_what_was_seen() {

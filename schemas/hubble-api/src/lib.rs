@@ -81,3 +81,8 @@ pub fn strict_flow_filter(json: &str) -> Result<flow::FlowFilter, FilterJsonErro
     }
     Ok(filter)
 }
+
+/// `GetFlows` with its responses left encoded, for a reader that decodes the protobuf bytes
+/// itself (flowrec's live source reads them straight into columns: no message tree, no
+/// protojson in between).
+pub mod encoded;

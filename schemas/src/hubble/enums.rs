@@ -26,6 +26,23 @@ impl EnumNames {
             Err(_) => Some(std::borrow::Cow::Borrowed(raw)),
         }
     }
+
+    /// The stored value for an enum number read from the protobuf wire: as [`Self::normalize`]
+    /// gives for the same number written in JSON (zero NULL, unknown numbers kept as digits).
+    pub fn by_number(&self, number: i32) -> Option<std::borrow::Cow<'static, str>> {
+        if number == 0 {
+            return None;
+        }
+        Some(
+            match u32::try_from(number)
+                .ok()
+                .and_then(|n| self.names.iter().find(|(known, _)| *known == n))
+            {
+                Some((_, name)) => std::borrow::Cow::Borrowed(*name),
+                None => std::borrow::Cow::Owned(number.to_string()),
+            },
+        )
+    }
 }
 
 pub(crate) const VERDICT: EnumNames = EnumNames {

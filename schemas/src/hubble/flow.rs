@@ -167,8 +167,8 @@ columns! {
 }
 
 /// Field positions inside the `list<struct>` columns, checked against the schema at start-up.
-const POLICY_FIELDS: [&str; 5] = ["name", "namespace", "kind", "revision", "labels"];
-const HEADER_FIELDS: [&str; 2] = ["key", "value"];
+pub(crate) const POLICY_FIELDS: [&str; 5] = ["name", "namespace", "kind", "revision", "labels"];
+pub(crate) const HEADER_FIELDS: [&str; 2] = ["key", "value"];
 
 /// Panics unless `column`'s items are structs with exactly `fields`, in that order.
 pub(crate) fn check_struct_fields(schema: &Schema, column: &str, fields: &[&str]) {
@@ -202,7 +202,7 @@ pub(crate) struct Out<'r> {
 }
 
 impl Out<'_> {
-    fn column(&self, column: F) -> usize {
+    pub fn column(&self, column: F) -> usize {
         self.at[column as usize]
     }
 
@@ -220,7 +220,7 @@ impl Out<'_> {
 
     /// Sets a number to 0 unless the row has one: the proto3 default of a field omitted inside
     /// a message that is present.
-    fn zero_u32(&mut self, column: F) {
+    pub fn zero_u32(&mut self, column: F) {
         if !self.is_set(column) {
             self.table.u32(self.column(column), 0);
         }
@@ -514,7 +514,7 @@ fn ip(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
 }
 
 /// The `Layer4` oneof, in the order `l4_protocol` names the first one set.
-const LAYER4: [&str; 7] = ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP"];
+pub(crate) const LAYER4: [&str; 7] = ["TCP", "UDP", "ICMPv4", "ICMPv6", "SCTP", "VRRP", "IGMP"];
 
 fn layer4(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
     let mut present = [false; LAYER4.len()];
@@ -583,7 +583,7 @@ fn layer4(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
 }
 
 /// The `Layer7` oneof, in the order `l7_protocol` names the first one set.
-const LAYER7: [&str; 3] = ["http", "dns", "kafka"];
+pub(crate) const LAYER7: [&str; 3] = ["http", "dns", "kafka"];
 
 fn layer7(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
     let mut present = [false; LAYER7.len()];
@@ -659,20 +659,20 @@ fn headers(cursor: &mut Cursor, out: &mut Out) -> Result<()> {
 }
 
 /// The columns of one side of a flow.
-struct Side {
-    id: F,
-    identity: F,
-    cluster_name: F,
-    namespace: F,
-    pod_name: F,
-    labels: F,
-    workload: F,
-    workload_kind: F,
-    service_name: F,
-    service_namespace: F,
+pub(crate) struct Side {
+    pub id: F,
+    pub identity: F,
+    pub cluster_name: F,
+    pub namespace: F,
+    pub pod_name: F,
+    pub labels: F,
+    pub workload: F,
+    pub workload_kind: F,
+    pub service_name: F,
+    pub service_namespace: F,
 }
 
-const SOURCE: Side = Side {
+pub(crate) const SOURCE: Side = Side {
     id: F::SourceId,
     identity: F::SourceIdentity,
     cluster_name: F::SourceClusterName,
@@ -685,7 +685,7 @@ const SOURCE: Side = Side {
     service_namespace: F::SourceServiceNamespace,
 };
 
-const DESTINATION: Side = Side {
+pub(crate) const DESTINATION: Side = Side {
     id: F::DestinationId,
     identity: F::DestinationIdentity,
     cluster_name: F::DestinationClusterName,

@@ -14,7 +14,9 @@
 mod enums;
 mod flow;
 mod json;
+mod protobuf;
 pub mod redact;
+mod wire;
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 
 pub use flow::TCP_FLAG_NAMES;
+pub use protobuf::ResponseKind;
+pub use wire::WireError;
 
 use crate::schema::{flow_schema, lost_events_schema, CaptureSource};
 use crate::table::{Sizes, TableBuilder};
@@ -47,6 +51,16 @@ pub struct Decoded {
     /// Valid events that are neither flows nor lost events (`agent_event`, `debug_event`,
     /// `node_status`): not recorded, counted.
     pub other_events: usize,
+}
+
+/// What a received event was ([`HubbleDecoder::decode_responses`]).
+#[derive(Debug, Clone)]
+pub struct Received<'a> {
+    pub kind: ResponseKind,
+    /// The envelope's time, else the flow's own: what a `GetFlows` `since` is compared with.
+    pub time: Option<i64>,
+    /// A flow's uuid, when it has one.
+    pub uuid: Option<&'a str>,
 }
 
 /// Decodes Hubble JSON lines into record batches of the flow and lost-event schemas.
@@ -116,11 +130,7 @@ impl HubbleDecoder {
     /// [`HubbleDecoder::decode`] for a reader that already found the buffer's newlines
     /// (`newlines`: their offsets, ascending), so the buffer is not scanned for them twice.
     pub fn decode_lines(&self, buffer: &[u8], first_line: u64, newlines: &[usize]) -> Decoded {
-        let mut flows = TableBuilder::new(flow_schema());
-        if let Some(shape) = self.last_shape.lock().expect("never poisoned").as_ref() {
-            flows.reserve_like(shape, newlines.len() + 1);
-        }
-        let mut lost_events = TableBuilder::new(lost_events_schema());
+        let (mut flows, mut lost_events) = self.tables(newlines.len() + 1);
         let mut errors = Vec::new();
         let mut other_events = 0;
         for line in lines(buffer, first_line, newlines) {
@@ -154,6 +164,93 @@ impl HubbleDecoder {
                 Ok(_) => {}
             }
         }
+        self.finish(flows, lost_events, errors, other_events)
+    }
+
+    /// Decodes `GetFlowsResponse` messages as the Observer API sends them (protobuf), each
+    /// event into the same row its protojson line would give ([`protobuf`]). `keep` sees what
+    /// each event is, with its bytes, and says whether to record it (the live source drops
+    /// what it recorded before a reconnection). An event that does not decode is reported
+    /// with its 1-based position among `events`, and skipped.
+    pub fn decode_responses<'e>(
+        &self,
+        events: impl ExactSizeIterator<Item = &'e [u8]>,
+        mut keep: impl FnMut(&Received, &[u8]) -> bool,
+    ) -> Decoded {
+        let (mut flows, mut lost_events) = self.tables(events.len());
+        let mut errors = Vec::new();
+        let mut other_events = 0;
+        for (number, bytes) in (1..).zip(events) {
+            let mut out = Out {
+                table: &mut flows,
+                at: &self.flow_columns,
+            };
+            let read = protobuf::response(bytes, &mut out, &mut lost_events, &self.lost_columns)
+                .map_err(|error| error.to_string())
+                .and_then(|envelope| {
+                    let kind = match envelope.kind {
+                        ResponseKind::Flow => {
+                            self.finish_flow(&mut out, envelope.time, envelope.node_name)?
+                        }
+                        ResponseKind::LostEvents => self.finish_lost(
+                            &mut lost_events,
+                            envelope.time.or(envelope.lost_first),
+                            envelope.node_name,
+                        )?,
+                        ResponseKind::Other => ResponseKind::Other,
+                    };
+                    Ok(Received {
+                        kind,
+                        time: envelope.time.or(envelope.flow_time),
+                        uuid: envelope.uuid,
+                    })
+                });
+            let kept = match &read {
+                Ok(received) => keep(received, bytes).then_some(received.kind),
+                Err(_) => None,
+            };
+            match kept {
+                Some(ResponseKind::Flow) => {
+                    flows.commit();
+                    lost_events.discard();
+                }
+                Some(ResponseKind::LostEvents) => {
+                    lost_events.commit();
+                    flows.discard();
+                }
+                Some(ResponseKind::Other) | None => {
+                    flows.discard();
+                    lost_events.discard();
+                }
+            }
+            match read {
+                Ok(received) if received.kind == ResponseKind::Other => other_events += 1,
+                Err(reason) => errors.push(LineError {
+                    line: number,
+                    reason,
+                }),
+                Ok(_) => {}
+            }
+        }
+        self.finish(flows, lost_events, errors, other_events)
+    }
+
+    /// Empty tables for about `rows` events, flows reserved like the last chunk's.
+    fn tables(&self, rows: usize) -> (TableBuilder, TableBuilder) {
+        let mut flows = TableBuilder::new(flow_schema());
+        if let Some(shape) = self.last_shape.lock().expect("never poisoned").as_ref() {
+            flows.reserve_like(shape, rows);
+        }
+        (flows, TableBuilder::new(lost_events_schema()))
+    }
+
+    fn finish(
+        &self,
+        flows: TableBuilder,
+        lost_events: TableBuilder,
+        errors: Vec<LineError>,
+        other_events: usize,
+    ) -> Decoded {
         if !flows.is_empty() {
             *self.last_shape.lock().expect("never poisoned") = Some(flows.sizes());
         }
@@ -166,6 +263,47 @@ impl HubbleDecoder {
             errors,
             other_events,
         }
+    }
+
+    /// What every flow row gets whatever it was read from: the envelope's time when the flow
+    /// has none, the envelope's node name (else the default) when it has none, the source.
+    fn finish_flow(
+        &self,
+        out: &mut Out,
+        envelope_time: Option<i64>,
+        envelope_node: Option<&str>,
+    ) -> Result<ResponseKind, String> {
+        if !out.is_set(F::Time) {
+            let ns = envelope_time.ok_or(
+                "flow has no time (neither flow.time nor the envelope's time)".to_string(),
+            )?;
+            out.time(F::Time, ns);
+        }
+        if let (false, Some(node)) = (
+            out.is_set(F::NodeName),
+            envelope_node.or(self.default_node_name.as_deref()),
+        ) {
+            out.str(F::NodeName, node);
+        }
+        out.str(F::CaptureSource, self.source.as_str());
+        Ok(ResponseKind::Flow)
+    }
+
+    /// [`Self::finish_flow`] for a lost event (`time`: the envelope's, else its `first`).
+    fn finish_lost(
+        &self,
+        lost_events: &mut TableBuilder,
+        time: Option<i64>,
+        envelope_node: Option<&str>,
+    ) -> Result<ResponseKind, String> {
+        let at = |column: L| self.lost_columns[column as usize];
+        let ns = time.ok_or("lost_events has no time".to_string())?;
+        lost_events.time(at(L::Time), ns);
+        if let Some(node) = envelope_node.or(self.default_node_name.as_deref()) {
+            lost_events.str(at(L::NodeName), node);
+        }
+        lost_events.str(at(L::CaptureSource), self.source.as_str());
+        Ok(ResponseKind::LostEvents)
     }
 
     /// Writes one line into the tables (uncommitted); the returned event says which to keep.
@@ -226,30 +364,14 @@ impl HubbleDecoder {
                 "the line holds both an envelope \"flow\" and Flow fields at the top level",
             ));
         }
-        let node = top_node.as_deref().or(self.default_node_name.as_deref());
         if envelope_flow || (bare_flow && !lost) {
-            if !out.is_set(F::Time) {
-                let ns = top_time.ok_or_else(|| {
-                    JsonError::new("flow has no time (neither flow.time nor the envelope's time)")
-                })?;
-                out.time(F::Time, ns);
-            }
-            if let (false, Some(node)) = (out.is_set(F::NodeName), node) {
-                out.str(F::NodeName, node);
-            }
-            out.str(F::CaptureSource, self.source.as_str());
+            self.finish_flow(&mut out, top_time, top_node.as_deref())
+                .map_err(JsonError::new)?;
             return Ok(Event::Flow);
         }
         if lost {
-            let at = |column: L| self.lost_columns[column as usize];
-            let ns = top_time
-                .or(lost_first)
-                .ok_or_else(|| JsonError::new("lost_events has no time"))?;
-            lost_events.time(at(L::Time), ns);
-            if let Some(node) = node {
-                lost_events.str(at(L::NodeName), node);
-            }
-            lost_events.str(at(L::CaptureSource), self.source.as_str());
+            self.finish_lost(lost_events, top_time.or(lost_first), top_node.as_deref())
+                .map_err(JsonError::new)?;
             return Ok(Event::Lost);
         }
         Ok(Event::Other)
