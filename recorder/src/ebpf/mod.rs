@@ -10,6 +10,7 @@
 //! - TCP: `tcp_lifecycle` (sock_ops on a cgroup v2) keeps each connection's RTT, retransmit and
 //!   byte counters; the drain returns them for [`rows`] to join to the connection's flows.
 
+mod batch;
 pub mod clsact;
 pub mod drop_reasons;
 pub mod layout;
@@ -19,7 +20,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aya::maps::{Array, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use std::os::fd::AsFd;
+
+use aya::maps::{Array, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::tc::{NlOptions, TcAttachOptions};
 use aya::programs::{
     BtfTracePoint, CgroupAttachMode, LinkOrder, SchedClassifier, SockOps, TcAttachType,
@@ -81,6 +84,12 @@ pub enum CaptureError {
         path: String,
         #[source]
         source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {map}: emptying it in batches failed: {source}")]
+    Batch {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("eBPF map {map}: {source}")]
     Map {
@@ -261,20 +270,34 @@ impl Capture {
             .set(0, self.active as u32, 0)
             .map_err(map_error("selector"))?;
         std::thread::sleep(FLIP_GRACE);
+        let cpus = self.fill_per_cpu(previous)?.len();
         let map = &mut self.flows[previous];
-        let keys: Vec<FlowKey> = map
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_error("flows"))?;
-        let mut flows = Vec::with_capacity(keys.len());
-        for key in keys {
-            let copies = map.get(&key, 0).map_err(map_error("flows"))?;
-            map.remove(&key).map_err(map_error("flows"))?;
-            if let Some(stats) = merge(&copies, self.unspecified_drop) {
+        let unspecified = self.unspecified_drop;
+        let mut flows = Vec::new();
+        let batched = batch::take_all(IterableMap::map(map).fd().as_fd(), cpus, |key, copies| {
+            if let Some(stats) = merge(copies, unspecified) {
                 flows.push((key, stats));
             }
+        })
+        .map_err(|source| CaptureError::Batch {
+            map: "flows",
+            source,
+        })?;
+        if !batched {
+            // A kernel before 5.6: three calls per flow.
+            let keys: Vec<FlowKey> = map
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(map_error("flows"))?;
+            flows.reserve(keys.len());
+            for key in keys {
+                let copies = map.get(&key, 0).map_err(map_error("flows"))?;
+                map.remove(&key).map_err(map_error("flows"))?;
+                if let Some(stats) = merge(&copies, unspecified) {
+                    flows.push((key, stats));
+                }
+            }
         }
-        let cpus = self.fill_per_cpu(previous)?.len();
         let zeros = PerCpuValues::try_from(vec![0u64; cpus]).expect("one value per CPU");
         self.flow_counts
             .set(previous as u32, zeros, 0)

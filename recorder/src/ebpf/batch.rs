@@ -1,0 +1,119 @@
+//! Emptying a per-CPU hash map a few thousand entries per system call
+//! (`BPF_MAP_LOOKUP_AND_DELETE_BATCH`, Linux 5.6), instead of three calls per entry (next key,
+//! lookup, delete): those calls were most of a drain's CPU. aya 0.14 has no batch API, so this
+//! module makes the one raw bpf(2) call of the recorder; on a kernel without the command the
+//! caller falls back to aya's per-key calls.
+
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use aya::Pod;
+
+/// `enum bpf_cmd`: BPF_MAP_LOOKUP_AND_DELETE_BATCH.
+const LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+/// The kernel's ENOTSUPP (not in libc: kernel-internal, but bpf(2) returns it).
+const ENOTSUPP: i32 = 524;
+/// Bytes of keys and values one call fills at most: bounded whatever the CPU count (a value
+/// is one copy per possible CPU).
+const BUFFER_BYTES: usize = 4 << 20;
+const MAX_BATCH: usize = 8192;
+
+/// `union bpf_attr`'s `batch` member (include/uapi/linux/bpf.h), field for field: in_batch,
+/// out_batch, keys, values (`__aligned_u64`), count, map_fd (`__u32`), elem_flags, flags.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+const _: () = assert!(size_of::<BatchAttr>() == 56);
+
+/// Takes every entry out of the per-CPU hash map `map` (key type `K`, value type `V` per CPU,
+/// `cpus` possible CPUs) and gives each to `each` with its per-CPU copies. Entries added
+/// meanwhile may or may not be taken. `Ok(false)`: the kernel does not know the command,
+/// nothing was taken.
+pub fn take_all<K: Pod, V: Pod>(
+    map: BorrowedFd,
+    cpus: usize,
+    mut each: impl FnMut(K, &[V]),
+) -> io::Result<bool> {
+    // Per-CPU values are copied at 8-byte strides (round_up(value_size, 8) per CPU).
+    let stride = size_of::<V>().next_multiple_of(8);
+    let value_bytes = stride * cpus.max(1);
+    let mut batch = (BUFFER_BYTES / (value_bytes + size_of::<K>())).clamp(64, MAX_BATCH);
+    let mut keys = vec![0u8; batch * size_of::<K>()];
+    let mut values = vec![0u8; batch * value_bytes];
+    let mut copies: Vec<V> = Vec::with_capacity(cpus);
+    let (mut token_in, mut token_out) = (0u64, 0u64);
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                std::ptr::addr_of!(token_in) as u64
+            },
+            out_batch: std::ptr::addr_of_mut!(token_out) as u64,
+            map_fd: map.as_raw_fd() as u32,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: batch as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: `attr` is a valid `bpf_attr` prefix of the size given; the kernel writes at
+        // most `count` keys of the map's key size (`K`, checked when aya opened the map) and
+        // `count` values of `value_bytes` into buffers of that size, and a batch token of at
+        // most 8 bytes into `token_out`.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                LOOKUP_AND_DELETE_BATCH,
+                std::ptr::addr_of_mut!(attr),
+                size_of::<BatchAttr>(),
+            )
+        };
+        let error = (result < 0).then(io::Error::last_os_error);
+        // Entries are returned even with ENOENT (the last, partial batch).
+        let taken = (attr.count as usize).min(batch);
+        for index in 0..taken {
+            // SAFETY: in bounds (index < batch); `K` and `V` are plain data (`Pod`), read
+            // unaligned from the byte buffers.
+            let key: K = unsafe {
+                std::ptr::read_unaligned(keys.as_ptr().add(index * size_of::<K>()).cast())
+            };
+            copies.clear();
+            for cpu in 0..cpus {
+                let at = index * value_bytes + cpu * stride;
+                copies.push(unsafe { std::ptr::read_unaligned(values.as_ptr().add(at).cast()) });
+            }
+            each(key, &copies);
+        }
+        match error.map(|e| (e.raw_os_error(), e)) {
+            // Never seen (the end is ENOENT), but a call that took nothing must not loop.
+            None if taken == 0 => return Ok(true),
+            None => {}
+            Some((Some(libc::ENOENT), _)) => return Ok(true),
+            // A bucket holds more entries than a batch: a bigger batch, same position.
+            Some((Some(libc::ENOSPC), _)) if taken == 0 && batch < (1 << 20) => {
+                batch *= 2;
+                keys.resize(batch * size_of::<K>(), 0);
+                values.resize(batch * value_bytes, 0);
+                continue;
+            }
+            Some((Some(libc::EINVAL | ENOTSUPP | libc::ENOSYS), _)) if first && taken == 0 => {
+                return Ok(false)
+            }
+            Some((_, error)) => return Err(error),
+        }
+        first = false;
+        token_in = token_out;
+    }
+}
