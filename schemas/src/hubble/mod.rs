@@ -92,11 +92,23 @@ const BARE_FLOW_INDICATORS: [&str; 10] = [
     "ethernet",
 ];
 
-/// What a line held.
-enum Event {
-    Flow,
-    Lost,
-    Other,
+/// Commits the row of the table `kind` names and drops what the event wrote in the other (an
+/// event writes into both as it goes); `None` or `Other` drops both.
+fn keep_only(flows: &mut TableBuilder, lost_events: &mut TableBuilder, kind: Option<ResponseKind>) {
+    match kind {
+        Some(ResponseKind::Flow) => {
+            flows.commit();
+            lost_events.discard();
+        }
+        Some(ResponseKind::LostEvents) => {
+            lost_events.commit();
+            flows.discard();
+        }
+        Some(ResponseKind::Other) | None => {
+            flows.discard();
+            lost_events.discard();
+        }
+    }
 }
 
 impl HubbleDecoder {
@@ -141,22 +153,9 @@ impl HubbleDecoder {
                 })
                 .and_then(|text| self.decode_line(text, &mut flows, &mut lost_events));
             // A line writes into both tables as it goes; only what it turned out to be is kept.
+            keep_only(&mut flows, &mut lost_events, event.as_ref().ok().copied());
             match event {
-                Ok(Event::Flow) => {
-                    flows.commit();
-                    lost_events.discard();
-                }
-                Ok(Event::Lost) => {
-                    lost_events.commit();
-                    flows.discard();
-                }
-                Ok(Event::Other) | Err(_) => {
-                    flows.discard();
-                    lost_events.discard();
-                }
-            }
-            match event {
-                Ok(Event::Other) => other_events += 1,
+                Ok(ResponseKind::Other) => other_events += 1,
                 Err(error) => errors.push(LineError {
                     line: line.number,
                     reason: error.to_string(),
@@ -209,20 +208,7 @@ impl HubbleDecoder {
                 Ok(received) => keep(received, bytes).then_some(received.kind),
                 Err(_) => None,
             };
-            match kept {
-                Some(ResponseKind::Flow) => {
-                    flows.commit();
-                    lost_events.discard();
-                }
-                Some(ResponseKind::LostEvents) => {
-                    lost_events.commit();
-                    flows.discard();
-                }
-                Some(ResponseKind::Other) | None => {
-                    flows.discard();
-                    lost_events.discard();
-                }
-            }
+            keep_only(&mut flows, &mut lost_events, kept);
             match read {
                 Ok(received) if received.kind == ResponseKind::Other => other_events += 1,
                 Err(reason) => errors.push(LineError {
@@ -312,7 +298,7 @@ impl HubbleDecoder {
         text: &str,
         flows: &mut TableBuilder,
         lost_events: &mut TableBuilder,
-    ) -> Result<Event, JsonError> {
+    ) -> Result<ResponseKind, JsonError> {
         let mut out = Out {
             table: flows,
             at: &self.flow_columns,
@@ -365,16 +351,16 @@ impl HubbleDecoder {
             ));
         }
         if envelope_flow || (bare_flow && !lost) {
-            self.finish_flow(&mut out, top_time, top_node.as_deref())
-                .map_err(JsonError::new)?;
-            return Ok(Event::Flow);
+            return self
+                .finish_flow(&mut out, top_time, top_node.as_deref())
+                .map_err(JsonError::new);
         }
         if lost {
-            self.finish_lost(lost_events, top_time.or(lost_first), top_node.as_deref())
-                .map_err(JsonError::new)?;
-            return Ok(Event::Lost);
+            return self
+                .finish_lost(lost_events, top_time.or(lost_first), top_node.as_deref())
+                .map_err(JsonError::new);
         }
-        Ok(Event::Other)
+        Ok(ResponseKind::Other)
     }
 }
 

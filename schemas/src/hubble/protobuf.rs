@@ -316,27 +316,30 @@ fn text(out: &mut Out, column: F, value: Value) -> Result<()> {
     Ok(())
 }
 
-fn uint32(out: &mut Out, column: F, value: Value) -> Result<()> {
-    let v = value.u32()?;
-    if v != 0 {
-        out.table.u32(out.column(column), v);
+/// A proto3 number: zero is absent (protojson omits it).
+fn number<T: Default + PartialEq>(
+    out: &mut Out,
+    column: F,
+    value: T,
+    put: fn(&mut TableBuilder, usize, T),
+) {
+    if value != T::default() {
+        put(out.table, out.column(column), value);
     }
+}
+
+fn uint32(out: &mut Out, column: F, value: Value) -> Result<()> {
+    number(out, column, value.u32()?, TableBuilder::u32);
     Ok(())
 }
 
 fn uint64(out: &mut Out, column: F, value: Value) -> Result<()> {
-    let v = value.varint()?;
-    if v != 0 {
-        out.table.u64(out.column(column), v);
-    }
+    number(out, column, value.varint()?, TableBuilder::u64);
     Ok(())
 }
 
 fn int32(out: &mut Out, column: F, value: Value) -> Result<()> {
-    let v = value.i32()?;
-    if v != 0 {
-        out.table.i32(out.column(column), v);
-    }
+    number(out, column, value.i32()?, TableBuilder::i32);
     Ok(())
 }
 
