@@ -115,9 +115,10 @@ put("observer_protobuf", msg(2, field(1, 0, 1) + text(2, "n1")) + msg(1001, time
 
 print("seeds written to", os.path.join(here, "seeds"), file=sys.stderr)
 
-# spool_segment: a real segment, committed (seeds/spool_segment/three-flows-with-checkpoint.seg:
-# `flowrec run --source file --follow` over three lines of basic-sample-400-tcp-flows.json,
-# SIGKILLed after 3 s). spool_record: its records, cut out of their frames.
+# spool_segment: real segments, committed: `flowrec run --source file --follow` over three lines
+# of basic-sample-400-tcp-flows.json, SIGKILLed after 3 s; three-flows-with-checkpoint.seg by a
+# recorder of before 2026-12 (every IPC buffer an LZ4 frame), three-flows-one-block.seg by one of
+# after (an entry's IPC stream one LZ4 block). spool_record: their records, cut out of frames.
 folder = os.path.join(here, "seeds", "spool_segment")
 for name in sorted(os.listdir(folder)):
     with open(os.path.join(folder, name), "rb") as f:

@@ -1,5 +1,5 @@
-//! Timing whole processes, as users run them: wall time, peak RSS (wait4), and the rows of
-//! the CSV a query wrote.
+//! Timing whole processes, as users run them: wall time, peak RSS, CPU time (wait4), and the
+//! rows of the CSV a query wrote.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,6 +10,8 @@ use std::time::Instant;
 pub struct Measure {
     pub seconds: f64,
     pub peak_rss_kib: i64,
+    /// User + system CPU of the process and the children it waited for.
+    pub cpu_seconds: f64,
     /// Rows of the CSV it wrote (header excluded), when it wrote one.
     pub rows: usize,
 }
@@ -24,7 +26,8 @@ impl Measure {
 ///
 /// Peak RSS is the child's own high-water mark (`VmHWM` of `/proc/<pid>/status`, read every
 /// 5 ms until it exits): `wait4`'s `ru_maxrss` would count the memory of this process at the
-/// fork, which is large once a benchmark has built a dataset in memory.
+/// fork, which is large once a benchmark has built a dataset in memory. Its CPU times are the
+/// child's own, so they are taken from `wait4`.
 pub fn run(command: &mut Command) -> Result<Measure, String> {
     let started = Instant::now();
     let mut child = command
@@ -51,21 +54,41 @@ pub fn run(command: &mut Command) -> Result<Measure, String> {
                 peak_kib = peak_kib.max(kib);
             }
         }
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
+        if let Some(exited) = reap(child.id())? {
+            break exited;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };
     let seconds = started.elapsed().as_secs_f64();
     let text = reader.join().unwrap_or_default();
+    let (status, cpu_seconds) = status;
     if !status.success() {
         return Err(format!("{command:?} failed: {text}"));
     }
     Ok(Measure {
         seconds,
         peak_rss_kib: peak_kib,
+        cpu_seconds,
         rows: 0,
     })
+}
+
+/// The exit status and CPU seconds of child `pid` if it has exited (`wait4`, not blocking).
+fn reap(pid: u32) -> Result<Option<(std::process::ExitStatus, f64)>, String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut status = 0;
+    // SAFETY: plain out-parameters; a zeroed rusage is a valid value of the struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(pid as libc::pid_t, &mut status, libc::WNOHANG, &mut usage) };
+    match reaped {
+        0 => Ok(None),
+        -1 => Err(format!("wait4: {}", std::io::Error::last_os_error())),
+        _ => {
+            let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            let cpu = seconds(usage.ru_utime) + seconds(usage.ru_stime);
+            Ok(Some((std::process::ExitStatus::from_raw(status), cpu)))
+        }
+    }
 }
 
 /// Runs a query command that writes `csv`; counts its rows.

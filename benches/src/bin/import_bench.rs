@@ -8,11 +8,14 @@
 //! - DuckDB: `COPY (SELECT * FROM read_json(FILE)) TO DIR/duckdb.parquet (FORMAT parquet,
 //!   COMPRESSION zstd)` through the `duckdb` CLI (pip install duckdb-cli) or python's duckdb.
 //!
-//! It prints flows/s and bytes/flow for each, best of --runs.
+//! It prints flows/s, bytes/flow, CPU seconds and peak RSS for each, best of --runs (the run
+//! with the shortest wall time, and its CPU and memory).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+use flow_benches::measure::{self, Measure};
 
 struct Args {
     flows: u64,
@@ -126,7 +129,12 @@ fn bench(args: &Args) -> Result<(), String> {
         input.display(),
         duck_out.display()
     );
-    let (mut ours, mut theirs) = (f64::MAX, f64::MAX);
+    let (mut ours, mut theirs): (Option<Measure>, Option<Measure>) = (None, None);
+    let best = |kept: &mut Option<Measure>, new: Measure| {
+        if kept.is_none_or(|kept| new.seconds < kept.seconds) {
+            *kept = Some(new);
+        }
+    };
     for round in 0..args.runs {
         let _ = std::fs::remove_dir_all(&store);
         let _ = std::fs::remove_file(&duck_out);
@@ -138,13 +146,16 @@ fn bench(args: &Args) -> Result<(), String> {
             .arg(&input);
         let mut theirs_cmd = duckdb_command(&sql);
         if round % 2 == 0 {
-            ours = ours.min(run(&mut ours_cmd)?);
-            theirs = theirs.min(run(&mut theirs_cmd)?);
+            best(&mut ours, measure::run(&mut ours_cmd)?);
+            best(&mut theirs, measure::run(&mut theirs_cmd)?);
         } else {
-            theirs = theirs.min(run(&mut theirs_cmd)?);
-            ours = ours.min(run(&mut ours_cmd)?);
+            best(&mut theirs, measure::run(&mut theirs_cmd)?);
+            best(&mut ours, measure::run(&mut ours_cmd)?);
         }
     }
+    let (Some(ours), Some(theirs)) = (ours, theirs) else {
+        return Err("--runs must be at least 1".into());
+    };
     let ours_bytes = dir_bytes(&store);
     let theirs_bytes = std::fs::metadata(&duck_out).map(|m| m.len()).unwrap_or(0);
     let flows = args.flows as f64;
@@ -159,27 +170,28 @@ fn bench(args: &Args) -> Result<(), String> {
             .unwrap_or(1)
     );
     println!(
-        "{:<16} {:>10} {:>12} {:>12}",
-        "", "seconds", "flows/s", "bytes/flow"
+        "{:<16} {:>10} {:>12} {:>12} {:>12} {:>10}",
+        "", "seconds", "flows/s", "bytes/flow", "CPU seconds", "peak RSS"
     );
+    for (name, m, bytes) in [
+        ("flowrec import", &ours, ours_bytes),
+        ("duckdb COPY", &theirs, theirs_bytes),
+    ] {
+        println!(
+            "{:<16} {:>10.2} {:>12.0} {:>12.1} {:>12.2} {:>6.0} MiB",
+            name,
+            m.seconds,
+            flows / m.seconds,
+            bytes as f64 / flows,
+            m.cpu_seconds,
+            m.rss_mib()
+        );
+    }
     println!(
-        "{:<16} {:>10.2} {:>12.0} {:>12.1}",
-        "flowrec import",
-        ours,
-        flows / ours,
-        ours_bytes as f64 / flows
-    );
-    println!(
-        "{:<16} {:>10.2} {:>12.0} {:>12.1}",
-        "duckdb COPY",
-        theirs,
-        flows / theirs,
-        theirs_bytes as f64 / flows
-    );
-    println!(
-        "ratio: flowrec is {:.2}x DuckDB's flows/s (target >= 2); bytes/flow {:.2}x DuckDB's (target <= 1)",
-        theirs / ours,
-        ours_bytes as f64 / theirs_bytes.max(1) as f64
+        "ratio: flowrec is {:.2}x DuckDB's flows/s (target >= 2); bytes/flow {:.2}x DuckDB's (target <= 1); peak RSS {:.0} MiB (target <= 300)",
+        theirs.seconds / ours.seconds,
+        ours_bytes as f64 / theirs_bytes.max(1) as f64,
+        ours.rss_mib()
     );
     Ok(())
 }

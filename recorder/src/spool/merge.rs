@@ -106,15 +106,14 @@ pub fn plan(path: &Path, limit: Option<usize>) -> Result<Plan, SegmentError> {
         if undecodable.is_some() || limit.is_some_and(|limit| records >= limit) {
             return;
         }
-        match record::decode_times(bytes) {
+        match record::summaries(bytes) {
             Ok(batches) => {
-                for (entry, (table, times)) in batches.into_iter().enumerate() {
-                    let times = times.column(0).as_primitive::<TimestampNanosecondType>();
-                    let Some(first) = times.values().iter().copied().min() else {
+                for (entry, (table, summary)) in batches.into_iter().enumerate() {
+                    let Some(first) = summary.first else {
                         continue;
                     };
-                    for &t in times.values().iter() {
-                        *plan.rows.entry((table, hour_start(t))).or_default() += 1;
+                    for (hour, rows) in summary.rows_per_hour {
+                        *plan.rows.entry((table, hour)).or_default() += rows as usize;
                     }
                     plan.pieces.entry(table).or_default().push(Piece {
                         record: records,
@@ -204,18 +203,12 @@ impl<'p> Merge<'p> {
             record: piece.record,
             source,
         })?;
-        let decoded = record::decode(&bytes).map_err(|source| MergeError::Record {
-            path: path(),
-            record: piece.record,
-            source,
-        })?;
-        let Some((_, batch)) = decoded.batches.into_iter().nth(piece.entry) else {
-            return Err(MergeError::Record {
+        let (_, batch) =
+            record::decode_batch(&bytes, piece.entry).map_err(|source| MergeError::Record {
                 path: path(),
                 record: piece.record,
-                source: RecordError::NoBatch,
-            });
-        };
+                source,
+            })?;
         let mut batch = conform(&batch, &self.target)?;
         if !time_values(&batch).windows(2).all(|w| w[0] <= w[1]) {
             let order = sort_to_indices(batch.column(0), None, None)?;
