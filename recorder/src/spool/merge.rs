@@ -19,10 +19,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::{sort_to_indices, take_record_batch};
-use arrow::datatypes::TimestampNanosecondType;
 use flow_schema::layout::hour_start;
 use flow_schema::schema::{conform, ConformError};
 use flow_schema::Table;
@@ -161,13 +160,6 @@ impl Cursor {
     }
 }
 
-fn time_values(batch: &RecordBatch) -> &ScalarBuffer<i64> {
-    batch
-        .column(0)
-        .as_primitive::<TimestampNanosecondType>()
-        .values()
-}
-
 /// One table's rows of a planned segment, as runs in time order.
 pub struct Merge<'p> {
     plan: &'p Plan,
@@ -210,11 +202,11 @@ impl<'p> Merge<'p> {
                 source,
             })?;
         let mut batch = conform(&batch, &self.target)?;
-        if !time_values(&batch).windows(2).all(|w| w[0] <= w[1]) {
+        if !record::times(&batch).windows(2).all(|w| w[0] <= w[1]) {
             let order = sort_to_indices(batch.column(0), None, None)?;
             batch = take_record_batch(&batch, &order)?;
         }
-        let times = time_values(&batch).clone();
+        let times = record::times(&batch).clone();
         Ok(Cursor {
             batch,
             times,
@@ -290,11 +282,7 @@ mod tests {
     use crate::spool::{test_rows as rows, Spool};
 
     fn times(batch: &RecordBatch) -> Vec<i64> {
-        batch
-            .column(0)
-            .as_primitive::<TimestampNanosecondType>()
-            .values()
-            .to_vec()
+        record::times(batch).to_vec()
     }
 
     /// Batches out of order, overlapping and unsorted inside, across two hours: the runs

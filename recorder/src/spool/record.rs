@@ -59,11 +59,11 @@ pub struct Record {
     pub checkpoint: Option<Vec<u8>>,
 }
 
-/// The tag bit of an entry compressed as one LZ4 block (see the module doc).
-const ONE_BLOCK: u8 = 0x80;
+/// The tag bit of an entry stored as LZ4 blocks (see the module doc).
+const BLOCKS: u8 = 0x80;
 
 fn tag(table: Table) -> u8 {
-    ONE_BLOCK
+    BLOCKS
         | match table {
             Table::Flows => 0,
             Table::LostEvents => 1,
@@ -75,17 +75,18 @@ fn tag(table: Table) -> u8 {
 enum Stored {
     /// Each buffer an LZ4 frame (tags 0 / 1).
     FramePerBuffer,
-    /// The whole stream one LZ4 block (tags 0x80 / 0x81).
-    OneBlock,
+    /// Blocks of up to [`BLOCK_ROWS`] rows, each an IPC stream as one LZ4 block (tags 0x80 /
+    /// 0x81).
+    Blocks,
 }
 
 fn table(tag: u8) -> Result<(Table, Stored), RecordError> {
-    let stored = if tag & ONE_BLOCK != 0 {
-        Stored::OneBlock
+    let stored = if tag & BLOCKS != 0 {
+        Stored::Blocks
     } else {
         Stored::FramePerBuffer
     };
-    match tag & !ONE_BLOCK {
+    match tag & !BLOCKS {
         0 => Ok((Table::Flows, stored)),
         1 => Ok((Table::LostEvents, stored)),
         _ => Err(RecordError::UnknownTable(tag)),
@@ -240,7 +241,7 @@ fn take<const N: usize>(bytes: &[u8]) -> Result<([u8; N], &[u8]), RecordError> {
 }
 
 /// The time column of rows of any table and schema version (column 0).
-fn times(batch: &RecordBatch) -> &[i64] {
+pub(super) fn times(batch: &RecordBatch) -> &arrow::buffer::ScalarBuffer<i64> {
     use arrow::array::AsArray;
     batch
         .column(0)
