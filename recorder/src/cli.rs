@@ -364,8 +364,9 @@ pub struct StoreArgs {
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
 
-    /// Close a file when its buffered rows reach this size in memory (the Parquet file is
-    /// several times smaller)
+    /// Close a file when it holds this much: run, its spool segment's bytes; import, the
+    /// Parquet bytes encoded so far plus the rows waiting for the encoder (what the file costs
+    /// in memory until it is uploaded)
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     pub max_file_bytes: usize,
 

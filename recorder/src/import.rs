@@ -10,7 +10,7 @@
 //! are imported, and the next input is read. With `--strict` every input is checked first and
 //! nothing is written unless all of it is valid.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
@@ -23,17 +23,16 @@ use flow_schema::{CaptureSource, Table};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::mpsc;
 
-use crate::batch::{Batcher, RotationPolicy, SealedFile};
+use crate::batch::{Batcher, RotationPolicy, Staged};
 use crate::input::{Chunk, InputError, InputName, LineChunks};
 use crate::parquet_file::Provenance;
 use crate::sink::{self, SinkError};
 use crate::upload::Uploader;
 
-/// Bytes of input decoded at once (whole lines): ~5000 flows, so the Parquet writer gets
-/// batches large enough that its per-batch work disappears. Measured on 1M flows with the
-/// one-pass decoder: 8 MiB slightly less CPU than 2 MiB (within noise), and still keeps both
-/// cores fed.
-const CHUNK_BYTES: usize = 8 << 20;
+/// Bytes of input decoded at once (whole lines, ~1200 flows). Every chunk in flight costs its
+/// bytes and then its decoded rows, and a streamed import holds little else: measured on 1M
+/// flows, 2 MiB chunks peaked at 262 MiB where 4 MiB took 308 and 8 MiB 373, at the same CPU.
+const CHUNK_BYTES: usize = 2 << 20;
 /// Malformed lines printed per input; the rest are only counted.
 const ERRORS_SHOWN_PER_INPUT: u64 = 20;
 
@@ -147,8 +146,16 @@ impl Reporter {
 
 /// What the reading side tells the collecting side.
 enum Event {
-    Decoded { input: usize, decoded: Decoded },
-    InputFailed { input: usize, error: InputError },
+    /// The chunk numbered `seq` in reading order (all inputs).
+    Decoded {
+        seq: u64,
+        input: usize,
+        decoded: Decoded,
+    },
+    InputFailed {
+        input: usize,
+        error: InputError,
+    },
 }
 
 /// Totals of reading every input.
@@ -163,8 +170,9 @@ struct ReadStats {
 /// `sink` returns false to stop early.
 ///
 /// One thread reads chunks of lines, `workers` threads decode them (decoding is most of the
-/// CPU an import costs), the calling thread collects. Chunks may arrive out of order: nothing
-/// downstream depends on it (files are sorted when sealed; errors carry their line numbers).
+/// CPU an import costs), the calling thread collects. Decoded chunks are handed over in reading
+/// order (a worker may finish a later chunk first): files are streamed into their encoder as
+/// rows arrive, and input already in time order must stay so.
 fn read_inputs(
     inputs: &[InputName],
     decoder: &HubbleDecoder,
@@ -178,13 +186,16 @@ fn read_inputs(
     let mut stats = ReadStats::default();
     let mut failed: Vec<usize> = Vec::new();
     std::thread::scope(|scope| {
-        let (chunk_sender, chunk_receiver) = sync_channel::<(usize, Chunk)>(workers * 2);
+        // One chunk waiting per worker, decoded or not: more added memory (14 MiB on 1M flows
+        // with two) and no speed, the reader being far ahead of the decoders.
+        let (chunk_sender, chunk_receiver) = sync_channel::<(u64, usize, Chunk)>(workers);
         let chunk_receiver = Arc::new(Mutex::new(chunk_receiver));
-        let (event_sender, events) = sync_channel::<Event>(workers * 2);
+        let (event_sender, events) = sync_channel::<Event>(workers);
 
         let reader_events = event_sender.clone();
         let reader_raw = Arc::clone(&raw_read);
         scope.spawn(move || {
+            let mut seq = 0;
             for (index, input) in inputs.iter().enumerate() {
                 let mut chunks = match LineChunks::open(input, CHUNK_BYTES, Arc::clone(&reader_raw))
                 {
@@ -200,9 +211,10 @@ fn read_inputs(
                 loop {
                     match chunks.next_chunk() {
                         Ok(Some(chunk)) => {
-                            if chunk_sender.send((index, chunk)).is_err() {
+                            if chunk_sender.send((seq, index, chunk)).is_err() {
                                 return; // the collector stopped
                             }
+                            seq += 1;
                         }
                         Ok(None) => break,
                         Err(error) => {
@@ -221,24 +233,42 @@ fn read_inputs(
             let sender = event_sender.clone();
             scope.spawn(move || loop {
                 let job = receiver.lock().expect("no worker panics holding it").recv();
-                let Ok((input, chunk)) = job else { break };
+                let Ok((seq, input, chunk)) = job else { break };
                 let decoded = decoder.decode_lines(&chunk.bytes, chunk.first_line, &chunk.newlines);
-                if sender.send(Event::Decoded { input, decoded }).is_err() {
+                if sender
+                    .send(Event::Decoded {
+                        seq,
+                        input,
+                        decoded,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             });
         }
         drop(event_sender);
 
-        for event in events {
+        // Chunks decoded ahead of their turn (at most the chunks in flight).
+        let mut ahead: BTreeMap<u64, (usize, Decoded)> = BTreeMap::new();
+        let mut next = 0;
+        'events: for event in events {
             match event {
-                Event::Decoded { input, decoded } => {
-                    reporter.line_errors(input, &inputs[input], &decoded);
-                    stats.lines_skipped += decoded.errors.len() as u64;
-                    stats.other_events += decoded.other_events as u64;
-                    reporter.bar.set_position(raw_read.load(Ordering::Relaxed));
-                    if !sink(decoded) {
-                        break;
+                Event::Decoded {
+                    seq,
+                    input,
+                    decoded,
+                } => {
+                    ahead.insert(seq, (input, decoded));
+                    while let Some((input, decoded)) = ahead.remove(&next) {
+                        next += 1;
+                        reporter.line_errors(input, &inputs[input], &decoded);
+                        stats.lines_skipped += decoded.errors.len() as u64;
+                        stats.other_events += decoded.other_events as u64;
+                        reporter.bar.set_position(raw_read.load(Ordering::Relaxed));
+                        if !sink(decoded) {
+                            break 'events;
+                        }
                     }
                 }
                 Event::InputFailed { input, error } => {
@@ -267,13 +297,17 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         check_strictly(&config, &decoder)?;
     }
 
-    let (sender, receiver) = mpsc::channel::<SealedFile>(2);
+    let provenance = Provenance {
+        node: config.node_name.clone(),
+        source: CaptureSource::Import.as_str(),
+    };
+    let (sender, receiver) = mpsc::channel::<Staged>(2);
     let reader_config = config.clone();
+    let batcher_provenance = provenance.clone();
     let reader = std::thread::spawn(move || {
         let mut reporter = Reporter::new(&reader_config);
-        let mut batcher = Batcher::new(reader_config.rotation.clone());
-        let send =
-            |files: Vec<SealedFile>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
+        let mut batcher = Batcher::new(reader_config.rotation.clone(), batcher_provenance);
+        let send = |files: Vec<Staged>| files.into_iter().all(|f| sender.blocking_send(f).is_ok());
         let stats = read_inputs(&reader_config.inputs, &decoder, &mut reporter, |decoded| {
             let mut full = batcher.push(Table::Flows, decoded.flows);
             full.extend(batcher.push(Table::LostEvents, decoded.lost_events));
@@ -284,10 +318,6 @@ pub async fn run(mut config: ImportConfig) -> Result<ImportSummary, ImportError>
         stats
     });
 
-    let provenance = Provenance {
-        node: config.node_name.clone(),
-        source: CaptureSource::Import.as_str(),
-    };
     let mut uploader = Uploader::new(store, config.node_name.clone(), provenance.source);
     let (written, failure) = sink::write_all(receiver, &mut uploader, &provenance).await;
     let mut summary = ImportSummary {

@@ -4,6 +4,11 @@
 //! metadata) is defined once, in `flow_schema::writer`, and shared with `flowstore compact`;
 //! this stage puts the rows in time order and in the current schema first.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use arrow::datatypes::TimestampNanosecondType;
@@ -21,6 +26,8 @@ pub enum EncodeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("rows of an older recorder do not fit this version's schema: {0}")]
     Schema(#[from] ConformError),
+    #[error("the thread encoding a file panicked")]
+    Thread,
 }
 
 /// A file ready to upload.
@@ -53,19 +60,24 @@ pub fn encode(file: SealedFile, provenance: &Provenance) -> Result<EncodedFile, 
     // over out of order: then the batches are put back in order and written as they are,
     // without copying every column through a concat and a sort.
     batches.sort_by_key(|batch| time_column(batch).values().first().copied());
-    let batches = if in_time_order(&batches) {
-        batches
-    } else {
-        let rows = concat_batches(&schema, &batches)?;
-        let order = sort_to_indices(rows.column(0), None, None)?;
-        vec![take_record_batch(&rows, &order)?]
-    };
+    let batches = in_time_order(batches)?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let mut encoder = FileEncoder::new(file.table, rows, provenance)?;
     for batch in batches {
         encoder.write(batch)?;
     }
     encoder.finish()
+}
+
+/// `batches` as rows in time order: as they are when they already are (no copy), else
+/// concatenated and sorted.
+pub fn in_time_order(batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, EncodeError> {
+    if are_in_time_order(&batches) {
+        return Ok(batches);
+    }
+    let rows = concat_batches(&batches[0].schema(), &batches)?;
+    let order = sort_to_indices(rows.column(0), None, None)?;
+    Ok(vec![take_record_batch(&rows, &order)?])
 }
 
 /// Writes one file from rows in time order, run by run (shipping merges a segment into it).
@@ -94,13 +106,32 @@ impl FileEncoder {
         rows: usize,
         provenance: &Provenance,
     ) -> Result<FileEncoder, EncodeError> {
+        let reserve = rows.saturating_mul(RESERVED_BYTES_PER_ROW) + (1 << 20);
+        Self::with_output(table, Some(rows), reserve, provenance)
+    }
+
+    /// A file whose rows are not known yet (zstd, bloom filters sized per row group), of at
+    /// most about `max_bytes`.
+    pub fn streaming(
+        table: Table,
+        max_bytes: usize,
+        provenance: &Provenance,
+    ) -> Result<FileEncoder, EncodeError> {
+        Self::with_output(table, None, max_bytes + (1 << 20), provenance)
+    }
+
+    fn with_output(
+        table: Table,
+        rows: Option<usize>,
+        reserve: usize,
+        provenance: &Provenance,
+    ) -> Result<FileEncoder, EncodeError> {
         let schema = table.schema();
         // Reserved, not touched: a large allocation is mapped lazily, so only the bytes written
         // count in memory, and the buffer is not copied as it grows (growing by doubling held
         // the old and the new buffer at once).
-        let out = Vec::with_capacity(rows.saturating_mul(RESERVED_BYTES_PER_ROW) + (1 << 20));
-        let writer =
-            writer::StoreFileWriter::try_new(out, schema.clone(), SCHEMA_VERSION, Some(rows))?;
+        let out = Vec::with_capacity(reserve);
+        let writer = writer::StoreFileWriter::try_new(out, schema.clone(), SCHEMA_VERSION, rows)?;
         Ok(FileEncoder {
             table,
             schema,
@@ -134,6 +165,16 @@ impl FileEncoder {
         Ok(self.writer.write(&rows)?)
     }
 
+    /// Bytes of the file so far, including what is buffered for it.
+    pub fn bytes(&self) -> usize {
+        self.writer.bytes()
+            + self
+                .runs
+                .iter()
+                .map(|r| r.get_array_memory_size())
+                .sum::<usize>()
+    }
+
     pub fn finish(mut self) -> Result<EncodedFile, EncodeError> {
         self.flush()?;
         let (bytes, written) = self.writer.finish(&self.footer)?;
@@ -146,12 +187,86 @@ impl FileEncoder {
     }
 }
 
+/// A [`FileEncoder`] on a thread of its own, so that a file is encoded while its next rows
+/// are decoded (an import streams every large file this way).
+pub struct EncoderThread {
+    rows: Option<SyncSender<RecordBatch>>,
+    /// A failure of the side handing rows over, reported in place of the file.
+    failed: Option<EncodeError>,
+    /// Bytes of the file so far, as the thread last saw them.
+    bytes: Arc<AtomicUsize>,
+    thread: JoinHandle<Result<EncodedFile, EncodeError>>,
+}
+
+impl EncoderThread {
+    /// Starts encoding a file of `table` of at most about `max_bytes`.
+    pub fn spawn(table: Table, max_bytes: usize, provenance: &Provenance) -> EncoderThread {
+        // Two batches in flight: the thread always has the next one, and rows wait in one place
+        // only.
+        let (sender, receiver) = sync_channel::<RecordBatch>(2);
+        let bytes = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&bytes);
+        let provenance = provenance.clone();
+        let thread = std::thread::Builder::new()
+            .name("flowrec-encode".into())
+            .spawn(move || {
+                let mut encoder = FileEncoder::streaming(table, max_bytes, &provenance)?;
+                let schema = table.schema();
+                for rows in receiver {
+                    encoder.write(conform(&rows, &schema)?)?;
+                    seen.store(encoder.bytes(), Ordering::Relaxed);
+                }
+                encoder.finish()
+            })
+            .expect("the system can start a thread");
+        EncoderThread {
+            rows: Some(sender),
+            failed: None,
+            bytes,
+            thread,
+        }
+    }
+
+    /// Hands rows that continue the file's time order to the thread. A failure of the thread
+    /// is returned by [`EncoderThread::finish`]; rows sent after it are dropped.
+    pub fn write(&mut self, rows: RecordBatch) {
+        if let Some(sender) = &self.rows {
+            if sender.send(rows).is_err() {
+                self.rows = None;
+            }
+        }
+    }
+
+    /// Fails the file: rows meant for it could not be prepared.
+    pub fn fail(&mut self, error: EncodeError) {
+        self.rows = None;
+        self.failed.get_or_insert(error);
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the thread to write the file's end.
+    pub fn finish(mut self) -> Result<EncodedFile, EncodeError> {
+        self.rows = None;
+        let encoded = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(EncodeError::Thread));
+        match self.failed {
+            Some(error) => Err(error),
+            None => encoded,
+        }
+    }
+}
+
 fn time_column(batch: &RecordBatch) -> &arrow::array::TimestampNanosecondArray {
     batch.column(0).as_primitive::<TimestampNanosecondType>()
 }
 
 /// Every batch sorted by time, and each starting at or after the previous one's end.
-fn in_time_order(batches: &[RecordBatch]) -> bool {
+fn are_in_time_order(batches: &[RecordBatch]) -> bool {
     let mut previous = i64::MIN;
     for batch in batches {
         for &t in time_column(batch).values().iter() {

@@ -1,14 +1,14 @@
-//! The write side every source shares: sealed files are encoded as Parquet (one per core, on
-//! blocking threads, while the source keeps producing) and uploaded in the order they were
-//! sealed.
+//! The write side of an import: files sealed as rows are encoded as Parquet (one per core, on
+//! blocking threads, while the source keeps producing), files streamed into their encoder
+//! arrive encoded, and all are uploaded in the order they were sealed.
 
 use std::collections::VecDeque;
 
 use flow_schema::Table;
 use tokio::sync::mpsc;
 
-use crate::batch::SealedFile;
-use crate::parquet_file::{self, EncodeError, Provenance};
+use crate::batch::Staged;
+use crate::parquet_file::{self, EncodeError, EncodedFile, Provenance};
 use crate::upload::{UploadError, Uploader};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,12 @@ pub enum SinkError {
     Encode(#[from] EncodeError),
     #[error("an encoding thread failed: {0}")]
     Encoder(String),
+}
+
+/// A file on its way to the uploader, which takes files in the order they were sealed.
+enum Encoding {
+    Running(tokio::task::JoinHandle<Result<EncodedFile, EncodeError>>),
+    Done(Result<EncodedFile, EncodeError>),
 }
 
 /// What reached the store.
@@ -34,7 +40,7 @@ pub struct Written {
 /// failure, which is returned with what was written before it. Dropping the receiver on
 /// failure tells the source to stop.
 pub async fn write_all(
-    mut files: mpsc::Receiver<SealedFile>,
+    mut files: mpsc::Receiver<Staged>,
     uploader: &mut Uploader,
     provenance: &Provenance,
 ) -> (Written, Option<SinkError>) {
@@ -47,11 +53,15 @@ pub async fn write_all(
     loop {
         if !input_done && encoding.len() < encoders {
             match files.recv().await {
-                Some(file) => {
+                Some(Staged::Rows(file)) => {
                     let provenance = provenance.clone();
-                    encoding.push_back(tokio::task::spawn_blocking(move || {
+                    encoding.push_back(Encoding::Running(tokio::task::spawn_blocking(move || {
                         parquet_file::encode(file, &provenance)
-                    }));
+                    })));
+                    continue;
+                }
+                Some(Staged::Encoded(file)) => {
+                    encoding.push_back(Encoding::Done(file));
                     continue;
                 }
                 None => input_done = true,
@@ -60,10 +70,16 @@ pub async fn write_all(
         let Some(next) = encoding.pop_front() else {
             return (written, None);
         };
-        let uploaded = match next.await {
-            Ok(Ok(encoded)) => uploader.upload(encoded).await.map_err(SinkError::from),
-            Ok(Err(error)) => Err(error.into()),
-            Err(error) => Err(SinkError::Encoder(error.to_string())),
+        let encoded = match next {
+            Encoding::Done(file) => file,
+            Encoding::Running(task) => match task.await {
+                Ok(file) => file,
+                Err(error) => return (written, Some(SinkError::Encoder(error.to_string()))),
+            },
+        };
+        let uploaded = match encoded {
+            Ok(encoded) => uploader.upload(encoded).await.map_err(SinkError::from),
+            Err(error) => Err(error.into()),
         };
         match uploaded {
             Ok(file) => {

@@ -122,6 +122,62 @@ print("ok")
     python(&script);
 }
 
+/// A large import streams each hour into its encoder; two nodes' exports concatenated (each in
+/// time order, the second starting before the first ends) put most of the second node's rows
+/// behind what was already encoded. Every row must still be stored once, and every file sorted,
+/// as DuckDB reads them.
+#[test]
+fn a_large_import_of_interleaved_exports_stores_every_row_once_in_sorted_files() {
+    let (dir, store) = temp_store();
+    let per_node: u64 = 40_000;
+    let mut lines = String::new();
+    for (node, offset_ns) in [("node-a", 0u64), ("node-b", 500)] {
+        for i in 0..per_node {
+            // 09:00:00 + i ms (+ offset): the two nodes interleave over the same 40 s.
+            let ns = i * 1_000_000 + offset_ns;
+            lines += &format!(
+                r#"{{"flow":{{"time":"2026-11-24T09:00:{:02}.{:09}Z","uuid":"{node}-{i}","verdict":"FORWARDED","IP":{{"source":"10.0.0.1","destination":"10.0.0.2"}},"l4":{{"TCP":{{"source_port":{},"destination_port":80}}}}}},"node_name":"{node}"}}"#,
+                ns / 1_000_000_000,
+                ns % 1_000_000_000,
+                1024 + i % 50_000,
+            );
+            lines.push('\n');
+        }
+    }
+    let input = dir.path().join("two-nodes.json");
+    std::fs::write(&input, lines).unwrap();
+    import(&store, &[&input], &[]).ok();
+
+    let files = parquet_files(&dir.path().join("store"));
+    assert!(
+        files.len() >= 2,
+        "a streamed file and a late one: {files:?}"
+    );
+    let script = format!(
+        r#"
+import duckdb
+root = '{root}/flows/**/*.parquet'
+n, uuids, ports = duckdb.execute(f"select count(*), count(distinct uuid), sum(source_port) from read_parquet('{{root}}')").fetchone()
+assert (n, uuids) == ({total}, {total}), (n, uuids)
+assert ports == {ports}, ports
+unsorted = duckdb.execute(f"select count(*) from (select time < lag(time) over (partition by filename order by file_row_number) as back from read_parquet('{{root}}', filename=true, file_row_number=true)) where back").fetchone()[0]
+assert unsorted == 0, unsorted
+print("ok")
+"#,
+        root = dir.path().join("store").display(),
+        total = 2 * per_node,
+        ports = 2 * (0..per_node).map(|i| 1024 + i % 50_000).sum::<u64>(),
+    );
+    python(&script);
+    let ours = query(
+        &store,
+        "select count(*) as n, count(distinct uuid) as uuids from flows",
+        &[],
+    );
+    assert_eq!(ours[0]["n"], 2 * per_node);
+    assert_eq!(ours[0]["uuids"], 2 * per_node);
+}
+
 #[test]
 fn duckdb_reads_the_same_rows_and_values() {
     let (dir, store) = temp_store();
