@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
 # After-an-outage benchmark (`make bench-outage`): what shipping a large spool costs in memory.
 #
-# Phase 1, the outage: test-hubble-server (release) streams N generated flows to
-# `flowrec run --source hubble` whose store is an S3 endpoint that refuses connections
-# (127.0.0.1:9): every flow is recorded in the spool, nothing ships. When all N are recorded the
-# recorder is stopped by two SIGTERMs (at once: its segments stay in the spool).
-# Phase 2, the store is back: a new recorder on the same spool ships it to a local store (its
-# source resumes after the spool's checkpoint, so only the backlog moves); it is stopped once
-# every flow has shipped. Both phases report seconds, CPU seconds and peak RSS (VmHWM, sampled until the
-# process exits); the spool's size between them; the store is counted at the end.
-# Usage: benches/spool-outage.sh [FLOWS] (default 5000000: a ~1 GiB spool; 10 GiB takes ~50M
-# flows and ~10 minutes of recording on 2 cores).
+# Phase 1, the outage: `flowrec run --source file --follow` records a Hubble exporter file of N
+# generated flows (flowgen: realistic flows over one hour) while its store is an S3 endpoint
+# that refuses connections (127.0.0.1:9): every flow is recorded in the spool, nothing ships.
+# When all N are recorded the recorder is stopped by two SIGTERMs (at once: its segments stay
+# in the spool).
+# Phase 2, the store is back: a new recorder on the same spool and file (it resumes at the
+# spool's checkpoint, the file's end, so only the backlog moves) ships it to a local store; it is
+# stopped once every flow has shipped. Both phases report seconds, CPU seconds and peak RSS
+# (VmHWM, sampled until the process exits); the spool's size between them; the store is counted
+# at the end.
+# Usage: benches/spool-outage.sh [FLOWS] (default 5000000: a ~1.3 GiB spool from an 8 GiB
+# file; a 10 GiB spool is ~40M flows and a 68 GB file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-5000000}
 bin=target/release
 work=$(mktemp -d /tmp/flowrec-outage-bench.XXXXXX)
-server_pid=
 recorder_pid=
 cleanup() {
   [[ -n $recorder_pid ]] && kill -9 "$recorder_pid" 2>/dev/null || true
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -28,8 +28,8 @@ trap cleanup EXIT
 
 now() { date +%s.%N; }
 metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
-wait_for() { # pattern file
-  for _ in $(seq 1 1200); do grep -q "$1" "$2" && return 0; sleep 0.1; done
+wait_for() { # pattern file [tenths of a second]
+  for _ in $(seq 1 "${3:-1200}"); do grep -q "$1" "$2" && return 0; sleep 0.1; done
   echo "bench: no '$1' in $2:" >&2; cat "$2" >&2; exit 1
 }
 cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / tck }' "/proc/$1/stat"; }
@@ -68,23 +68,20 @@ run_until() { # metric started_at [now]
     'BEGIN { printf "%.1f %s %d\n", b - a, c, r / 1024 }'
 }
 
-echo "bench: generating $flows flows in test-hubble-server" >&2
-"$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
-server_pid=$!
-wait_for " events on " "$work/server.log"
+echo "bench: generating $flows flows into an exporter file" >&2
+"$bin/flowgen" --flows "$flows" --out "$work/flows.json"
 
 echo "bench: phase 1, recording with the store down" >&2
 AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
-  start_recorder "$work/outage.log" --source hubble \
-  --hubble-server "unix://$work/hubble.sock" --store s3://outage-bench/flows
+  start_recorder "$work/outage.log" --source file --follow "$work/flows.json" \
+  --store s3://outage-bench/flows
 read -r rec_s rec_cpu rec_rss < <(run_until flowrec_flows_recorded_total "$(now)" now)
 spool_bytes=$(du -sb "$work/spool" | cut -f1)
 
 echo "bench: phase 2, shipping the spool ($((spool_bytes / 1048576)) MiB)" >&2
 started=$(now)
-start_recorder "$work/ship.log" --source hubble --hubble-server "unix://$work/hubble.sock" \
-  --store "$work/store"
+start_recorder "$work/ship.log" --source file --follow "$work/flows.json" --store "$work/store"
 read -r ship_s ship_cpu ship_rss < <(run_until flowrec_flows_shipped_total "$started")
 stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
   "select count(*) as n from flows" 2>/dev/null | tail -1 || echo "(target/debug/flowsql not built)")
