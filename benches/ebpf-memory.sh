@@ -17,6 +17,7 @@ flowsql=${FLOWSQL:-target/release/flowsql}
 a=frtm-a b=frtm-b end_a=frtmva end_b=frtmvb subnet=10.197.0
 work=$(mktemp -d /tmp/flowrec-ebpf-memory.XXXXXX)
 source benches/netns-pair.sh
+source benches/process-probe.sh
 recorder=
 cleanup() {
   [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
@@ -34,11 +35,10 @@ nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a"
   --store "$work/store" --spool "$work/spool" 2>"$work/recorder.log" >/dev/null &
 recorder=$!
 for _ in $(seq 1 100); do grep -q "recording flows" "$work/recorder.log" && break; sleep 0.1; done
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"; }
 peak_kib=0
 sample() {
   local hwm
-  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder/status" 2>/dev/null || true)
+  hwm=$(vm_hwm_kib "$recorder")
   [[ -n $hwm && $hwm -gt $peak_kib ]] && peak_kib=$hwm
   return 0
 }

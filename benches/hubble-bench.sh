@@ -26,18 +26,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
-wait_for() { # pattern file
-  for _ in $(seq 1 1200); do grep -q "$1" "$2" && return 0; sleep 0.1; done
-  echo "bench: no '$1' in $2:" >&2; cat "$2" >&2; exit 1
-}
+source benches/process-probe.sh
 
 echo "bench: generating $flows flows in test-hubble-server" >&2
 "$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
 server_pid=$!
 wait_for " events on " "$work/server.log"
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / tck }' "/proc/$1/stat"; }
 server_cpu_ready=$(cpu_seconds "$server_pid")
 
 "$bin/flowrec" run --source hubble --hubble-server "unix://$work/hubble.sock" \
@@ -55,7 +49,7 @@ recorded=$(now)
 rss_kib=0
 kill -TERM "$recorder_pid"
 while kill -0 "$recorder_pid" 2>/dev/null; do
-  hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder_pid/status" 2>/dev/null || true)
+  hwm=$(vm_hwm_kib "$recorder_pid")
   [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
   recorder_cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$recorder_cpu")
   sleep 0.02

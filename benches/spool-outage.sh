@@ -26,13 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now() { date +%s.%N; }
-metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
-wait_for() { # pattern file [tenths of a second]
-  for _ in $(seq 1 "${3:-1200}"); do grep -q "$1" "$2" && return 0; sleep 0.1; done
-  echo "bench: no '$1' in $2:" >&2; cat "$2" >&2; exit 1
-}
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / tck }' "/proc/$1/stat"; }
+source benches/process-probe.sh
 # Starts the recorder with "$@", waits until it records, sets $metrics.
 start_recorder() { # log args...
   local log=$1
@@ -48,8 +42,8 @@ start_recorder() { # log args...
 run_until() { # metric started_at [now]
   local hwm rss_kib=0 cpu=0 done_at
   until [[ "$(metric "$1")" == "$flows" ]]; do
-    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder_pid/status")
-    ((hwm > rss_kib)) && rss_kib=$hwm
+    hwm=$(vm_hwm_kib "$recorder_pid")
+    [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
     cpu=$(cpu_seconds "$recorder_pid")
     sleep 0.2
   done
@@ -57,7 +51,7 @@ run_until() { # metric started_at [now]
   kill -TERM "$recorder_pid"
   if [[ ${3:-} == now ]]; then sleep 0.5; kill -TERM "$recorder_pid" 2>/dev/null || true; fi
   while kill -0 "$recorder_pid" 2>/dev/null; do
-    hwm=$(awk '/VmHWM/ { print $2 }' "/proc/$recorder_pid/status" 2>/dev/null || true)
+    hwm=$(vm_hwm_kib "$recorder_pid")
     [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
     cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$cpu")
     sleep 0.02

@@ -1154,15 +1154,11 @@ fn ebpf_capture_keeps_its_memory_within_the_documented_bound() {
     let (_dir, store) = temp_store();
     let receiver = in_netns(&veth.b, || UdpSocket::bind(("10.199.0.2", PORT)).unwrap());
     let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &["--active-timeout", "10s"]);
-    let status = format!("/proc/{}/status", recorder.child.id());
-    // VmHWM until the process has exited (a zombie's status has no memory lines).
+    let pid = recorder.child.id();
+    // VmHWM until the process has exited.
     let sampler = std::thread::spawn(move || {
         let mut peak_kib = 0u64;
-        while let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        }) {
+        while let Some(kib) = support::vm_hwm_kib(pid) {
             peak_kib = peak_kib.max(kib);
             std::thread::sleep(Duration::from_millis(20));
         }

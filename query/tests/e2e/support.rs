@@ -418,13 +418,7 @@ impl Process {
 
     /// The peak resident memory of the process so far (`VmHWM`), in MiB.
     pub fn peak_rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib / 1024
+        vm_hwm_kib(self.child.id()).expect("the process runs") / 1024
     }
 
     /// Everything printed so far.
@@ -815,4 +809,14 @@ pub fn certificates(dir: &Path, clients: &[&str]) {
             &cert,
         ]);
     }
+}
+
+/// The peak resident memory of process `pid` so far (`VmHWM`, KiB); `None` once it has exited
+/// (a zombie's status has no memory lines).
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }

@@ -1,0 +1,13 @@
+# Sourced by the benchmark scripts: what they read of a running process and its metrics.
+now() { date +%s.%N; }
+# A sample of the Prometheus exposition at http://$metrics/metrics.
+metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
+# Waits until `pattern` appears in `file` (default: 2 minutes), else prints the file and exits.
+wait_for() { # pattern file [tenths of a second]
+  for _ in $(seq 1 "${3:-1200}"); do grep -q "$1" "$2" && return 0; sleep 0.1; done
+  echo "bench: no '$1' in $2:" >&2; cat "$2" >&2; exit 1
+}
+# User + system CPU seconds of a process so far.
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"; }
+# Peak resident memory so far (VmHWM, KiB); empty once the process has exited.
+vm_hwm_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
