@@ -5,13 +5,14 @@
 # flows (one datagram to every port of the peer, from a fresh source port each round), one
 # round every 10 s. Prints the recorder's peak RSS (VmHWM, sampled until it exits), its CPU
 # seconds per 1M flow records, and the flows in the store.
-# Usage: benches/ebpf-memory.sh [ROUNDS] (default 6); FLOWSQL=target/debug/flowsql counts the
+# Usage: benches/ebpf-memory.sh [ROUNDS] (default 6); FLOWREC=PATH runs another recorder binary
+# (an A/B pair); FLOWSQL=target/debug/flowsql counts the
 # store with a debug build instead of building flowsql for release. Namespaces and veths are prefixed frtm
 # and removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-6}
-flowrec=target/release/flowrec
+flowrec=${FLOWREC:-target/release/flowrec}
 flowsql=${FLOWSQL:-target/release/flowsql}
 [[ -x $flowrec && -x $flowsql ]] || cargo build --release --locked --quiet -p flowrec -p flowsql
 a=frtm-a b=frtm-b end_a=frtmva end_b=frtmvb subnet=10.197.0

@@ -11,6 +11,8 @@
 # flow and exited after a SIGTERM (the last segment is sealed at the stop); then the store is
 # counted. Peak RSS is the recorder's VmHWM, read just before it exits.
 # Usage: benches/hubble-bench.sh [FLOWS] (default 1000000).
+# FLOWREC=PATH runs another recorder binary (an A/B pair: the same server, data and script).
+# PERF_DATA=FILE records the recorder's CPU profile with `perf record -g` (root) into FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-1000000}
@@ -34,17 +36,25 @@ server_pid=$!
 wait_for " events on " "$work/server.log"
 server_cpu_ready=$(cpu_seconds "$server_pid")
 
-"$bin/flowrec" run --source hubble --hubble-server "unix://$work/hubble.sock" \
+"${FLOWREC:-$bin/flowrec}" run --source hubble --hubble-server "unix://$work/hubble.sock" \
   --store "$work/store" --spool "$work/spool" --node-name bench-node \
   --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
 recorder_pid=$!
+perf_pid=
+if [[ -n ${PERF_DATA:-} ]]; then
+  perf record -F 999 -g -o "$PERF_DATA" -p "$recorder_pid" 2>"$work/perf.log" &
+  perf_pid=$!
+fi
 wait_for "recording flows" "$work/recorder.log"
 start=$(now)
 metrics=$(sed -n 's|.*serving metrics on http://\([^/]*\)/.*|\1|p' "$work/recorder.log")
 
 recorder_cpu=0
+switches=0
 until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do sleep 0.05; done
 recorded=$(now)
+# While recording: threads that exit at the stop take their counts with them.
+switches=$(context_switches "$recorder_pid")
 # VmHWM of a process that has exited cannot be read: the recorder is sampled until it exits.
 rss_kib=0
 kill -TERM "$recorder_pid"
@@ -57,6 +67,7 @@ done
 wait "$recorder_pid" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
 shipped=$(now)
 recorder_pid=
+[[ -n $perf_pid ]] && wait "$perf_pid" || true
 rss="$((rss_kib / 1024)) MiB"
 server_cpu=$(awk -v a="$server_cpu_ready" -v b="$(cpu_seconds "$server_pid")" 'BEGIN { printf "%.1f", b - a }')
 stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
@@ -64,12 +75,13 @@ stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
 lost=$(grep -o 'lost: [^;]*' "$work/recorder.log" || true)
 
 awk -v n="$flows" -v s="$start" -v r="$recorded" -v p="$shipped" -v rss="$rss" -v stored="$stored" \
-  -v rcpu="$recorder_cpu" -v scpu="$server_cpu" 'BEGIN {
+  -v rcpu="$recorder_cpu" -v scpu="$server_cpu" -v switches="$switches" 'BEGIN {
   printf "flows                     %d\n", n
   printf "recorded (spool, fsynced) %.2f s  %.0f flows/s\n", r - s, n / (r - s)
   printf "shipped, exited (store)   %.2f s  %.0f flows/s\n", p - s, n / (p - s)
   printf "recorder peak RSS         %s\n", rss
   printf "CPU seconds               recorder %s, test server %s (streaming)\n", rcpu, scpu
+  printf "context switches          %d (recorder, all threads, while recording)\n", switches
   printf "flows in the store        %s\n", stored
 }'
 grep -E "received [0-9]+ flows" "$work/recorder.log" | sed 's/^flowrec: /summary: /'

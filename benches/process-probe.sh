@@ -11,3 +11,7 @@ wait_for() { # pattern file [tenths of a second]
 cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"; }
 # Peak resident memory so far (VmHWM, KiB); empty once the process has exited.
 vm_hwm_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+# Context switches of every thread of process $1 so far (voluntary + involuntary).
+context_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'
+}

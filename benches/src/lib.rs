@@ -3,6 +3,7 @@
 //! drops and ~10% L7 (HTTP and DNS), in the jsonpb envelope Hubble exports.
 
 pub mod dataset;
+pub mod hubble;
 pub mod measure;
 pub mod queries;
 

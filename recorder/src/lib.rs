@@ -9,6 +9,7 @@
 //! segments from it (`spool::ship`), with `metrics` served on the side.
 //! The schema, the Hubble mapping and the store layout come from `flow_schema`.
 
+pub mod allocator;
 pub mod batch;
 pub mod cli;
 pub mod ebpf;

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::Stream;
-use hubble_api::flow::Flow;
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_server::{Observer, ObserverServer};
 use hubble_api::observer::{
@@ -123,46 +122,12 @@ fn load(files: &[PathBuf]) -> Vec<GetFlowsResponse> {
             if line.trim().is_empty() {
                 continue;
             }
-            events.push(parse(line).unwrap_or_else(|error| {
+            events.push(flow_benches::hubble::parse(line).unwrap_or_else(|error| {
                 usage(&format!("{}:{}: {error}", file.display(), number + 1))
             }));
         }
     }
     events
-}
-
-/// A jsonpb envelope, or a bare Flow (wrapped as the envelope Hubble would send).
-fn parse(line: &str) -> Result<GetFlowsResponse, serde_json::Error> {
-    let value: serde_json::Value = serde_json::from_str(line)?;
-    let envelope = [
-        "flow",
-        "lost_events",
-        "node_status",
-        "agent_event",
-        "debug_event",
-    ]
-    .iter()
-    .any(|key| value.get(key).is_some());
-    if envelope {
-        return serde_json::from_value(value);
-    }
-    let flow: Flow = serde_json::from_value(value)?;
-    Ok(GetFlowsResponse {
-        node_name: flow.node_name.clone(),
-        time: flow.time,
-        response_types: Some(ResponseTypes::Flow(flow)),
-    })
-}
-
-fn generated(count: u64) -> Vec<GetFlowsResponse> {
-    let mut lines = Vec::new();
-    let start = "2026-11-26T10:00:00Z".parse().expect("a time");
-    flow_benches::generate(&mut lines, count, 400, start, 1, 7).expect("in memory");
-    String::from_utf8(lines)
-        .expect("generated UTF-8")
-        .lines()
-        .map(|line| parse(line).expect("generated lines parse"))
-        .collect()
 }
 
 fn time_ns(event: &GetFlowsResponse) -> i64 {
@@ -347,7 +312,7 @@ impl tonic::server::NamedService for ObserverService {
 async fn main() {
     let options = options();
     let mut events = match options.generate {
-        Some(count) => generated(count),
+        Some(count) => flow_benches::hubble::generated(count),
         None => load(&options.files),
     };
     // In time order, as a ring buffer holds them (the files need not be).
