@@ -16,6 +16,7 @@ pub mod store;
 pub mod table;
 pub mod timerange;
 pub mod units;
+mod utf8;
 pub mod writer;
 
 pub use schema::{flow_schema, lost_events_schema, CaptureSource, Table, SCHEMA_VERSION};

@@ -955,8 +955,10 @@ fn ebpf_capture_killed_then_restarted_ships_the_spooled_flows_once() {
     assert_eq!(left, 0, "shipped segments are deleted");
 }
 
-/// Sends one datagram to a new port of `b` every 100 ms until the recorder's metrics count
-/// flows lost for `cause`; fails after `patience`.
+/// Sends a datagram to each of 8 new ports of `b` every 100 ms until the recorder's metrics
+/// count flows lost for `cause`; fails after `patience`. (The spool stores little for a flow of
+/// the eBPF source, whose Hubble-only columns are left out: one new flow per tick took longer
+/// than the patience to fill a budget.)
 fn new_flows_until_lost(
     veth: &Veth,
     scrape: &dyn Fn() -> String,
@@ -973,8 +975,10 @@ fn new_flows_until_lost(
             "no flow lost for {cause}: {}",
             scrape()
         );
-        udp_datagrams(veth, port, 1);
-        port += 1;
+        for _ in 0..8 {
+            udp_datagrams(veth, port, 1);
+            port += 1;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -1019,7 +1023,7 @@ fn ebpf_capture_with_the_store_down_keeps_its_spool_within_budget() {
     let address = metrics_address(&recorder);
     let scrape = || http_get(&veth.a, &address, "/metrics").1;
     // A new flow every 100 ms until the budget is reached and flows are being lost.
-    new_flows_until_lost(&veth, &scrape, "spool_full", 7000, Duration::from_secs(30));
+    new_flows_until_lost(&veth, &scrape, "spool_full", 7000, Duration::from_secs(60));
     let metrics = scrape();
     assert!(
         metric(&metrics, "flowrec_upload_errors_total") > 0,
@@ -1100,7 +1104,7 @@ fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
     let recorder = Recorder::start(&veth.a, &veth.end_a, &store, &options);
     let address = metrics_address(&recorder);
     let scrape = || http_get(&veth.a, &address, "/metrics").1;
-    new_flows_until_lost(&veth, &scrape, "spool_error", 8000, Duration::from_secs(40));
+    new_flows_until_lost(&veth, &scrape, "spool_error", 8000, Duration::from_secs(90));
     let (health, _) = http_get(&veth.a, &address, "/health");
     assert!(
         health.contains("200"),
@@ -1110,7 +1114,7 @@ fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
     // The store is back: shipping frees the disk, and recording resumes.
     std::fs::set_permissions(&store_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     wait_until_everything_recorded_is_shipped(&scrape);
-    udp_datagrams(&veth, 9999, 3);
+    udp_datagrams(&veth, 30999, 3);
     std::thread::sleep(Duration::from_millis(1500));
     let summary = recorder.stop();
     drop(veth);
@@ -1123,7 +1127,7 @@ fn ebpf_capture_on_a_full_disk_counts_what_it_cannot_record_and_goes_on() {
     let rows = query(&store, "select count(*) as n from flows", &[]);
     assert_eq!(rows[0]["n"], stored, "{summary}");
     assert_eq!(
-        udp_packets(&store).get(&9999),
+        udp_packets(&store).get(&30999),
         Some(&3),
         "recording resumed"
     );

@@ -23,7 +23,6 @@ use arrow::array::RecordBatch;
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::{sort_to_indices, take_record_batch};
 use flow_schema::layout::hour_start;
-use flow_schema::schema::{conform, ConformError};
 use flow_schema::Table;
 
 use super::record::{self, RecordError};
@@ -51,8 +50,6 @@ pub enum MergeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("rows of an older recorder do not fit this version's schema: {0}")]
-    Schema(#[from] ConformError),
     #[error("cannot order rows: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -164,7 +161,6 @@ impl Cursor {
 pub struct Merge<'p> {
     plan: &'p Plan,
     file: File,
-    target: arrow::datatypes::SchemaRef,
     pending: VecDeque<&'p Piece>,
     active: Vec<Cursor>,
     skipped: Vec<MergeError>,
@@ -180,7 +176,6 @@ impl<'p> Merge<'p> {
         Ok(Merge {
             plan,
             file,
-            target: table.schema(),
             pending: plan.pieces.get(&table).into_iter().flatten().collect(),
             active: Vec::new(),
             skipped: Vec::new(),
@@ -195,13 +190,12 @@ impl<'p> Merge<'p> {
             record: piece.record,
             source,
         })?;
-        let (_, batch) =
+        let (_, mut batch) =
             record::decode_batch(&bytes, piece.entry).map_err(|source| MergeError::Record {
                 path: path(),
                 record: piece.record,
                 source,
             })?;
-        let mut batch = conform(&batch, &self.target)?;
         if !record::times(&batch).windows(2).all(|w| w[0] <= w[1]) {
             let order = sort_to_indices(batch.column(0), None, None)?;
             batch = take_record_batch(&batch, &order)?;

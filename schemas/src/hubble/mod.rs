@@ -147,9 +147,9 @@ impl HubbleDecoder {
         let mut other_events = 0;
         for line in lines(buffer, first_line, newlines) {
             let bytes = &buffer[line.start..line.end];
-            let event = std::str::from_utf8(bytes)
-                .map_err(|e| {
-                    JsonError::new(format!("invalid UTF-8 at column {}", e.valid_up_to() + 1))
+            let event = crate::utf8::str(bytes)
+                .map_err(|valid_up_to| {
+                    JsonError::new(format!("invalid UTF-8 at column {}", valid_up_to + 1))
                 })
                 .and_then(|text| self.decode_line(text, &mut flows, &mut lost_events));
             // A line writes into both tables as it goes; only what it turned out to be is kept.

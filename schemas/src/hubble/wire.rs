@@ -92,10 +92,9 @@ impl<'a> Value<'a> {
 
     /// A `string`: protobuf requires UTF-8, and so do the columns.
     pub fn str(self) -> Result<&'a str> {
-        std::str::from_utf8(self.bytes()?).map_err(|error| {
+        crate::utf8::str(self.bytes()?).map_err(|valid_up_to| {
             WireError::new(format!(
-                "a string that is not UTF-8 (at byte {})",
-                error.valid_up_to()
+                "a string that is not UTF-8 (at byte {valid_up_to})"
             ))
         })
     }
@@ -178,7 +177,19 @@ impl<'a> Message<'a> {
         Ok(taken)
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64> {
+        // Most varints on this wire are one byte (tags, lengths of short strings, enums).
+        if let Some(&byte) = self.bytes.get(self.at) {
+            if byte & 0x80 == 0 {
+                self.at += 1;
+                return Ok(u64::from(byte));
+            }
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let Some(&byte) = self.bytes.get(self.at) else {
