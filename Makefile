@@ -1,5 +1,5 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages bench-outage bench-query bench-fleet oracle oracle-store fuzz
+.PHONY: demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -58,6 +58,10 @@ bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into 
 bench-stages:    ## CPU of each stage of a live Hubble flow (decode, spool write/read, Parquet), one thread, 1M flows
 	cargo build --release -p flow-benches
 	target/release/hubble-stages --flows 1000000 --runs 5
+
+heap-profile:    ## where the recorder's memory goes: massif heap profile of a live Hubble recording (300k flows, valgrind)
+	bash .ci/setup.sh
+	bash benches/heap-profile.sh 300000
 
 bench-outage:    ## a spool left by a store outage (5M flows, ~1.3 GiB), shipped: memory and speed of both phases
 	bash .ci/setup.sh

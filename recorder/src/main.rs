@@ -1,7 +1,10 @@
 use std::process::ExitCode;
 
 /// mimalloc, with freed memory returned to the kernel only after it stayed unused for a while
-/// ([`purge_delay`]).
+/// ([`purge_delay`]). The `system-allocator` feature builds with the C library's instead, for
+/// heap profilers that see only `malloc` (valgrind's massif and dhat: README, "where the
+/// memory goes").
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
