@@ -50,7 +50,7 @@ pub enum RecordError {
     TooLarge(usize),
     #[error("LZ4 compression failed: {0}")]
     Compress(String),
-    #[error("rows of an older recorder do not fit this version's schema: {0}")]
+    #[error("rows that do not fit this version's schema: {0}")]
     Schema(#[from] ConformError),
 }
 
