@@ -18,21 +18,9 @@ flows=${1:-300000}
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind
 CARGO_TARGET_DIR=target/prof cargo build --release --quiet -p flowrec --features system-allocator
 cargo build --release --quiet -p flow-benches --bin test-hubble-server
-work=$(mktemp -d /tmp/flowrec-heap.XXXXXX)
-server_pid=
-recorder_pid=
-cleanup() {
-  [[ -n $recorder_pid ]] && kill "$recorder_pid" 2>/dev/null || true
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-source benches/process-probe.sh
-
-target/release/test-hubble-server --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
-server_pid=$!
-wait_for " events on " "$work/server.log" 3000
+work_prefix=flowrec-heap
+source benches/hubble-server.sh
+start_hubble_server 3000
 valgrind --tool=massif --massif-out-file=target/prof/massif.out --threshold=0.2 \
   target/prof/release/flowrec run --source hubble --hubble-server "unix://$work/hubble.sock" \
   --store "$work/store" --spool "$work/spool" --node-name bench-node \

@@ -17,23 +17,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-1000000}
 bin=target/release
-work=$(mktemp -d /tmp/flowrec-hubble-bench.XXXXXX)
-server_pid=
-recorder_pid=
-cleanup() {
-  [[ -n $recorder_pid ]] && kill "$recorder_pid" 2>/dev/null || true
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-source benches/process-probe.sh
+work_prefix=flowrec-hubble-bench
+source benches/hubble-server.sh
 
 echo "bench: generating $flows flows in test-hubble-server" >&2
-"$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
-server_pid=$!
-wait_for " events on " "$work/server.log"
+start_hubble_server
 server_cpu_ready=$(cpu_seconds "$server_pid")
 
 "${FLOWREC:-$bin/flowrec}" run --source hubble --hubble-server "unix://$work/hubble.sock" \
