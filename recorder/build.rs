@@ -11,7 +11,10 @@ use std::process::Command;
 
 const PROGRAMS: &[&str] = &["flowrec"];
 
+include!("../schemas/build/version.rs");
+
 fn main() {
+    emit_version();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let sources = manifest.join("../ebpf");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));

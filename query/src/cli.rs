@@ -49,7 +49,7 @@ AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP=true for a plain-HTTP e
 #[derive(Debug, Parser)]
 #[command(
     name = "flowsql",
-    version,
+    version = env!("FLOW_VERSION"),
     about = "SQL over recorded Kubernetes network flows (Parquet on S3 or a local folder)",
     after_help = EXAMPLES,
     subcommand_precedence_over_arg = true

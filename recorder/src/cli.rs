@@ -19,7 +19,7 @@ use crate::source::hubble::HubbleConfig;
 #[derive(Debug, Parser)]
 #[command(
     name = "flowrec",
-    version,
+    version = env!("FLOW_VERSION"),
     about = "Record Kubernetes network flows into zstd Parquet files on S3 or a local folder",
     after_help = "Query what was recorded with flowsql, e.g.\n  flowsql \"select * from flows where verdict='DROPPED'\""
 )]
@@ -202,6 +202,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
+    /// How long the source's upstream (the Hubble stream) may be down or unreached before
+    /// /health answers 503 (a readiness probe's signal); /livez stays 200 meanwhile
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub unready_after: Duration,
+
     /// How the tc programs attach: tcx (BPF links, kernel >= 6.6), clsact (tc filters; the
     /// qdisc is added if missing and removed at exit only if added), auto (tcx where available)
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
@@ -325,6 +330,7 @@ impl RunArgs {
             spool: self.spool,
             spool_max_bytes: self.spool_max_bytes as u64,
             metrics_addr: self.metrics_addr,
+            unready_after: self.unready_after,
             stop_grace: self.stop_grace,
             upload_timeout: self.upload_timeout,
             redaction: self.redact.redaction(),

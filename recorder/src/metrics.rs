@@ -1,14 +1,20 @@
 //! `--metrics-addr`: Prometheus metrics and a health endpoint for `flowrec run`.
 //!
 //! Every stage counts into one [`Metrics`] (atomics, shared); the spool's gauges are measured
-//! when scraped. The server is a few lines of HTTP/1.1 on tokio (GET /metrics, GET /health),
-//! enough for Prometheus and a kubelet probe, without pulling a web framework into the
-//! recorder.
+//! when scraped. The server is a few lines of HTTP/1.1 on tokio (GET /metrics, GET /health,
+//! GET /livez), enough for Prometheus and a kubelet probe, without pulling a web framework into
+//! the recorder.
+//!
+//! Two probes, because they answer different questions. `/livez`: is the process recording
+//! at all (503 once its source has stopped for good: restart it). `/health` (readiness): is it
+//! recording *now* (also 503 while the source's upstream, the Hubble stream, has been down
+//! longer than `--unready-after`): a restart would not help there, but a rollout should wait
+//! and an alert on unready pods should fire.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -43,18 +49,81 @@ pub struct Metrics {
     pub source_caught_up: AtomicU64,
     /// Panics that ended earlier runs on this spool (each a restart).
     pub panics: AtomicU64,
-    /// False once the source has stopped (the health endpoint then answers 503).
+    /// False once the source has stopped (both probes then answer 503).
     pub recording: AtomicBool,
+    /// Since when the source's upstream (the Hubble stream) is down, in ms since the epoch;
+    /// 0 while it is up, and always for sources without an upstream (files, the kernel).
+    source_down_since_ms: AtomicU64,
+    /// How long the upstream may be down before `/health` answers 503 (`--unready-after`):
+    /// a reconnect within it does not flap the pod's readiness.
+    unready_after: Duration,
     /// The spool folder, measured at each scrape.
     pub spool: PathBuf,
 }
 
+/// What a probe answers: an HTTP status and a one-line reason.
+type Probe = (&'static str, String);
+
 impl Metrics {
-    pub fn new(spool: PathBuf) -> Metrics {
+    pub fn new(spool: PathBuf, unready_after: Duration) -> Metrics {
         Metrics {
             spool,
+            unready_after,
             recording: AtomicBool::new(true),
             ..Metrics::default()
+        }
+    }
+
+    /// The source lost its upstream (or has not reached it yet); a later call while it is
+    /// still down keeps the first time.
+    pub fn source_down(&self) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_millis().max(1) as u64);
+        let _ = self.source_down_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The source's upstream is delivering again.
+    pub fn source_up(&self) {
+        self.source_down_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// How long the upstream has been down, None while it is up.
+    fn source_down_for(&self) -> Option<Duration> {
+        let since = self.source_down_since_ms.load(Ordering::Relaxed);
+        (since != 0).then(|| {
+            let since = UNIX_EPOCH + Duration::from_millis(since);
+            SystemTime::now().duration_since(since).unwrap_or_default()
+        })
+    }
+
+    /// `/livez`: 503 once the source has stopped.
+    fn liveness(&self) -> Probe {
+        if self.recording.load(Ordering::Relaxed) {
+            ("200 OK", "ok\n".to_string())
+        } else {
+            ("503 Service Unavailable", "stopped\n".to_string())
+        }
+    }
+
+    /// `/health`: liveness, and 503 while the upstream has been down over `unready_after`.
+    fn readiness(&self) -> Probe {
+        let live = self.liveness();
+        match self.source_down_for() {
+            Some(down) if down > self.unready_after && live.0.starts_with("200") => (
+                "503 Service Unavailable",
+                format!(
+                    "the source's upstream has been down for {} s (over --unready-after {} s)\n",
+                    down.as_secs(),
+                    self.unready_after.as_secs()
+                ),
+            ),
+            _ => live,
         }
     }
 
@@ -152,6 +221,12 @@ impl Metrics {
             &[("", get(&self.source_caught_up))],
         );
         metric(
+            "flowrec_source_up",
+            "gauge",
+            "0 while the source's upstream (the Hubble stream) is down or not yet reached, else 1.",
+            &[("", u64::from(self.source_down_for().is_none()))],
+        );
+        metric(
             "flowrec_panics_total",
             "counter",
             "Panics that ended an earlier run of the recorder on this spool (each restarted it).",
@@ -203,7 +278,7 @@ fn spool_usage(segments: &std::path::Path) -> (u64, u64, u64) {
     (bytes, found.len() as u64, age)
 }
 
-/// Serves `/metrics` and `/health` on `listener` until the process ends.
+/// Serves `/metrics`, `/health` and `/livez` on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -224,11 +299,12 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let target = line.split_whitespace().nth(1).unwrap_or("");
             let (status, body) = match target {
                 "/metrics" => ("200 OK", metrics.render()),
-                "/health" | "/healthz" if metrics.recording.load(Ordering::Relaxed) => {
-                    ("200 OK", "ok\n".to_string())
-                }
-                "/health" | "/healthz" => ("503 Service Unavailable", "stopped\n".to_string()),
-                _ => ("404 Not Found", "try /metrics or /health\n".to_string()),
+                "/health" | "/healthz" | "/readyz" => metrics.readiness(),
+                "/livez" => metrics.liveness(),
+                _ => (
+                    "404 Not Found",
+                    "try /metrics, /health or /livez\n".to_string(),
+                ),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
@@ -250,7 +326,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("segments")).unwrap();
         std::fs::write(dir.path().join("segments/000000000001.seg"), [0u8; 60]).unwrap();
         std::fs::write(dir.path().join("segments/000000000002.seg"), [0u8; 40]).unwrap();
-        let metrics = Metrics::new(dir.path().to_path_buf());
+        let metrics = Metrics::new(dir.path().to_path_buf(), Duration::from_secs(30));
         Metrics::add(&metrics.flows_recorded, 42);
         Metrics::add(&metrics.packets_lost_flow_map_full, 3);
         let text = metrics.render();
@@ -275,5 +351,42 @@ mod tests {
             text.contains("# TYPE flowrec_spool_oldest_age_seconds gauge\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn readiness_follows_the_upstream_after_its_grace_and_liveness_only_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(dir.path().to_path_buf(), Duration::from_secs(30));
+        assert_eq!(metrics.readiness().0, "200 OK");
+        // Down, but not for longer than --unready-after: still ready (a reconnect does not
+        // flap the pod).
+        metrics.source_down();
+        assert_eq!(metrics.readiness().0, "200 OK");
+        assert!(metrics.render().contains("\nflowrec_source_up 0\n"));
+        // Down for 45 s: unready, saying for how long; still live.
+        let earlier = metrics.source_down_since_ms.load(Ordering::Relaxed) - 45_000;
+        metrics
+            .source_down_since_ms
+            .store(earlier, Ordering::Relaxed);
+        metrics.source_down();
+        assert_eq!(
+            metrics.source_down_since_ms.load(Ordering::Relaxed),
+            earlier,
+            "a later call keeps the first time"
+        );
+        let (status, reason) = metrics.readiness();
+        assert_eq!(status, "503 Service Unavailable");
+        assert!(
+            reason.contains("down for 45 s (over --unready-after 30 s)"),
+            "{reason}"
+        );
+        assert_eq!(metrics.liveness().0, "200 OK");
+        metrics.source_up();
+        assert_eq!(metrics.readiness().0, "200 OK");
+        assert!(metrics.render().contains("\nflowrec_source_up 1\n"));
+        // A stopped source fails both probes.
+        metrics.recording.store(false, Ordering::Relaxed);
+        assert_eq!(metrics.liveness().0, "503 Service Unavailable");
+        assert_eq!(metrics.readiness().0, "503 Service Unavailable");
     }
 }

@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub upload_timeout: Duration,
     /// Where to serve Prometheus metrics and /health.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long the source's upstream may be down before /health answers 503.
+    pub unready_after: Duration,
     pub node_name: String,
     pub store_url: String,
     pub rotation: RotationPolicy,
@@ -171,7 +173,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             leftovers.len()
         );
     }
-    let metrics = Arc::new(Metrics::new(config.spool.clone()));
+    let metrics = Arc::new(Metrics::new(config.spool.clone(), config.unready_after));
     crate::panics::count_in(&config.spool);
     metrics.panics.store(
         crate::panics::counted(&config.spool),
@@ -182,7 +184,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
             .await
             .map_err(|source| RunError::Metrics { address, source })?;
         let bound = listener.local_addr().unwrap_or(address);
-        crate::info!("serving metrics on http://{bound}/metrics and /health");
+        crate::info!("serving metrics on http://{bound}/metrics, /health and /livez");
         tokio::spawn(metrics::serve(listener, Arc::clone(&metrics)));
     }
     // Segments left by a previous run go first. Unbounded: it carries paths, and a source

@@ -31,7 +31,7 @@ named on stderr), 2 nothing done (bad flags, unreachable store).";
 #[derive(Debug, Parser)]
 #[command(
     name = "flowstore",
-    version,
+    version = env!("FLOW_VERSION"),
     about = "Maintains a flow store: compaction, rollups, retention, verification (flowsql stays read-only)",
     after_help = EXAMPLES
 )]

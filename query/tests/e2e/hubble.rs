@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -106,8 +107,9 @@ fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
     again.wait_for(
         "the restart's first stream",
         std::time::Duration::from_secs(30),
-        |m| metric(m, "flowrec_spool_segments_waiting") == 0,
+        |m| metric(m, "flowrec_spool_segments_waiting") == 0 && metric(m, "flowrec_source_up") == 1,
     );
+    assert_eq!(again.get("/health").0, "HTTP/1.1 200 OK");
     std::thread::sleep(std::time::Duration::from_secs(1));
     let (status, summary) = again.stop();
     assert!(status.success(), "{summary}");
@@ -205,13 +207,30 @@ fn hubble_errors_name_the_address_and_the_cause_and_are_retried() {
     let (dir, store) = temp_store();
     // Nothing listens there.
     let address = format!("127.0.0.1:{}", free_port());
-    let mut recorder = hubble_recorder(&address, &[], &store, &dir.path().join("spool-1"));
+    let unready = ["--unready-after", "2s"];
+    let mut recorder = hubble_recorder(&address, &unready, &store, &dir.path().join("spool-1"));
+    // Live all along; ready during --unready-after, then not: the stream was never up.
+    assert_eq!(recorder.get("/health").0, "HTTP/1.1 200 OK");
     let output = recorder.process.wait_for("retrying in 2s");
     assert!(
         output.contains(&format!("--hubble-server {address}: ")),
         "{output}"
     );
     assert!(output.contains("onnection refused"), "{output}");
+    recorder.wait_for("the source down", Duration::from_secs(10), |m| {
+        metric(m, "flowrec_source_up") == 0
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, body) = recorder.get("/health");
+        if status.contains("503") || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status, "HTTP/1.1 503 Service Unavailable", "{body}");
+    assert!(body.contains("over --unready-after 2 s"), "{body}");
+    assert_eq!(recorder.get("/livez").0, "HTTP/1.1 200 OK");
     let (status, output) = recorder.stop();
     assert!(status.success(), "a stop while retrying is clean: {output}");
 

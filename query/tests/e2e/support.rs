@@ -533,7 +533,12 @@ impl LiveRecorder {
     }
 
     pub fn scrape(&self) -> String {
-        http_get(&self.metrics, "/metrics").1
+        self.get("/metrics").1
+    }
+
+    /// GET `path` from the metrics server: the status line and the body.
+    pub fn get(&self, path: &str) -> (String, String) {
+        http_get(&self.metrics, path)
     }
 
     pub fn metric(&self, name: &str) -> u64 {

@@ -431,6 +431,7 @@ impl Listener {
             .spawn(move || writer.run(receiver, &writer_stop))
             .expect("a thread");
         let mut stream = Streamer {
+            metrics: Arc::clone(&metrics),
             checked,
             decoder,
             resume,
@@ -457,6 +458,8 @@ impl Listener {
 
 /// The first stage: connection, stream, decoding, deduplication.
 struct Streamer {
+    /// Where the stream's state is told (readiness).
+    metrics: Arc<Metrics>,
     checked: Checked,
     decoder: HubbleDecoder,
     resume: Resume,
@@ -473,6 +476,8 @@ impl Streamer {
         // When the last stream ended (the gap to record once the next one starts); after a
         // restart, the recorder was not listening since the newest flow it had recorded.
         let mut lost_since: Option<i64> = self.resume.last_ns;
+        // Not ready until the first stream is open.
+        self.metrics.source_down();
         while !stop.requested() {
             self.received = false;
             let outcome = tokio::select! {
@@ -496,6 +501,7 @@ impl Streamer {
                     self.checked.address
                 ),
             }
+            self.metrics.source_down();
             if lost_since.is_none() {
                 lost_since = Some(now_ns());
             }
@@ -545,6 +551,7 @@ impl Streamer {
         let mut stream = hubble_api::encoded::get_flows(channel, request, MAX_MESSAGE)
             .await
             .map_err(|status| describe_status("GetFlows", &status))?;
+        self.metrics.source_up();
         if let Some(since) = lost_since.take() {
             if !self.send(self.gap(since, now_ns())) {
                 return Ok(Ended::ShipperGone);
