@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need on a fresh machine of this kind (Debian + Rust
 # toolchain + Python 3): clang-19, libbpf and bpftool (the eBPF programs), the S3-protocol test
-# server (moto), DuckDB (interop checks and the import benchmark) and Chromium (the HTML
-# report test). Idempotent: skips what is already there.
+# server (moto), DuckDB (interop checks and the import benchmark), Chromium (the HTML
+# report test), kubernetes-validate and checkov (the manifest tests). Idempotent: skips what is already there.
 set -euo pipefail
 
 # The eBPF programs are built with clang-19 against libbpf's headers; the layout test reads their
@@ -33,9 +33,16 @@ fi
 need_pip=()
 command -v moto_server >/dev/null 2>&1 || need_pip+=("moto[server]")
 python3 -c 'import duckdb' >/dev/null 2>&1 || need_pip+=("duckdb")
+# The manifest tests validate the rendered manifests against the Kubernetes API schemas and
+# lint them for security.
+command -v kubernetes-validate >/dev/null 2>&1 || need_pip+=("kubernetes-validate")
+command -v checkov >/dev/null 2>&1 || need_pip+=("checkov")
 if ((${#need_pip[@]})); then
   echo "setup: pip install ${need_pip[*]}" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${need_pip[@]}"
   hash -r
 fi
+# kubectl renders the kustomize manifests (`kubectl kustomize`, no cluster needed); the machines
+# of this kind carry it (Google Cloud SDK's package), which no registry here offers.
+command -v kubectl >/dev/null 2>&1 || { echo "setup: kubectl is missing: the manifest tests render deploy/ with 'kubectl kustomize'" >&2; exit 1; }
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo is missing (a Rust toolchain is expected on this machine)" >&2; exit 1; }

@@ -27,7 +27,7 @@ const EXAMPLES: &str = "\
 Examples:
   flowsql --since 24h report compliance.yaml --html report.html
   flowsql --store s3://flows/prod --since 24h report compliance.yaml \\
-      --html s3://flows/reports/$(date +%F).html --json s3://flows/reports/$(date +%F).json
+      --html 's3://flows/reports/{date}.html' --json 's3://flows/reports/{date}.json'
   flowsql --since 2026-11-01 --until 2026-12-01 report audit.yaml --markdown audit.md
 
 A spec (YAML) names its checks; each is one of:
@@ -46,7 +46,8 @@ pub struct ReportArgs {
     /// The spec: named checks (YAML)
     #[arg(value_name = "SPEC.yaml")]
     pub spec: PathBuf,
-    /// Write the HTML report (self-contained) to FILE or s3://bucket/key
+    /// Write the HTML report (self-contained) to FILE or s3://bucket/key; `{date}` in it (any
+    /// of the outputs) becomes the run's UTC date, e.g. s3://flows/reports/{date}.html
     #[arg(long, value_name = "FILE|S3-URL")]
     pub html: Option<String>,
     /// Write the report as Markdown
@@ -167,8 +168,12 @@ async fn report(cli: &Cli, args: &ReportArgs, now: DateTime<Utc>) -> Result<Repo
         (&args.markdown, report.markdown()),
         (&args.json, report.json()),
     ];
+    // `{date}` in a target: the run's UTC date, so that a scheduled job keeps one report a
+    // day without a shell to compute the name.
+    let day = now.format("%Y-%m-%d").to_string();
     for (target, content) in outputs {
         if let Some(target) = target {
+            let target = &target.replace("{date}", &day);
             write_output(target, content.into_bytes()).await?;
             eprintln!("flowsql: wrote {target}");
         }

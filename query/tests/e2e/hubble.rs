@@ -451,6 +451,12 @@ fn hubble_live_recording_keeps_its_memory_within_the_documented_bound() {
         peak <= BOUND_MIB,
         "peak RSS {peak} MiB over the documented {BOUND_MIB} MiB"
     );
+    // The DaemonSet's limit leaves room above the measured peak.
+    let limit = crate::deploy::recorder_memory_limit_mib("overlays/hubble");
+    assert!(
+        peak < limit,
+        "peak RSS {peak} MiB over the manifest's limit {limit} MiB"
+    );
     drop(server);
     let stored = query(&store, "select count(*) as n from flows", &[]);
     assert_eq!(stored[0]["n"], FLOWS);

@@ -293,7 +293,7 @@ fn report_reads_an_s3_store_and_writes_back_to_s3() {
             "report",
             &spec,
             "--html",
-            "s3://flows/reports/2026-11-24.html",
+            "s3://flows/reports/{date}.html",
             "--json",
             "s3://flows/reports/2026-11-24.json",
         ],
@@ -310,7 +310,9 @@ fn report_reads_an_s3_store_and_writes_back_to_s3() {
             moto.endpoint()
         ))
     };
-    let body = get("reports/2026-11-24.html");
+    // `{date}`: the run's UTC date (what a CronJob without a shell names its reports by).
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    let body = get(&format!("reports/{today}.html"));
     assert!(
         body.contains("id=\"drops-over-time\"") && body.contains("14870 flows"),
         "{body}"
@@ -323,22 +325,18 @@ fn report_reads_an_s3_store_and_writes_back_to_s3() {
 fn the_example_specs_and_cronjob_manifest_run() {
     let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
-    let deploy = repo_root().join("query/deploy");
-    // The CronJob's spec comes from its ConfigMap.
-    let manifest = std::fs::read_to_string(deploy.join("report-cronjob.yaml")).unwrap();
-    let documents: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&manifest)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    let config_map = documents.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
+    // The CronJob's spec comes from its ConfigMap (deploy/base/report-cronjob.yaml).
+    let documents = crate::deploy::rendered("overlays/hubble");
+    let config_map = crate::deploy::find(&documents, "ConfigMap", "flowsql-compliance");
     let embedded = config_map["data"]["compliance.yaml"].as_str().unwrap();
-    let cronjob = documents.iter().find(|d| d["kind"] == "CronJob").unwrap();
+    let cronjob = crate::deploy::find(&documents, "CronJob", "flowsql-nightly-report");
     let args = yaml_serde::to_string(&cronjob["spec"]["jobTemplate"]).unwrap();
-    assert!(
-        args.contains("report /etc/flowsql/compliance.yaml"),
-        "{args}"
-    );
+    assert!(args.contains("/etc/flowsql/compliance.yaml"), "{args}");
     for spec in [
-        deploy.join("compliance.yaml").display().to_string(),
+        repo_root()
+            .join("query/examples/compliance.yaml")
+            .display()
+            .to_string(),
         spec_file(dir.path(), embedded),
     ] {
         let run = flowsql(

@@ -886,24 +886,25 @@ fn mtls_clients_see_what_the_access_list_gives_them() {
     assert!(status.success());
 }
 
-/// The Deployment in query/deploy runs as written (its args, its access ConfigMap, the TLS
+/// The history Deployment (deploy/base/history.yaml, as rendered) runs as written (its args, its access ConfigMap, the TLS
 /// Secret's file names), against a local store: a typo in the manifest fails here.
 #[test]
 fn the_history_deployment_manifest_serves() {
     use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
     let dir = tempfile::tempdir().unwrap();
     let store = history_store(dir.path());
-    let manifest =
-        std::fs::read_to_string(repo_root().join("query/deploy/serve-deployment.yaml")).unwrap();
-    let documents: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&manifest)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
-    let kind = |k: &str| documents.iter().find(|d| d["kind"] == k).unwrap().clone();
-    let (config, deployment, service) = (kind("ConfigMap"), kind("Deployment"), kind("Service"));
-    assert_eq!(
-        service["spec"]["selector"],
-        deployment["spec"]["template"]["metadata"]["labels"]
+    let documents = crate::deploy::rendered("overlays/hubble");
+    let kind = |k: &str, name: &str| crate::deploy::find(&documents, k, name).clone();
+    let (config, deployment, service) = (
+        kind("ConfigMap", "flowsql-history-access"),
+        kind("Deployment", "flowsql-history"),
+        kind("Service", "flowsql-history"),
     );
+    // The Service selects the Deployment's pods.
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(&labels[key.as_str().unwrap()], value, "{key:?}");
+    }
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["command"][0], "flowsql");
     // Mounted files, where the manifest mounts them.

@@ -279,30 +279,66 @@ pub fn count_store(store: &str, env: &[(&str, &str)]) -> BTreeMap<String, u64> {
 pub struct Moto {
     child: Child,
     pub port: u16,
+    /// The network namespace it listens in (None: this process's).
+    netns: Option<String>,
 }
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_in(None)
+    }
+
+    /// A moto server on loopback in network namespace `netns` (where a recorder under test
+    /// runs), or in this process's.
+    pub fn start_in(netns: Option<&str>) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("moto_server")
+        let mut command = match netns {
+            Some(ns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .arg("moto_server");
+                command
+            }
+            None => Command::new("moto_server"),
+        };
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server not found: pip install 'moto[server]' (.ci/run does)");
+        let moto = Moto {
+            child,
+            port,
+            netns: netns.map(str::to_owned),
+        };
+        moto.wait_until_listening();
+        moto
+    }
+
+    /// Runs `f` in the server's network namespace.
+    pub fn within<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        match &self.netns {
+            Some(ns) => crate::capture::in_netns(ns, f),
+            None => f(),
+        }
+    }
+
+    fn wait_until_listening(&self) {
+        let port = self.port;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while self.within(|| TcpStream::connect(("127.0.0.1", port)).is_err()) {
             assert!(
                 Instant::now() < deadline,
                 "moto_server did not start on port {port}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Moto { child, port }
     }
 
     /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: connections are accepted by the
@@ -330,7 +366,7 @@ impl Moto {
 
     /// CreateBucket is a bare `PUT /bucket`; moto does not check signatures.
     pub fn create_bucket(&self, bucket: &str) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut stream = self.within(|| TcpStream::connect(("127.0.0.1", self.port)).unwrap());
         write!(
             stream,
             "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

@@ -366,6 +366,31 @@ pub fn cgroup2_root() -> Option<PathBuf> {
     })
 }
 
+/// Whether `path` is the root or a folder of a cgroup v2 hierarchy (statfs: the cgroup2
+/// filesystem's magic number).
+pub fn is_cgroup2(path: &Path) -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: a NUL-terminated path and a zeroed statfs the call fills in.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    let found = unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } == 0;
+    found && stat.f_type as i64 == CGROUP2_SUPER_MAGIC
+}
+
+/// The cgroup v2 hierarchy at or under a `--cgroup` given: the path itself, or its `unified`
+/// folder when the path is a hybrid node's /sys/fs/cgroup (v1 controllers there, v2 under
+/// `unified`), e.g. a DaemonSet's hostPath mount of the node's /sys/fs/cgroup. None when
+/// neither is cgroup v2.
+pub fn cgroup2_at(path: &Path) -> Option<PathBuf> {
+    if is_cgroup2(path) {
+        return Some(path.to_path_buf());
+    }
+    let unified = path.join("unified");
+    is_cgroup2(&unified).then_some(unified)
+}
+
 /// One flow's counters from the CPUs' copies (a CPU that saw none of its packets has zeros).
 /// The interface and direction are the earliest copy's that saw the flow on an interface;
 /// the drop reason is the latest drop's, a specific reason winning over `unspecified`.
@@ -424,6 +449,18 @@ fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_flag_finds_v2_at_the_path_or_under_a_hybrid_unified() {
+        let root = cgroup2_root().expect("this machine mounts cgroup v2");
+        assert_eq!(cgroup2_at(&root), Some(root.clone()));
+        if root.ends_with("unified") {
+            // A hybrid node's /sys/fs/cgroup, as a DaemonSet mounts it.
+            assert_eq!(cgroup2_at(root.parent().unwrap()), Some(root.clone()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(cgroup2_at(dir.path()), None);
+    }
 
     fn copy(
         first: u64,

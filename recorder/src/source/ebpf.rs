@@ -10,7 +10,7 @@ use super::drain::Drainer;
 use super::SpoolOutput;
 use crate::ebpf::drop_reasons::{BtfError, DropReasons};
 use crate::ebpf::rows::FlowRows;
-use crate::ebpf::{cgroup2_root, Capture, CaptureError, TcAttach};
+use crate::ebpf::{cgroup2_at, cgroup2_root, Capture, CaptureError, TcAttach};
 use crate::metrics::Metrics;
 use crate::pods::{PodInventory, PodsError};
 
@@ -41,6 +41,11 @@ pub enum EbpfError {
     Pods(#[from] PodsError),
     #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
     NoCgroup2,
+    #[error(
+        "--cgroup {0}: not a cgroup v2 hierarchy, nor a hybrid one with v2 under unified/ \
+         (sock_ops attaches to cgroup v2 only)"
+    )]
+    NotCgroup2(PathBuf),
 }
 
 /// Everything the capture needs, checked before the spool is opened: a usage error stops the
@@ -56,7 +61,7 @@ pub struct Checked {
 pub fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
     let interfaces = matching_interfaces(&config.interfaces)?;
     let cgroup = match &config.cgroup {
-        Some(path) => path.clone(),
+        Some(path) => cgroup2_at(path).ok_or_else(|| EbpfError::NotCgroup2(path.clone()))?,
         None => cgroup2_root().ok_or(EbpfError::NoCgroup2)?,
     };
     let drop_reasons = DropReasons::from_kernel()?;
