@@ -1,5 +1,6 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
-.PHONY: demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet oracle oracle-store fuzz
+IMAGE ?= flowrec:dev
+.PHONY: image manifests demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -68,3 +69,13 @@ bench-outage:    ## a spool left by a store outage (5M flows, ~1.3 GiB), shipped
 	cargo build --release -p flowrec -p flow-benches
 	cargo build -p flowsql
 	bash benches/spool-outage.sh 5000000
+
+image:           ## the container image (Containerfile) with docker, podman or buildah: IMAGE=REGISTRY/flowrec:TAG
+	builder=$$(command -v docker || command -v podman || command -v buildah) && \
+	  "$$builder" build -f Containerfile --build-arg FLOW_BUILD_GIT=$$(git rev-parse --short=12 HEAD) -t $(IMAGE) .
+
+manifests:       ## render the manifests of both overlays into target/manifests (what kubectl apply -k applies)
+	mkdir -p target/manifests
+	kubectl kustomize deploy/overlays/hubble > target/manifests/hubble.yaml
+	kubectl kustomize deploy/overlays/ebpf > target/manifests/ebpf.yaml
+	@echo "target/manifests/hubble.yaml target/manifests/ebpf.yaml"

@@ -22,6 +22,8 @@ command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The report test opens the HTML report in headless Chromium and screenshots it.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The image test builds the Containerfile's runtime stage with buildah (no Docker engine here).
+command -v buildah >/dev/null 2>&1 || need_apt+=(buildah)
 if ((${#need_apt[@]})); then
   echo "setup: apt-get install ${need_apt[*]}" >&2
   sudo=()

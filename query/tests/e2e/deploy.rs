@@ -661,3 +661,156 @@ fn the_ebpf_overlay_records_with_its_three_capabilities_into_s3() {
     assert_eq!(stored[0]["ports"], u64::from(DATAGRAMS), "{output}");
     assert_eq!(stored[0]["node"], "stand-in-node");
 }
+
+/// `buildah ARGS` with its storage in `dir` (removed with it), as root, without a daemon.
+fn buildah_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("buildah");
+    command
+        .arg("--storage-driver=vfs")
+        .arg(format!("--root={}", dir.join("storage").display()))
+        .arg(format!("--runroot={}", dir.join("run").display()))
+        .args(args);
+    command
+}
+
+/// [`buildah_command`], which must succeed; its stdout.
+fn buildah(dir: &Path, args: &[&str]) -> String {
+    let output = buildah_command(dir, args)
+        .output()
+        .expect("buildah not found: apt-get install buildah (.ci/run does)");
+    assert!(
+        output.status.success(),
+        "buildah {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The Containerfile's runtime stage, built by a real image builder (buildah; this machine has
+/// no Docker engine) from the binaries under test laid out by the script its build stage
+/// runs (deploy/image/rootfs.sh; the build stage itself, a cargo build in the Rust image,
+/// needs a registry this machine cannot reach): the image holds the three binaries and what
+/// they link, nothing else (no shell), runs as 65532, and each binary starts in it and names
+/// its version and commit.
+#[test]
+fn the_image_runtime_stage_runs_the_binaries_as_non_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let context = dir.join("build-stage");
+    let script = repo_root().join("deploy/image/rootfs.sh");
+    let laid_out = Command::new("bash")
+        .arg(&script)
+        .arg(flowsql_bin().parent().unwrap())
+        .arg(context.join("rootfs"))
+        .output()
+        .unwrap();
+    assert!(
+        laid_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&laid_out.stderr)
+    );
+    let tag = format!("localhost/flowrec-image-test:{}", std::process::id());
+    buildah(
+        dir,
+        &[
+            "build",
+            "--isolation=chroot",
+            &format!("--build-context=build={}", context.display()),
+            "--target=runtime",
+            "-f",
+            &repo_root().join("Containerfile").display().to_string(),
+            "-t",
+            &tag,
+            &repo_root().display().to_string(),
+        ],
+    );
+    let config = buildah(
+        dir,
+        &[
+            "inspect",
+            "--format",
+            "{{.OCIv1.Config.User}} {{.OCIv1.Config.Entrypoint}}",
+            &tag,
+        ],
+    );
+    assert_eq!(config.trim(), "65532:65532 [/usr/local/bin/flowrec]");
+    // What the image holds (a container not yet run: a run adds /etc/hosts and friends):
+    // the binaries, the loader and libraries, certificates, users, /tmp.
+    let container = buildah(dir, &["from", &tag]);
+    let container = container.trim();
+    let mounted = buildah(dir, &["mount", container]);
+    let root = PathBuf::from(mounted.trim());
+    let mut files = Vec::new();
+    let mut folders = vec![root.clone()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.is_symlink() {
+                folders.push(path);
+            } else {
+                files.push(path.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    files.sort();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with("bin/sh") || f.ends_with("bin/bash")),
+        "{files:?}"
+    );
+    for file in &files {
+        assert!(
+            file.starts_with("usr/local/bin/")
+                || file.starts_with("lib")
+                || [
+                    "etc/passwd",
+                    "etc/group",
+                    "etc/ssl/certs/ca-certificates.crt"
+                ]
+                .contains(&file.as_str()),
+            "unexpected in the image: {file}"
+        );
+    }
+    assert!(files.contains(&"etc/ssl/certs/ca-certificates.crt".to_owned()));
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(passwd.contains(":65532:65532:"), "{passwd}");
+    buildah(dir, &["umount", container]);
+    for binary in ["flowrec", "flowsql", "flowstore"] {
+        let version = buildah(
+            dir,
+            &[
+                "run",
+                "--isolation=chroot",
+                container,
+                "--",
+                &format!("/usr/local/bin/{binary}"),
+                "--version",
+            ],
+        );
+        assert!(
+            version.starts_with(&format!("{binary} ")) && version.contains("(git "),
+            "{version}"
+        );
+    }
+    // As 65532 the image's filesystem is not writable: a spool needs its volume (the
+    // DaemonSet mounts one), and the error names the folder.
+    let refused = buildah_command(dir, &["run", "--isolation=chroot", container, "--"])
+        .args([
+            "/usr/local/bin/flowrec",
+            "run",
+            "--source=file",
+            "--follow=/etc/passwd",
+        ])
+        .args(["--spool=/var/lib/flowrec/spool", "--store=/tmp/store"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("/var/lib/flowrec/spool") && stderr.contains("ermission denied"),
+        "{stderr}"
+    );
+    buildah(dir, &["rm", container]);
+    buildah(dir, &["rmi", "-f", &tag]);
+}
