@@ -48,6 +48,7 @@ Examples:
   flowrec run --source ebpf --interfaces 'lxc*,eth0'
   flowrec run --source ebpf --interfaces eth0 --active-timeout 30s --store s3://flows/prod
   flowrec run --source ebpf --interfaces 'veth*' --cgroup /sys/fs/cgroup/kubepods.slice
+  flowrec run --source ebpf --interfaces 'eth*' --kube     # pod names from the API
   flowrec run --source ebpf --interfaces 'lxc*' --pods /run/flowrec/pods.json \\
       --spool /var/lib/flowrec/spool --metrics-addr 0.0.0.0:9464
 
@@ -214,8 +215,14 @@ pub struct RunArgs {
 
     /// Pod inventory: the JSON of `kubectl get pods -A -o json`, re-read when it changes; fills
     /// the source_/destination_ namespace, pod_name, labels and workload of flows
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kube")]
     pub pods: Option<PathBuf>,
+
+    /// Pod identity from the Kubernetes API instead of --pods: every pod listed, then
+    /// watched (the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config;
+    /// needs get, list and watch on pods cluster-wide)
+    #[arg(long)]
+    pub kube: bool,
 
     #[command(flatten)]
     pub store: StoreArgs,
@@ -241,11 +248,12 @@ impl RunArgs {
     /// An error naming the first flag given that belongs to one of the sources `others`
     /// (the source chosen is `given`).
     fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
-        let flags: [(&'static str, &'static str, bool); 11] = [
+        let flags: [(&'static str, &'static str, bool); 12] = [
             ("--follow", "file", self.follow.is_some()),
             ("--interfaces", "ebpf", !self.interfaces.is_empty()),
             ("--cgroup", "ebpf", self.cgroup.is_some()),
             ("--pods", "ebpf", self.pods.is_some()),
+            ("--kube", "ebpf", self.kube),
             ("--hubble-server", "hubble", self.hubble_server.is_some()),
             ("--hubble-tls-ca", "hubble", self.hubble_tls_ca.is_some()),
             (
@@ -292,6 +300,7 @@ impl RunArgs {
                     active_timeout: self.active_timeout,
                     cgroup: self.cgroup.clone(),
                     pods: self.pods.clone(),
+                    kube: self.kube,
                     flow_map_entries: self.flow_map_entries,
                     tc_attach: match self.tc_attach {
                         TcAttachArg::Auto => TcAttach::Auto,

@@ -160,7 +160,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
     let store = Store::open(&config.store_url, &patience)?;
     crate::upload::check_store(&store).await?;
     let checked = match &config.source {
-        SourceConfig::Ebpf(ebpf) => Checked::Ebpf(Box::new(ebpf::check(ebpf)?)),
+        SourceConfig::Ebpf(ebpf) => Checked::Ebpf(Box::new(ebpf::check(ebpf).await?)),
         SourceConfig::File(follow) => Checked::File(follow.clone()),
         SourceConfig::Hubble(config) => Checked::Hubble(Box::new(hubble::check(config)?)),
     };

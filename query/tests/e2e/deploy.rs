@@ -400,8 +400,30 @@ fn the_recorder_overlays_carry_the_deployment_essentials() {
                 );
             }
         }
-        // Neither source talks to the Kubernetes API: no token mounted.
-        assert_eq!(pod["automountServiceAccountToken"], false);
+        // API access only where --kube reads pods, and only that.
+        if args.contains(&"--kube".to_owned()) {
+            assert_eq!(pod["automountServiceAccountToken"], true);
+            let account = pod["serviceAccountName"].as_str().unwrap();
+            let binding = documents
+                .iter()
+                .find(|d| {
+                    d["kind"] == "ClusterRoleBinding"
+                        && d["subjects"][0]["name"] == account
+                        && d["subjects"][0]["namespace"] == "flow-recording"
+                })
+                .expect("a binding for the recorder's account");
+            let role = find(
+                &documents,
+                "ClusterRole",
+                binding["roleRef"]["name"].as_str().unwrap(),
+            );
+            let rules = role["rules"].as_sequence().unwrap();
+            assert_eq!(rules.len(), 1, "{rules:?}");
+            assert_eq!(strings(&rules[0]["resources"]), ["pods"]);
+            assert_eq!(strings(&rules[0]["verbs"]), ["get", "list", "watch"]);
+        } else {
+            assert_eq!(pod["automountServiceAccountToken"], false, "{overlay}");
+        }
         assert!(recorder_memory_limit_mib(overlay) >= 200);
     }
 }
@@ -584,6 +606,58 @@ fn the_store_jobs_run_as_rendered_against_s3() {
     );
 }
 
+/// The stand-in Kubernetes API (recorder/tests-data/kube-api-server.py) in network namespace
+/// `ns`, listing `pods` and then holding its watch open, and a kubeconfig naming it (in `dir`).
+/// Killed on drop.
+struct KubeApi {
+    process: Process,
+    kubeconfig: PathBuf,
+}
+
+impl KubeApi {
+    fn start_in(ns: &str, dir: &Path, pods: &serde_json::Value) -> KubeApi {
+        let scenario = serde_json::json!({
+            "lists": [{"resourceVersion": "100", "items": pods}],
+            "watches": {"100": {"events": [], "then": "hold"}},
+        });
+        let file = dir.join("kube-scenario.json");
+        std::fs::write(&file, scenario.to_string()).unwrap();
+        let port_file = dir.join("kube-port");
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{ns}"))
+            .arg("python3")
+            .arg(repo_root().join("recorder/tests-data/kube-api-server.py"))
+            .arg(&file)
+            .arg(&port_file);
+        let process = Process::spawn(command);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            match std::fs::read_to_string(&port_file) {
+                Ok(port) if !port.is_empty() => break port,
+                _ => {}
+            }
+            assert!(std::time::Instant::now() < deadline, "{}", process.output());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: stand-in\n\
+                 clusters: [{{name: stand-in, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
+                 users: [{{name: flowrec, user: {{token: stand-in}}}}]\n\
+                 contexts: [{{name: stand-in, context: {{cluster: stand-in, user: flowrec}}}}]\n"
+            ),
+        )
+        .unwrap();
+        KubeApi {
+            process,
+            kubeconfig,
+        }
+    }
+}
+
 /// `command` run in network namespace `ns` (nsenter, as the capture tests do).
 fn in_namespace(command: &Command, ns: &str) -> Command {
     let mut entered = Command::new("nsenter");
@@ -603,9 +677,10 @@ fn in_namespace(command: &Command, ns: &str) -> Command {
 /// The ebpf overlay's recorder, run as its manifest says (uid 0 with BPF, PERFMON and
 /// NET_ADMIN only, no new privileges, only its declared environment), in a network namespace
 /// standing in for the node's (the overlay's hostNetwork), on a veth standing in for the
-/// node's uplinks, with the host's cgroup hierarchy mounted where the manifest mounts it:
-/// the datagrams sent are in the manifest's bucket, and the probes answer on the probed
-/// port.
+/// node's uplinks, with the host's cgroup hierarchy mounted where the manifest mounts it, and
+/// its `--kube` pointed at a stand-in API server (the real list/watch protocol) listing the
+/// pods of recorder/tests-data/pods.json: the datagrams sent are in the manifest's bucket,
+/// both ends named by their pods, and the probes answer on the probed port.
 #[test]
 fn the_ebpf_overlay_records_with_its_three_capabilities_into_s3() {
     use crate::capture::{in_netns, Veth};
@@ -617,10 +692,20 @@ fn the_ebpf_overlay_records_with_its_three_capabilities_into_s3() {
     // The store, reachable from the recorder's (the node's) network.
     let moto = Moto::start_in(Some(&veth.a));
     moto.create_bucket("flows");
-    let stand_ins = StandIns::new(&moto)
+    let pods: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("recorder/tests-data/pods.json")).unwrap(),
+    )
+    .unwrap();
+    let api = KubeApi::start_in(&veth.a, dir.path(), &pods["items"]);
+    let mut stand_ins = StandIns::new(&moto)
         // The node's cgroup hierarchy, as the hostPath volume mounts it.
         .volume("cgroup", Path::new("/sys/fs/cgroup"))
         .volume("spool", &dir.path().join("spool"));
+    // The cluster's API: in a pod, the service account's; here, a kubeconfig to the stand-in.
+    stand_ins
+        .env
+        .push(("KUBECONFIG".into(), api.kubeconfig.display().to_string()));
+    assert!(strings(&pod_spec(daemonset)["containers"][0]["args"]).contains(&"--kube".to_owned()));
     let args = strings(&pod_spec(daemonset)["containers"][0]["args"]);
     assert!(
         args.iter().any(|a| a.starts_with("--interfaces=eth*,")),
@@ -653,13 +738,22 @@ fn the_ebpf_overlay_records_with_its_three_capabilities_into_s3() {
     let stored = moto.within(|| {
         query(
             "s3://flows/prod",
-            "select count(distinct source_port) as ports, min(node_name) as node from flows \
+            "select count(distinct source_port) as ports, min(node_name) as node, \
+             string_agg(distinct source_pod_name, ',') as source, \
+             string_agg(distinct destination_pod_name, ',') as destination from flows \
              where ip_source = '10.199.0.1' and destination_port = 7100",
             &env_refs(&env),
         )
     });
     assert_eq!(stored[0]["ports"], u64::from(DATAGRAMS), "{output}");
     assert_eq!(stored[0]["node"], "stand-in-node");
+    assert_eq!(stored[0]["source"], "client-7d4b9c-x2x9k", "{output}");
+    assert_eq!(stored[0]["destination"], "server-0", "{output}");
+    assert!(output.contains("--kube: listed"), "{output}");
+    assert!(
+        api.process.output().contains("watch=true"),
+        "the pods were watched after the list"
+    );
 }
 
 /// `buildah ARGS` with its storage in `dir` (removed with it), as root, without a daemon.

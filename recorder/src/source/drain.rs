@@ -202,13 +202,14 @@ impl Drainer {
     }
 }
 
-/// Re-reads the pod inventory if its file changed; a bad version is reported and the previous
-/// one kept (the file is rewritten by something else, and may be caught half-written).
+/// Brings the pod inventory up to date (its file re-read if it changed, the watch's updates
+/// applied); a bad version of a file is reported and the previous one kept (the file is
+/// rewritten by something else, and may be caught half-written).
 fn refresh(inventory: &mut PodInventory) {
-    match inventory.reload_if_changed() {
+    match inventory.refresh() {
         Ok(true) if inventory.skipped() > 0 => crate::warn!(
-            "--pods {} re-read; {} pods without the fields needed were skipped",
-            inventory.path().display(),
+            "{} re-read; {} pods without the fields needed were skipped",
+            inventory.origin(),
             inventory.skipped()
         ),
         Ok(_) => {}

@@ -12,6 +12,7 @@ use crate::ebpf::drop_reasons::{BtfError, DropReasons};
 use crate::ebpf::rows::FlowRows;
 use crate::ebpf::{cgroup2_at, cgroup2_root, Capture, CaptureError, TcAttach};
 use crate::metrics::Metrics;
+use crate::pods::kube::KubeError;
 use crate::pods::{PodInventory, PodsError};
 
 /// `--source ebpf` settings.
@@ -24,6 +25,8 @@ pub struct EbpfConfig {
     pub cgroup: Option<PathBuf>,
     /// `kubectl get pods -A -o json` output to enrich flows with.
     pub pods: Option<PathBuf>,
+    /// Enrich flows with the pods watched from the Kubernetes API instead.
+    pub kube: bool,
     /// Capacity of each kernel flow map.
     pub flow_map_entries: u32,
     pub tc_attach: TcAttach,
@@ -39,6 +42,8 @@ pub enum EbpfError {
     DropReasons(#[from] BtfError),
     #[error("--pods {0}")]
     Pods(#[from] PodsError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
     #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
     NoCgroup2,
     #[error(
@@ -58,19 +63,23 @@ pub struct Checked {
     pods: Option<PodInventory>,
 }
 
-pub fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
+pub async fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
     let interfaces = matching_interfaces(&config.interfaces)?;
     let cgroup = match &config.cgroup {
         Some(path) => cgroup2_at(path).ok_or_else(|| EbpfError::NotCgroup2(path.clone()))?,
         None => cgroup2_root().ok_or(EbpfError::NoCgroup2)?,
     };
     let drop_reasons = DropReasons::from_kernel()?;
-    let pods = config.pods.as_deref().map(PodInventory::load).transpose()?;
+    let pods = match &config.pods {
+        Some(path) => Some(PodInventory::load(path)?),
+        None if config.kube => Some(PodInventory::watching(crate::pods::kube::watch().await?)),
+        None => None,
+    };
     if let Some(pods) = &pods {
         if pods.skipped() > 0 {
             crate::warn!(
-                "--pods {}: {} pods without the fields needed were skipped",
-                pods.path().display(),
+                "{}: {} pods without the fields needed were skipped",
+                pods.origin(),
                 pods.skipped()
             );
         }

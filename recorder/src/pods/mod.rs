@@ -1,11 +1,14 @@
-//! Pod identity for `flowrec run --source ebpf --pods FILE`.
+//! Pod identity for `flowrec run --source ebpf` (`--pods FILE` or `--kube`).
 //!
 //! The recorder's own capture only sees addresses; Hubble flows carry the pod behind each one.
-//! To give eBPF flows the same namespace, name, labels and workload, the recorder reads the
-//! output of `kubectl get pods -A -o json` (a `{"kind":"List","items":[Pod...]}` object) from a
-//! file that something else keeps fresh, and re-reads it when it changes (the caller polls
-//! [`PodInventory::reload_if_changed`]). Reading a file rather than watching the API server keeps
-//! the recorder free of Kubernetes credentials and client code.
+//! To give eBPF flows the same namespace, name, labels and workload, the recorder keeps an
+//! inventory of pods from one of two origins, refreshed before each drain
+//! ([`PodInventory::refresh`]):
+//! - `--pods FILE`: the output of `kubectl get pods -A -o json` (a
+//!   `{"kind":"List","items":[Pod...]}` object) that something else keeps fresh, re-read when it
+//!   changes: no Kubernetes credentials or API access needed on the node;
+//! - `--kube`: the pods listed and watched from the Kubernetes API ([`kube`]), each list a
+//!   version of the inventory as a file would be, each watch event applied as it comes.
 //!
 //! Pod IPs are reused as soon as a pod is gone, and flows are attributed with their own
 //! timestamp, which may be older than the latest file. So the inventory is a history of
@@ -19,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+
+pub mod kube;
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 
@@ -48,13 +53,12 @@ pub struct PodInfo {
     pub workload_kind: Option<String>,
 }
 
-/// The pod list file read as a history of which pod held which IP when.
+/// The pods known, as a history of which pod held which IP when.
 #[derive(Debug)]
 pub struct PodInventory {
-    path: PathBuf,
-    /// The file as last read, to tell whether it changed since.
-    stamp: Option<FileStamp>,
-    /// Latest modification time of any version read: the "now" that history is bounded by.
+    origin: Origin,
+    /// Latest time any version was known at (a file's modification time, an update's time):
+    /// the "now" that history is bounded by.
     newest_mtime_ns: i64,
     tenures: Vec<Tenure>,
     /// Indexes into `tenures` per address; foldhash because it is consulted for every flow.
@@ -87,38 +91,134 @@ pub enum PodsError {
     NotAList { path: PathBuf },
 }
 
+/// Where the inventory's versions come from.
+#[derive(Debug)]
+enum Origin {
+    /// `--pods FILE`, with the stamp of the version last read (to tell whether it changed).
+    File {
+        path: PathBuf,
+        stamp: Option<FileStamp>,
+    },
+    /// `--kube`: updates from the API watch, in order.
+    Kube(std::sync::mpsc::Receiver<Update>),
+}
+
+/// A change to the inventory from the Kubernetes API (`--kube`).
+#[derive(Debug)]
+pub enum Update {
+    /// A complete list (the first one, or a relist after the watch expired): what it lacks
+    /// ended by `at` (nanoseconds since the Unix epoch), as for a new version of a file.
+    List {
+        pods: Vec<Tenure>,
+        skipped: usize,
+        at: i64,
+    },
+    /// A pod added or changed (None: one without an address of its own, nothing to do).
+    Apply { pod: Option<Tenure>, at: i64 },
+    /// A pod deleted: its addresses are free from its deletion time, `at` at the latest.
+    Delete { uid: String, at: i64 },
+}
+
 impl PodInventory {
-    /// Reads the file a first time. Failing is an error rather than an empty inventory: a wrong
-    /// `--pods` path should stop the run, not quietly record flows without pods.
-    pub fn load(path: &Path) -> Result<PodInventory, PodsError> {
-        let mut inventory = PodInventory {
-            path: path.to_owned(),
-            stamp: None,
+    fn empty(origin: Origin) -> PodInventory {
+        PodInventory {
+            origin,
             newest_mtime_ns: i64::MIN,
             tenures: Vec::new(),
             by_ip: HashMap::default(),
             skipped: 0,
-        };
-        inventory.reload_if_changed()?;
+        }
+    }
+
+    /// Reads the file a first time. Failing is an error rather than an empty inventory: a wrong
+    /// `--pods` path should stop the run, not quietly record flows without pods.
+    pub fn load(path: &Path) -> Result<PodInventory, PodsError> {
+        let mut inventory = PodInventory::empty(Origin::File {
+            path: path.to_owned(),
+            stamp: None,
+        });
+        inventory.refresh()?;
         Ok(inventory)
     }
 
-    /// Re-reads the file if its modification time or size changed, and returns whether it did.
+    /// An inventory kept by `updates` (the `--kube` watch); empty until its first list.
+    pub fn watching(updates: std::sync::mpsc::Receiver<Update>) -> PodInventory {
+        PodInventory::empty(Origin::Kube(updates))
+    }
+
+    /// Brings the inventory up to date with its origin; returns whether a new version of a
+    /// file was read (the watch reports its own lists, with what they skipped).
     ///
-    /// On error the inventory keeps what it knew, and the failed version is not read again: a
-    /// file caught half-written changes once more when the writer finishes, while a broken one
-    /// is reported once per change instead of at every poll.
-    pub fn reload_if_changed(&mut self) -> Result<bool, PodsError> {
-        // Stat before reading: if the file changes while it is read, the next poll sees a new
-        // stamp and reads it again.
-        let stamp = FileStamp::of(&self.path)?;
-        if self.stamp == Some(stamp) {
-            return Ok(false);
+    /// A file is re-read if its modification time or size changed. On error the inventory
+    /// keeps what it knew, and the failed version is not read again: a file caught
+    /// half-written changes once more when the writer finishes, while a broken one is
+    /// reported once per change instead of at every poll. Watch updates are applied in order,
+    /// all that arrived since the last call.
+    pub fn refresh(&mut self) -> Result<bool, PodsError> {
+        match &mut self.origin {
+            Origin::File { path, stamp } => {
+                // Stat before reading: if the file changes while it is read, the next poll
+                // sees a new stamp and reads it again.
+                let now = FileStamp::of(path)?;
+                if *stamp == Some(now) {
+                    return Ok(false);
+                }
+                *stamp = Some(now);
+                let snapshot = Snapshot::read(path, now.mtime_ns())?;
+                self.apply(snapshot);
+                Ok(true)
+            }
+            Origin::Kube(updates) => {
+                let pending: Vec<Update> = updates.try_iter().collect();
+                if pending.is_empty() {
+                    return Ok(false);
+                }
+                for update in pending {
+                    self.update(update);
+                }
+                self.prune_and_index();
+                Ok(false)
+            }
         }
-        self.stamp = Some(stamp);
-        let snapshot = Snapshot::read(&self.path, stamp.mtime_ns())?;
-        self.apply(snapshot);
-        Ok(true)
+    }
+
+    /// One watch update, without re-indexing (the caller does it once for a batch).
+    fn update(&mut self, update: Update) {
+        match update {
+            Update::List { pods, skipped, at } => self.merge(Snapshot {
+                mtime_ns: at,
+                pods,
+                skipped,
+            }),
+            Update::Apply { pod: None, at } => self.newest_mtime_ns = self.newest_mtime_ns.max(at),
+            Update::Apply {
+                pod: Some(mut pod),
+                at,
+            } => {
+                self.newest_mtime_ns = self.newest_mtime_ns.max(at);
+                match self.tenures.iter_mut().find(|old| old.uid == pod.uid) {
+                    Some(old) => {
+                        pod.end = pod.end.updated(old.end);
+                        *old = pod;
+                    }
+                    None => self.tenures.push(pod),
+                }
+            }
+            Update::Delete { uid, at } => {
+                self.newest_mtime_ns = self.newest_mtime_ns.max(at);
+                if let Some(old) = self.tenures.iter_mut().find(|old| old.uid == uid) {
+                    old.end = old.end.at_most(at);
+                }
+            }
+        }
+    }
+
+    /// What the inventory is read from, for messages about it: the file, or `--kube`.
+    pub fn origin(&self) -> String {
+        match &self.origin {
+            Origin::File { path, .. } => format!("--pods {}", path.display()),
+            Origin::Kube(_) => "--kube".to_owned(),
+        }
     }
 
     /// The pod that held `ip` at `unix_ns` (nanoseconds since the Unix epoch).
@@ -137,11 +237,6 @@ impl PodInventory {
             .map(|tenure| &tenure.info)
     }
 
-    /// The file as given, for the caller's messages about it.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Pods of the last version read that were left out because a field they need was
     /// missing or unreadable, for the caller to warn about. Pods left out on purpose (host
     /// network, no IP yet) are not counted: they are normal.
@@ -151,6 +246,12 @@ impl PodInventory {
 
     /// Merges a new version of the file into the history.
     fn apply(&mut self, snapshot: Snapshot) {
+        self.merge(snapshot);
+        self.prune_and_index();
+    }
+
+    /// A complete version (a file, a list): pods it lacks are gone by its time.
+    fn merge(&mut self, snapshot: Snapshot) {
         let Snapshot {
             mtime_ns,
             mut pods,
@@ -177,15 +278,16 @@ impl PodInventory {
             pods[index].end = pods[index].end.updated(old_end);
         }
         self.newest_mtime_ns = self.newest_mtime_ns.max(mtime_ns);
-        let horizon = self.newest_mtime_ns.saturating_sub(HISTORY_NS);
         history.extend(pods);
-        history.retain(|tenure| tenure.end.time().is_none_or(|end| end >= horizon));
         self.tenures = history;
         self.skipped = skipped;
-        self.index();
     }
 
-    fn index(&mut self) {
+    /// Forgets what ended before the history window, and indexes the rest by address.
+    fn prune_and_index(&mut self) {
+        let horizon = self.newest_mtime_ns.saturating_sub(HISTORY_NS);
+        self.tenures
+            .retain(|tenure| tenure.end.time().is_none_or(|end| end >= horizon));
         self.by_ip.clear();
         for (index, tenure) in self.tenures.iter().enumerate() {
             for ip in &tenure.ips {
@@ -278,11 +380,12 @@ fn json_error(path: &Path, error: &serde_json::Error) -> PodsError {
 }
 
 /// A pod object lacking a field it needs, or with one of the wrong type: skipped and counted.
+#[derive(Debug)]
 struct Malformed;
 
 /// One pod's hold on its addresses.
 #[derive(Debug)]
-struct Tenure {
+pub struct Tenure {
     /// Same pod across versions of the file; names are reused (StatefulSets), uids are not.
     uid: String,
     ips: Vec<IpAddr>,
@@ -331,6 +434,8 @@ impl End {
 
 impl Tenure {
     /// Ok(None): a pod that cannot be told apart by its address (host network, no IP yet).
+    /// `mtime_ns`: when this state of the pod was known (a finished pod without a finishing
+    /// time ended no later than that).
     fn parse(pod: &Value, mtime_ns: i64) -> Result<Option<Tenure>, Malformed> {
         let metadata = pod.get("metadata").ok_or(Malformed)?;
         let namespace = required_str(metadata, "namespace")?;
@@ -665,7 +770,7 @@ mod tests {
 
         let b = pod("b", "10.199.0.9", "2026-01-01T00:20:00Z");
         write_list(&path, &[b], "2026-01-01T00:20:00Z");
-        assert!(inventory.reload_if_changed().unwrap());
+        assert!(inventory.refresh().unwrap());
 
         let at = |time| name_at(&inventory, "10.199.0.9", time);
         assert_eq!(at("2026-01-01T00:09:59Z").as_deref(), Some("a"));
@@ -706,7 +811,7 @@ mod tests {
         );
 
         write_list(&path, &[], "2026-01-01T00:30:00Z");
-        assert!(inventory.reload_if_changed().unwrap());
+        assert!(inventory.refresh().unwrap());
         assert_eq!(
             at(&inventory, "10.199.0.7", "2026-01-01T00:29:59Z").as_deref(),
             Some("running")
@@ -729,7 +834,7 @@ mod tests {
         write_list(&path, std::slice::from_ref(&done), "2026-01-01T00:10:00Z");
         let mut inventory = PodInventory::load(&path).unwrap();
         write_list(&path, &[done], "2026-01-01T00:20:00Z");
-        assert!(inventory.reload_if_changed().unwrap());
+        assert!(inventory.refresh().unwrap());
         let at = |time| name_at(&inventory, "10.199.0.6", time);
         assert_eq!(at("2026-01-01T00:09:59Z").as_deref(), Some("done"));
         assert_eq!(at("2026-01-01T00:15:00Z"), None);
@@ -741,13 +846,13 @@ mod tests {
         let path = dir.path().join("pods.json");
         write_list(&path, &[], "2026-01-01T00:00:00Z");
         let mut inventory = PodInventory::load(&path).unwrap();
-        assert_eq!(inventory.path(), path);
-        assert!(!inventory.reload_if_changed().unwrap());
+        assert_eq!(inventory.origin(), format!("--pods {}", path.display()));
+        assert!(!inventory.refresh().unwrap());
 
         let c = pod("c", "10.199.0.10", "2026-01-01T00:00:00Z");
         write_list(&path, &[c], "2026-01-01T00:01:00Z");
-        assert!(inventory.reload_if_changed().unwrap());
-        assert!(!inventory.reload_if_changed().unwrap());
+        assert!(inventory.refresh().unwrap());
+        assert!(!inventory.refresh().unwrap());
         let found = name_at(&inventory, "10.199.0.10", "2026-01-01T00:00:30Z");
         assert_eq!(found.as_deref(), Some("c"));
     }
@@ -790,11 +895,11 @@ mod tests {
             "2026-01-01T00:02:00Z",
         );
         assert!(matches!(
-            inventory.reload_if_changed(),
+            inventory.refresh(),
             Err(PodsError::Json { line: 1, .. })
         ));
         // Reported once per change, not at every poll.
-        assert!(!inventory.reload_if_changed().unwrap());
+        assert!(!inventory.refresh().unwrap());
         let found = name_at(&inventory, "10.199.0.11", "2026-01-01T00:03:00Z");
         assert_eq!(found.as_deref(), Some("d"));
     }
