@@ -5,7 +5,8 @@ of the real protocol (what `kubectl get --raw '/api/v1/pods?limit=2'` and
 
     kube-api-server.py SCENARIO.json PORT_FILE
 
-SCENARIO: {"lists": [{"resourceVersion": "100", "items": [Pod, ...]}, ...],
+SCENARIO: {"pace": SECONDS (between watch events; default 0.05),
+           "lists": [{"resourceVersion": "100", "items": [Pod, ...]}, ...],
            "watches": {"100": {"events": [{"type": "ADDED", "object": Pod}, ...],
                                "then": "close" | "gone" | "hold"}, ...}}
 - GET /api/v1/pods: the current list (the first, then the next one after each 410 served),
@@ -95,7 +96,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             for event in script["events"]:
-                time.sleep(0.05)
+                time.sleep(scenario.get("pace", 0.05))
                 self.chunk(event)
             if script["then"] == "gone":
                 with lock:

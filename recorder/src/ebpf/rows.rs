@@ -140,7 +140,7 @@ fn write_pod(table: &mut TableBuilder, columns: &EndpointColumns, pod: &PodInfo)
     table.str(columns.namespace, &pod.namespace);
     table.str(columns.pod_name, &pod.name);
     let labels = table.strings(columns.labels);
-    for label in &pod.labels {
+    for label in pod.labels.iter() {
         labels.push(label);
     }
     labels.end();

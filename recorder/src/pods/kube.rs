@@ -38,6 +38,8 @@ pub enum KubeError {
          a kubeconfig: $KUBECONFIG or ~/.kube/config): {0}"
     )]
     Config(#[source] kube::config::InferConfigError),
+    #[error("--kube: the kubeconfig: {0}")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
     #[error("--kube: cannot make a client for {server}: {source}")]
     Client {
         server: String,
@@ -52,6 +54,20 @@ pub enum KubeError {
 /// and retried with backoff meanwhile (flows are recorded without pod names until then).
 pub async fn watch() -> Result<std::sync::mpsc::Receiver<Update>, KubeError> {
     watch_with(kube::Config::infer().await.map_err(KubeError::Config)?).await
+}
+
+/// [`watch`] with the kubeconfig at `path` (its current context).
+pub async fn watch_kubeconfig(
+    path: &std::path::Path,
+) -> Result<std::sync::mpsc::Receiver<Update>, KubeError> {
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(path).map_err(KubeError::Kubeconfig)?,
+        &options,
+    )
+    .await
+    .map_err(KubeError::Kubeconfig)?;
+    watch_with(config).await
 }
 
 /// [`watch`] with a configuration given.
@@ -210,7 +226,7 @@ mod tests {
     }
 
     impl Server {
-        fn start(scenario: &Value) -> (Server, kube::Config) {
+        fn start(scenario: &Value) -> (Server, std::path::PathBuf) {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("scenario.json");
             std::fs::write(&file, scenario.to_string()).unwrap();
@@ -242,24 +258,14 @@ mod tests {
                  users: [{{name: t, user: {{token: test-token}}}}]\n\
                  contexts: [{{name: t, context: {{cluster: t, user: t}}}}]\n"
             );
-            let kubeconfig: kube::config::Kubeconfig = serde_yaml_from(&kubeconfig);
-            let runtime = tokio::runtime::Runtime::new().unwrap();
-            let config = runtime
-                .block_on(kube::Config::from_custom_kubeconfig(
-                    kubeconfig,
-                    &kube::config::KubeConfigOptions::default(),
-                ))
-                .unwrap();
-            (Server { child, dir }, config)
+            let path = dir.path().join("kubeconfig");
+            std::fs::write(&path, kubeconfig).unwrap();
+            (Server { child, dir }, path)
         }
 
         fn requests(&self) -> String {
             std::fs::read_to_string(self.dir.path().join("requests")).unwrap()
         }
-    }
-
-    fn serde_yaml_from(text: &str) -> kube::config::Kubeconfig {
-        kube::config::Kubeconfig::from_yaml(text).unwrap()
     }
 
     impl Drop for Server {
@@ -311,9 +317,9 @@ mod tests {
                 "300": {"events": [{"type": "ADDED", "object": job}], "then": "hold"},
             },
         });
-        let (server, config) = Server::start(&scenario);
+        let (server, kubeconfig) = Server::start(&scenario);
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let updates = runtime.block_on(watch_with(config)).unwrap();
+        let updates = runtime.block_on(watch_kubeconfig(&kubeconfig)).unwrap();
         let mut inventory = PodInventory::watching(updates);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {

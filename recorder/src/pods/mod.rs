@@ -15,10 +15,11 @@
 //! IP → pod intervals, not a map of the present: an IP belongs to a pod from its start to its
 //! end, and a flow resolves to the pod that held its address at the flow's time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
@@ -40,17 +41,59 @@ const START_GRACE_NS: i64 = 5 * NS_PER_SEC;
 const HISTORY_NS: i64 = 3600 * NS_PER_SEC;
 
 /// Who a pod is, in the terms Hubble uses for a flow's endpoint.
+///
+/// What the pods of one workload share (namespace, labels, workload) is shared in memory too
+/// (`Arc`s interned by the inventory): a cluster's pods are mostly replicas, and 100k pods'
+/// own copies of their label sets would cost the node agent tens of MiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub name: String,
     /// `k8s:key=value` per pod label plus `k8s:io.kubernetes.pod.namespace=<ns>`, sorted and
     /// without duplicates, like Hubble's endpoint labels, so queries filter both sources alike.
-    pub labels: Vec<String>,
+    pub labels: Arc<[String]>,
     /// Name of the owning workload: a Deployment rather than its ReplicaSet (as Hubble shows).
-    pub workload: Option<String>,
+    pub workload: Option<Arc<str>>,
     /// Kind of [`PodInfo::workload`] (`Deployment`, `StatefulSet`, `DaemonSet`, `Job`, ...).
-    pub workload_kind: Option<String>,
+    pub workload_kind: Option<Arc<str>>,
+}
+
+/// The shared copies of what pods have in common.
+#[derive(Debug, Default)]
+struct Interner {
+    names: HashSet<Arc<str>>,
+    labels: HashSet<Arc<[String]>>,
+}
+
+impl Interner {
+    fn name(&mut self, name: &Arc<str>) -> Arc<str> {
+        match self.names.get(name) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                self.names.insert(Arc::clone(name));
+                Arc::clone(name)
+            }
+        }
+    }
+
+    fn pod(&mut self, info: &mut PodInfo) {
+        info.namespace = self.name(&info.namespace);
+        info.workload = info.workload.as_ref().map(|w| self.name(w));
+        info.workload_kind = info.workload_kind.as_ref().map(|k| self.name(k));
+        info.labels = match self.labels.get(&info.labels) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                self.labels.insert(Arc::clone(&info.labels));
+                Arc::clone(&info.labels)
+            }
+        };
+    }
+
+    /// Forgets what no pod holds any more.
+    fn prune(&mut self) {
+        self.names.retain(|name| Arc::strong_count(name) > 1);
+        self.labels.retain(|labels| Arc::strong_count(labels) > 1);
+    }
 }
 
 /// The pods known, as a history of which pod held which IP when.
@@ -64,6 +107,7 @@ pub struct PodInventory {
     /// Indexes into `tenures` per address; foldhash because it is consulted for every flow.
     by_ip: HashMap<IpAddr, Vec<usize>, foldhash::fast::RandomState>,
     skipped: usize,
+    interner: Interner,
 }
 
 /// Why the pod list could not be used; every message starts with the file, as `--pods` may be
@@ -127,6 +171,7 @@ impl PodInventory {
             tenures: Vec::new(),
             by_ip: HashMap::default(),
             skipped: 0,
+            interner: Interner::default(),
         }
     }
 
@@ -173,8 +218,11 @@ impl PodInventory {
                 if pending.is_empty() {
                     return Ok(false);
                 }
+                // Events find their pod by uid: an index built once per batch (a list
+                // rebuilds the tenures, and the index with them).
+                let mut by_uid: Option<HashMap<String, usize>> = None;
                 for update in pending {
-                    self.update(update);
+                    self.update(update, &mut by_uid);
                 }
                 self.prune_and_index();
                 Ok(false)
@@ -182,31 +230,48 @@ impl PodInventory {
         }
     }
 
-    /// One watch update, without re-indexing (the caller does it once for a batch).
-    fn update(&mut self, update: Update) {
-        match update {
-            Update::List { pods, skipped, at } => self.merge(Snapshot {
+    /// One watch update, without re-indexing by address (the caller does it once for a
+    /// batch); `by_uid` indexes the tenures by pod uid, None until needed and after a list.
+    fn update(&mut self, update: Update, by_uid: &mut Option<HashMap<String, usize>>) {
+        let at = match &update {
+            Update::List { at, .. } | Update::Apply { at, .. } | Update::Delete { at, .. } => *at,
+        };
+        self.newest_mtime_ns = self.newest_mtime_ns.max(at);
+        if let Update::List { pods, skipped, at } = update {
+            self.merge(Snapshot {
                 mtime_ns: at,
                 pods,
                 skipped,
-            }),
-            Update::Apply { pod: None, at } => self.newest_mtime_ns = self.newest_mtime_ns.max(at),
+            });
+            *by_uid = None;
+            return;
+        }
+        let tenures = &self.tenures;
+        let index = by_uid.get_or_insert_with(|| {
+            tenures
+                .iter()
+                .enumerate()
+                .map(|(index, tenure)| (tenure.uid.clone(), index))
+                .collect()
+        });
+        match update {
+            Update::List { .. } | Update::Apply { pod: None, .. } => {}
             Update::Apply {
-                pod: Some(mut pod),
-                at,
-            } => {
-                self.newest_mtime_ns = self.newest_mtime_ns.max(at);
-                match self.tenures.iter_mut().find(|old| old.uid == pod.uid) {
-                    Some(old) => {
-                        pod.end = pod.end.updated(old.end);
-                        *old = pod;
-                    }
-                    None => self.tenures.push(pod),
+                pod: Some(mut pod), ..
+            } => match index.get(&pod.uid).copied() {
+                Some(found) => {
+                    let old = &mut self.tenures[found];
+                    pod.end = pod.end.updated(old.end);
+                    *old = pod;
                 }
-            }
+                None => {
+                    index.insert(pod.uid.clone(), self.tenures.len());
+                    self.tenures.push(pod);
+                }
+            },
             Update::Delete { uid, at } => {
-                self.newest_mtime_ns = self.newest_mtime_ns.max(at);
-                if let Some(old) = self.tenures.iter_mut().find(|old| old.uid == uid) {
+                if let Some(found) = index.get(&uid).copied() {
+                    let old = &mut self.tenures[found];
                     old.end = old.end.at_most(at);
                 }
             }
@@ -283,11 +348,16 @@ impl PodInventory {
         self.skipped = skipped;
     }
 
-    /// Forgets what ended before the history window, and indexes the rest by address.
+    /// Forgets what ended before the history window, shares what pods have in common, and
+    /// indexes the rest by address.
     fn prune_and_index(&mut self) {
         let horizon = self.newest_mtime_ns.saturating_sub(HISTORY_NS);
         self.tenures
             .retain(|tenure| tenure.end.time().is_none_or(|end| end >= horizon));
+        for tenure in &mut self.tenures {
+            self.interner.pod(&mut tenure.info);
+        }
+        self.interner.prune();
         self.by_ip.clear();
         for (index, tenure) in self.tenures.iter().enumerate() {
             for ip in &tenure.ips {
@@ -462,11 +532,11 @@ impl Tenure {
             start,
             end: pod_end(metadata, status, mtime_ns)?,
             info: PodInfo {
-                namespace: namespace.to_owned(),
+                namespace: namespace.into(),
                 name: name.to_owned(),
-                labels: identity_labels(namespace, labels)?,
-                workload,
-                workload_kind,
+                labels: identity_labels(namespace, labels)?.into(),
+                workload: workload.map(Into::into),
+                workload_kind: workload_kind.map(Into::into),
             },
         }))
     }
@@ -684,10 +754,11 @@ mod tests {
                 namespace: "shop".into(),
                 name: "client-7d4b9c-x2x9k".into(),
                 labels: vec![
-                    "k8s:app=client".into(),
-                    "k8s:io.kubernetes.pod.namespace=shop".into(),
-                    "k8s:pod-template-hash=7d4b9c".into(),
-                ],
+                    "k8s:app=client".to_owned(),
+                    "k8s:io.kubernetes.pod.namespace=shop".to_owned(),
+                    "k8s:pod-template-hash=7d4b9c".to_owned(),
+                ]
+                .into(),
                 workload: Some("client".into()),
                 workload_kind: Some("Deployment".into()),
             }
@@ -695,11 +766,11 @@ mod tests {
 
         let server = inventory.lookup(ip("10.199.0.2"), at).unwrap();
         assert_eq!(
-            (server.namespace.as_str(), server.name.as_str()),
+            (&*server.namespace, server.name.as_str()),
             ("shop", "server-0")
         );
         assert_eq!(
-            server.labels,
+            *server.labels,
             [
                 "k8s:app=server",
                 "k8s:apps.kubernetes.io/pod-index=0",
@@ -712,7 +783,7 @@ mod tests {
         assert_eq!(server.workload.as_deref(), Some("server"));
 
         let fluent_bit = inventory.lookup(ip("10.199.0.3"), at).unwrap();
-        assert_eq!(fluent_bit.namespace, "logging");
+        assert_eq!(&*fluent_bit.namespace, "logging");
         assert_eq!(fluent_bit.workload_kind.as_deref(), Some("DaemonSet"));
         assert_eq!(fluent_bit.workload.as_deref(), Some("fluent-bit"));
 
