@@ -11,9 +11,13 @@
 //! longer than `--unready-after`): a restart would not help there, but a rollout should wait
 //! and an alert on unready pods should fire.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int32Type, UInt64Type};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,9 +61,29 @@ pub struct Metrics {
     /// How long the upstream may be down before `/health` answers 503 (`--unready-after`):
     /// a reconnect within it does not flap the pod's readiness.
     unready_after: Duration,
+    /// Drops recorded, per `flowrec_drops_total` series.
+    drops: Mutex<BTreeMap<DropSeries, u64>>,
     /// The spool folder, measured at each scrape.
     pub spool: PathBuf,
 }
+
+/// The labels of one `flowrec_drops_total` series: those of Hubble's `hubble_drop_total`
+/// with its namespace contexts (`reason`, `protocol`, `source`, `destination`), so that an
+/// alert written for Hubble works on the recorder's metric, from any source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct DropSeries {
+    reason: String,
+    protocol: String,
+    /// Namespaces, empty when the end is not a pod (or not known), as Hubble has them.
+    source: String,
+    destination: String,
+}
+
+/// Series of `flowrec_drops_total` before new namespace pairs are counted under
+/// [`OTHER_NAMESPACES`]: label values come from the traffic, and a scan across thousands of
+/// namespaces must not explode the scrape. (Reasons and protocols are few and fixed.)
+const MAX_DROP_SERIES: usize = 2000;
+const OTHER_NAMESPACES: &str = "_other";
 
 /// What a probe answers: an HTTP status and a one-line reason.
 type Probe = (&'static str, String);
@@ -100,6 +124,55 @@ impl Metrics {
             let since = UNIX_EPOCH + Duration::from_millis(since);
             SystemTime::now().duration_since(since).unwrap_or_default()
         })
+    }
+
+    /// Counts the drops among rows just recorded: per row, its `dropped_packets` (the eBPF
+    /// source: packets the kernel dropped, with the flow's drop reason) or, without it, 1 for
+    /// a DROPPED flow (Hubble: each drop is a flow), as Hubble's `hubble_drop_total` counts.
+    pub fn count_drops(&self, rows: &RecordBatch) {
+        let column = |name: &str| rows.column_by_name(name);
+        let (Some(verdict), Some(reason)) = (column("verdict"), column("drop_reason_desc")) else {
+            return;
+        };
+        let dropped_packets = column("dropped_packets")
+            .filter(|c| c.data_type() == &DataType::UInt64)
+            .map(|c| c.as_primitive::<UInt64Type>());
+        let protocol = column("l4_protocol");
+        let source = column("source_namespace");
+        let destination = column("destination_namespace");
+        let mut counted: Vec<(DropSeries, u64)> = Vec::new();
+        for row in 0..rows.num_rows() {
+            let packets = match dropped_packets {
+                Some(packets) if packets.is_valid(row) => packets.value(row),
+                _ => u64::from(text_at(verdict.as_ref(), row) == Some("DROPPED")),
+            };
+            if packets == 0 {
+                continue;
+            }
+            let text = |c: Option<&arrow::array::ArrayRef>| {
+                c.and_then(|c| text_at(c.as_ref(), row))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let series = DropSeries {
+                reason: text(Some(reason)),
+                protocol: text(protocol),
+                source: text(source),
+                destination: text(destination),
+            };
+            counted.push((series, packets));
+        }
+        if counted.is_empty() {
+            return;
+        }
+        let mut drops = self.drops.lock().expect("never poisoned");
+        for (mut series, packets) in counted {
+            if drops.len() >= MAX_DROP_SERIES && !drops.contains_key(&series) {
+                series.source = OTHER_NAMESPACES.to_owned();
+                series.destination = OTHER_NAMESPACES.to_owned();
+            }
+            *drops.entry(series).or_default() += packets;
+        }
     }
 
     /// `/livez`: 503 once the source has stopped.
@@ -220,6 +293,31 @@ impl Metrics {
             "1 when the last look at the followed file found nothing new to read.",
             &[("", get(&self.source_caught_up))],
         );
+        let drops: Vec<(String, u64)> = self
+            .drops
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .map(|(series, count)| {
+                let labels = format!(
+                    "{{reason=\"{}\",protocol=\"{}\",source=\"{}\",destination=\"{}\"}}",
+                    escape(&series.reason),
+                    escape(&series.protocol),
+                    escape(&series.source),
+                    escape(&series.destination)
+                );
+                (labels, *count)
+            })
+            .collect();
+        let drops: Vec<(&str, u64)> = drops.iter().map(|(l, c)| (l.as_str(), *c)).collect();
+        metric(
+            "flowrec_drops_total",
+            "counter",
+            "Drops recorded, as Hubble's hubble_drop_total counts them (eBPF: packets the kernel \
+             dropped; Hubble: dropped flows), by reason, protocol and the namespaces of both ends \
+             (source, destination; _other past 2000 series).",
+            &drops,
+        );
         metric(
             "flowrec_source_up",
             "gauge",
@@ -276,6 +374,33 @@ fn spool_usage(segments: &std::path::Path) -> (u64, u64, u64) {
         .and_then(|o| SystemTime::now().duration_since(o).ok())
         .map_or(0, |age| age.as_secs());
     (bytes, found.len() as u64, age)
+}
+
+/// A string column's value at `row`: plain or dictionary-encoded text; None when null.
+fn text_at(column: &dyn Array, row: usize) -> Option<&str> {
+    if column.is_null(row) {
+        return None;
+    }
+    match column.data_type() {
+        DataType::Utf8 => Some(column.as_string::<i32>().value(row)),
+        DataType::Utf8View => Some(column.as_string_view().value(row)),
+        DataType::Dictionary(key, value)
+            if **key == DataType::Int32 && **value == DataType::Utf8 =>
+        {
+            let dictionary = column.as_dictionary::<Int32Type>();
+            let key = dictionary.keys().value(row);
+            Some(dictionary.values().as_string::<i32>().value(key as usize))
+        }
+        _ => None,
+    }
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `/metrics`, `/health` and `/livez` on `listener` until the process ends.
@@ -388,5 +513,76 @@ mod tests {
         metrics.recording.store(false, Ordering::Relaxed);
         assert_eq!(metrics.liveness().0, "503 Service Unavailable");
         assert_eq!(metrics.readiness().0, "503 Service Unavailable");
+    }
+
+    /// Rows as both sources write them: eBPF rows count their dropped packets (whatever the
+    /// verdict says), Hubble rows (no dropped_packets) one per DROPPED flow; namespaces
+    /// beyond the series budget are counted as _other, not dropped.
+    #[test]
+    fn drops_count_packets_or_dropped_flows_within_a_series_budget() {
+        use arrow::array::{StringArray, UInt64Array};
+        use arrow::datatypes::{Field, Schema};
+        let rows = |namespaces: Vec<String>, verdicts: Vec<&str>, packets: Vec<Option<u64>>| {
+            let n = namespaces.len();
+            let text = |v: Vec<&str>| Arc::new(StringArray::from(v)) as arrow::array::ArrayRef;
+            let schema = Schema::new(
+                [
+                    "verdict",
+                    "drop_reason_desc",
+                    "l4_protocol",
+                    "source_namespace",
+                ]
+                .map(|name| Field::new(name, DataType::Utf8, true))
+                .into_iter()
+                .chain([
+                    Field::new("destination_namespace", DataType::Utf8, true),
+                    Field::new("dropped_packets", DataType::UInt64, true),
+                ])
+                .collect::<Vec<_>>(),
+            );
+            RecordBatch::try_new(
+                Arc::new(schema),
+                vec![
+                    text(verdicts),
+                    text(vec!["POLICY_DENIED"; n]),
+                    text(vec!["TCP"; n]),
+                    Arc::new(StringArray::from(namespaces)),
+                    Arc::new(StringArray::from(vec![None::<&str>; n])),
+                    Arc::new(UInt64Array::from(packets)),
+                ],
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(dir.path().to_path_buf(), Duration::from_secs(30));
+        // eBPF: 3 packets of a FORWARDED flow dropped, none of another; Hubble: a DROPPED
+        // flow and a FORWARDED one.
+        metrics.count_drops(&rows(
+            vec!["shop".into(); 4],
+            vec!["FORWARDED", "FORWARDED", "DROPPED", "FORWARDED"],
+            vec![Some(3), Some(0), None, None],
+        ));
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                "\nflowrec_drops_total{reason=\"POLICY_DENIED\",protocol=\"TCP\",source=\"shop\",destination=\"\"} 4\n"
+            ),
+            "{text}"
+        );
+        let many: Vec<String> = (0..MAX_DROP_SERIES + 5)
+            .map(|i| format!("ns-{i}"))
+            .collect();
+        let n = many.len();
+        metrics.count_drops(&rows(many, vec!["DROPPED"; n], vec![None; n]));
+        let text = metrics.render();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("flowrec_drops_total{"))
+            .count();
+        assert_eq!(series, MAX_DROP_SERIES + 1, "the budget, and _other");
+        assert!(
+            text.contains("source=\"_other\",destination=\"_other\"} 6\n"),
+            "{text}"
+        );
     }
 }

@@ -460,10 +460,37 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     std::fs::copy(repo_root().join("recorder/tests-data/pods.json"), &pods).unwrap();
     let pods = pods.to_str().unwrap();
     let interfaces = format!("{},nosuch*", veth.end_a);
-    let recorder = Recorder::start(&veth.a, &interfaces, &store, &["--pods", pods]);
+    let metrics = "127.0.0.1:9467";
+    let recorder = Recorder::start(
+        &veth.a,
+        &interfaces,
+        &store,
+        &["--pods", pods, "--metrics-addr", metrics],
+    );
     let client_port = traffic(&veth);
     // Let the last ACKs pass and at least one drain happen mid-run.
     std::thread::sleep(Duration::from_millis(1500));
+    // The drops, as hubble_drop_total would count them: packets, by reason, protocol and the
+    // namespaces of both ends. (At least: recorders see drops node-wide, and tests running
+    // alongside use the same addresses.)
+    let (_, exposition) = http_get(&veth.a, metrics, "/metrics");
+    let drops = |labels: &str| {
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("flowrec_drops_total{{{labels}}} ")))
+            .map_or(0, |v| v.parse::<u64>().unwrap())
+    };
+    let shop = "source=\"shop\",destination=\"shop\"";
+    assert!(
+        drops(&format!(
+            "reason=\"NETFILTER_DROP\",protocol=\"UDP\",{shop}"
+        )) >= 2,
+        "{exposition}"
+    );
+    assert!(
+        drops(&format!("reason=\"NO_SOCKET\",protocol=\"TCP\",{shop}")) >= 1,
+        "{exposition}"
+    );
     recorder.stop();
     drop(veth);
 

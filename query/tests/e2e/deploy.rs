@@ -485,6 +485,7 @@ fn the_hubble_overlay_records_from_the_mounted_socket_into_s3() {
     }
     assert_eq!(http_get(&address, "/health").0, "HTTP/1.1 200 OK");
     assert_eq!(http_get(&address, "/livez").0, "HTTP/1.1 200 OK");
+    dashboards_and_alerts_name_exposed_metrics(&http_get(&address, "/metrics").1);
     let (status, output) = recorder.stop();
     assert!(status.success(), "{output}");
     // JSON logs, as the manifest asks.
@@ -503,6 +504,57 @@ fn the_hubble_overlay_records_from_the_mounted_socket_into_s3() {
         &env_refs(&env),
     );
     assert_eq!(uploaded[0]["n"], expected);
+}
+
+/// Every `flowrec_*` metric the Grafana dashboard (deploy/grafana) and the alerts (the
+/// podmonitor component's PrometheusRule) query is one the recorder exposes, with the labels
+/// they group by: a renamed metric or label fails here, not in a silent empty panel.
+fn dashboards_and_alerts_name_exposed_metrics(exposition: &str) {
+    let exposed: std::collections::BTreeSet<&str> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("deploy/grafana/flowrec-dashboard.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut expressions: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    let rules: Value = yaml_serde::from_str(
+        &std::fs::read_to_string(repo_root().join("deploy/components/podmonitor/alerts.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    for rule in rules["spec"]["groups"][0]["rules"].as_sequence().unwrap() {
+        expressions.push(rule["expr"].as_str().unwrap().to_owned());
+    }
+    assert!(expressions.len() >= 10, "{expressions:?}");
+    for expression in &expressions {
+        let names = expression
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| word.starts_with("flowrec_"));
+        for name in names {
+            assert!(
+                exposed.contains(name),
+                "{name} (in {expression}) is not exposed"
+            );
+        }
+    }
+    // The labels the drop panels and alert group by are the metric's (the samples have drops).
+    let series = exposition
+        .lines()
+        .find(|l| l.starts_with("flowrec_drops_total{"))
+        .expect("drops in the Hubble samples");
+    for label in ["reason=", "protocol=", "source=", "destination="] {
+        assert!(series.contains(label), "{label}: {series}");
+    }
 }
 
 /// The CronJobs and the history Deployment's commands, as rendered, against moto: each exits

@@ -645,3 +645,63 @@ fn a_panic_in_a_recorder_thread_ends_the_run_and_the_restart_loses_nothing() {
         (Some(20), Some(20))
     );
 }
+
+/// `flowrec_drops_total` (hubble_drop_total's labels: reason, protocol, source and
+/// destination namespaces) counts what was recorded: for the incident capture followed as a
+/// Hubble export, every series equals the store's count of DROPPED flows with those values.
+#[test]
+fn the_drop_metric_counts_the_recorded_drops_by_reason_protocol_and_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.log");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(incident_capture()).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    std::fs::write(&events, &text).unwrap();
+    let store = dir.path().join("store").display().to_string();
+    let recorder = file_recorder(&events, &store, &dir.path().join("spool"), &[], &[]);
+    recorder.wait_until_done();
+    let exposition = recorder.scrape();
+    let (status, output) = recorder.stop();
+    assert!(status.success(), "{output}");
+    let metric: std::collections::BTreeMap<String, u64> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("flowrec_drops_total{"))
+        .map(|l| {
+            let (labels, value) = l.rsplit_once("} ").unwrap();
+            (labels.to_owned(), value.parse().unwrap())
+        })
+        .collect();
+    let stored: std::collections::BTreeMap<String, u64> = query(
+        &store,
+        "select coalesce(drop_reason_desc, '') as reason, coalesce(l4_protocol, '') as protocol, \
+         coalesce(source_namespace, '') as source, \
+         coalesce(destination_namespace, '') as destination, count(*) as n \
+         from flows where verdict = 'DROPPED' group by all",
+        &[],
+    )
+    .iter()
+    .map(|row| {
+        let label = |k: &str| row[k].as_str().unwrap().to_owned();
+        (
+            format!(
+                "reason=\"{}\",protocol=\"{}\",source=\"{}\",destination=\"{}\"",
+                label("reason"),
+                label("protocol"),
+                label("source"),
+                label("destination")
+            ),
+            row["n"].as_u64().unwrap(),
+        )
+    })
+    .collect();
+    let policy_denied: u64 = stored
+        .iter()
+        .filter(|(k, _)| k.starts_with("reason=\"POLICY_DENIED\""))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(policy_denied > 0, "{stored:?}");
+    assert_eq!(metric, stored, "{exposition}");
+}

@@ -165,6 +165,7 @@ impl Drainer {
             .batch(&drained, MonotonicClock::now(), self.pods.as_ref());
         // Records of bounded size, however large the kernel map is.
         let mut appended = 0;
+        let mut recorded = Vec::new();
         for start in (0..batch.num_rows()).step_by(ROWS_PER_RECORD) {
             let rows = batch.slice(start, ROWS_PER_RECORD.min(batch.num_rows() - start));
             let count = rows.num_rows() as u64;
@@ -173,7 +174,10 @@ impl Drainer {
                 .spool
                 .append_within(Table::Flows, &rows, output.budget)
             {
-                Ok(true) => appended += count,
+                Ok(true) => {
+                    appended += count;
+                    recorded.push(rows);
+                }
                 // The documented policy: what is spooled stays; these flows are not recorded.
                 Ok(false) => {
                     drains.lost_spool_full += count;
@@ -183,7 +187,12 @@ impl Drainer {
             }
         }
         match self.output.spool.commit() {
-            Ok(()) => Metrics::add(&self.metrics.flows_recorded, appended),
+            Ok(()) => {
+                Metrics::add(&self.metrics.flows_recorded, appended);
+                for rows in &recorded {
+                    self.metrics.count_drops(rows);
+                }
+            }
             // The segment was cut back to its last sync: this drain's records are gone.
             Err(error) => self.lose(drains, appended, &error),
         }

@@ -145,6 +145,11 @@ impl SpoolOutput {
             }
         }
         metrics.source_waiting.store(0, Ordering::Relaxed);
+        for (table, rows) in batches {
+            if *table == Table::Flows {
+                metrics.count_drops(rows);
+            }
+        }
         if reported {
             crate::info!("{source}: recording again");
         }
