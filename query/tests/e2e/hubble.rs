@@ -86,14 +86,6 @@ fn record_all(recorder: LiveRecorder, flows: u64) -> String {
     output
 }
 
-fn count_flows(files: &[PathBuf]) -> u64 {
-    count_json(files)
-        .iter()
-        .filter(|(k, _)| k.starts_with("verdict="))
-        .map(|(_, v)| v)
-        .sum()
-}
-
 #[test]
 fn hubble_live_over_a_unix_socket_records_the_rows_an_import_gives() {
     let dir = tempfile::tempdir().unwrap();

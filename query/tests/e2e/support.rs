@@ -386,6 +386,15 @@ impl Drop for Moto {
     }
 }
 
+/// Flows in Hubble JSON files (every event with a verdict), counted from the JSON.
+pub fn count_flows(files: &[PathBuf]) -> u64 {
+    count_json(files)
+        .iter()
+        .filter(|(k, _)| k.starts_with("verdict="))
+        .map(|(_, v)| v)
+        .sum()
+}
+
 pub fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
