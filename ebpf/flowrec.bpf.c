@@ -40,8 +40,16 @@
 
 /* Timestamps are CLOCK_MONOTONIC nanoseconds. tc and sock_ops read the coarse clock (tick
  * resolution, 1-4 ms): the precise one costs ~28 ns per packet here, a quarter of the tc
- * program, for precision a flow record drained every few seconds does not need. */
-#define now_ns() bpf_ktime_get_coarse_ns()
+ * program, for precision a flow record drained every few seconds does not need. Kernels
+ * before 5.11 have no coarse clock: there flowrec sets `coarse_clock` to 0 before loading.
+ * It is read-only data, so the verifier knows its value and drops the branch not taken (and
+ * never sees a call to a helper the kernel lacks). */
+const volatile __u8 coarse_clock = 1;
+
+static __always_inline __u64 now_ns(void)
+{
+	return coarse_clock ? bpf_ktime_get_coarse_ns() : bpf_ktime_get_ns();
+}
 
 struct flow_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -315,11 +323,22 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_ke
 	return length;
 }
 
+/* Whether `reason` says the packet was not dropped: SKB_NOT_DROPPED_YET and SKB_CONSUMED,
+ * where the running kernel has them (relocated: the numbers are its own; 5.17 and 5.18 have
+ * neither, and their 0 is NOT_SPECIFIED, a drop). */
+static __always_inline int not_a_drop(__u32 reason)
+{
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_CONSUMED))
+		return reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED);
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_NOT_DROPPED_YET))
+		return reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_NOT_DROPPED_YET);
+	return 0;
+}
+
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
-	/* Not dropped / consumed are not drops (relocated: the numbers are the running kernel's). */
-	if (reason <= bpf_core_enum_value(enum skb_drop_reason, SKB_CONSUMED))
+	if (not_a_drop(reason))
 		return 0;
 	struct fr_flow_key key = {};
 	__u32 length = key_from_skb(skb, &key);

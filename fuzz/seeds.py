@@ -168,7 +168,7 @@ for lines in [
 
 # report_spec: the bundled compliance spec, the example of the spec's documentation, and a few
 # mistakes a user makes.
-put("report_spec", open(os.path.join(root, "query", "deploy", "compliance.yaml")).read())
+put("report_spec", open(os.path.join(root, "query", "examples", "compliance.yaml")).read())
 doc = open(os.path.join(root, "query", "spec", "src", "report.rs")).read()
 example = doc[doc.index("```yaml") + len("```yaml"):doc.index("```", doc.index("```yaml") + 7)]
 put("report_spec", "\n".join(l[4:] if l.startswith("//! ") else "" for l in example.splitlines()))
@@ -198,3 +198,46 @@ put("field_masks", "\n".join(["time", "verdict", "ethernet", "IP", "l4", "source
     "destination_service", "is_reply", "Summary", "ip_trace_id"]))
 for t in ["time\nverdict", "source", "l4.TCP.flags.SYN", "source_names", "", "nope", "uuid.x"]:
     put("field_masks", t)
+
+# kernel_btf: BTF blobs shaped like a kernel's (native byte order): an int, structs, pointers,
+# the drop reason enum, the kfree_skb tracepoint (2 arguments before 5.17, 4 from 6.11), the
+# helper and attach type enums the recorder looks for. (A real vmlinux BTF is ~6 MB: too big.)
+def btf(kfree_skb_args, reasons=True):
+    words, strings = [], bytearray(b"\0")
+    def name(s):
+        if not s:
+            return 0
+        at = len(strings)
+        strings.extend(s.encode() + b"\0")
+        return at
+    ids = [0]
+    def add(n, kind, vlen, size_or_type, extra=()):
+        words.extend([name(n), (kind << 24) | vlen, size_or_type, *extra])
+        ids[0] += 1
+        return ids[0]
+    add("int", 1, 0, 4, [32])
+    skb = add("", 2, 0, add("sk_buff", 4, 0, 0))
+    void = add("", 2, 0, 0)
+    sock = add("", 2, 0, add("sock", 4, 0, 0))
+    variants = [("SKB_NOT_DROPPED_YET", 0), ("SKB_CONSUMED", 1), ("SKB_DROP_REASON_NOT_SPECIFIED", 2), ("SKB_DROP_REASON_NO_SOCKET", 3)]
+    words_enum = []
+    for v, value in variants:
+        words_enum += [name(v), value]
+    reason = add("skb_drop_reason" if reasons else "other", 6, len(variants), 4, words_enum)
+    args = [void, skb, void, reason, sock][: kfree_skb_args + 1]
+    params = []
+    for a in args:
+        params += [0, a]
+    proto = add("", 13, len(args), 0, params)
+    add("btf_trace_kfree_skb", 8, 0, add("", 2, 0, proto))
+    helpers = []
+    for v, value in [("BPF_FUNC_ktime_get_ns", 5), ("BPF_FUNC_ktime_get_coarse_ns", 160)]:
+        helpers += [name(v), value]
+    add("bpf_func_id", 6, 2, 4, helpers)
+    e64 = [name("BPF_TCX_INGRESS"), 46, 0]
+    add("bpf_attach_type", 19, 1, 8, e64)
+    body = struct.pack("=%dI" % len(words), *words)
+    header = struct.pack("=HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings))
+    return header + body + bytes(strings)
+for args, reasons in [(2, False), (3, True), (4, True)]:
+    put("kernel_btf", btf(args, reasons))

@@ -36,6 +36,45 @@ pub enum Command {
     /// Record flows continuously: the recorder's own eBPF programs, or a Hubble exporter file
     #[command(after_help = RUN_EXAMPLES)]
     Run(Box<RunArgs>),
+    /// Show which eBPF programs `run --source ebpf` would attach on this kernel (or on the
+    /// kernel a BTF file describes), how, and what is skipped and why; loads nothing
+    #[command(after_help = KERNEL_EXAMPLES)]
+    Kernel(KernelArgs),
+}
+
+const KERNEL_EXAMPLES: &str = "\
+Examples:
+  flowrec kernel
+  flowrec kernel --cgroup /sys/fs/cgroup/kubepods.slice
+  flowrec kernel --kernel-btf ./5.15.0-1034-gke.btf --kernel-release 5.15.0-1034-gke
+
+The tc programs (tc_ingress, tc_egress) are the flows: without them nothing is recorded. The
+drop tracer (on_kfree_skb: Linux 5.17 and BTF) and the TCP tracer (tcp_lifecycle: a cgroup v2)
+are optional: where the kernel lacks what they need, `run` skips them, names why, and records
+flows without their columns. Facts come from the kernel's BTF (right about backports), the
+release only where there is no BTF.
+
+Exit status: 0 every program attaches; 1 some are skipped; 2 the recorder could not run here.";
+
+#[derive(Debug, Args)]
+pub struct KernelArgs {
+    /// Decide from this BTF instead of /sys/kernel/btf/vmlinux: another node image's kernel
+    /// (a copy of its /sys/kernel/btf/vmlinux, or its file from BTFHub)
+    #[arg(long, value_name = "PATH")]
+    pub kernel_btf: Option<PathBuf>,
+
+    /// Decide for this release instead of `uname -r`'s: it names the kernel, and decides
+    /// what BTF does not tell (memlock accounting; everything where there is no BTF)
+    #[arg(long, value_name = "RELEASE")]
+    pub kernel_release: Option<String>,
+
+    /// cgroup v2 the TCP tracer would follow [default: the root of the cgroup v2 hierarchy]
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// As for `run`
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub tc_attach: TcAttachArg,
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -93,6 +132,16 @@ pub enum TcAttachArg {
     Auto,
     Tcx,
     Clsact,
+}
+
+impl From<TcAttachArg> for TcAttach {
+    fn from(arg: TcAttachArg) -> TcAttach {
+        match arg {
+            TcAttachArg::Auto => TcAttach::Auto,
+            TcAttachArg::Tcx => TcAttach::Tcx,
+            TcAttachArg::Clsact => TcAttach::Clsact,
+        }
+    }
 }
 
 /// Where flows come from for `run`.
@@ -213,6 +262,12 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
     pub tc_attach: TcAttachArg,
 
+    /// The kernel's BTF, for a kernel that does not publish it at /sys/kernel/btf/vmlinux
+    /// (e.g. a file from BTFHub): which programs attach and their CO-RE relocations follow it
+    /// (`flowrec kernel --kernel-btf PATH` shows the decisions first)
+    #[arg(long, value_name = "PATH")]
+    pub kernel_btf: Option<PathBuf>,
+
     /// Pod inventory: the JSON of `kubectl get pods -A -o json`, re-read when it changes; fills
     /// the source_/destination_ namespace, pod_name, labels and workload of flows
     #[arg(long, value_name = "FILE", conflicts_with = "kube")]
@@ -248,10 +303,16 @@ impl RunArgs {
     /// An error naming the first flag given that belongs to one of the sources `others`
     /// (the source chosen is `given`).
     fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
-        let flags: [(&'static str, &'static str, bool); 12] = [
+        let flags: [(&'static str, &'static str, bool); 14] = [
             ("--follow", "file", self.follow.is_some()),
             ("--interfaces", "ebpf", !self.interfaces.is_empty()),
             ("--cgroup", "ebpf", self.cgroup.is_some()),
+            ("--kernel-btf", "ebpf", self.kernel_btf.is_some()),
+            (
+                "--tc-attach",
+                "ebpf",
+                !matches!(self.tc_attach, TcAttachArg::Auto),
+            ),
             ("--pods", "ebpf", self.pods.is_some()),
             ("--kube", "ebpf", self.kube),
             ("--hubble-server", "hubble", self.hubble_server.is_some()),
@@ -302,11 +363,8 @@ impl RunArgs {
                     pods: self.pods.clone(),
                     kube: self.kube,
                     flow_map_entries: self.flow_map_entries,
-                    tc_attach: match self.tc_attach {
-                        TcAttachArg::Auto => TcAttach::Auto,
-                        TcAttachArg::Tcx => TcAttach::Tcx,
-                        TcAttachArg::Clsact => TcAttach::Clsact,
-                    },
+                    tc_attach: self.tc_attach.into(),
+                    kernel_btf: self.kernel_btf.clone(),
                 })
             }
             Source::File => {

@@ -14,6 +14,7 @@ fn purge_delay(command: &Command) {
     flowrec::allocator::purge_delay(match command {
         Command::Import(_) => flowrec::allocator::Purge::Never,
         Command::Run(_) => flowrec::allocator::Purge::AfterMs(1000),
+        Command::Kernel(_) => flowrec::allocator::Purge::Never,
     });
 }
 
@@ -49,6 +50,21 @@ fn main() -> ExitCode {
                     ExitCode::from(if summary.is_clean() { 0 } else { 1 })
                 }
                 Err(error) => failed(&error),
+            }
+        }
+        Command::Kernel(args) => {
+            let plan = flowrec::source::ebpf::plan(
+                args.kernel_btf.as_deref(),
+                args.kernel_release.as_deref(),
+                args.cgroup.as_deref(),
+                args.tc_attach.into(),
+            );
+            match plan {
+                Ok(plan) => {
+                    print!("{}", plan.report());
+                    ExitCode::from(if plan.complete() { 0 } else { 1 })
+                }
+                Err(error) => usage_error(&error),
             }
         }
         Command::Run(args) => {

@@ -63,6 +63,8 @@ pub struct Metrics {
     unready_after: Duration,
     /// Drops recorded, per `flowrec_drops_total` series.
     drops: Mutex<BTreeMap<DropSeries, u64>>,
+    /// The eBPF source's programs and whether each is attached (`flowrec_ebpf_program_attached`).
+    programs: Mutex<Vec<(String, bool)>>,
     /// The spool folder, measured at each scrape.
     pub spool: PathBuf,
 }
@@ -110,6 +112,15 @@ impl Metrics {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+    }
+
+    /// Which of the eBPF source's programs are attached (a skipped one means columns the
+    /// kernel cannot fill: worth an alert where it is unexpected).
+    pub fn set_ebpf_programs(&self, programs: &[(&str, bool)]) {
+        *self.programs.lock().expect("never poisoned") = programs
+            .iter()
+            .map(|(program, attached)| (program.to_string(), *attached))
+            .collect();
     }
 
     /// The source's upstream is delivering again.
@@ -318,6 +329,28 @@ impl Metrics {
              (source, destination; _other past 2000 series).",
             &drops,
         );
+        let programs: Vec<(String, u64)> = self
+            .programs
+            .lock()
+            .expect("never poisoned")
+            .iter()
+            .map(|(program, attached)| {
+                (
+                    format!("{{program=\"{}\"}}", escape(program)),
+                    u64::from(*attached),
+                )
+            })
+            .collect();
+        let programs: Vec<(&str, u64)> = programs.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        if !programs.is_empty() {
+            metric(
+                "flowrec_ebpf_program_attached",
+                "gauge",
+                "1 for each of the eBPF source's programs attached, 0 for one this kernel cannot \
+                 run (flowrec kernel says why).",
+                &programs,
+            );
+        }
         metric(
             "flowrec_source_up",
             "gauge",

@@ -208,8 +208,7 @@ pub async fn run(config: RunConfig) -> Result<RunSummary, RunError> {
         .with_redaction(config.redaction.clone());
     let (thread, what, source) = match checked {
         Checked::Ebpf(checked) => {
-            let what = checked.describe();
-            let drainer = checked.start(node, output, Arc::clone(&metrics))?;
+            let (drainer, what) = checked.start(node, output, Arc::clone(&metrics))?;
             let thread: SourceThread = Box::new(move |stop| Ok(Recorded::Ebpf(drainer.run(stop)?)));
             (thread, what, CaptureSource::Ebpf)
         }

@@ -1235,3 +1235,176 @@ fn ebpf_capture_keeps_its_memory_within_the_documented_bound() {
         "peak RSS {peak_mib} MiB over the manifest's limit {limit} MiB"
     );
 }
+
+/// A copy of this kernel's BTF without `names` (each renamed, same length, so the rest of the
+/// file stays valid): the facts of a kernel that lacks what they name.
+fn btf_without(names: &[&str]) -> Vec<u8> {
+    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("CI kernels publish BTF");
+    for name in names {
+        let whole = [b"\0", name.as_bytes(), b"\0"].concat();
+        let at = btf
+            .windows(whole.len())
+            .position(|w| w == whole)
+            .unwrap_or_else(|| panic!("{name} is in this kernel's BTF"));
+        *btf.get_mut(at + name.len()).unwrap() = b'X';
+    }
+    btf
+}
+
+/// A 5.15 kernel's facts (kfree_skb without a drop reason, no TCX, no coarse clock), from
+/// this kernel's BTF with those three names changed: `flowrec kernel` says what would be
+/// skipped, and `run` starts, attaches the tc programs through clsact with the precise clock
+/// and the TCP tracer, skips the drop tracer naming why, and records exact flows with their
+/// TCP columns and real times, and no drops (which the drop tracer would have seen).
+#[test]
+fn ebpf_capture_on_a_kernel_without_drop_reasons_skips_the_drop_tracer_and_records_the_rest() {
+    let veth = Veth::new();
+    let (_dir, store) = temp_store();
+    let btf = Path::new(&store).with_file_name("vmlinux-5.15");
+    std::fs::write(
+        &btf,
+        btf_without(&[
+            "skb_drop_reason",
+            "BPF_TCX_INGRESS",
+            "BPF_FUNC_ktime_get_coarse_ns",
+        ]),
+    )
+    .unwrap();
+    let btf = btf.to_str().unwrap();
+
+    let report = Command::new(flowrec_bin())
+        .args([
+            "kernel",
+            "--kernel-btf",
+            btf,
+            "--kernel-release",
+            "5.15.0-1034-gke",
+        ])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(report.status.code(), Some(1), "{shown}");
+    let line = |program: &str| {
+        shown
+            .lines()
+            .find(|l| l.starts_with(&format!("{program} ")))
+            .unwrap_or_else(|| panic!("no {program} in {shown}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        line("tc_ingress")
+            .starts_with("tc_ingress attach tc ingress (clsact filter) clock: bpf_ktime_get_ns"),
+        "{shown}"
+    );
+    assert!(
+        line("on_kfree_skb")
+            .starts_with("on_kfree_skb skip tp_btf/kfree_skb kfree_skb(struct sk_buff *, void *"),
+        "{shown}"
+    );
+    assert!(
+        line("tcp_lifecycle").starts_with("tcp_lifecycle attach sock_ops on cgroup"),
+        "{shown}"
+    );
+    assert!(
+        shown.starts_with(&format!("kernel 5.15.0-1034-gke (BTF {btf})")),
+        "{shown}"
+    );
+
+    let started = std::time::SystemTime::now();
+    let recorder = Recorder::start(
+        &veth.a,
+        &veth.end_a,
+        &store,
+        &["--kernel-btf", btf, "--metrics-addr", "127.0.0.1:0"],
+    );
+    assert!(
+        recorder.startup.contains(
+            "on_kfree_skb (tp_btf/kfree_skb) not attached: kfree_skb(struct sk_buff *, void *"
+        ),
+        "{}",
+        recorder.startup
+    );
+    assert!(
+        recorder
+            .startup
+            .contains("(tc via clsact; drops: not recorded; TCP: cgroup "),
+        "{}",
+        recorder.startup
+    );
+    assert!(has_clsact(&veth.a, &veth.end_a), "clsact, not TCX");
+    let (client_port, _) = tcp_transfer(&veth, TCP_PORT);
+    // A SYN to a closed port: NO_SOCKET for a drop tracer, none here.
+    let refused = in_netns(&veth.a, || TcpStream::connect(("10.199.0.2", CLOSED_PORT)));
+    assert!(refused.is_err());
+    udp_datagrams(&veth, UDP_PORT, 3);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, exposition) = http_get(&veth.a, &metrics_address(&recorder), "/metrics");
+    for (program, attached) in [
+        ("tc_ingress", 1),
+        ("tc_egress", 1),
+        ("on_kfree_skb", 0),
+        ("tcp_lifecycle", 1),
+    ] {
+        let sample = format!("flowrec_ebpf_program_attached{{program=\"{program}\"}} {attached}\n");
+        assert!(exposition.contains(&sample), "{sample} in {exposition}");
+    }
+    recorder.stop();
+    let stopped = std::time::SystemTime::now();
+    assert!(
+        !has_clsact(&veth.a, &veth.end_a),
+        "the qdisc it added is removed"
+    );
+    drop(veth);
+
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let totals = query(
+        &store,
+        "select count(*) as rows, coalesce(sum(dropped_packets), 0) as dropped,
+                sum(case when verdict = 'DROPPED' then 1 else 0 end) as dropped_rows,
+                min(date_part('epoch', flow_start)) as first,
+                max(date_part('epoch', flow_end)) as last
+         from flows",
+        &[],
+    );
+    let totals = &totals[0];
+    assert_eq!(
+        (&totals["dropped"], &totals["dropped_rows"]),
+        (&0.into(), &0.into()),
+        "{totals}"
+    );
+    let (first, last) = (
+        totals["first"].as_f64().unwrap(),
+        totals["last"].as_f64().unwrap(),
+    );
+    // The precise clock, turned into wall time like the coarse one.
+    assert!(
+        epoch(started) - 1.0 <= first && first <= last && last <= epoch(stopped) + 1.0,
+        "{totals}: between {started:?} and {stopped:?}"
+    );
+    let tcp = query(
+        &store,
+        &format!(
+            "select sum(bytes) as bytes, max(tcp_bytes_acked) as acked,
+                    max(tcp_srtt_us) as srtt, bool_or(array_has(tcp_flags, 'FIN')) as fin
+             from flows where ip_source = '10.199.0.1' and source_port = {client_port}"
+        ),
+        &[],
+    );
+    assert!(
+        tcp[0]["bytes"].as_u64().unwrap() > TCP_BYTES as u64,
+        "{tcp:?}"
+    );
+    assert!(
+        tcp[0]["acked"].as_u64().unwrap() >= TCP_BYTES as u64,
+        "the TCP tracer ran: {tcp:?}"
+    );
+    assert!(tcp[0]["srtt"].as_u64().unwrap() > 0, "{tcp:?}");
+    assert_eq!(tcp[0]["fin"], true, "{tcp:?}");
+    assert_eq!(udp_packets(&store).get(&u64::from(UDP_PORT)), Some(&3));
+}

@@ -11,8 +11,10 @@
 //!   byte counters; the drain returns them for [`rows`] to join to the connection's flows.
 
 mod batch;
+pub mod btf;
 pub mod clsact;
 pub mod drop_reasons;
+pub mod kernel;
 pub mod layout;
 pub mod rows;
 
@@ -31,6 +33,7 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use clsact::{QdiscError, Qdiscs};
 use drop_reasons::DropReasons;
+use kernel::{Clock, Plan, TcMode};
 use layout::{
     FlowKey, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL, LOSS_FLOW_MAP_FULL,
 };
@@ -49,8 +52,12 @@ pub enum CaptureError {
         "cannot load the eBPF programs (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are needed): {0}"
     )]
     Load(#[from] aya::EbpfError),
-    #[error("the kernel has no BTF at /sys/kernel/btf/vmlinux, which the drop tracer needs: {0}")]
-    Btf(aya::BtfError),
+    #[error("cannot read the BTF {path} for the programs' CO-RE relocations: {source}")]
+    Btf {
+        path: String,
+        #[source]
+        source: aya::BtfError,
+    },
     #[error(
         "cannot load eBPF program {program} (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON are \
          needed): {source}"
@@ -155,12 +162,23 @@ const DROP_PROGRAM: &str = "on_kfree_skb";
 const TCP_PROGRAM: &str = "tcp_lifecycle";
 
 impl Capture {
-    /// Loads the programs into the kernel (not attached yet), with flow maps of
-    /// `flow_capacity` entries each.
-    pub fn load(flow_capacity: u32) -> Result<Self, CaptureError> {
-        let btf = Btf::from_sys_fs().map_err(CaptureError::Btf)?;
+    /// Loads the tc programs into the kernel (not attached yet), with flow maps of
+    /// `flow_capacity` entries each, relocated and configured as `plan` says (its BTF, its
+    /// clock). The optional programs load when they are attached.
+    pub fn load(flow_capacity: u32, plan: &Plan) -> Result<Self, CaptureError> {
+        let btf = match &plan.btf {
+            Some(path) => Some(Btf::parse_file(path, aya::Endianness::default()).map_err(
+                |source| CaptureError::Btf {
+                    path: path.display().to_string(),
+                    source,
+                },
+            )?),
+            None => None,
+        };
+        let coarse_clock = u8::from(plan.clock == Clock::Coarse);
         let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+            .btf(btf.as_ref())
+            .override_global("coarse_clock", &coarse_clock, true)
             .map_max_entries("flows_0", flow_capacity)
             .map_max_entries("flows_1", flow_capacity)
             .load(PROGRAMS_OBJECT)?;
@@ -168,12 +186,6 @@ impl Capture {
             let tc: &mut SchedClassifier = program(&mut ebpf, name)?;
             tc.load().map_err(program_error(name))?;
         }
-        let drops: &mut BtfTracePoint = program(&mut ebpf, DROP_PROGRAM)?;
-        drops
-            .load("kfree_skb", &btf)
-            .map_err(program_error(DROP_PROGRAM))?;
-        let tcp: &mut SockOps = program(&mut ebpf, TCP_PROGRAM)?;
-        tcp.load().map_err(program_error(TCP_PROGRAM))?;
 
         let flows = [
             PerCpuHashMap::try_from(take_map(&mut ebpf, "flows_0")?)
@@ -205,21 +217,15 @@ impl Capture {
 
     /// Attaches the tc programs to `interface`. They stay attached until the capture is
     /// dropped.
-    pub fn attach(&mut self, interface: &str, how: TcAttach) -> Result<(), CaptureError> {
-        let clsact = match how {
-            TcAttach::Auto => !tcx_available(),
-            TcAttach::Tcx => false,
-            TcAttach::Clsact => true,
-        };
-        if clsact {
+    pub fn attach(&mut self, interface: &str, mode: TcMode) -> Result<(), CaptureError> {
+        if mode == TcMode::Clsact {
             self.qdiscs.ensure(interface)?;
         }
         for (name, kind, direction) in TC_PROGRAMS {
             let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
-            let options = if clsact {
-                TcAttachOptions::Netlink(NlOptions::default())
-            } else {
-                TcAttachOptions::TcxOrder(LinkOrder::default())
+            let options = match mode {
+                TcMode::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
+                TcMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
             };
             tc.attach_with_options(interface, kind, options)
                 .map_err(|source| CaptureError::Attach {
@@ -236,11 +242,19 @@ impl Capture {
         self.qdiscs.added()
     }
 
-    /// Starts counting the kernel's drops (every network namespace) into the flows.
+    /// Starts counting the kernel's drops (every network namespace) into the flows. The
+    /// tracepoint is found in the kernel's own BTF.
     pub fn watch_drops(&mut self, reasons: &DropReasons) -> Result<(), CaptureError> {
-        self.unspecified_drop = reasons.unspecified();
+        let btf = Btf::from_sys_fs().map_err(|source| CaptureError::Btf {
+            path: kernel::KERNEL_BTF.to_string(),
+            source,
+        })?;
         let drops: &mut BtfTracePoint = program(&mut self.ebpf, DROP_PROGRAM)?;
+        drops
+            .load("kfree_skb", &btf)
+            .map_err(program_error(DROP_PROGRAM))?;
         drops.attach().map_err(CaptureError::AttachDrops)?;
+        self.unspecified_drop = reasons.unspecified();
         Ok(())
     }
 
@@ -253,6 +267,7 @@ impl Capture {
             source,
         })?;
         let tcp: &mut SockOps = program(&mut self.ebpf, TCP_PROGRAM)?;
+        tcp.load().map_err(program_error(TCP_PROGRAM))?;
         // Attached as a BPF link (kernel >= 5.7), which always coexists with other programs on
         // the cgroup (Cilium's, another recorder's); the link takes no multi flag.
         tcp.attach(&directory, CgroupAttachMode::Single)
@@ -346,12 +361,6 @@ impl Capture {
             conn_map_full: total(LOSS_CONN_MAP_FULL)?,
         })
     }
-}
-
-/// TCX (tc through BPF links) arrived in Linux 6.6.
-fn tcx_available() -> bool {
-    aya::util::KernelVersion::current()
-        .is_ok_and(|version| version >= aya::util::KernelVersion::new(6, 6, 0))
 }
 
 /// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on most nodes,

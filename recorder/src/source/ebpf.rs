@@ -2,13 +2,16 @@
 //! pod inventory checked first; then the programs loaded and attached) and handing it to the
 //! drainer (`drain`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::drain::Drainer;
 use super::SpoolOutput;
-use crate::ebpf::drop_reasons::{BtfError, DropReasons};
+use crate::ebpf::drop_reasons::DropReasons;
+use crate::ebpf::kernel::{
+    Decision, FactsError, KernelFacts, Plan, PlanError, TcMode, MEMLOCK_NOTE,
+};
 use crate::ebpf::rows::FlowRows;
 use crate::ebpf::{cgroup2_at, cgroup2_root, Capture, CaptureError, TcAttach};
 use crate::metrics::Metrics;
@@ -30,6 +33,8 @@ pub struct EbpfConfig {
     /// Capacity of each kernel flow map.
     pub flow_map_entries: u32,
     pub tc_attach: TcAttach,
+    /// The kernel's BTF, where it does not publish it at /sys/kernel/btf/vmlinux.
+    pub kernel_btf: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,13 +44,13 @@ pub enum EbpfError {
     #[error("--interfaces {patterns}: no interface matches (interfaces here: {available})")]
     NoInterface { patterns: String, available: String },
     #[error(transparent)]
-    DropReasons(#[from] BtfError),
+    Facts(#[from] FactsError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     #[error("--pods {0}")]
     Pods(#[from] PodsError),
     #[error(transparent)]
     Kube(#[from] KubeError),
-    #[error("no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo): pass --cgroup PATH")]
-    NoCgroup2,
     #[error(
         "--cgroup {0}: not a cgroup v2 hierarchy, nor a hybrid one with v2 under unified/ \
          (sock_ops attaches to cgroup v2 only)"
@@ -53,23 +58,44 @@ pub enum EbpfError {
     NotCgroup2(PathBuf),
 }
 
+/// The programs' plan for this kernel (`flowrec kernel` prints it; `run` follows it): the
+/// kernel's facts (from `kernel_btf` and `release` where given), the cgroup v2 the TCP tracer
+/// would attach to, and `--tc-attach`.
+pub fn plan(
+    kernel_btf: Option<&Path>,
+    release: Option<&str>,
+    cgroup: Option<&Path>,
+    tc_attach: TcAttach,
+) -> Result<Plan, EbpfError> {
+    let facts = KernelFacts::read(kernel_btf, release)?;
+    let cgroup = match cgroup {
+        Some(path) => Ok(cgroup2_at(path).ok_or_else(|| EbpfError::NotCgroup2(path.into()))?),
+        None => cgroup2_root().ok_or_else(|| {
+            "no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo; --cgroup PATH names \
+             one)"
+                .to_string()
+        }),
+    };
+    Ok(Plan::decide(&facts, tc_attach, cgroup)?)
+}
+
 /// Everything the capture needs, checked before the spool is opened: a usage error stops the
 /// run before anything is attached.
 pub struct Checked {
     config: EbpfConfig,
     interfaces: Vec<String>,
-    cgroup: PathBuf,
-    drop_reasons: DropReasons,
+    plan: Plan,
     pods: Option<PodInventory>,
 }
 
 pub async fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
     let interfaces = matching_interfaces(&config.interfaces)?;
-    let cgroup = match &config.cgroup {
-        Some(path) => cgroup2_at(path).ok_or_else(|| EbpfError::NotCgroup2(path.clone()))?,
-        None => cgroup2_root().ok_or(EbpfError::NoCgroup2)?,
-    };
-    let drop_reasons = DropReasons::from_kernel()?;
+    let plan = plan(
+        config.kernel_btf.as_deref(),
+        None,
+        config.cgroup.as_deref(),
+        config.tc_attach,
+    )?;
     let pods = match &config.pods {
         Some(path) => Some(PodInventory::load(path)?),
         None if config.kube => Some(PodInventory::watching(crate::pods::kube::watch().await?)),
@@ -87,44 +113,112 @@ pub async fn check(config: &EbpfConfig) -> Result<Checked, EbpfError> {
     Ok(Checked {
         config: config.clone(),
         interfaces,
-        cgroup,
-        drop_reasons,
+        plan,
         pods,
     })
 }
 
 impl Checked {
-    /// What is recorded, for the "recording" announcement.
-    pub fn describe(&self) -> String {
-        format!(
-            "on {} (drops: node-wide; TCP: cgroup {}), drained every {:?}",
-            self.interfaces.join(","),
-            self.cgroup.display(),
-            self.config.active_timeout
-        )
-    }
-
-    /// Loads and attaches the programs; returns the drainer that empties them.
+    /// Loads and attaches the programs; returns the drainer that empties them and what is
+    /// recorded (for the "recording" announcement). An optional program the kernel refuses
+    /// is skipped, with the kernel's words, like one the plan skipped: it never stops a start.
     pub fn start(
         self,
         node_name: String,
         output: SpoolOutput,
         metrics: Arc<Metrics>,
-    ) -> Result<Drainer, EbpfError> {
-        let mut capture = Capture::load(self.config.flow_map_entries)?;
-        for interface in &self.interfaces {
-            capture.attach(interface, self.config.tc_attach)?;
+    ) -> Result<(Drainer, String), EbpfError> {
+        let mut plan = self.plan;
+        if plan.memlock_charged {
+            match raise_memlock() {
+                Some(limit) if limit != libc::RLIM_INFINITY => crate::warn!(
+                    "kernel {}: RLIMIT_MEMLOCK is {limit} bytes; {MEMLOCK_NOTE}",
+                    plan.kernel
+                ),
+                _ => {}
+            }
         }
-        capture.watch_drops(&self.drop_reasons)?;
-        capture.watch_tcp(&self.cgroup)?;
-        Ok(Drainer {
+        let mut capture = Capture::load(self.config.flow_map_entries, &plan)?;
+        for interface in &self.interfaces {
+            capture.attach(interface, plan.tc)?;
+        }
+        let refused = |error: CaptureError| {
+            format!(
+                "the kernel refused it: {}",
+                flow_schema::error_chain(&error)
+            )
+        };
+        if let Decision::Attach(reasons) = &plan.drops {
+            if let Err(error) = capture.watch_drops(reasons) {
+                plan.drops = Decision::Skip(refused(error));
+            }
+        }
+        if let Decision::Attach(cgroup) = &plan.tcp {
+            if let Err(error) = capture.watch_tcp(cgroup) {
+                plan.tcp = Decision::Skip(refused(error));
+            }
+        }
+        let programs = plan.programs();
+        for line in programs.iter().filter(|line| !line.attached) {
+            crate::warn!(
+                "kernel {}: {} ({}) not attached: {}",
+                plan.kernel,
+                line.program,
+                line.hook,
+                line.detail
+            );
+        }
+        let attached: Vec<(&str, bool)> = programs
+            .iter()
+            .map(|line| (line.program, line.attached))
+            .collect();
+        metrics.set_ebpf_programs(&attached);
+        let what = format!(
+            "on {} (tc via {}; drops: {}; TCP: {}), drained every {:?}",
+            self.interfaces.join(","),
+            match plan.tc {
+                TcMode::Tcx => "TCX",
+                TcMode::Clsact => "clsact",
+            },
+            if plan.drops.attached() {
+                "node-wide"
+            } else {
+                "not recorded"
+            },
+            match &plan.tcp {
+                Decision::Attach(cgroup) => format!("cgroup {}", cgroup.display()),
+                Decision::Skip(_) => "not recorded".to_string(),
+            },
+            self.config.active_timeout
+        );
+        let reasons = match plan.drops {
+            Decision::Attach(reasons) => reasons,
+            Decision::Skip(_) => DropReasons::default(),
+        };
+        let drainer = Drainer {
             capture,
-            rows: FlowRows::new(node_name, self.drop_reasons),
+            rows: FlowRows::new(node_name, reasons),
             pods: self.pods,
             output,
             active_timeout: self.config.active_timeout,
             metrics,
-        })
+        };
+        Ok((drainer, what))
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK's soft limit to its hard one (allowed without privileges); returns
+/// the limit now in force, None if it cannot be read.
+fn raise_memlock() -> Option<libc::rlim_t> {
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return None;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+        Some(limit.rlim_cur)
     }
 }
 
