@@ -51,6 +51,8 @@ pub struct Metrics {
     /// 1 when the last look at the followed file found nothing new (everything written to it
     /// so far is read).
     pub source_caught_up: AtomicU64,
+    /// Interfaces the eBPF source's tc programs are attached to now.
+    pub interfaces_attached: AtomicU64,
     /// Panics that ended earlier runs on this spool (each a restart).
     pub panics: AtomicU64,
     /// False once the source has stopped (both probes then answer 503).
@@ -349,6 +351,15 @@ impl Metrics {
                 "1 for each of the eBPF source's programs attached, 0 for one this kernel cannot \
                  run (flowrec kernel says why).",
                 &programs,
+            );
+        }
+        if !programs.is_empty() {
+            metric(
+                "flowrec_ebpf_interfaces",
+                "gauge",
+                "Interfaces the tc programs are attached to now (those matching --interfaces; \
+                 new ones are attached within a second).",
+                &[("", get(&self.interfaces_attached))],
             );
         }
         metric(

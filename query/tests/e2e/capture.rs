@@ -1408,3 +1408,99 @@ fn ebpf_capture_on_a_kernel_without_drop_reasons_skips_the_drop_tracer_and_recor
     assert_eq!(tcp[0]["fin"], true, "{tcp:?}");
     assert_eq!(udp_packets(&store).get(&u64::from(UDP_PORT)), Some(&3));
 }
+
+/// A pod started after the recorder gets a veth: the recorder attaches to it within a second
+/// (it matches `--interfaces`) and records its flows; when it is deleted the recorder lets go
+/// of it and goes on. Through TCX and through clsact (whose qdisc goes with the interface).
+#[test]
+fn ebpf_capture_attaches_to_interfaces_that_appear_after_it_started() {
+    for mode in ["tcx", "clsact"] {
+        let namespaces = Namespaces::new(&["a", "b", "c"]);
+        let (end_a, _) = namespaces.link(0, "10.199.0.1/24", 1, "10.199.0.2/24");
+        let (a, c) = (namespaces.names[0].clone(), namespaces.names[2].clone());
+        let (_dir, store) = temp_store();
+        let pattern = format!("frt{}*", namespaces.id);
+        let recorder = Recorder::start(
+            &a,
+            &pattern,
+            &store,
+            &["--tc-attach", mode, "--metrics-addr", "127.0.0.1:0"],
+        );
+        assert!(
+            recorder
+                .startup
+                .contains(&format!("on {end_a} and matching interfaces to come")),
+            "{}",
+            recorder.startup
+        );
+        let metrics = metrics_address(&recorder);
+        let interfaces = || {
+            let (_, exposition) = http_get(&a, &metrics, "/metrics");
+            exposition
+                .lines()
+                .find_map(|l| l.strip_prefix("flowrec_ebpf_interfaces "))
+                .map(|v| v.parse::<u64>().unwrap())
+                .unwrap_or_else(|| panic!("no flowrec_ebpf_interfaces in {exposition}"))
+        };
+        let wait_for = |count: u64| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while interfaces() != count {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{mode}: never {count} interfaces"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        assert_eq!(interfaces(), 1);
+
+        // The new pod: a veth from `a` to `c`.
+        let (new_end, _) = namespaces.link(0, "10.198.0.1/24", 2, "10.198.0.2/24");
+        wait_for(2);
+        let receiver = in_netns(&c, || UdpSocket::bind(("10.198.0.2", UDP_PORT)).unwrap());
+        in_netns(&a, || {
+            let socket = UdpSocket::bind(("10.198.0.1", 0)).unwrap();
+            for _ in 0..3 {
+                socket
+                    .send_to(&[1u8; UDP_PAYLOAD], ("10.198.0.2", UDP_PORT))
+                    .unwrap();
+            }
+        });
+        let mut datagram = [0u8; 2048];
+        for _ in 0..3 {
+            receiver.recv(&mut datagram).unwrap();
+        }
+        drop(receiver);
+
+        // The pod goes: its namespace, and so both ends of the pair.
+        let deleted = Command::new("ip")
+            .args(["netns", "del", &c])
+            .status()
+            .unwrap();
+        assert!(deleted.success());
+        wait_for(1);
+        if mode == "clsact" {
+            assert!(
+                has_clsact(&a, &end_a),
+                "the first interface keeps its qdisc"
+            );
+        }
+        let rest = recorder.stop();
+        assert!(!rest.contains("cannot remove"), "{mode}: {rest}");
+        if mode == "clsact" {
+            assert!(!has_clsact(&a, &end_a), "removed at exit");
+        }
+        let flows = query(
+            &store,
+            &format!(
+                "select cast(interface_name as varchar) as interface, sum(packets) as packets
+                 from flows where ip_destination = '10.198.0.2' and destination_port = {UDP_PORT}
+                 group by 1"
+            ),
+            &[],
+        );
+        assert_eq!(flows.len(), 1, "{mode}: {flows:?}");
+        assert_eq!(flows[0]["interface"], new_end.as_str(), "{mode}: {flows:?}");
+        assert_eq!(flows[0]["packets"], 3, "{mode}: {flows:?}");
+    }
+}

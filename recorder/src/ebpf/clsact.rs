@@ -54,6 +54,21 @@ impl Qdiscs {
     pub fn added(&self) -> &[String] {
         &self.added
     }
+
+    /// The capture is done with `interface`: the qdisc it added there is removed, unless the
+    /// interface is gone (and the qdisc with it).
+    pub fn release(&mut self, interface: &str) {
+        let before = self.added.len();
+        self.added.retain(|added| added != interface);
+        let exists = std::ffi::CString::new(interface)
+            // SAFETY: a NUL-terminated name; if_nametoindex only reads it.
+            .is_ok_and(|name| unsafe { libc::if_nametoindex(name.as_ptr()) } != 0);
+        if self.added.len() < before && exists {
+            if let Err(error) = remove(interface) {
+                crate::warn!("{error}");
+            }
+        }
+    }
 }
 
 impl Drop for Qdiscs {

@@ -108,6 +108,13 @@ pub enum CaptureError {
     Missing(&'static str),
 }
 
+/// The tc programs' links on one interface.
+#[derive(Debug)]
+pub struct TcLinks {
+    interface: String,
+    links: Vec<(&'static str, aya::programs::tc::SchedClassifierLinkId)>,
+}
+
 /// How the tc programs are attached to an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcAttach {
@@ -215,26 +222,48 @@ impl Capture {
         })
     }
 
-    /// Attaches the tc programs to `interface`. They stay attached until the capture is
+    /// Attaches the tc programs to `interface`, until [`Capture::detach`] or the capture is
     /// dropped.
-    pub fn attach(&mut self, interface: &str, mode: TcMode) -> Result<(), CaptureError> {
+    pub fn attach(&mut self, interface: &str, mode: TcMode) -> Result<TcLinks, CaptureError> {
         if mode == TcMode::Clsact {
             self.qdiscs.ensure(interface)?;
         }
+        let mut links = TcLinks {
+            interface: interface.to_string(),
+            links: Vec::new(),
+        };
         for (name, kind, direction) in TC_PROGRAMS {
             let tc: &mut SchedClassifier = program(&mut self.ebpf, name)?;
             let options = match mode {
                 TcMode::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
                 TcMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
             };
-            tc.attach_with_options(interface, kind, options)
-                .map_err(|source| CaptureError::Attach {
-                    interface: interface.to_string(),
-                    direction,
-                    source,
-                })?;
+            match tc.attach_with_options(interface, kind, options) {
+                Ok(link) => links.links.push((name, link)),
+                Err(source) => {
+                    self.detach(links);
+                    return Err(CaptureError::Attach {
+                        interface: interface.to_string(),
+                        direction,
+                        source,
+                    });
+                }
+            }
         }
-        Ok(())
+        Ok(links)
+    }
+
+    /// Detaches the tc programs from an interface, usually one that is gone (a deleted pod's
+    /// veth): its links went with it, so failures are expected and ignored; what matters is
+    /// that the capture stops holding them. A qdisc the capture added is removed if the
+    /// interface is still there.
+    pub fn detach(&mut self, links: TcLinks) {
+        for (name, link) in links.links {
+            if let Ok(tc) = program::<SchedClassifier>(&mut self.ebpf, name) {
+                let _ = tc.detach(link);
+            }
+        }
+        self.qdiscs.release(&links.interface);
     }
 
     /// Interfaces on which this capture added a clsact qdisc (removed when it is dropped).

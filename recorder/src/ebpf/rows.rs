@@ -182,6 +182,20 @@ impl MonotonicClock {
 }
 
 impl FlowRows {
+    /// Names interface `index` now, while it exists: a pod's veth may be gone by the drain
+    /// that takes its last flows.
+    pub fn name_interface(&mut self, index: u32, name: &str) {
+        self.interface_names.insert(index, name.to_string());
+    }
+
+    /// Forgets interfaces that are gone (after a drain took their flows), so the names of a
+    /// node's pods over months do not pile up.
+    pub fn forget_interfaces(&mut self, indexes: &[u32]) {
+        for index in indexes {
+            self.interface_names.remove(index);
+        }
+    }
+
     pub fn new(node: String, drop_reasons: DropReasons) -> FlowRows {
         FlowRows {
             node,

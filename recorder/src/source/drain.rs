@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use flow_schema::Table;
 
+use super::ebpf::Interfaces;
 use super::{Recording, SpoolOutput, Stop};
 use crate::ebpf::rows::{FlowRows, MonotonicClock};
 use crate::ebpf::{Capture, CaptureError, Losses};
@@ -98,9 +99,16 @@ pub struct Drains {
     pub lost_spool_error: u64,
 }
 
+/// How often the interfaces are listed for new ones matching `--interfaces` (a new pod's veth
+/// is recorded from at most this long after it appears).
+const INTERFACE_RESCAN: Duration = Duration::from_secs(1);
+
 /// The drainer's inputs.
 pub struct Drainer {
     pub capture: Capture,
+    pub interfaces: Interfaces,
+    /// Interfaces gone since the last drain: their names are forgotten after it.
+    pub gone: Vec<u32>,
     pub rows: FlowRows,
     pub pods: Option<PodInventory>,
     pub output: SpoolOutput,
@@ -117,9 +125,18 @@ impl Drainer {
         let capacity = u64::from(self.capture.flow_capacity());
         let mut schedule = Schedule::new(self.active_timeout, capacity, Instant::now());
         let mut drains = Drains::default();
+        let mut rescan = Instant::now() + INTERFACE_RESCAN;
         loop {
             let stopping = stop.wait(schedule.sleep(Instant::now()));
             let now = Instant::now();
+            if now >= rescan && !stopping {
+                let changes = self.interfaces.refresh(&mut self.capture);
+                for (index, name) in &changes.attached {
+                    self.rows.name_interface(*index, name);
+                }
+                self.gone.extend(changes.gone);
+                rescan = now + INTERFACE_RESCAN;
+            }
             if !stopping {
                 match schedule.due(now, self.capture.fill()?) {
                     None => continue,
@@ -131,7 +148,9 @@ impl Drainer {
                 }
             }
             schedule.drained(now);
+            let gone = std::mem::take(&mut self.gone);
             self.drain_once(&mut drains)?;
+            self.rows.forget_interfaces(&gone);
             let delivered = self.output.seal_if_due(stopping);
             drains.losses = self.capture.losses()?;
             let metrics = &self.metrics;

@@ -2,7 +2,9 @@
 //! pod inventory checked first; then the programs loaded and attached) and handing it to the
 //! drainer (`drain`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use crate::ebpf::kernel::{
     Decision, FactsError, KernelFacts, Plan, PlanError, TcMode, MEMLOCK_NOTE,
 };
 use crate::ebpf::rows::FlowRows;
-use crate::ebpf::{cgroup2_at, cgroup2_root, Capture, CaptureError, TcAttach};
+use crate::ebpf::{cgroup2_at, cgroup2_root, Capture, CaptureError, TcAttach, TcLinks};
 use crate::metrics::Metrics;
 use crate::pods::kube::KubeError;
 use crate::pods::{PodInventory, PodsError};
@@ -83,7 +85,8 @@ pub fn plan(
 /// run before anything is attached.
 pub struct Checked {
     config: EbpfConfig,
-    interfaces: Vec<String>,
+    /// The interfaces matching at the check: (index, name).
+    interfaces: Vec<(u32, String)>,
     plan: Plan,
     pods: Option<PodInventory>,
 }
@@ -139,8 +142,15 @@ impl Checked {
             }
         }
         let mut capture = Capture::load(self.config.flow_map_entries, &plan)?;
-        for interface in &self.interfaces {
-            capture.attach(interface, plan.tc)?;
+        let mut interfaces = Interfaces {
+            patterns: self.config.interfaces.clone(),
+            mode: plan.tc,
+            attached: BTreeMap::new(),
+            refused: BTreeSet::new(),
+            metrics: Arc::clone(&metrics),
+        };
+        for (index, name) in &self.interfaces {
+            interfaces.attach(&mut capture, *index, name)?;
         }
         let refused = |error: CaptureError| {
             format!(
@@ -174,8 +184,9 @@ impl Checked {
             .collect();
         metrics.set_ebpf_programs(&attached);
         let what = format!(
-            "on {} (tc via {}; drops: {}; TCP: {}), drained every {:?}",
-            self.interfaces.join(","),
+            "on {} and matching interfaces to come (tc via {}; drops: {}; TCP: {}), drained \
+             every {:?}",
+            interfaces.names().join(","),
             match plan.tc {
                 TcMode::Tcx => "TCX",
                 TcMode::Clsact => "clsact",
@@ -195,9 +206,15 @@ impl Checked {
             Decision::Attach(reasons) => reasons,
             Decision::Skip(_) => DropReasons::default(),
         };
+        let mut rows = FlowRows::new(node_name, reasons);
+        for (index, name) in interfaces.attached() {
+            rows.name_interface(index, name);
+        }
         let drainer = Drainer {
             capture,
-            rows: FlowRows::new(node_name, reasons),
+            interfaces,
+            gone: Vec::new(),
+            rows,
             pods: self.pods,
             output,
             active_timeout: self.config.active_timeout,
@@ -222,46 +239,150 @@ fn raise_memlock() -> Option<libc::rlim_t> {
     }
 }
 
-/// The interfaces of this network namespace that match `patterns` (names or globs).
-fn matching_interfaces(patterns: &[String]) -> Result<Vec<String>, EbpfError> {
-    let available = interface_names();
-    let matching: Vec<String> = available
-        .iter()
-        .filter(|name| patterns.iter().any(|p| glob_match(p, name)))
-        .cloned()
-        .collect();
-    if matching.is_empty() {
-        return Err(EbpfError::NoInterface {
-            patterns: patterns.join(","),
-            available: available.join(", "),
-        });
-    }
-    Ok(matching)
+/// The interfaces the tc programs are attached to, kept in step with the network namespace's:
+/// a pod started after the recorder gets a veth that matches `--interfaces` (`lxc*`), and a
+/// deleted pod's veth takes its links with it. Interfaces are told apart by index, so a name
+/// reused by a new interface is a new interface.
+pub struct Interfaces {
+    patterns: Vec<String>,
+    mode: TcMode,
+    attached: BTreeMap<u32, (String, TcLinks)>,
+    /// Interfaces the kernel refused once (logged once, not retried while they exist).
+    refused: BTreeSet<u32>,
+    metrics: Arc<Metrics>,
 }
 
-/// Interface names of the calling thread's network namespace (netlink, not /sys/class/net,
-/// which shows the namespace /sys was mounted in).
-fn interface_names() -> Vec<String> {
-    let mut names = Vec::new();
+impl Interfaces {
+    fn attach(
+        &mut self,
+        capture: &mut Capture,
+        index: u32,
+        name: &str,
+    ) -> Result<(), CaptureError> {
+        let links = capture.attach(name, self.mode)?;
+        self.attached.insert(index, (name.to_string(), links));
+        self.metrics
+            .interfaces_attached
+            .store(self.attached.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Names of the interfaces attached now.
+    pub fn names(&self) -> Vec<String> {
+        self.attached
+            .values()
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// The interfaces attached now: (index, name).
+    pub fn attached(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.attached
+            .iter()
+            .map(|(index, (name, _))| (*index, name.as_str()))
+    }
+
+    /// Attaches to the matching interfaces that appeared since the last look and lets go of
+    /// those that are gone. Never fails: an interface may vanish between the listing and the
+    /// attach (a pod deleted at once), and the others must go on being recorded.
+    pub fn refresh(&mut self, capture: &mut Capture) -> InterfaceChanges {
+        let mut changes = InterfaceChanges::default();
+        let now = matching(&self.patterns);
+        let gone: Vec<u32> = self
+            .attached
+            .keys()
+            .filter(|index| !now.iter().any(|(i, _)| i == *index))
+            .copied()
+            .collect();
+        for index in gone {
+            if let Some((_, links)) = self.attached.remove(&index) {
+                capture.detach(links);
+                changes.gone.push(index);
+            }
+        }
+        self.refused
+            .retain(|index| now.iter().any(|(i, _)| i == index));
+        for (index, name) in now {
+            if self.attached.contains_key(&index) || self.refused.contains(&index) {
+                continue;
+            }
+            match self.attach(capture, index, &name) {
+                Ok(()) => {
+                    crate::info!("attached to interface {name} (new, matches --interfaces)");
+                    changes.attached.push((index, name));
+                }
+                Err(error) => {
+                    self.refused.insert(index);
+                    crate::warn!(
+                        "interface {name}: not recorded: {}",
+                        flow_schema::error_chain(&error)
+                    );
+                }
+            }
+        }
+        self.metrics
+            .interfaces_attached
+            .store(self.attached.len() as u64, Ordering::Relaxed);
+        changes
+    }
+}
+
+/// What one [`Interfaces::refresh`] changed: (index, name) of the interfaces attached, indexes
+/// of those gone.
+#[derive(Debug, Default)]
+pub struct InterfaceChanges {
+    pub attached: Vec<(u32, String)>,
+    pub gone: Vec<u32>,
+}
+
+/// The interfaces of this network namespace that match `patterns` (names or globs), at least
+/// one.
+fn matching_interfaces(patterns: &[String]) -> Result<Vec<(u32, String)>, EbpfError> {
+    let found = matching(patterns);
+    if found.is_empty() {
+        return Err(EbpfError::NoInterface {
+            patterns: patterns.join(","),
+            available: interfaces()
+                .into_iter()
+                .map(|(_, name)| name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(found)
+}
+
+fn matching(patterns: &[String]) -> Vec<(u32, String)> {
+    interfaces()
+        .into_iter()
+        .filter(|(_, name)| patterns.iter().any(|p| glob_match(p, name)))
+        .collect()
+}
+
+/// Interfaces (index, name) of the calling thread's network namespace (netlink, not
+/// /sys/class/net, which shows the namespace /sys was mounted in), by name.
+fn interfaces() -> Vec<(u32, String)> {
+    let mut found = Vec::new();
     // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
     unsafe {
         let list = libc::if_nameindex();
         if list.is_null() {
-            return names;
+            return found;
         }
         let mut entry = list;
         while (*entry).if_index != 0 {
-            names.push(
+            found.push((
+                (*entry).if_index,
                 std::ffi::CStr::from_ptr((*entry).if_name)
                     .to_string_lossy()
                     .into_owned(),
-            );
+            ));
             entry = entry.add(1);
         }
         libc::if_freenameindex(list);
     }
-    names.sort();
-    names
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found
 }
 
 /// Shell-style glob: `*` any run of characters, `?` one character.
