@@ -222,49 +222,50 @@ impl Metrics {
         let (spool_bytes, waiting, oldest) = spool_usage(&self.spool.join("segments"));
         let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-            for (labels, value) in samples {
-                out.push_str(&format!("{name}{labels} {value}\n"));
-            }
-        };
         metric(
+            &mut out,
             "flowrec_flows_received_total",
             "counter",
             "Flows taken from the source.",
             &[("", get(&self.flows_received))],
         );
         metric(
+            &mut out,
             "flowrec_flows_recorded_total",
             "counter",
             "Flows fsynced in the local spool (recorded).",
             &[("", get(&self.flows_recorded))],
         );
         metric(
+            &mut out,
             "flowrec_flows_shipped_total",
             "counter",
             "Flows in files uploaded to the store and checked there.",
             &[("", get(&self.flows_shipped))],
         );
         metric(
+            &mut out,
             "flowrec_files_uploaded_total",
             "counter",
             "Parquet files uploaded.",
             &[("", get(&self.files_uploaded))],
         );
         metric(
+            &mut out,
             "flowrec_bytes_uploaded_total",
             "counter",
             "Bytes of Parquet uploaded.",
             &[("", get(&self.bytes_uploaded))],
         );
         metric(
+            &mut out,
             "flowrec_upload_errors_total",
             "counter",
             "Failed attempts to ship a spool segment (each is retried).",
             &[("", get(&self.upload_errors))],
         );
         metric(
+            &mut out,
             "flowrec_lost_total",
             "counter",
             "What could not be recorded, by cause (packets for flow_map_full, connections for \
@@ -283,24 +284,28 @@ impl Metrics {
             ],
         );
         metric(
+            &mut out,
             "flowrec_early_drains_total",
             "counter",
             "Kernel map drains before the active timeout (map nearly full).",
             &[("", get(&self.early_drains))],
         );
         metric(
+            &mut out,
             "flowrec_lines_malformed_total",
             "counter",
             "Lines of the followed file that are not Hubble events (reported and skipped).",
             &[("", get(&self.lines_malformed))],
         );
         metric(
+            &mut out,
             "flowrec_source_waiting",
             "gauge",
             "1 while reading the followed file waits for room in the spool (or for its disk).",
             &[("", get(&self.source_waiting))],
         );
         metric(
+            &mut out,
             "flowrec_source_caught_up",
             "gauge",
             "1 when the last look at the followed file found nothing new to read.",
@@ -322,8 +327,8 @@ impl Metrics {
                 (labels, *count)
             })
             .collect();
-        let drops: Vec<(&str, u64)> = drops.iter().map(|(l, c)| (l.as_str(), *c)).collect();
         metric(
+            &mut out,
             "flowrec_drops_total",
             "counter",
             "Drops recorded, as Hubble's hubble_drop_total counts them (eBPF: packets the kernel \
@@ -343,9 +348,9 @@ impl Metrics {
                 )
             })
             .collect();
-        let programs: Vec<(&str, u64)> = programs.iter().map(|(l, v)| (l.as_str(), *v)).collect();
         if !programs.is_empty() {
             metric(
+                &mut out,
                 "flowrec_ebpf_program_attached",
                 "gauge",
                 "1 for each of the eBPF source's programs attached, 0 for one this kernel cannot \
@@ -355,6 +360,7 @@ impl Metrics {
         }
         if !programs.is_empty() {
             metric(
+                &mut out,
                 "flowrec_ebpf_interfaces",
                 "gauge",
                 "Interfaces the tc programs are attached to now (those matching --interfaces; \
@@ -363,36 +369,56 @@ impl Metrics {
             );
         }
         metric(
+            &mut out,
             "flowrec_source_up",
             "gauge",
             "0 while the source's upstream (the Hubble stream) is down or not yet reached, else 1.",
             &[("", u64::from(self.source_down_for().is_none()))],
         );
         metric(
+            &mut out,
             "flowrec_panics_total",
             "counter",
             "Panics that ended an earlier run of the recorder on this spool (each restarted it).",
             &[("", get(&self.panics))],
         );
         metric(
+            &mut out,
             "flowrec_spool_segments_waiting",
             "gauge",
             "Sealed spool segments not yet shipped.",
             &[("", waiting)],
         );
         metric(
+            &mut out,
             "flowrec_spool_bytes",
             "gauge",
             "Bytes of spool segments not yet shipped (the one being written included).",
             &[("", spool_bytes)],
         );
         metric(
+            &mut out,
             "flowrec_spool_oldest_age_seconds",
             "gauge",
             "Age of the oldest sealed spool segment not yet shipped: how far behind the store is.",
             &[("", oldest)],
         );
         out
+    }
+}
+
+/// One metric of the exposition: its HELP and TYPE lines, then a line per sample (labels as
+/// written, `{...}` or empty).
+fn metric<L: AsRef<str>>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(L, u64)],
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    for (labels, value) in samples {
+        out.push_str(&format!("{name}{} {value}\n", labels.as_ref()));
     }
 }
 

@@ -142,6 +142,8 @@ pub struct Capture {
     active: usize,
     /// The kernel's number for a drop without a reason (see `merge`).
     unspecified_drop: Option<u32>,
+    /// The kernel's own BTF as parsed for the relocations, kept for the drop tracer's attach.
+    own_btf: Option<Btf>,
 }
 
 /// What one drain took from the kernel.
@@ -208,7 +210,10 @@ impl Capture {
             PerCpuArray::try_from(take_map(&mut ebpf, "losses")?).map_err(map_error("losses"))?;
         let flow_counts = PerCpuArray::try_from(take_map(&mut ebpf, "flow_counts")?)
             .map_err(map_error("flow_counts"))?;
+        let own_btf =
+            btf.filter(|_| plan.btf.as_deref() == Some(std::path::Path::new(kernel::KERNEL_BTF)));
         Ok(Capture {
+            own_btf,
             qdiscs: Qdiscs::default(),
             flow_counts,
             flow_capacity,
@@ -272,12 +277,16 @@ impl Capture {
     }
 
     /// Starts counting the kernel's drops (every network namespace) into the flows. The
-    /// tracepoint is found in the kernel's own BTF.
+    /// tracepoint is found in the kernel's own BTF (parsed once, at load, when the plan's BTF
+    /// is that one).
     pub fn watch_drops(&mut self, reasons: &DropReasons) -> Result<(), CaptureError> {
-        let btf = Btf::from_sys_fs().map_err(|source| CaptureError::Btf {
-            path: kernel::KERNEL_BTF.to_string(),
-            source,
-        })?;
+        let btf = match self.own_btf.take() {
+            Some(btf) => btf,
+            None => Btf::from_sys_fs().map_err(|source| CaptureError::Btf {
+                path: kernel::KERNEL_BTF.to_string(),
+                source,
+            })?,
+        };
         let drops: &mut BtfTracePoint = program(&mut self.ebpf, DROP_PROGRAM)?;
         drops
             .load("kfree_skb", &btf)

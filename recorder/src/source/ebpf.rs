@@ -186,7 +186,11 @@ impl Checked {
         let what = format!(
             "on {} and matching interfaces to come (tc via {}; drops: {}; TCP: {}), drained \
              every {:?}",
-            interfaces.names().join(","),
+            interfaces
+                .attached()
+                .map(|(_, name)| name)
+                .collect::<Vec<_>>()
+                .join(","),
             match plan.tc {
                 TcMode::Tcx => "TCX",
                 TcMode::Clsact => "clsact",
@@ -261,18 +265,15 @@ impl Interfaces {
     ) -> Result<(), CaptureError> {
         let links = capture.attach(name, self.mode)?;
         self.attached.insert(index, (name.to_string(), links));
-        self.metrics
-            .interfaces_attached
-            .store(self.attached.len() as u64, Ordering::Relaxed);
+        self.publish();
         Ok(())
     }
 
-    /// Names of the interfaces attached now.
-    pub fn names(&self) -> Vec<String> {
-        self.attached
-            .values()
-            .map(|(name, _)| name.clone())
-            .collect()
+    /// `flowrec_ebpf_interfaces`: how many are attached now.
+    fn publish(&self) {
+        self.metrics
+            .interfaces_attached
+            .store(self.attached.len() as u64, Ordering::Relaxed);
     }
 
     /// The interfaces attached now: (index, name).
@@ -288,10 +289,11 @@ impl Interfaces {
     pub fn refresh(&mut self, capture: &mut Capture) -> InterfaceChanges {
         let mut changes = InterfaceChanges::default();
         let now = matching(&self.patterns);
+        let present: BTreeSet<u32> = now.iter().map(|(index, _)| *index).collect();
         let gone: Vec<u32> = self
             .attached
             .keys()
-            .filter(|index| !now.iter().any(|(i, _)| i == *index))
+            .filter(|index| !present.contains(index))
             .copied()
             .collect();
         for index in gone {
@@ -300,8 +302,7 @@ impl Interfaces {
                 changes.gone.push(index);
             }
         }
-        self.refused
-            .retain(|index| now.iter().any(|(i, _)| i == index));
+        self.refused.retain(|index| present.contains(index));
         for (index, name) in now {
             if self.attached.contains_key(&index) || self.refused.contains(&index) {
                 continue;
@@ -320,9 +321,7 @@ impl Interfaces {
                 }
             }
         }
-        self.metrics
-            .interfaces_attached
-            .store(self.attached.len() as u64, Ordering::Relaxed);
+        self.publish();
         changes
     }
 }
