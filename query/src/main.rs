@@ -7,23 +7,25 @@ use clap::{CommandFactory, FromArgMatches};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc, told to commit arena memory as it is used and to return freed memory at once:
-/// with its defaults the bench's all-columns queries peaked at 1.1 GiB (glibc: ~160 MiB); with
-/// these at ~610 MiB, at the same speed (README, "Queries").
-fn return_freed_memory() {
-    // `mi_option_arena_eager_commit` and `mi_option_purge_delay` in include/mimalloc.h (4 and
-    // 15 in v2 and v3, the version libmimalloc-sys builds by default).
+/// mimalloc, told to commit arena memory as it is used (with its defaults the bench's
+/// all-columns queries peaked at 1.1 GiB; glibc: ~160 MiB). Freed memory is returned after
+/// mimalloc's default 10 ms, not at once: returning it at once (tried, 2026-12-03) held those
+/// peaks at 514-599 MiB (now 680-716 MiB), but every page freed and used again was then a
+/// fresh page fault, which cost the newest hour's 600 small files a third of their
+/// `select *` (1.05 s vs 0.71 s) and the 10M-flow scans 13-17% (README, "Queries").
+/// mimalloc's own environment variable (`MIMALLOC_ARENA_EAGER_COMMIT`) still decides when set.
+fn commit_on_use() {
+    // `mi_option_arena_eager_commit` in include/mimalloc.h (4 in v2 and v3, the version
+    // libmimalloc-sys builds by default).
     const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: sets global options before any thread is started; no pointers involved.
-    unsafe {
-        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // SAFETY: sets a global option before any thread is started; no pointers involved.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     }
 }
 
 fn main() -> ExitCode {
-    return_freed_memory();
+    commit_on_use();
     let matches = flowsql::cli::Cli::command().get_matches();
     let cli = match flowsql::cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
