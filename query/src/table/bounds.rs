@@ -33,6 +33,21 @@ impl Bounds {
         let before_since = matches!((max, self.since), (Some(max), Some(since)) if max < since);
         !(after_until || before_since)
     }
+
+    /// Whether every instant of `[min, max]` (inclusive; `None`: unknown) is within the bounds.
+    pub fn contains(&self, min: Option<i64>, max: Option<i64>) -> bool {
+        let from = match (self.since, min) {
+            (None, _) => true,
+            (Some(since), Some(min)) => min >= since,
+            (Some(_), None) => false,
+        };
+        let to = match (self.until, max) {
+            (None, _) => true,
+            (Some(until), Some(max)) => max < until,
+            (Some(_), None) => false,
+        };
+        from && to
+    }
 }
 
 /// The bounds on `column` of the conjuncts of `filters` (others are ignored: they narrow
@@ -111,6 +126,19 @@ mod tests {
             Some(ns),
             Some("UTC".into()),
         ))
+    }
+
+    #[test]
+    fn a_range_is_contained_only_when_wholly_inside() {
+        let hour = Bounds {
+            since: Some(100),
+            until: Some(200),
+        };
+        assert!(hour.contains(Some(100), Some(199)));
+        assert!(!hour.contains(Some(99), Some(150)));
+        assert!(!hour.contains(Some(150), Some(200)));
+        assert!(!hour.contains(None, Some(150)));
+        assert!(Bounds::default().contains(None, None));
     }
 
     #[test]
