@@ -22,11 +22,6 @@ const UNSELECTIVE: [&str; 11] = [
     "trace_observation_point",
 ];
 
-/// Whether to evaluate the filters inside the Parquet reader, decoding the other columns only
-/// for the rows that pass: worth it when a filter removes most rows (an IP, a pod, a drop, a
-/// namespace), a loss when it keeps nearly all (`verdict = 'FORWARDED'`: 0.29 s without,
-/// 0.35 s with, on the regression query of the benchmark). A filter is unselective when every
-/// column it reads is in [`UNSELECTIVE`], or when it is a verdict test that FORWARDED passes.
 /// Whether Parquet's own pruning (row-group statistics, bloom filters) can only repeat what
 /// planning did: every filter reads only `time`, and planning found each file's time range
 /// wholly inside the bounds taken from them. It is then skipped: on the newest hour's hundreds
@@ -39,6 +34,11 @@ pub fn nothing_to_prune(filters: &[Expr], time: &str, files_within_bounds: bool)
             .all(|f| f.column_refs().iter().all(|c| c.name == time))
 }
 
+/// Whether to evaluate the filters inside the Parquet reader, decoding the other columns only
+/// for the rows that pass: worth it when a filter removes most rows (an IP, a pod, a drop, a
+/// namespace), a loss when it keeps nearly all (`verdict = 'FORWARDED'`: 0.29 s without,
+/// 0.35 s with, on the regression query of the benchmark). A filter is unselective when every
+/// column it reads is in [`UNSELECTIVE`], or when it is a verdict test that FORWARDED passes.
 pub fn worth_pushing_down(filters: &[Expr]) -> bool {
     filters
         .iter()
