@@ -34,7 +34,14 @@ pub fn run(command: &mut Command) -> Result<Measure, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("{command:?}: {e}"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "{} not found: install it (the duckdb CLI: `python3 -m pip install duckdb-cli`; \
+                 the make bench targets do) or build the workspace in release",
+                command.get_program().to_string_lossy()
+            ),
+            _ => format!("{command:?}: {e}"),
+        })?;
     let status_file = format!("/proc/{}/status", child.id());
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
