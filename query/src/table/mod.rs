@@ -51,7 +51,8 @@ use flow_schema::{Table, SCHEMA_VERSION};
 use object_store::ObjectMeta;
 
 pub use bounds::{time_bounds, Bounds};
-pub use choices::{nothing_to_prune, sorts_by_time, worth_pushing_down};
+use choices::nothing_to_prune;
+pub use choices::{sorts_by_time, worth_pushing_down};
 use damage::{Damage, DamageLog};
 use flow_schema::layout::NANOS_PER_HOUR;
 use footers::{Expectation, Footer};

@@ -683,19 +683,7 @@ fn ebpf_capture_counts_a_forwarded_packet_once() {
     let (_dir, store) = temp_store();
     let recorder = Recorder::start(&router, &format!("{r_b},{r_c}"), &store, &[]);
 
-    let receiver = in_netns(&c, || UdpSocket::bind(("10.198.2.2", UDP_PORT)).unwrap());
-    in_netns(&b, || {
-        let socket = UdpSocket::bind(("10.198.1.2", 0)).unwrap();
-        for _ in 0..5 {
-            socket
-                .send_to(&[1u8; UDP_PAYLOAD], ("10.198.2.2", UDP_PORT))
-                .unwrap();
-        }
-    });
-    let mut datagram = [0u8; 2048];
-    for _ in 0..5 {
-        receiver.recv(&mut datagram).unwrap();
-    }
+    udp_between((&b, "10.198.1.2"), (&c, "10.198.2.2"), UDP_PORT, 5);
     std::thread::sleep(Duration::from_millis(300));
     recorder.stop();
     drop(namespaces);
@@ -838,13 +826,22 @@ fn ebpf_capture_through_clsact_removes_only_the_qdisc_it_added() {
 
 /// Sends `count` UDP datagrams from `a` to `b`'s port `port` (received, so none is dropped).
 fn udp_datagrams(veth: &Veth, port: u16, count: usize) {
-    let receiver = in_netns(&veth.b, || UdpSocket::bind(("10.199.0.2", port)).unwrap());
-    in_netns(&veth.a, || {
-        let socket = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+    udp_between(
+        (&veth.a, "10.199.0.1"),
+        (&veth.b, "10.199.0.2"),
+        port,
+        count,
+    );
+}
+
+/// Sends `count` UDP datagrams from `(namespace, address)` to the other's port `port`, and
+/// receives them all (so none is dropped).
+fn udp_between(from: (&str, &str), to: (&str, &str), port: u16, count: usize) {
+    let receiver = in_netns(to.0, || UdpSocket::bind((to.1, port)).unwrap());
+    in_netns(from.0, || {
+        let socket = UdpSocket::bind((from.1, 0)).unwrap();
         for _ in 0..count {
-            socket
-                .send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", port))
-                .unwrap();
+            socket.send_to(&[1u8; UDP_PAYLOAD], (to.1, port)).unwrap();
         }
     });
     let mut datagram = [0u8; 2048];
@@ -1457,20 +1454,7 @@ fn ebpf_capture_attaches_to_interfaces_that_appear_after_it_started() {
         // The new pod: a veth from `a` to `c`.
         let (new_end, _) = namespaces.link(0, "10.198.0.1/24", 2, "10.198.0.2/24");
         wait_for(2);
-        let receiver = in_netns(&c, || UdpSocket::bind(("10.198.0.2", UDP_PORT)).unwrap());
-        in_netns(&a, || {
-            let socket = UdpSocket::bind(("10.198.0.1", 0)).unwrap();
-            for _ in 0..3 {
-                socket
-                    .send_to(&[1u8; UDP_PAYLOAD], ("10.198.0.2", UDP_PORT))
-                    .unwrap();
-            }
-        });
-        let mut datagram = [0u8; 2048];
-        for _ in 0..3 {
-            receiver.recv(&mut datagram).unwrap();
-        }
-        drop(receiver);
+        udp_between((&a, "10.198.0.1"), (&c, "10.198.0.2"), UDP_PORT, 3);
 
         // The pod goes: its namespace, and so both ends of the pair.
         let deleted = Command::new("ip")
