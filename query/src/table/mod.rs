@@ -142,11 +142,12 @@ impl StoreReader {
             for meta in files {
                 // DataFusion skips an empty object without opening it: say so here.
                 if meta.size < footers::MIN_PARQUET_SIZE {
-                    let reason = footers::fetch(self.store.object_store.as_ref(), &meta)
-                        .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?
-                        .err()
-                        .unwrap_or_default();
+                    let reason =
+                        footers::fetch(self.store.object_store.as_ref(), &meta, &shape.expect)
+                            .await
+                            .map_err(|e| DataFusionError::External(Box::new(e)))?
+                            .err()
+                            .unwrap_or_default();
                     self.report(&meta, reason)?;
                 } else {
                     planned.push(Planned::unknown(meta));

@@ -77,7 +77,7 @@ impl CheckedReader {
     async fn metadata(&self) -> parquet::errors::Result<Arc<ParquetMetaData>> {
         let metadata = match footers::cached(&self.cache, &self.meta) {
             Some(metadata) => Ok(metadata),
-            None => match footers::fetch(self.store.as_ref(), &self.meta).await {
+            None => match footers::fetch(self.store.as_ref(), &self.meta, &self.expect).await {
                 Ok(Ok(metadata)) => {
                     if self.cache_footers {
                         let entry = CachedFileMetadataEntry::new(
