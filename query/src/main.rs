@@ -24,6 +24,15 @@ fn commit_on_use() {
     }
 }
 
+/// Threads for blocking work: a local store's reads (object_store runs each on one). Tokio's
+/// default (512) let the newest hour's 600 small files start ~60 threads, each with its own
+/// allocator pages to fault in: 230 MiB peak and 0.17 s, against 190 MiB and 0.14-0.15 s with
+/// 4 on this 2-core VM (2026-12-04). Reads queue for a thread; none waits for another.
+fn blocking_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    (2 * cores).max(4)
+}
+
 fn main() -> ExitCode {
     commit_on_use();
     let matches = flowsql::cli::Cli::command().get_matches();
@@ -33,6 +42,7 @@ fn main() -> ExitCode {
     };
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads())
         .build()
     {
         Ok(runtime) => runtime.block_on(flowsql::run(cli, &matches)),
