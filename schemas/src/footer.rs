@@ -100,10 +100,10 @@ impl<T: Clone> ByBytes<T> {
 ///
 /// The span is the one the decoder skips when given a descriptor: a collection of booleans
 /// (which no schema holds, and which that skip and a read measure differently) gives `None`.
-/// The first field 2 is taken. A footer that repeats it with another schema (no writer does;
-/// the decoder alone keeps the last) is read with the first: finding a repeat would mean
-/// walking every row group's metadata, which costs what sharing saves, and such a file is
-/// then refused by the table's checks or fails when its pages are read.
+/// The first field 2 is taken. A footer that repeats it (no writer does; the decoder alone
+/// keeps the last, or fails on a repeat that is not a list) is read with the first: finding a
+/// repeat would mean walking every row group's metadata, which costs what sharing saves. Such
+/// a file is still checked against the table like any other.
 pub fn schema_bytes(footer: &[u8]) -> Option<&[u8]> {
     top_level_fields(footer)
         .map_while(|field| field)
