@@ -36,17 +36,11 @@ impl Bounds {
 
     /// Whether every instant of `[min, max]` (inclusive; `None`: unknown) is within the bounds.
     pub fn contains(&self, min: Option<i64>, max: Option<i64>) -> bool {
-        let from = match (self.since, min) {
-            (None, _) => true,
-            (Some(since), Some(min)) => min >= since,
-            (Some(_), None) => false,
-        };
-        let to = match (self.until, max) {
-            (None, _) => true,
-            (Some(until), Some(max)) => max < until,
-            (Some(_), None) => false,
-        };
-        from && to
+        self.since
+            .is_none_or(|since| min.is_some_and(|min| min >= since))
+            && self
+                .until
+                .is_none_or(|until| max.is_some_and(|max| max < until))
     }
 }
 
