@@ -23,11 +23,13 @@ Examples:
   flowsql --since 24h report compliance.yaml --html report.html
   flowsql --since 7d policy whatif new-policy.yaml --fail-on newly-denied
   flowsql serve --listen 127.0.0.1:4245      # hubble observe --server localhost:4245 --since 1d
+  flowsql --cluster df://flowsql-scheduler:50050 regressions --baseline 30d --window 1h
 
 Commands: replay (hubble observe over the history: same filters, same output formats),
 regressions (connections a policy change broke), policy (whatif: what a proposed policy would
 deny among the recorded connections; suggest: least-privilege policies from them), report
-(compliance checks, HTML/Markdown/JSON), serve (the Hubble Observer API over the history).
+(compliance checks, HTML/Markdown/JSON), serve (the Hubble Observer API over the history),
+scheduler and executor (a cluster for --cluster: every command then runs there).
 
 Tables: flows (one row per flow, Hubble field names flattened with _: verdict, drop_reason_desc,
 source_pod_name, destination_port, egress_denied_by, ...), lost_events (visibility gaps) and
@@ -95,6 +97,11 @@ pub struct Cli {
     /// by default it is named on stderr, left out, and the exit status is 1
     #[arg(long, global = true)]
     pub strict_store: bool,
+
+    /// Plan and run the statements on a cluster (`flowsql scheduler` + executors), given as
+    /// df://HOST:PORT; before the command (replay's own --cluster is hubble's filter)
+    #[arg(long, env = crate::cluster::CLUSTER_ENV, value_name = "URL")]
+    pub cluster: Option<String>,
 }
 
 impl Cli {
@@ -102,6 +109,11 @@ impl Cli {
     pub fn read_options(&self) -> crate::session::ReadOptions {
         crate::session::ReadOptions {
             strict_store: self.strict_store,
+            // One string for the whole process: the options are copied into every session.
+            cluster: self
+                .cluster
+                .as_deref()
+                .map(|url| &*Box::leak(url.to_owned().into_boxed_str())),
             ..crate::session::ReadOptions::FLOWSQL
         }
     }
@@ -119,4 +131,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Serve the history on the Hubble Observer API (hubble observe --server, Hubble UI)
     Serve(crate::serve::ServeArgs),
+    /// Run a cluster scheduler (Apache Ballista) for `flowsql --cluster df://HOST:PORT`
+    Scheduler(crate::cluster::SchedulerArgs),
+    /// Run a cluster executor: it registers with a scheduler and reads the store for it
+    Executor(crate::cluster::ExecutorArgs),
 }

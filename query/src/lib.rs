@@ -7,6 +7,7 @@
 //! policy change broke), `report` (compliance checks).
 
 pub mod cli;
+pub mod cluster;
 pub mod exec;
 pub mod hints;
 pub mod hourly;
@@ -66,6 +67,12 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
             );
             ExitCode::from(2)
         }
+        Some(Command::Scheduler(args)) => {
+            node(cli.cluster.is_some(), cluster::node::run_scheduler(args)).await
+        }
+        Some(Command::Executor(args)) => {
+            node(cli.cluster.is_some(), cluster::node::run_executor(args)).await
+        }
         Some(Command::Serve(args)) => {
             let options = cli.read_options().streaming_whole_flows();
             match serve::run(&cli.store, options, args).await {
@@ -74,6 +81,28 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
             }
         }
         None => sql(&cli, range).await,
+    }
+}
+
+/// A scheduler or executor, run until stopped: 2 when it cannot start.
+async fn node<E: std::error::Error>(
+    cluster_given: bool,
+    run: impl std::future::Future<Output = Result<(), E>>,
+) -> ExitCode {
+    if cluster_given {
+        eprintln!("flowsql: error: --cluster is for clients; a scheduler or executor is given its own addresses");
+        return ExitCode::from(2);
+    }
+    match cluster::logging::level_from_env() {
+        Ok(level) => cluster::logging::init(level),
+        Err(message) => {
+            eprintln!("flowsql: error: {message}");
+            return ExitCode::from(2);
+        }
+    }
+    match run.await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(2, &error),
     }
 }
 

@@ -17,7 +17,7 @@ use flow_schema::store::{Location, Patience, Store, StoreError};
 use flow_schema::Table;
 
 use crate::table::damage::DamageLog;
-use crate::table::{sorts_by_time, StoreReader, StoreTable};
+use crate::table::{sorts_by_time, StoreReader, StoreTable, StringColumns};
 use crate::udf;
 use flow_schema::timerange::TimeRange;
 
@@ -35,6 +35,8 @@ pub enum SessionError {
     Config(DataFusionError),
     #[error("environment variable {var} is invalid: {cause}")]
     RuntimeEnv { var: String, cause: DataFusionError },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 const COLLECT_STATISTICS_VAR: &str = "DATAFUSION_EXECUTION_COLLECT_STATISTICS";
@@ -67,6 +69,8 @@ pub struct ReadOptions {
     /// The statements stream every column of many flows (replay, serve): smaller batches
     /// (see [`WHOLE_FLOW_BATCH_ROWS`]), unless the environment sets the batch size.
     pub whole_flows: bool,
+    /// `--cluster df://HOST:PORT`: statements are planned and run there (`crate::cluster`).
+    pub cluster: Option<&'static str>,
 }
 
 impl ReadOptions {
@@ -74,6 +78,7 @@ impl ReadOptions {
         tool: "flowsql",
         strict_store: false,
         whole_flows: false,
+        cluster: None,
     };
 
     /// The same, for statements that stream whole flows.
@@ -118,7 +123,10 @@ impl FlowSession {
         // Filter pushdown into the Parquet reader is decided per scan by the tables
         // (`table::worth_pushing_down`); DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true (or
         // SET) forces it everywhere.
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = match options.cluster {
+            None => SessionContext::new_with_config(config),
+            Some(cluster) => crate::cluster::context(config, cluster).await?,
+        };
         // Footers are kept for the read that follows planning: 50 MB (DataFusion's default)
         // holds ~1,000 of a flows file's; an hour of a 50-node fleet is 600.
         if std::env::var_os(METADATA_CACHE_VAR).is_none() {
@@ -135,7 +143,11 @@ impl FlowSession {
             ctx.register_udf(function);
         }
         let damage = DamageLog::new(options.tool, options.strict_store);
-        let reader = Arc::new(StoreReader::new(store.clone(), damage));
+        let strings = match options.cluster {
+            None => StringColumns::Views,
+            Some(_) => StringColumns::Plain,
+        };
+        let reader = Arc::new(StoreReader::new(store.clone(), damage, strings));
         let session = FlowSession {
             ctx,
             store,

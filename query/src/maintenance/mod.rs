@@ -235,6 +235,7 @@ impl Maintainer {
             tool: "flowstore",
             strict_store: true,
             whole_flows: false,
+            cluster: None,
         };
         let session = FlowSession::with_store(store.clone(), TimeRange::default(), options).await?;
         Ok(Maintainer {

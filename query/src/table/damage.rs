@@ -41,6 +41,16 @@ impl DamageLog {
         }
     }
 
+    /// The tool named in warnings.
+    pub fn tool(&self) -> &'static str {
+        self.tool
+    }
+
+    /// Whether a damaged object fails the query (`--strict-store`).
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
     /// Records `damage`: an error under `--strict-store`, else a warning on stderr (once per
     /// object) and the scan goes on without it.
     pub fn report(&self, damage: Damage) -> Result<(), StrictStoreError> {

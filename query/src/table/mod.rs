@@ -74,14 +74,30 @@ pub struct StoreReader {
     pub store: Store,
     pub catalog: Catalog,
     pub damage: DamageLog,
+    /// How the tables' string columns reach DataFusion.
+    pub strings: StringColumns,
+}
+
+/// How string columns reach DataFusion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringColumns {
+    /// Plain strings as views, dictionaries kept: the Parquet reader makes views without a
+    /// copy, and grouping and comparing them is cheaper. Every local session.
+    Views,
+    /// Every string column plain (`Utf8`), dictionaries decoded: a cluster's. Arrow Flight,
+    /// which carries Ballista's shuffles and results, turns dictionaries into plain strings
+    /// on the way (the next stage then meets other types than it was planned with: "RowConverter
+    /// column schema mismatch"), and Ballista turns view types off.
+    Plain,
 }
 
 impl StoreReader {
-    pub fn new(store: Store, damage: DamageLog) -> StoreReader {
+    pub fn new(store: Store, damage: DamageLog, strings: StringColumns) -> StoreReader {
         StoreReader {
             catalog: Catalog::new(store.clone()),
             store,
             damage,
+            strings,
         }
     }
 
@@ -233,9 +249,9 @@ struct Shape {
 }
 
 impl Shape {
-    fn new(stored: SchemaRef, version: u32) -> Shape {
+    fn new(stored: SchemaRef, version: u32, strings: StringColumns) -> Shape {
         Shape {
-            schema: string_views(&stored),
+            schema: read_types(&stored, strings),
             sort_column: stored.field(0).name().clone(),
             expect: Arc::new(Expectation::new(stored, version)),
             merge: false,
@@ -255,7 +271,7 @@ impl Shape {
         Shape {
             schema: Arc::clone(&stored),
             merge: true,
-            ..Shape::new(stored, version)
+            ..Shape::new(stored, version, StringColumns::Views)
         }
     }
 
@@ -411,6 +427,18 @@ enum Files {
     Pinned(Vec<ObjectMeta>),
 }
 
+/// What a table reads, stated so that another process can build the same table over the same
+/// store: a cluster's scheduler plans the scans (`crate::cluster::codec`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reads {
+    /// `flows` or `lost_events`, in this build's schema.
+    Recorded(Table),
+    /// `flows_hourly`.
+    Rollups,
+    /// Exactly these files of a dataset, in this build's schema for it.
+    Pinned(Dataset, Vec<ObjectMeta>),
+}
+
 /// A table of the store.
 #[derive(Debug)]
 pub struct StoreTable {
@@ -434,8 +462,8 @@ impl StoreTable {
         version: u32,
     ) -> Self {
         StoreTable {
+            shape: Shape::new(schema, version, reader.strings),
             reader,
-            shape: Shape::new(schema, version),
             files: Files::Recorded(table),
         }
     }
@@ -443,8 +471,8 @@ impl StoreTable {
     /// `flows_hourly`.
     pub fn rollups(reader: Arc<StoreReader>) -> Self {
         StoreTable {
+            shape: Shape::new(rollup_schema(), ROLLUP_SCHEMA_VERSION, reader.strings),
             reader,
-            shape: Shape::new(rollup_schema(), ROLLUP_SCHEMA_VERSION),
             files: Files::Rollups,
         }
     }
@@ -457,8 +485,8 @@ impl StoreTable {
         files: Vec<ObjectMeta>,
     ) -> Self {
         StoreTable {
+            shape: Shape::new(schema, version, reader.strings),
             reader,
-            shape: Shape::new(schema, version),
             files: Files::Pinned(files),
         }
     }
@@ -476,6 +504,49 @@ impl StoreTable {
             shape: Shape::for_merge(schema, version),
             files: Files::Pinned(files),
         }
+    }
+
+    /// What this table reads, or `None` when another process could not build the same table
+    /// from that alone: a compaction's inputs (read in their stored types), or a schema this
+    /// build does not name (a test's hand-made version 2).
+    pub fn reads(&self) -> Option<Reads> {
+        let stored = &self.shape.expect.schema;
+        let this_build = |dataset: Dataset| match dataset.table() {
+            Some(table) => self.shape.expect.version == SCHEMA_VERSION && *stored == table.schema(),
+            None => {
+                self.shape.expect.version == ROLLUP_SCHEMA_VERSION && *stored == rollup_schema()
+            }
+        };
+        if self.shape.merge {
+            return None;
+        }
+        match &self.files {
+            Files::Recorded(table) => {
+                this_build(Dataset::from(*table)).then_some(Reads::Recorded(*table))
+            }
+            Files::Rollups => this_build(Dataset::FlowsHourly).then_some(Reads::Rollups),
+            Files::Pinned(files) => Dataset::ALL
+                .into_iter()
+                .find(|d| this_build(*d))
+                .map(|d| Reads::Pinned(d, files.clone())),
+        }
+    }
+
+    /// The table that reads `reads` through `reader`.
+    pub fn from_reads(reader: Arc<StoreReader>, reads: Reads) -> Self {
+        match reads {
+            Reads::Recorded(table) => Self::recorded(reader, table),
+            Reads::Rollups => Self::rollups(reader),
+            Reads::Pinned(dataset, files) => match dataset.table() {
+                Some(table) => Self::pinned(reader, table.schema(), SCHEMA_VERSION, files),
+                None => Self::pinned(reader, rollup_schema(), ROLLUP_SCHEMA_VERSION, files),
+            },
+        }
+    }
+
+    /// The store and damage policy it reads through.
+    pub fn reader(&self) -> &Arc<StoreReader> {
+        &self.reader
     }
 
     /// The files of the hours in `bounds` (foreign objects met on the way are reported).
@@ -564,15 +635,23 @@ fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusion
     DataFusionError::External(Box::new(error))
 }
 
-/// The table schema with its string columns as `Utf8View`: the Parquet reader produces views
-/// directly (no copy into contiguous buffers, then no cast back), and grouping and comparing
-/// views is cheaper. Lists and dictionaries keep their types.
-fn string_views(schema: &SchemaRef) -> SchemaRef {
+/// The table schema as DataFusion reads it. With [`StringColumns::Views`] its string columns
+/// are `Utf8View`: the Parquet reader produces views directly (no copy into contiguous buffers,
+/// then no cast back), and grouping and comparing views is cheaper; lists and dictionaries keep
+/// their types. With [`StringColumns::Plain`] dictionaries of strings are read as `Utf8`.
+fn read_types(schema: &SchemaRef, strings: StringColumns) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+        .map(|f| match (f.data_type(), strings) {
+            (DataType::Utf8, StringColumns::Views) => {
+                f.as_ref().clone().with_data_type(DataType::Utf8View)
+            }
+            (DataType::Dictionary(_, value), StringColumns::Plain)
+                if value.as_ref() == &DataType::Utf8 =>
+            {
+                f.as_ref().clone().with_data_type(DataType::Utf8)
+            }
             _ => f.as_ref().clone(),
         })
         .collect();

@@ -261,7 +261,7 @@ fn owned_dir(path: &Path, workload: &Value) -> PathBuf {
 #[test]
 fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() {
     let dir = tempfile::tempdir().unwrap();
-    // The PodMonitor component, added to an overlay as the README says.
+    // The PodMonitor and cluster components, added to an overlay as the README says.
     let with_component = tempfile::tempdir_in(repo_root().join("target")).unwrap();
     let relative = |path: &str| {
         let depth = with_component
@@ -275,9 +275,10 @@ fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() 
     std::fs::write(
         with_component.path().join("kustomization.yaml"),
         format!(
-            "resources: [{}]\ncomponents: [{}]\n",
+            "resources: [{}]\ncomponents: [{}, {}]\n",
             relative("overlays/hubble"),
-            relative("components/podmonitor")
+            relative("components/podmonitor"),
+            relative("components/cluster")
         ),
     )
     .unwrap();
@@ -291,6 +292,14 @@ fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() 
     }
     let monitored = render(with_component.path());
     assert!(monitored.contains("kind: PodMonitor"), "{monitored}");
+    // The cluster component: a scheduler its executors and clients find by name.
+    for name in [
+        "name: flowsql-scheduler",
+        "name: flowsql-executor",
+        "--scheduler=flowsql-scheduler:50050",
+    ] {
+        assert!(monitored.contains(name), "{name}: {monitored}");
+    }
     for version in KUBERNETES_VERSIONS {
         let output = Command::new("kubernetes-validate")
             .args(["--strict", "--quiet", "-k", version])

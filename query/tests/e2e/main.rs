@@ -2,6 +2,7 @@
 //! One test binary for the whole workspace (build time matters on 2 cores).
 
 mod capture;
+mod cluster;
 mod deploy;
 mod follow;
 mod hubble;
