@@ -102,6 +102,11 @@ pub struct Cli {
     /// df://HOST:PORT; before the command (replay's own --cluster is hubble's filter)
     #[arg(long, env = crate::cluster::CLUSTER_ENV, value_name = "URL")]
     pub cluster: Option<String>,
+
+    /// With --cluster: how long a command (a statement, in the shell) may take before flowsql
+    /// gives up on the cluster's answer
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = flow_schema::units::parse_duration)]
+    pub cluster_timeout: std::time::Duration,
 }
 
 impl Cli {
@@ -113,7 +118,10 @@ impl Cli {
             cluster: self
                 .cluster
                 .as_deref()
-                .map(|url| &*Box::leak(url.to_owned().into_boxed_str())),
+                .map(|url| crate::cluster::ClusterOptions {
+                    url: Box::leak(url.to_owned().into_boxed_str()),
+                    timeout: self.cluster_timeout,
+                }),
             ..crate::session::ReadOptions::FLOWSQL
         }
     }

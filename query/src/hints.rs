@@ -18,6 +18,14 @@ pub fn for_failure(message: &str) -> Option<String> {
             spill_folder().display()
         ));
     }
+    if message.contains("could not be prepared or was rejected by executor") {
+        return Some(
+            "an executor of the cluster could not run a task of the query: most often it runs \
+             another flowsql version, which lacks a function or table the query uses; the \
+             executor's log names the cause (kubectl logs deploy/flowsql-executor)"
+                .to_owned(),
+        );
+    }
     if message.contains("Resources exhausted") {
         return Some(
             "the query needs more memory than DATAFUSION_RUNTIME_MEMORY_LIMIT allows: raise it, \

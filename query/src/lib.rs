@@ -47,19 +47,40 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
         Ok(range) => range,
         Err(error) => return fail(2, &error),
     };
+    // On a cluster a command's whole run is bounded (the shell bounds each statement).
+    let shell = cli.command.is_none() && cli.sql.is_empty() && cli.file.is_none();
+    let node = matches!(
+        cli.command,
+        Some(Command::Scheduler(_) | Command::Executor(_))
+    );
+    match cli.read_options().cluster {
+        Some(cluster) if !shell && !node => cluster
+            .within(command(&cli, matches, range, now))
+            .await
+            .unwrap_or_else(|timeout| fail(1, &timeout)),
+        _ => command(&cli, matches, range, now).await,
+    }
+}
+
+async fn command(
+    cli: &Cli,
+    matches: &ArgMatches,
+    range: TimeRange,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ExitCode {
     match &cli.command {
         Some(Command::Replay(args)) => {
             let matches = matches.subcommand_matches("replay").unwrap_or(matches);
-            replay(&cli, args, matches, range).await
+            replay(cli, args, matches, range).await
         }
-        Some(Command::Regressions(args)) => regressions(&cli, args, now).await,
+        Some(Command::Regressions(args)) => regressions(cli, args, now).await,
         Some(Command::Policy(args)) => match &args.command {
-            policy::PolicyCommand::Whatif(whatif) => policy::run(&cli, whatif, range, now).await,
+            policy::PolicyCommand::Whatif(whatif) => policy::run(cli, whatif, range, now).await,
             policy::PolicyCommand::Suggest(suggest) => {
-                policy::run_suggest(&cli, suggest, range, now).await
+                policy::run_suggest(cli, suggest, range, now).await
             }
         },
-        Some(Command::Report(args)) => report::run(&cli, args, now).await,
+        Some(Command::Report(args)) => report::run(cli, args, now).await,
         Some(Command::Serve(_)) if !range.is_unbounded() => {
             eprintln!(
                 "flowsql: error: serve takes no --since/--until: each request brings its own \
@@ -80,7 +101,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
                 Err(error) => fail(2, &error),
             }
         }
-        None => sql(&cli, range).await,
+        None => sql(cli, range).await,
     }
 }
 

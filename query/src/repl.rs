@@ -94,7 +94,14 @@ pub async fn run(session: &FlowSession, format: OutputFormat) -> Result<(), Exec
         let sql = std::mem::take(&mut pending);
         let _ = editor.add_history_entry(sql.trim());
         let mut printer = Printer::new(format, None)?;
-        report(exec::run_sql(session, &sql, &mut printer).await);
+        let run = exec::run_sql(session, &sql, &mut printer);
+        match session.cluster {
+            None => report(run.await),
+            Some(cluster) => match cluster.within(run).await {
+                Ok(result) => report(result),
+                Err(timeout) => report(Err(ExecError::Query(timeout.to_string()))),
+            },
+        }
     }
     if let Some(path) = &history {
         let _ = editor.save_history(path);

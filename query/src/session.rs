@@ -57,6 +57,8 @@ pub struct FlowSession {
     pub range: TimeRange,
     /// What every table reads through (the catalog, the damage log).
     pub reader: Arc<StoreReader>,
+    /// The cluster its statements run on, if any.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 /// How a session treats the store.
@@ -70,7 +72,7 @@ pub struct ReadOptions {
     /// (see [`WHOLE_FLOW_BATCH_ROWS`]), unless the environment sets the batch size.
     pub whole_flows: bool,
     /// `--cluster df://HOST:PORT`: statements are planned and run there (`crate::cluster`).
-    pub cluster: Option<&'static str>,
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 impl ReadOptions {
@@ -125,7 +127,7 @@ impl FlowSession {
         // SET) forces it everywhere.
         let ctx = match options.cluster {
             None => SessionContext::new_with_config(config),
-            Some(cluster) => crate::cluster::context(config, cluster).await?,
+            Some(cluster) => crate::cluster::context(config, cluster.url).await?,
         };
         // Footers are kept for the read that follows planning: 50 MB (DataFusion's default)
         // holds ~1,000 of a flows file's; an hour of a 50-node fleet is 600.
@@ -153,6 +155,7 @@ impl FlowSession {
             store,
             range,
             reader,
+            cluster: options.cluster,
         };
         for table in Table::ALL {
             let provider = Arc::new(StoreTable::recorded(Arc::clone(&session.reader), table));

@@ -46,6 +46,38 @@ pub enum ClusterError {
     Unreachable { url: String, cause: String },
     #[error("cluster {url}: cannot set up the session: {cause}")]
     Session { url: String, cause: String },
+    #[error(
+        "cluster {url} gave no complete answer within {seconds} s (--cluster-timeout): an executor \
+         may have been lost; see the scheduler's log, and run the command again"
+    )]
+    Timeout { url: String, seconds: u64 },
+}
+
+/// Where and how long a client's commands run on a cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterOptions {
+    /// `df://HOST:PORT`.
+    pub url: &'static str,
+    /// `--cluster-timeout`: how long one command (or one statement of the shell) may take.
+    /// Ballista 55 does not always finish a job whose executor was lost mid-stage: its
+    /// scheduler rolls the stage back, then cannot update it ("Can't find active stage to
+    /// update stage outputs") and the job never ends. This bounds the wait.
+    pub timeout: Duration,
+}
+
+impl ClusterOptions {
+    /// `work`, or an error naming the cluster once it took longer than the timeout.
+    pub async fn within<T>(
+        self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, ClusterError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| ClusterError::Timeout {
+                url: self.url.into(),
+                seconds: self.timeout.as_secs(),
+            })
+    }
 }
 
 /// The scheduler's gRPC endpoint (`http://HOST:PORT`) of `df://HOST[:PORT]`.

@@ -93,6 +93,10 @@ pub struct ExecutorArgs {
     /// Seconds between heartbeats to the scheduler
     #[arg(long, value_name = "S", default_value_t = 5)]
     pub heartbeat: u64,
+
+    /// Leave this function out (tests: an executor of an older flowsql, in a rolling upgrade)
+    #[arg(long, value_name = "NAME", hide = true)]
+    pub without_function: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,9 +198,12 @@ pub async fn run_executor(args: &ExecutorArgs) -> Result<(), NodeError> {
     };
     // The scheduler's functions: Ballista's default registry leaves out the nested ones
     // (`array_to_string`, which the hourly summary uses, failed to decode on an executor).
-    let registry = BallistaFunctionRegistry::from(
+    let mut registry = BallistaFunctionRegistry::from(
         &cluster_session(SessionConfig::new_with_ballista()).map_err(NodeError::Session)?,
     );
+    for name in &args.without_function {
+        registry.scalar_functions.remove(name);
+    }
     let temp = work_dir.clone();
     let config = ExecutorProcessConfig {
         bind_host: args.bind.clone(),

@@ -23,6 +23,11 @@ fn free_port() -> u16 {
 
 impl Cluster {
     fn start(executors: usize, env: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(&vec![Vec::new(); executors], env)
+    }
+
+    /// A scheduler and one executor per entry of `extra` (arguments added to its own).
+    fn start_with(extra: &[Vec<&str>], env: &[(&str, &str)]) -> Cluster {
         let port = free_port();
         let bind = format!("127.0.0.1:{port}");
         let mut scheduler = Process::spawn(command(
@@ -31,26 +36,25 @@ impl Cluster {
             env,
         ));
         scheduler.wait_for("flowsql scheduler listening on");
-        let executors = (0..executors)
-            .map(|_| {
+        let executors = extra
+            .iter()
+            .map(|extra| {
                 let (flight, grpc) = (free_port().to_string(), free_port().to_string());
-                let mut executor = Process::spawn(command(
-                    &flowsql_bin(),
-                    &[
-                        "executor",
-                        "--scheduler",
-                        &bind,
-                        "--flight-port",
-                        &flight,
-                        "--grpc-port",
-                        &grpc,
-                        "--concurrent-tasks",
-                        "1",
-                        "--heartbeat",
-                        "1",
-                    ],
-                    env,
-                ));
+                let mut args = vec![
+                    "executor",
+                    "--scheduler",
+                    &bind,
+                    "--flight-port",
+                    &flight,
+                    "--grpc-port",
+                    &grpc,
+                    "--concurrent-tasks",
+                    "1",
+                    "--heartbeat",
+                    "1",
+                ];
+                args.extend(extra);
+                let mut executor = Process::spawn(command(&flowsql_bin(), &args, env));
                 executor.wait_for("Executor registration succeed");
                 executor
             })
@@ -248,4 +252,108 @@ fn an_unreachable_cluster_and_a_bad_url_are_named() {
     );
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("df://HOST:PORT"), "{}", run.stderr);
+}
+
+/// A query long enough to lose an executor in the middle of (a self-join of the incident's
+/// flows on their destination port: tens of millions of pairs).
+const SLOW: &str = "select count(*) from flows a join flows b \
+    on a.destination_port = b.destination_port where a.uuid < b.uuid or a.time > b.time";
+
+#[test]
+fn an_executor_killed_mid_query_gives_the_answer_or_an_error_within_the_timeout() {
+    let (_dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let local = flowsql(&["--store", &store, "--format", "csv", SLOW], &[]).ok();
+    let mut cluster = Cluster::start(2, &[]);
+    let timeout = 25;
+    let mut client = command(
+        &flowsql_bin(),
+        &[
+            "--cluster",
+            &cluster.url,
+            "--cluster-timeout",
+            &format!("{timeout}s"),
+            "--store",
+            &store,
+            "--format",
+            "csv",
+            SLOW,
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Kill the first executor to receive a task, while it runs it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        if let Some(i) = cluster
+            .executors
+            .iter()
+            .position(|e| e.output().contains("Execute task"))
+        {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "no executor got a task");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let started = Instant::now();
+    cluster.executors.remove(busy).kill();
+    let output = client.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    let (status, stdout, stderr) = (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    // Never another answer, never a wait past the timeout (and a margin for the machine).
+    assert!(
+        waited < Duration::from_secs(timeout + 15),
+        "waited {waited:?}: {stderr}"
+    );
+    match status {
+        0 => assert_eq!(stdout, local.stdout, "{stderr}"),
+        1 => assert!(
+            stderr.contains(&cluster.url) || stderr.contains("Job"),
+            "a failure names the cluster or its job: {stderr}"
+        ),
+        other => panic!("exit {other}: {stderr}"),
+    }
+    eprintln!("executor lost mid-query: exit {status} after {waited:?}: {stderr}");
+}
+
+#[test]
+fn a_function_an_executor_lacks_fails_the_query_with_a_hint() {
+    let (_dir, store) = temp_store();
+    import(&store, &[&incident_capture()], &[]).ok();
+    let without = vec!["--without-function", "cidr_contains"];
+    let cluster = Cluster::start_with(&[without.clone(), without], &[]);
+    let sql = "select count(*) from flows where cidr_contains('10.0.0.0/8', ip_source)";
+    let run = flowsql(&["--cluster", &cluster.url, "--store", &store, sql], &[]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "no answer: {}", run.stdout);
+    assert!(
+        run.stderr.contains("another flowsql version"),
+        "{}",
+        run.stderr
+    );
+    let logs: String = cluster.executors.iter().map(|e| e.output()).collect();
+    assert!(logs.contains("cidr_contains"), "{logs}");
+    // The same query with the function everywhere answers.
+    let full = Cluster::start(1, &[]);
+    let rows = flowsql(
+        &[
+            "--cluster",
+            &full.url,
+            "--store",
+            &store,
+            "--format",
+            "csv",
+            sql,
+        ],
+        &[],
+    )
+    .ok();
+    assert!(rows.stdout.lines().count() == 2, "{}", rows.stdout);
 }
