@@ -89,10 +89,10 @@ async fn command(
             ExitCode::from(2)
         }
         Some(Command::Scheduler(args)) => {
-            node(cli.cluster.is_some(), cluster::node::run_scheduler(args)).await
+            node(cluster_flag(matches), cluster::node::run_scheduler(args)).await
         }
         Some(Command::Executor(args)) => {
-            node(cli.cluster.is_some(), cluster::node::run_executor(args)).await
+            node(cluster_flag(matches), cluster::node::run_executor(args)).await
         }
         Some(Command::Serve(args)) => {
             let options = cli.read_options().streaming_whole_flows();
@@ -103,6 +103,11 @@ async fn command(
         }
         None => sql(cli, range).await,
     }
+}
+
+/// Whether `--cluster` was typed (FLOWSQL_CLUSTER in a node's environment is not an error).
+fn cluster_flag(matches: &ArgMatches) -> bool {
+    matches.value_source("cluster") == Some(clap::parser::ValueSource::CommandLine)
 }
 
 /// A scheduler or executor, run until stopped: 2 when it cannot start.

@@ -3,6 +3,11 @@
 //!   cargo build --release -p flowrec -p flowsql -p flow-benches
 //!   target/release/query-bench                      # 10M flows over 24 hourly partitions
 //!   target/release/query-bench --scaling            # a 5-minute window: 1 day vs 30 days
+//!   target/release/query-bench --cluster 2          # local vs a scheduler + 2 executors
+//!
+//! With `--cluster N` the same suite runs in one flowsql process and on a cluster of flowsql's
+//! scheduler and N executors started on loopback (`flowsql scheduler`, `flowsql executor`, one
+//! task at a time each), alternating; medians, their ratio, and both row counts.
 //!
 //! The dataset is generated once by `flowgen` (realistic cardinalities: hundreds of pods, tens
 //! of namespaces, ~1% drops, ~10% L7) and written by `flowrec import` into a local store under
@@ -12,8 +17,10 @@
 //! One warm-up each, then --runs rounds alternating the two; medians, their ratio, peak RSS of
 //! flowsql, and both row counts (which must be equal).
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use flow_benches::dataset::hourly_store as dataset;
 use flow_benches::measure::{compare_engines, flowsql, median, query as measure};
@@ -27,6 +34,7 @@ struct Args {
     only: Option<Vec<usize>>,
     scaling: bool,
     per_hour: u64,
+    cluster: Option<usize>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -38,6 +46,7 @@ fn parse() -> Result<Args, String> {
         only: None,
         scaling: false,
         per_hour: 20_000,
+        cluster: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +61,7 @@ fn parse() -> Result<Args, String> {
             "--runs" => args.runs = number("--runs", value()?)? as usize,
             "--per-hour" => args.per_hour = number("--per-hour", value()?)?,
             "--scaling" => args.scaling = true,
+            "--cluster" => args.cluster = Some(number("--cluster", value()?)? as usize),
             "--only" => {
                 let list = value()?;
                 let queries = list
@@ -63,7 +73,7 @@ fn parse() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: query-bench [--flows N] [--hours H] [--dir DIR] [--runs R] \
-                            [--only 1,4,7] | --scaling [--per-hour N]"
+                            [--only 1,4,7] [--cluster EXECUTORS] | --scaling [--per-hour N]"
                         .into(),
                 )
             }
@@ -85,6 +95,113 @@ fn compare(args: &Args, store: &Path, queries: &[Query]) -> Result<(), String> {
         .map(|(_, q)| q)
         .collect();
     compare_engines(store, &selected, args.runs, &args.dir.join("out.csv"), true)?;
+    Ok(())
+}
+
+/// Child processes killed when dropped.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// A scheduler and `executors` executors on loopback; its `df://` URL.
+fn start_cluster(executors: usize, dir: &Path) -> Result<(Children, String), String> {
+    let flowsql = flow_benches::sibling("flowsql");
+    let log = |name: &str| {
+        std::fs::File::create(dir.join(name))
+            .map(Stdio::from)
+            .map_err(|e| e.to_string())
+    };
+    let port = free_port()?;
+    let bind = format!("127.0.0.1:{port}");
+    let mut children = Children(Vec::new());
+    let spawn = |args: &[&str], name: &str| {
+        Command::new(&flowsql)
+            .args(args)
+            .env("FLOWSQL_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log(name)?)
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
+    children
+        .0
+        .push(spawn(&["scheduler", "--bind", &bind], "scheduler.log")?);
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..executors {
+        let (flight, grpc) = (free_port()?.to_string(), free_port()?.to_string());
+        children.0.push(spawn(
+            &[
+                "executor",
+                "--scheduler",
+                &bind,
+                "--flight-port",
+                &flight,
+                "--grpc-port",
+                &grpc,
+                "--concurrent-tasks",
+                "1",
+            ],
+            &format!("executor-{i}.log"),
+        )?);
+    }
+    // Registered at their first heartbeat.
+    std::thread::sleep(Duration::from_secs(2));
+    Ok((children, format!("df://{bind}")))
+}
+
+/// The suite in one process and on a cluster of `executors`, alternating.
+fn cluster(args: &Args, executors: usize, store: &Path, queries: &[Query]) -> Result<(), String> {
+    let (_cluster, url) = start_cluster(executors, &args.dir)?;
+    let csv = args.dir.join("out.csv");
+    let on = |cluster: bool, sql: &str| {
+        let mut command = flowsql(store, sql, &csv);
+        if cluster {
+            command.args(["--cluster", &url]);
+        }
+        measure(&mut command, &csv)
+    };
+    println!(
+        "{:<30} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "query (median s)", "local", "cluster", "ratio", "rows", "cluster rows"
+    );
+    for query in queries {
+        on(false, &query.flowsql)?;
+        on(true, &query.flowsql)?;
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        let (mut rows, mut remote_rows) = (0, 0);
+        for _ in 0..args.runs.max(1) {
+            let m = on(false, &query.flowsql)?;
+            local.push(m.seconds);
+            rows = m.rows;
+            let m = on(true, &query.flowsql)?;
+            remote.push(m.seconds);
+            remote_rows = m.rows;
+        }
+        let (local, remote) = (median(&mut local), median(&mut remote));
+        println!(
+            "{:<30} {local:>9.3} {remote:>9.3} {:>7.2} {rows:>10} {remote_rows:>10}",
+            query.name,
+            remote / local
+        );
+        if rows != remote_rows {
+            return Err(format!(
+                "{}: {rows} rows locally, {remote_rows} on the cluster",
+                query.name
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -150,6 +267,9 @@ fn main() -> ExitCode {
     }
     let result = if args.scaling {
         scaling(&args)
+    } else if let Some(executors) = args.cluster {
+        dataset(&args.dir, args.flows, args.hours)
+            .and_then(|store| cluster(&args, executors, &store, &suite(args.hours)))
     } else {
         dataset(&args.dir, args.flows, args.hours)
             .and_then(|store| compare(&args, &store, &suite(args.hours)))

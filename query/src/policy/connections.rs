@@ -18,7 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampNanosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{col, lit, DataFrame, Expr};
+use datafusion::prelude::{col, lit, DataFrame, Expr, SessionContext};
 use flow_spec::policy::{Connection, Endpoint, Request, Transport};
 
 use crate::session::FlowSession;
@@ -227,9 +227,10 @@ GROUP BY source_labels_text, source_ns, source_peer, source_ip, source_names_tex
     )
 }
 
-/// Runs `plan` over the session's window into an in-memory table named `name`.
+/// Runs `plan` over the session's window into an in-memory table named `name` of `small`.
 async fn materialize(
     session: &FlowSession,
+    small: &SessionContext,
     name: &str,
     frame: DataFrame,
 ) -> Result<Vec<RecordBatch>, DataFusionError> {
@@ -237,7 +238,7 @@ async fn materialize(
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     let table = MemTable::try_new(schema, vec![batches.clone()])?;
-    session.ctx.register_table(name, Arc::new(table))?;
+    small.register_table(name, Arc::new(table))?;
     Ok(batches)
 }
 
@@ -250,8 +251,15 @@ pub async fn groups(
     namespace: Option<&str>,
 ) -> Result<Vec<Group>, DataFusionError> {
     let ctx = &session.ctx;
+    // The last step runs in this process over the small tables the scans made (a cluster
+    // could not be sent in-memory tables): the same plan, wherever the scans ran.
+    let small = SessionContext::new();
+    for function in crate::udf::all() {
+        small.register_udf(function);
+    }
     let named = materialize(
         session,
+        &small,
         NAMED,
         ctx.sql(&part_sql(namespace, Part::Named)).await?,
     )
@@ -272,18 +280,15 @@ pub async fn groups(
         .await?
         .filter(col("uuid").in_list(examples, false))?
         .select(columns)?;
-    materialize(session, LABELS, labels).await?;
+    materialize(session, &small, LABELS, labels).await?;
     materialize(
         session,
+        &small,
         UNNAMED,
         ctx.sql(&part_sql(namespace, Part::Unnamed)).await?,
     )
     .await?;
-    let frame = ctx.sql(&connections_sql()).await?;
-    let batches = session.frame(frame.into_unoptimized_plan()).collect().await;
-    for table in [NAMED, LABELS, UNNAMED] {
-        ctx.deregister_table(table)?;
-    }
+    let batches = small.sql(&connections_sql()).await?.collect().await;
     let mut groups = Vec::new();
     for batch in &batches? {
         groups.extend(decode(batch)?);

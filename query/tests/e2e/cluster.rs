@@ -77,7 +77,7 @@ impl Cluster {
 
 /// The flowsql arguments of every command the cluster must answer as one process does: the
 /// seven statement shapes of the query benchmark (`benches/src/queries.rs`) over the incident,
-/// a replay, a regressions and a report.
+/// a replay, a regressions, a report and a policy whatif.
 fn commands(store: &str, spec: &str, markdown: &str) -> Vec<Vec<String>> {
     let sql = |q: &str| {
         vec![
@@ -146,6 +146,20 @@ fn commands(store: &str, spec: &str, markdown: &str) -> Vec<Vec<String>> {
         spec,
         "--markdown",
         markdown,
+    ]));
+    let policy = repo_root().join("sample-captures/policies/api-access-policy-r12-typo.yaml");
+    all.push(args(&[
+        "--store",
+        store,
+        "--since",
+        "2026-11-24T08:05Z",
+        "--until",
+        "2026-11-24T09:05Z",
+        "policy",
+        "whatif",
+        policy.to_str().unwrap(),
+        "--fail-on",
+        "newly-denied",
     ]));
     all
 }
@@ -223,6 +237,42 @@ fn a_cluster_of_two_executors_answers_every_command_like_one_process() {
             local.stdout
         );
     }
+    // EXPLAIN shows the stages; the scheduler planned only the window's hour.
+    let explain = flowsql(
+        &[
+            "--cluster",
+            &cluster.url,
+            "--store",
+            store,
+            "--format",
+            "csv",
+            "explain select count(*) from flows where time >= timestamp '2026-11-24T09:10:00Z' \
+             and time < timestamp '2026-11-24T09:20:00Z'",
+        ],
+        &env,
+    )
+    .ok();
+    assert!(
+        explain.stdout.contains("distributed_plan"),
+        "{}",
+        explain.stdout
+    );
+    assert!(explain.stdout.contains("hour=09/"), "{}", explain.stdout);
+    assert!(!explain.stdout.contains("hour=08/"), "{}", explain.stdout);
+    assert!(!explain.stdout.contains("hour=10/"), "{}", explain.stdout);
+    // Read-only there too.
+    let write = flowsql(
+        &[
+            "--cluster",
+            &cluster.url,
+            "--store",
+            store,
+            "create table t as select 1",
+        ],
+        &env,
+    );
+    assert_eq!(write.status, 1, "{}", write.stderr);
+    assert!(write.stderr.contains("read-only"), "{}", write.stderr);
     // Both executors worked: the answers came from the cluster, not from the client.
     let tasks = cluster.tasks_per_executor();
     assert!(
@@ -266,7 +316,7 @@ fn an_executor_killed_mid_query_gives_the_answer_or_an_error_within_the_timeout(
     let local = flowsql(&["--store", &store, "--format", "csv", SLOW], &[]).ok();
     let mut cluster = Cluster::start(2, &[]);
     let timeout = 25;
-    let mut client = command(
+    let client = command(
         &flowsql_bin(),
         &[
             "--cluster",
