@@ -261,7 +261,8 @@ fn owned_dir(path: &Path, workload: &Value) -> PathBuf {
 #[test]
 fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() {
     let dir = tempfile::tempdir().unwrap();
-    // The PodMonitor and cluster components, added to an overlay as the README says.
+    // The PodMonitor and cluster components, added to an overlay as the README says (with
+    // the overlay's namespace and image, as a user's overlay sets them).
     let with_component = tempfile::tempdir_in(repo_root().join("target")).unwrap();
     let relative = |path: &str| {
         let depth = with_component
@@ -275,7 +276,8 @@ fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() 
     std::fs::write(
         with_component.path().join("kustomization.yaml"),
         format!(
-            "resources: [{}]\ncomponents: [{}, {}]\n",
+            "resources: [{}]\ncomponents: [{}, {}]\nnamespace: flow-recording\n\
+             images: [{{name: flowrec, newName: registry.example.com/flowrec, newTag: 0.1.0}}]\n",
             relative("overlays/hubble"),
             relative("components/podmonitor"),
             relative("components/cluster")
@@ -300,6 +302,9 @@ fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() 
     ] {
         assert!(monitored.contains(name), "{name}: {monitored}");
     }
+    let monitored_file = dir.path().join("with-components.yaml");
+    std::fs::write(&monitored_file, &monitored).unwrap();
+    files.push(monitored_file);
     for version in KUBERNETES_VERSIONS {
         let output = Command::new("kubernetes-validate")
             .args(["--strict", "--quiet", "-k", version])
@@ -328,9 +333,6 @@ fn the_overlays_render_validate_against_kubernetes_and_pass_the_security_lint() 
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     };
-    let monitored_file = dir.path().join("with-podmonitor.yaml");
-    std::fs::write(&monitored_file, &monitored).unwrap();
-    files.push(monitored_file);
     for file in &files {
         let (clean, report) = checkov(file);
         assert!(clean, "{}: {report}", file.display());
