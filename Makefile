@@ -1,6 +1,6 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
 IMAGE ?= flowrec:dev
-.PHONY: image manifests demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet oracle oracle-store fuzz
+.PHONY: image manifests demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet bench-cluster oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -32,6 +32,11 @@ bench-query:     ## flowsql vs DuckDB: the forensic query suite on 10M flows ove
 	cargo build --release -p flowrec -p flowsql -p flow-benches
 	target/release/query-bench --flows 10000000 --hours 24
 	target/release/query-bench --scaling
+
+bench-cluster:   ## flowsql local vs a Ballista cluster (scheduler + 2 executors on loopback): the query suite on 10M flows
+	bash .ci/setup.sh
+	cargo build --release -p flowrec -p flowsql -p flow-benches
+	target/release/query-bench --flows 10000000 --hours 24 --cluster 2 --runs 3
 
 bench-fleet:     ## a fleet-shaped store (50 nodes x 24 h x a file per 5 min) before/after flowstore compact, vs DuckDB; 30-day regressions from rollups
 	bash .ci/setup.sh
