@@ -4,7 +4,8 @@
 //! every command), `exec` (statements, read-only guard, `\d`), `print` (output formats), `repl`
 //! (the shell), `udf` (forensics functions), and one module per
 //! forensics command: `replay` (hubble observe over the history), `regressions` (connections a
-//! policy change broke), `report` (compliance checks).
+//! policy change broke), `report` (compliance checks); `cluster` runs any of them on a Ballista
+//! cluster (`--cluster`) and is its scheduler and executors.
 
 pub mod cli;
 pub mod cluster;
@@ -47,14 +48,15 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> ExitCode {
         Ok(range) => range,
         Err(error) => return fail(2, &error),
     };
-    // On a cluster a command's whole run is bounded (the shell bounds each statement).
+    // On a cluster a command's whole run is bounded (the shell bounds each statement; a
+    // server, a scheduler and an executor run until stopped).
     let shell = cli.command.is_none() && cli.sql.is_empty() && cli.file.is_none();
-    let node = matches!(
+    let long_running = matches!(
         cli.command,
-        Some(Command::Scheduler(_) | Command::Executor(_))
+        Some(Command::Scheduler(_) | Command::Executor(_) | Command::Serve(_))
     );
     match cli.read_options().cluster {
-        Some(cluster) if !shell && !node => cluster
+        Some(cluster) if !shell && !long_running => cluster
             .within(command(&cli, matches, range, now))
             .await
             .unwrap_or_else(|timeout| fail(1, &timeout)),

@@ -260,3 +260,98 @@ impl LogicalExtensionCodec for FlowCodec {
         self.ballista.try_encode_udwf(node, buf)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(dir: &std::path::Path, strict: bool) -> Arc<StoreReader> {
+        let store = Store::open(dir.to_str().unwrap(), &Patience::INTERACTIVE).unwrap();
+        Arc::new(StoreReader::new(
+            store,
+            DamageLog::new("flowsql", strict),
+            StringColumns::Plain,
+        ))
+    }
+
+    fn round_trip(table: StoreTable) -> Result<StoreTable> {
+        let codec = FlowCodec::default();
+        let name = TableReference::bare("flows");
+        let schema = table.schema();
+        let mut buf = Vec::new();
+        codec.try_encode_table_provider(&name, Arc::new(table), &mut buf)?;
+        let decoded =
+            codec.try_decode_table_provider(&buf, &name, schema, &TaskContext::default())?;
+        let table = decoded
+            .downcast_ref::<StoreTable>()
+            .expect("a store table comes back as one");
+        Ok(StoreTable::from_reads(
+            Arc::clone(table.reader()),
+            table.reads().expect("it can travel again"),
+        ))
+    }
+
+    #[test]
+    fn a_store_table_travels_as_what_it_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ObjectMeta {
+            location: Path::parse("flows_hourly/v1/date=2026-11-24/hour=09/rollup.1.x.parquet")
+                .unwrap(),
+            size: 1234,
+            last_modified: chrono::DateTime::from_timestamp_micros(1_795_510_800_123_456).unwrap(),
+            e_tag: Some("\"e\"".into()),
+            version: None,
+        };
+        for (reads, strict) in [
+            (Reads::Recorded(Table::Flows), false),
+            (Reads::Recorded(Table::LostEvents), true),
+            (Reads::Rollups, false),
+            (
+                Reads::Pinned(Dataset::FlowsHourly, vec![file.clone()]),
+                true,
+            ),
+        ] {
+            let table = StoreTable::from_reads(reader(dir.path(), strict), reads.clone());
+            let back = round_trip(table).unwrap();
+            assert_eq!(back.reads(), Some(reads));
+            assert_eq!(back.reader().damage.strict(), strict);
+            assert_eq!(
+                back.reader().store.folder_url(""),
+                format!("file://{}/", dir.path().display())
+            );
+        }
+    }
+
+    #[test]
+    fn other_bytes_and_other_versions_are_refused_by_name() {
+        let codec = FlowCodec::default();
+        let name = TableReference::bare("flows");
+        let schema = Table::Flows.schema();
+        let decode = |bytes: &[u8]| {
+            codec
+                .try_decode_table_provider(bytes, &name, schema.clone(), &TaskContext::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let newer = [
+            MAGIC,
+            br#"{"format":2,"store":"/x","strict_store":false,"reads":"rollups"}"#,
+        ]
+        .concat();
+        assert!(decode(&newer).contains("different flowsql versions"));
+        let garbage = [MAGIC, b"{".as_slice()].concat();
+        assert!(decode(&garbage).contains("table flows"));
+        // A table this build reads with another schema (a client of another version).
+        let dir = tempfile::tempdir().unwrap();
+        let table = StoreTable::from_reads(reader(dir.path(), false), Reads::Rollups);
+        let mut buf = Vec::new();
+        codec
+            .try_encode_table_provider(&name, Arc::new(table), &mut buf)
+            .unwrap();
+        let error = codec
+            .try_decode_table_provider(&buf, &name, schema.clone(), &TaskContext::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("columns differ"), "{error}");
+    }
+}
