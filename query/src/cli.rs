@@ -105,8 +105,16 @@ pub struct Cli {
 
     /// With --cluster: how long a command (a statement, in the shell) may take before flowsql
     /// gives up on the cluster's answer
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = flow_schema::units::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = positive_duration)]
     pub cluster_timeout: std::time::Duration,
+}
+
+/// A duration above zero (a zero timeout would fail every command at once).
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match flow_schema::units::parse_duration(text)? {
+        d if d.is_zero() => Err("must be more than 0s".into()),
+        d => Ok(d),
+    }
 }
 
 impl Cli {

@@ -302,6 +302,12 @@ fn an_unreachable_cluster_and_a_bad_url_are_named() {
     );
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("df://HOST:PORT"), "{}", run.stderr);
+    let run = flowsql(
+        &["--cluster", &url, "--cluster-timeout", "0s", "select 1"],
+        &[],
+    );
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--cluster-timeout"), "{}", run.stderr);
 }
 
 /// A query long enough to lose an executor in the middle of (a self-join of the incident's
