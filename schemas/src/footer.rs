@@ -18,7 +18,9 @@
 //! is limited, and anything unexpected is `None` (the caller then decodes the footer the
 //! ordinary way, which reports damage).
 
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader};
+use parquet::file::metadata::{
+    ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, ParquetStatisticsPolicy,
+};
 use parquet::schema::types::SchemaDescPtr;
 
 use crate::guard::quietly;
@@ -32,6 +34,25 @@ impl SharedSchemas {
     /// descriptor of its schema; `None` when that cannot be done exactly or the footer does
     /// not decode: decode it the ordinary way then, which reports what is wrong.
     pub fn decode(&self, footer: &[u8]) -> Option<ParquetMetaData> {
+        self.decode_with(footer, ParquetMetaDataOptions::new())
+    }
+
+    /// As [`SharedSchemas::decode`], without the columns' statistics (values, encodings,
+    /// sizes): what a reader needs to decode the rows and nothing it would prune with. Over a
+    /// flows file's 131 columns the statistics are most of the decoding.
+    pub fn decode_for_rows(&self, footer: &[u8]) -> Option<ParquetMetaData> {
+        let options = ParquetMetaDataOptions::new()
+            .with_column_stats_policy(ParquetStatisticsPolicy::SkipAll)
+            .with_encoding_stats_policy(ParquetStatisticsPolicy::SkipAll)
+            .with_size_stats_policy(ParquetStatisticsPolicy::SkipAll);
+        self.decode_with(footer, options)
+    }
+
+    fn decode_with(
+        &self,
+        footer: &[u8],
+        options: ParquetMetaDataOptions,
+    ) -> Option<ParquetMetaData> {
         let schema = schema_bytes(footer)?;
         let shared = match self.0.get(schema) {
             Some(shared) => shared,
@@ -41,7 +62,7 @@ impl SharedSchemas {
                 shared
             }
         }?;
-        let options = ParquetMetaDataOptions::new().with_schema(shared);
+        let options = options.with_schema(shared);
         quietly(|| ParquetMetaDataReader::decode_metadata_with_options(footer, Some(&options)))?
             .ok()
     }

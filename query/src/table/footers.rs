@@ -172,40 +172,23 @@ pub async fn fetch(
     expect: &Expectation,
 ) -> Result<Result<Arc<ParquetMetaData>, String>, object_store::Error> {
     let size = meta.size;
-    if size == 0 {
-        return Ok(Err("empty object (0 bytes)".into()));
-    }
-    if size < MIN_PARQUET_SIZE {
-        return Ok(Err(format!("{size} bytes: too short to be a Parquet file")));
+    // Sizes no Parquet file has are refused before any request.
+    if let Err(reason) = footer_in(&[], size) {
+        return Ok(Err(reason));
     }
     let mut start = size.saturating_sub(FOOTER_HINT);
     let mut bytes = store.get_range(&meta.location, start..size).await?;
-    if &bytes[bytes.len() - 4..] != b"PAR1" {
-        return Ok(Err(
-            "not a Parquet file (no PAR1 at its end: truncated or garbage)".into(),
-        ));
-    }
-    let footer_len = u32::from_le_bytes(
-        bytes[bytes.len() - 8..bytes.len() - 4]
-            .try_into()
-            .expect("4 bytes"),
-    );
-    if u64::from(footer_len) + 8 > size {
-        return Ok(Err(format!(
-            "its footer claims {footer_len} bytes, more than the object holds ({size}): truncated or garbage"
-        )));
-    }
     // The whole footer came with the first read (a flows file's does): decoded sharing the
     // schema of the files before it. Otherwise, or when that cannot be done exactly, decoded
     // the ordinary way below, which says what is wrong with a damaged one.
-    if let Some(footer) = bytes
-        .len()
-        .checked_sub(8 + footer_len as usize)
-        .map(|start| &bytes[start..bytes.len() - 8])
-    {
-        if let Some(metadata) = expect.schemas.decode(footer) {
-            return Ok(Ok(Arc::new(metadata)));
+    match footer_in(&bytes, size) {
+        Err(reason) => return Ok(Err(reason)),
+        Ok(Some(footer)) => {
+            if let Some(metadata) = expect.schemas.decode(footer) {
+                return Ok(Ok(Arc::new(metadata)));
+            }
         }
+        Ok(None) => {}
     }
     let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Skip);
     for _ in 0..3 {
@@ -237,6 +220,60 @@ pub async fn fetch(
         }
     }
     Ok(Err("unreadable footer (it never decoded)".into()))
+}
+
+/// Decodes the footer of a whole object already read (a small file read in one request):
+/// the same checks and reasons as [`fetch`], without a second request. The columns'
+/// statistics are left out when the schema is shared (the reader of the rows has no use for
+/// them).
+pub fn decode_whole(bytes: &Bytes, expect: &Expectation) -> Result<Arc<ParquetMetaData>, String> {
+    let size = bytes.len() as u64;
+    if let Some(footer) = footer_in(bytes, size)? {
+        if let Some(metadata) = expect.schemas.decode_for_rows(footer) {
+            return Ok(Arc::new(metadata));
+        }
+    }
+    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Skip);
+    match quietly(|| {
+        reader
+            .try_parse_sized(bytes, size)
+            .and_then(|()| reader.finish())
+    }) {
+        Some(Ok(metadata)) => Ok(Arc::new(metadata)),
+        Some(Err(error)) => Err(format!("unreadable footer: {error}")),
+        None => Err("unreadable footer (the decoder failed on it)".into()),
+    }
+}
+
+/// The footer's bytes in `tail`, the last bytes of an object of `size` bytes, when it holds
+/// all of them; the reason when the object cannot be a Parquet file.
+fn footer_in(tail: &[u8], size: u64) -> Result<Option<&[u8]>, String> {
+    if size == 0 {
+        return Err("empty object (0 bytes)".into());
+    }
+    if size < MIN_PARQUET_SIZE {
+        return Err(format!("{size} bytes: too short to be a Parquet file"));
+    }
+    if tail.len() < 8 {
+        return Ok(None);
+    }
+    if &tail[tail.len() - 4..] != b"PAR1" {
+        return Err("not a Parquet file (no PAR1 at its end: truncated or garbage)".into());
+    }
+    let footer_len = u32::from_le_bytes(
+        tail[tail.len() - 8..tail.len() - 4]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    if u64::from(footer_len) + 8 > size {
+        return Err(format!(
+            "its footer claims {footer_len} bytes, more than the object holds ({size}): truncated or garbage"
+        ));
+    }
+    Ok(tail
+        .len()
+        .checked_sub(8 + footer_len as usize)
+        .map(|start| &tail[start..tail.len() - 8]))
 }
 
 async fn fetch_range(

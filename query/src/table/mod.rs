@@ -19,6 +19,7 @@ pub mod choices;
 pub mod damage;
 pub mod footers;
 pub mod reader;
+pub mod small;
 
 use std::sync::Arc;
 
@@ -26,7 +27,8 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
 use datafusion::common::stats::Precision;
-use datafusion::common::{ColumnStatistics, Statistics};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, ColumnStatistics, DFSchema, Statistics};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::create_ordering;
 use datafusion::datasource::listing::PartitionedFile;
@@ -38,8 +40,10 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::TableProviderFilterPushDown;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{col, Expr};
 use datafusion::scalar::ScalarValue;
@@ -111,18 +115,80 @@ impl StoreReader {
     }
 
     /// Plans a scan of `files` (rows of `shape`), leaving out the damaged ones (reported) and
-    /// those whose time range misses `bounds`.
-    #[allow(clippy::too_many_arguments)]
+    /// those whose time range misses `bounds`: the small files through [`small`], the others
+    /// through DataFusion's Parquet scan.
     async fn scan_files(
         &self,
-        state: &dyn Session,
         shape: &Shape,
         files: Vec<ObjectMeta>,
-        bounds: Bounds,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
+        request: Request<'_>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        // Not for a merge or a statement sorted by time (they need each file's time range
+        // before reading, to read in order), nor on a cluster (Ballista ships DataFusion's
+        // scans to its executors, not ours).
+        let small_files = self.strings == StringColumns::Views
+            && !shape.merge
+            && !request.state.config().collect_statistics();
+        let (small, others): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|meta| small_files && meta.size < SMALL_FILE);
+        let mut plans = Vec::with_capacity(2);
+        if !small.is_empty() {
+            plans.push(self.scan_small(shape, small, request)?);
+        }
+        if !others.is_empty() || plans.is_empty() {
+            plans.push(self.scan_parquet(shape, others, request).await?);
+        }
+        UnionExec::try_new(plans)
+    }
+
+    /// Plans a scan of small files: no footer read while planning (each is read with its
+    /// file, in one request).
+    fn scan_small(
+        &self,
+        shape: &Shape,
+        files: Vec<ObjectMeta>,
+        request: Request<'_>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = match request.projection {
+            Some(projection) => projection.clone(),
+            None => (0..shape.schema.fields().len()).collect(),
+        };
+        let filter = match worth_pushing_down(request.filters) {
+            true => small_filter(request.state, &shape.schema, request.filters)?,
+            false => None,
+        };
+        let scan = small::SmallScan::new(
+            Arc::clone(&self.store.object_store),
+            Arc::clone(&shape.expect),
+            self.damage.clone(),
+            self.store.url_of(&object_store::path::Path::from("")),
+            Arc::clone(&shape.schema),
+            projection,
+            filter,
+            request.bounds,
+            request.limit,
+        )?;
+        let partitions = request.state.config().target_partitions().max(1);
+        Ok(Arc::new(small::SmallFilesExec::new(
+            scan, files, partitions,
+        )))
+    }
+
+    /// Plans a scan of `files` through DataFusion's Parquet scan.
+    async fn scan_parquet(
+        &self,
+        shape: &Shape,
+        files: Vec<ObjectMeta>,
+        request: Request<'_>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Request {
+            state,
+            bounds,
+            projection,
+            filters,
+            limit,
+        } = request;
         let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
         // Footers are loaded while planning when they pay: few files, a window that cuts into
         // an hour (files outside it are left out), a statement sorted by time (ordered groups
@@ -196,6 +262,17 @@ impl StoreReader {
         )?;
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// What one scan of a table asks: DataFusion's arguments, and the time bounds taken from
+/// its filters.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    state: &'a dyn Session,
+    bounds: Bounds,
+    projection: Option<&'a Vec<usize>>,
+    filters: &'a [Expr],
+    limit: Option<usize>,
 }
 
 /// A file as the scan plans it: its row count and time range when its footer was loaded.
@@ -617,22 +694,54 @@ impl TableProvider for StoreTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let bounds = time_bounds(filters, &self.shape.sort_column);
         let files = self.files(bounds).await?;
-        self.reader
-            .scan_files(
-                state,
-                &self.shape,
-                files,
-                bounds,
-                projection,
-                filters,
-                limit,
-            )
-            .await
+        let request = Request {
+            state,
+            bounds,
+            projection,
+            filters,
+            limit,
+        };
+        self.reader.scan_files(&self.shape, files, request).await
     }
 }
 
 fn external(error: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(error))
+}
+
+/// The query's filters that a small-file scan evaluates itself (`small::Filter`): all but
+/// the volatile ones, over a schema of the columns they read.
+fn small_filter(
+    state: &dyn Session,
+    table: &SchemaRef,
+    filters: &[Expr],
+) -> Result<Option<small::Filter>> {
+    let unqualified = |expr: &Expr| {
+        expr.clone()
+            .transform(|e| match e {
+                Expr::Column(c) => Ok(Transformed::yes(Expr::Column(Column::from_name(c.name)))),
+                other => Ok(Transformed::no(other)),
+            })
+            .map(|t| t.data)
+    };
+    let usable = filters
+        .iter()
+        .filter(|f| !f.is_volatile())
+        .map(unqualified)
+        .collect::<Result<Vec<_>>>()?;
+    let Some(expr) = conjunction(usable) else {
+        return Ok(None);
+    };
+    let mut columns = expr
+        .column_refs()
+        .iter()
+        .map(|c| table.index_of(&c.name))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    columns.sort_unstable();
+    columns.dedup();
+    let schema = DFSchema::try_from(table.project(&columns)?)?;
+    let expr = state.create_physical_expr(expr, &schema)?;
+    Ok(Some(small::Filter { expr, columns }))
 }
 
 /// The table schema as DataFusion reads it. With [`StringColumns::Views`] its string columns
