@@ -563,15 +563,26 @@ fn small_files_give_the_same_rows_through_either_scan() {
         lines.sort();
         lines
     };
-    let dropped = json_lines(&incident_capture())
+    let lines = json_lines(&incident_capture());
+    let dropped = lines
         .iter()
         .filter(|l| l["flow"]["verdict"] == "DROPPED")
         .count();
+    // Three flows, each alone in its file among the rows the filter passes.
+    let uuids: Vec<&str> = [0, lines.len() / 2, lines.len() - 1]
+        .iter()
+        .map(|&i| lines[i]["flow"]["uuid"].as_str().unwrap())
+        .collect();
+    let three = format!(
+        "select * from flows where uuid in ('{}', '{}', '{}')",
+        uuids[0], uuids[1], uuids[2]
+    );
     for (sql, rows) in [
         (
             "select * from flows where verdict = 'DROPPED'",
             Some(dropped),
         ),
+        (three.as_str(), Some(3)),
         (
             "select time, uuid, source_pod_name, destination_port, source_labels \
              from flows where source_pod_name like 'api-gateway%' and destination_port = 80",
