@@ -4,6 +4,9 @@
 //! files whose time range misses the query, and hands DataFusion exactly those files with
 //! their row counts and time ranges. Nothing is listed twice and nothing outside the
 //! visibility rule is ever read, so a compaction running meanwhile cannot show a row twice.
+//! Small files (the hours not compacted yet) skip the footer loading and DataFusion's Parquet
+//! scan: [`small`] reads each whole, its footer with it, and leaves it out then if its time
+//! range misses the query.
 //!
 //! A [`StoreTable`] reads one of:
 //! - `flows` and `lost_events`, over the raw hours;
@@ -65,7 +68,8 @@ use reader::CheckedReaderFactory;
 /// Up to this many files, footers are loaded while planning whatever the query.
 const PREFETCH_FILES: usize = 1024;
 
-/// Files smaller than this on average are read without their page index.
+/// Files smaller than this are read by flowsql's own scan ([`small`]); through DataFusion's,
+/// files smaller than this on average are read without their page index.
 const SMALL_FILE: u64 = 1 << 20;
 
 /// Above this many time-ordered file groups, a sort by time reads the files unordered and
