@@ -93,7 +93,6 @@ pub struct Filter {
     pub columns: Vec<usize>,
 }
 
-#[derive(Clone)]
 struct Layout {
     /// Kept so that the descriptor's address, the key, is not reused while remembered.
     _schema: Arc<SchemaDescriptor>,
