@@ -27,6 +27,15 @@ impl EnumNames {
         }
     }
 
+    /// The number of a stored value, the inverse of [`Self::by_number`]: a known name, or the
+    /// digits an unknown number was kept as; 0 (the zero value) for anything else.
+    pub fn number_of(&self, stored: &str) -> i32 {
+        match self.names.iter().find(|(_, name)| *name == stored) {
+            Some((number, _)) => *number as i32,
+            None => stored.parse().unwrap_or(0),
+        }
+    }
+
     /// The stored value for an enum number read from the protobuf wire: as [`Self::normalize`]
     /// gives for the same number written in JSON (zero NULL, unknown numbers kept as digits).
     pub fn by_number(&self, number: i32) -> Option<std::borrow::Cow<'static, str>> {

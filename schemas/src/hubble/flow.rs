@@ -32,6 +32,12 @@ macro_rules! columns {
         impl $name {
             const NAMES: &'static [&'static str] = &[$($column,)*];
 
+            /// The column's name in the schema.
+            #[allow(dead_code)] // not every table's rows are encoded
+            pub fn name(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+
             /// Schema position of every variant, by variant index.
             pub fn resolve(schema: &Schema) -> Vec<usize> {
                 Self::NAMES

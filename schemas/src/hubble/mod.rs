@@ -11,6 +11,7 @@
 //! understood (`table` cuts a failed line back out of every column): one bad line costs only
 //! itself and is reported with its line number and the path of the field at fault.
 
+mod encode;
 mod enums;
 mod flow;
 mod json;
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 
+pub use encode::{response_of_flow, FlowRows};
 pub use flow::TCP_FLAG_NAMES;
 pub use protobuf::ResponseKind;
 pub use wire::WireError;

@@ -344,3 +344,148 @@ fn invalid_utf8_is_reported_with_its_column_and_the_line_skipped() {
         format!("invalid UTF-8 at column {}", at + 1)
     );
 }
+
+/// Flows that set what the bundled captures do not: every message, list and enum of the
+/// schema, unknown enum numbers, negative int32s, empty strings in lists.
+const EVERY_FIELD: &str = r#"{"flow":{"time":"2026-11-24T09:00:00.000000001Z","uuid":"every-1","verdict":"DROPPED","drop_reason":133,"drop_reason_desc":"POLICY_DENIED","auth_type":"SPIRE","Type":"L7","node_name":"prod/node-a","node_labels":["kubernetes.io/hostname=node-a",""],"traffic_direction":"EGRESS","is_reply":false,"reply":true,"trace_observation_point":"TO_ENDPOINT","trace_reason":"ESTABLISHED","policy_match_type":4,"sock_xlate_point":"SOCK_XLATE_POINT_PRE_DIRECTION_FWD","socket_cookie":"18446744073709551615","cgroup_id":"1234","proxy_port":15001,"Summary":"s","ethernet":{"source":"aa:bb","destination":"cc:dd"},"IP":{"source":"10.0.0.1","destination":"10.0.0.2","source_xlated":"1.2.3.4","ipVersion":"IPv4","encrypted":true},"l4":{"TCP":{"source_port":1,"destination_port":80,"flags":{"SYN":true,"ACK":true,"NS":true}}},"source":{"ID":7,"identity":8,"cluster_name":"prod","namespace":"a","pod_name":"p","labels":["k8s:app=a","reserved:world"],"workloads":[{"name":"w","kind":"Deployment"}]},"destination":{"namespace":"b"},"source_service":{"name":"svc","namespace":"a"},"destination_service":{"namespace":"b"},"source_names":["a.example.com"],"destination_names":["b.example.com","c.example.com"],"l7":{"type":"RESPONSE","latency_ns":"5","http":{"code":503,"method":"GET","url":"http://x/y?z=1","protocol":"HTTP/1.1","headers":[{"key":"a","value":"b"},{"key":"c"}]}},"event_type":{"type":129,"sub_type":-3},"interface":{"index":3,"name":"eth0"},"trace_context":{"parent":{"trace_id":"abc"}},"ip_trace_id":{"trace_id":"99"},"file":{"name":"bpf_lxc.c","line":1234},"emitter":{"name":"Hubble","version":"1.19.4"},"tunnel":{"protocol":"VXLAN","IP":{"source":"192.168.0.1","destination":"192.168.0.2"},"vni":42},"aggregate":{"ingress_flow_count":1,"egress_flow_count":2},"egress_allowed_by":[{"name":"allow","namespace":"a","labels":["k8s:io.cilium.k8s.policy.name=allow"],"revision":"7","kind":"CiliumNetworkPolicy"}],"ingress_allowed_by":[{"name":"x"},{"kind":"NetworkPolicy"}],"egress_denied_by":[{"name":"deny"}],"ingress_denied_by":[{"revision":"1"}],"policy_log":["a","b"]},"node_name":"prod/node-a","time":"2026-11-24T09:00:00.000000001Z"}
+{"flow":{"time":"1969-12-31T23:59:59.5Z","uuid":"every-2","verdict":42,"trace_observation_point":77,"l4":{"ICMPv6":{"type":128,"code":1}},"source":{},"destination":{},"l7":{"type":"REQUEST","dns":{"query":"x.example.com.","ips":["1.1.1.1","::1"],"ttl":30,"cnames":["y"],"observation_source":"proxy","rcode":3,"qtypes":["A"],"rrtypes":["AAAA"]}},"is_reply":true}}
+{"flow":{"time":"2026-11-24T09:00:03Z","uuid":"every-3","l4":{"SCTP":{"destination_port":9}},"l7":{"kafka":{"error_code":-1,"api_version":2,"api_key":"produce","correlation_id":-7,"topic":"t"}},"tunnel":{"vni":1}}}
+{"flow":{"time":"2026-11-24T09:00:04Z","uuid":"every-4","l4":{"VRRP":{}},"l7":{"latency_ns":"1"},"trace_context":{"parent":{}}}}
+{"flow":{"time":"2026-11-24T09:00:05Z","uuid":"every-5","l4":{"IGMP":{}},"event_type":{"sub_type":2}}}
+{"flow":{"time":"2026-11-24T09:00:06Z","uuid":"every-6","l4":{"UDP":{}},"l4_ignored":1,"IP":{"ipVersion":"IPv6"}}}
+{"flow":{"time":"2026-11-24T09:00:07Z","uuid":"every-7","l4":{"ICMPv4":{"code":3}},"l4_protocol_unused":true}}"#;
+
+/// Every bundled capture, and [`EVERY_FIELD`].
+fn bundled_lines() -> String {
+    use std::io::Read;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sample-captures");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("hubble-samples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    files.push(root.join("typo-policy-incident.jsonl.gz"));
+    let mut text = String::new();
+    for file in files {
+        let raw = std::fs::File::open(&file).unwrap();
+        if file.extension().is_some_and(|e| e == "gz") {
+            flate2::read::GzDecoder::new(raw)
+                .read_to_string(&mut text)
+                .unwrap();
+        } else {
+            std::io::BufReader::new(raw)
+                .read_to_string(&mut text)
+                .unwrap();
+        }
+        text.push('\n');
+    }
+    text.push_str(EVERY_FIELD);
+    text.push('\n');
+    text
+}
+
+fn responses_of(batch: &RecordBatch) -> Vec<Vec<u8>> {
+    let rows = FlowRows::new(batch).unwrap();
+    assert_eq!(rows.len(), batch.num_rows());
+    (0..rows.len())
+        .map(|row| {
+            let mut response = Vec::new();
+            rows.response(row, &mut response);
+            response
+        })
+        .collect()
+}
+
+#[test]
+fn rows_written_as_protobuf_read_back_as_the_same_rows() {
+    let decoder = HubbleDecoder::new(CaptureSource::Hubble, None);
+    let from_json = decoder.decode(bundled_lines().as_bytes(), 1);
+    assert!(from_json.errors.is_empty(), "{:?}", from_json.errors);
+    assert!(
+        from_json.flows.num_rows() > 10_000,
+        "the captures are there"
+    );
+    let responses = responses_of(&from_json.flows);
+    let from_wire = decoder.decode_responses(responses.iter().map(Vec::as_slice), |_, _| true);
+    assert!(from_wire.errors.is_empty(), "{:?}", from_wire.errors);
+    assert_eq!(from_wire.flows.num_rows(), from_json.flows.num_rows());
+    for (index, field) in from_json.flows.schema().fields().iter().enumerate() {
+        assert_eq!(
+            from_wire.flows.column(index).as_ref(),
+            from_json.flows.column(index).as_ref(),
+            "column {}",
+            field.name()
+        );
+    }
+    // The hand-made flows really set what they are there for.
+    let every = from_json.flows.num_rows() - 7;
+    assert_eq!(
+        text(&from_json.flows, "verdict", every + 1).as_deref(),
+        Some("42")
+    );
+    assert_eq!(
+        text(&from_json.flows, "l4_protocol", every + 3).as_deref(),
+        Some("VRRP")
+    );
+    assert_eq!(
+        text(&from_json.flows, "tunnel_protocol", every).as_deref(),
+        Some("VXLAN")
+    );
+}
+
+#[test]
+fn a_flow_is_written_the_same_from_every_string_encoding() {
+    use arrow::compute::cast;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+    let decoded = decode(&bundled_lines());
+    let batch = decoded.flows;
+    // As a scan gives them: strings and dictionaries as views, lists of views.
+    let (fields, columns): (Vec<Field>, Vec<arrow::array::ArrayRef>) = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(field, column)| {
+            let view = match field.data_type() {
+                DataType::Utf8 | DataType::Dictionary(_, _) => Some(DataType::Utf8View),
+                DataType::List(item) if item.data_type() == &DataType::Utf8 => Some(
+                    DataType::List(Arc::new(Field::new(item.name(), DataType::Utf8View, true))),
+                ),
+                _ => None,
+            };
+            match view {
+                Some(view) => (
+                    field.as_ref().clone().with_data_type(view.clone()),
+                    cast(column, &view).unwrap(),
+                ),
+                None => (field.as_ref().clone(), Arc::clone(column)),
+            }
+        })
+        .unzip();
+    let views = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    assert_ne!(views.schema(), batch.schema());
+    assert_eq!(responses_of(&views), responses_of(&batch));
+}
+
+#[test]
+fn a_masked_flow_takes_its_envelope_from_what_is_left() {
+    let decoded = decode(DROPPED_ENVELOPE);
+    let rows = FlowRows::new(&decoded.flows).unwrap();
+    let (mut flow, mut whole) = (Vec::new(), Vec::new());
+    rows.flow(0, &mut flow);
+    rows.response(0, &mut whole);
+    let mut wrapped = Vec::new();
+    response_of_flow(&flow, &mut wrapped);
+    assert_eq!(wrapped, whole);
+    // Without its time and node name (a mask that keeps neither), the envelope has neither:
+    // a flow of only its uuid (field 34).
+    let flow = [0x92, 0x02, 1, b'u'];
+    let mut wrapped = Vec::new();
+    response_of_flow(&flow, &mut wrapped);
+    assert_eq!(
+        wrapped.len(),
+        flow.len() + 2,
+        "only the flow field's tag and length"
+    );
+}
