@@ -1,7 +1,12 @@
 //! `serve-bench`: `flowsql serve` over the bench-query store (10M flows over 24 h), measured
 //! from a gRPC client as the hubble CLI asks: time to the first flow and flows/s streamed for
 //! a 5-minute window, a filtered 24-hour scan (`--verdict DROPPED`) and `--all`; the server's
-//! peak RSS; and `flowsql replay -o jsonpb` of the same filtered scan, side by side.
+//! peak RSS and CPU; and `flowsql replay -o jsonpb` of the same filtered scan, side by side.
+//!
+//! Two clients, on the same 2 cores as the server: one that decodes every response into
+//! prost's message tree (what the hubble CLI does, in Go), and one that takes each response
+//! as bytes and only reads its kind (a relay, a recorder: `hubble_api::encoded`). The first
+//! measures the pair; the second the server's streaming rate.
 //!
 //! ```text
 //! make bench-query   # builds the store once (target/bench-data/store-10000000-24h)
@@ -45,6 +50,57 @@ fn reset_peak(pid: u32) {
     if std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_err() {
         eprintln!("serve-bench: cannot reset the peak RSS (root needed): peaks are cumulative");
     }
+}
+
+/// User + system CPU-seconds of a process so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name's closing parenthesis: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 are at 11 and 12 counting from field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Streams one request; returns the flows, the time to the first and the total time.
+async fn stream(address: &str, request: GetFlowsRequest, decode: bool) -> (usize, f64, f64) {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (mut count, mut first) = (0usize, None);
+    if decode {
+        let mut client = ObserverClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut stream = client.get_flows(request).await.unwrap().into_inner();
+        while let Some(response) = stream.message().await.unwrap() {
+            if let Some(ResponseTypes::Flow(_)) = response.response_types {
+                count += 1;
+                first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            }
+        }
+    } else {
+        let mut stream = hubble_api::encoded::get_flows(channel, request, 64 << 20)
+            .await
+            .unwrap();
+        while let Some(response) = stream.message().await.unwrap() {
+            // Field 1 (flow), length-delimited: the response holds a flow.
+            if response.first() == Some(&0x0a) {
+                count += 1;
+                first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    (count, first.unwrap_or(0.0), started.elapsed().as_secs_f64())
 }
 
 fn main() {
@@ -114,43 +170,30 @@ fn main() {
         ),
     ];
     println!(
-        "| request | flows | first flow | total | flows/s | server peak RSS |\n|---|---|---|---|---|---|"
+        "| request | client | flows | first flow | total | flows/s | server CPU | server peak RSS |\n|---|---|---|---|---|---|---|---|"
     );
     for (name, request) in cases {
         reset_peak(server.id());
-        let mut best: Option<(usize, f64, f64)> = None;
-        for _ in 0..runs {
-            let (count, first, total) = runtime.block_on(async {
-                let mut client = ObserverClient::connect(format!("http://{address}"))
-                    .await
-                    .unwrap()
-                    .max_decoding_message_size(64 << 20);
-                let started = Instant::now();
-                let mut stream = client
-                    .get_flows(request.clone())
-                    .await
-                    .unwrap()
-                    .into_inner();
-                let (mut count, mut first) = (0usize, None);
-                while let Some(response) = stream.message().await.unwrap() {
-                    if let Some(ResponseTypes::Flow(_)) = response.response_types {
-                        count += 1;
-                        first.get_or_insert_with(|| started.elapsed().as_secs_f64());
-                    }
+        for decode in [true, false] {
+            let mut best: Option<(usize, f64, f64, f64)> = None;
+            for _ in 0..runs {
+                let cpu_before = cpu_seconds(server.id());
+                let (count, first, total) =
+                    runtime.block_on(stream(&address, request.clone(), decode));
+                let cpu = cpu_seconds(server.id()) - cpu_before;
+                if best.is_none_or(|(_, _, t, _)| total < t) {
+                    best = Some((count, first, total, cpu));
                 }
-                (count, first.unwrap_or(0.0), started.elapsed().as_secs_f64())
-            });
-            if best.is_none_or(|(_, _, t)| total < t) {
-                best = Some((count, first, total));
             }
+            let (count, first, total, cpu) = best.unwrap();
+            println!(
+                "| {name} | {} | {count} | {:.0} ms | {total:.2} s | {:.0} | {cpu:.2} s | {:.0} MiB |",
+                if decode { "prost (decodes)" } else { "bytes" },
+                first * 1000.0,
+                count as f64 / total,
+                peak_mib(server.id())
+            );
         }
-        let (count, first, total) = best.unwrap();
-        println!(
-            "| {name} | {count} | {:.0} ms | {total:.2} s | {:.0} | {:.0} MiB |",
-            first * 1000.0,
-            count as f64 / total,
-            peak_mib(server.id())
-        );
     }
 
     let mut replay = Command::new(&flowsql);

@@ -6,8 +6,10 @@
 use std::collections::VecDeque;
 
 use datafusion::prelude::{col, Expr};
+use flow_schema::hubble::FlowRows;
 use futures::StreamExt;
 use hubble_api::flow::Flow;
+use prost::Message;
 
 use super::format::LostEvents;
 use super::{rows, ReplayError};
@@ -24,13 +26,28 @@ pub enum Selection {
     Last(usize),
 }
 
-/// One item of the history, in time order. (Moved once from the scan to the sink, never
-/// stored in bulk: boxing the flow would only add an allocation per flow.)
+/// One item of the history, in time order.
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum Event {
-    Flow(Flow),
+pub enum Event<'a> {
+    /// A flow, as Hubble's `Flow` message on the wire ([`FlowRows`]).
+    Flow(EncodedFlow<'a>),
     Lost(LostEvents),
+}
+
+/// A flow's `Flow` message, with what the sinks need without decoding it.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedFlow<'a> {
+    pub bytes: &'a [u8],
+    /// ns since the epoch.
+    pub time: Option<i64>,
+    pub uuid: Option<&'a str>,
+}
+
+impl EncodedFlow<'_> {
+    /// The message tree, for a sink that prints or rewrites it.
+    pub fn decode(&self) -> Result<Flow, ReplayError> {
+        Flow::decode(self.bytes).map_err(|e| ReplayError::Encoding(e.to_string()))
+    }
 }
 
 /// Where the events go: a printer (`replay`), a gRPC stream (`serve`).
@@ -38,8 +55,14 @@ pub trait Sink: Send {
     /// Takes one event; `Ok(false)` when no more are wanted (a client that went away).
     fn deliver(
         &mut self,
-        event: Event,
+        event: Event<'_>,
     ) -> impl std::future::Future<Output = Result<bool, ReplayError>> + Send;
+
+    /// The end of a batch of the scan: what the sink holds should go out now (a selective
+    /// filter may take a while to find the next flow). `Ok(false)` as for `deliver`.
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<bool, ReplayError>> + Send {
+        async { Ok(true) }
+    }
 }
 
 /// Delivers the events to `sink` until it returns `Ok(false)` (a client that went away: the
@@ -66,38 +89,43 @@ pub async fn events(
     let frame = session.frame(frame.into_unoptimized_plan());
     let mut lost = lost_events(session).await?;
     let mut delivered = 0;
+    let mut encoded = Vec::with_capacity(4096);
     if let Selection::Last(_) = selection {
+        // Newest first from the scan: delivered backwards.
         let batches = frame.collect().await?;
-        let mut flows = Vec::new();
-        for batch in &batches {
-            let rows = rows::Rows::new(batch)?;
-            flows.extend((0..rows.len()).map(|r| rows.flow(r)));
-        }
-        flows.reverse();
+        let batches = batches
+            .iter()
+            .rev()
+            .map(FlowRows::new)
+            .collect::<Result<Vec<_>, _>>()?;
         // Lost events from the oldest flow delivered on, as hubble reads forward from there.
-        if let Some(oldest) = flows.first() {
-            lost.retain(|l| key(l.time) >= key(oldest.time));
+        let oldest = batches
+            .iter()
+            .find(|rows| !rows.is_empty())
+            .and_then(|rows| rows.time(rows.len() - 1));
+        if let Some(oldest) = oldest {
+            lost.retain(|l| key(l.time) >= Some(oldest));
         }
-        for flow in flows {
-            if !lost_until(sink, &mut lost, key(flow.time)).await?
-                || !sink.deliver(Event::Flow(flow)).await?
-            {
-                return Ok(delivered);
+        for rows in &batches {
+            for row in (0..rows.len()).rev() {
+                if !deliver(sink, &mut lost, rows, row, &mut encoded).await? {
+                    return Ok(delivered);
+                }
+                delivered += 1;
             }
-            delivered += 1;
         }
     } else {
         let mut stream = frame.execute_stream().await?;
         while let Some(batch) = stream.next().await {
-            let rows = rows::Rows::new(&batch?)?;
-            for r in 0..rows.len() {
-                let flow = rows.flow(r);
-                if !lost_until(sink, &mut lost, key(flow.time)).await?
-                    || !sink.deliver(Event::Flow(flow)).await?
-                {
+            let rows = FlowRows::new(&batch?)?;
+            for row in 0..rows.len() {
+                if !deliver(sink, &mut lost, &rows, row, &mut encoded).await? {
                     return Ok(delivered);
                 }
                 delivered += 1;
+            }
+            if !sink.flush().await? {
+                return Ok(delivered);
             }
         }
         if let Selection::First(_) = selection {
@@ -105,20 +133,49 @@ pub async fn events(
             lost.clear();
         }
     }
-    lost_until(sink, &mut lost, Some((i64::MAX, i32::MAX))).await?;
+    lost_until(sink, &mut lost, Some(i64::MAX)).await?;
+    sink.flush().await?;
     Ok(delivered)
 }
 
-fn key(time: Option<pbjson_types::Timestamp>) -> Option<(i64, i32)> {
-    time.map(|t| (t.seconds, t.nanos))
+/// Delivers the lost events up to row `row`'s time, then the row; false when the sink wants
+/// no more.
+async fn deliver(
+    sink: &mut impl Sink,
+    lost: &mut VecDeque<LostEvents>,
+    rows: &FlowRows,
+    row: usize,
+    encoded: &mut Vec<u8>,
+) -> Result<bool, ReplayError> {
+    let time = rows.time(row);
+    if !lost_until(sink, lost, time).await? {
+        return Ok(false);
+    }
+    encoded.clear();
+    rows.flow(row, encoded);
+    let flow = EncodedFlow {
+        bytes: encoded,
+        time,
+        uuid: rows.uuid(row),
+    };
+    sink.deliver(Event::Flow(flow)).await
 }
 
-/// Delivers the lost-event records at or before `until` (seconds, nanos); false when the
-/// sink wants no more.
+/// A time as ns since the epoch.
+fn key(time: Option<pbjson_types::Timestamp>) -> Option<i64> {
+    time.map(|t| {
+        t.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos))
+    })
+}
+
+/// Delivers the lost-event records at or before `until` (ns); false when the sink wants no
+/// more.
 async fn lost_until(
     sink: &mut impl Sink,
     lost: &mut VecDeque<LostEvents>,
-    until: Option<(i64, i32)>,
+    until: Option<i64>,
 ) -> Result<bool, ReplayError> {
     while let Some(next) = lost.front() {
         if key(next.time) > until {

@@ -1,7 +1,7 @@
 //! `flowsql replay`: `hubble observe` over the recorded history. The same filter flags with
 //! the same meaning (`hubble_api::observe_flags` builds Hubble's FlowFilter lists, [`predicate`] turns them into
 //! one query predicate), the same output formats ([`format`], from rows turned back into
-//! `Flow` messages by [`rows`]), time-ordered.
+//! `Flow` messages by `flow_schema::hubble::FlowRows`), time-ordered.
 
 pub mod format;
 pub mod history;
@@ -228,6 +228,9 @@ pub enum ReplayError {
     Arrow(#[from] datafusion::arrow::error::ArrowError),
     #[error("cannot write the output: {0}")]
     Io(#[from] std::io::Error),
+    /// A flow written from the store does not decode: a bug of ours, not the user's input.
+    #[error("internal error: a flow read from the store does not decode: {0}")]
+    Encoding(String),
 }
 
 /// Hubble's default when nothing says how many.
@@ -298,9 +301,9 @@ impl ReplayArgs {
 struct Printer<W: Write>(FlowWriter<W>);
 
 impl<W: Write + Send> history::Sink for Printer<W> {
-    async fn deliver(&mut self, event: Event) -> Result<bool, ReplayError> {
+    async fn deliver(&mut self, event: Event<'_>) -> Result<bool, ReplayError> {
         match event {
-            Event::Flow(flow) => self.0.write(flow)?,
+            Event::Flow(flow) => self.0.write(flow.decode()?)?,
             Event::Lost(lost) => self.0.write_lost(&lost)?,
         }
         Ok(true)

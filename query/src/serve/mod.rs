@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use flow_schema::store::{Patience, Store};
-use hubble_api::observer::observer_server::ObserverServer;
+use hubble_api::encoded::ObserverService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::session::ReadOptions;
@@ -203,7 +203,7 @@ pub async fn run(
     );
     server
         .add_service(health_service)
-        .add_service(ObserverServer::new(history).max_encoding_message_size(64 << 20))
+        .add_service(ObserverService::new(history).max_encoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown(),

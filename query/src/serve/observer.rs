@@ -3,18 +3,25 @@
 //! and `GetNamespaces` answer from the cached [`stats`]; the event streams are not recorded
 //! (Unimplemented, as hubble-relay answers).
 //!
-//! Streaming: one task per stream produces responses into a bounded channel, so a slow client
-//! holds at most [`CHANNEL`] responses in memory whatever `number` is, and a client that goes
-//! away closes the channel, which ends the task and drops its scan.
+//! Streaming: one task per stream writes the flows from the scan's columns straight into
+//! encoded responses (`flow_schema::hubble::FlowRows`; no message tree per flow), gathered in
+//! chunks of ~[`CHUNK_BYTES`] that go through a bounded channel: a slow client holds at most
+//! [`CHANNEL`] chunks in memory whatever `number` is, and a client that goes away closes the
+//! channel, which ends the task and drops its scan. A chunk goes out when it is full and at
+//! the end of each batch of the scan, so a selective filter does not hold back what it found.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use datafusion::prelude::Expr;
+use flow_schema::hubble::response_of_flow;
 use flow_schema::store::Store;
+use futures::StreamExt;
+use hubble_api::encoded::EncodedFlows;
 use hubble_api::field_mask::FlowMask;
-use hubble_api::flow::{Flow, LostEvent, LostEventSource};
+use hubble_api::flow::{LostEvent, LostEventSource};
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_server::Observer;
 use hubble_api::observer::{
@@ -23,8 +30,10 @@ use hubble_api::observer::{
     GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
 };
 use hubble_api::relay::{NodeState, NodeStatusEvent};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::access::{Access, Visibility};
@@ -32,14 +41,19 @@ use super::follow::{self, Recent, Seen};
 use super::request::{self, FlowsPlan};
 use super::stats::Snapshot;
 use crate::replay::format::LostEvents;
-use crate::replay::history::{self, Event};
+use crate::replay::history::{self, EncodedFlow, Event};
 use crate::replay::ReplayError;
 use crate::session::{FlowSession, ReadOptions};
 
-/// Responses a stream may hold ahead of its client.
-const CHANNEL: usize = 256;
+/// Chunks of responses a stream may hold ahead of its client.
+const CHANNEL: usize = 8;
+/// A chunk goes out once it holds this many bytes of responses.
+const CHUNK_BYTES: usize = 64 << 10;
 
 type EventStream<T> = std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Encoded `GetFlowsResponse`s, in order.
+type Chunk = Result<Vec<Bytes>, Status>;
 
 /// The service's shared state.
 pub struct History {
@@ -59,11 +73,11 @@ impl History {
 }
 
 #[tonic::async_trait]
-impl Observer for History {
+impl EncodedFlows for History {
     async fn get_flows(
         &self,
         request: Request<GetFlowsRequest>,
-    ) -> Result<Response<EventStream<GetFlowsResponse>>, Status> {
+    ) -> Result<Response<BoxStream<Bytes>>, Status> {
         let visibility = self.visibility(&request)?;
         let now = chrono::Utc::now()
             .timestamp_nanos_opt()
@@ -83,9 +97,18 @@ impl Observer for History {
             sent: AtomicU64::new(0),
         };
         tokio::spawn(stream.run(plan));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let responses = ReceiverStream::new(rx).flat_map(|chunk: Chunk| {
+            futures::stream::iter(match chunk {
+                Ok(responses) => responses.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(status) => vec![Err(status)],
+            })
+        });
+        Ok(Response::new(Box::pin(responses)))
     }
+}
 
+#[tonic::async_trait]
+impl Observer for History {
     async fn get_agent_events(
         &self,
         _: Request<GetAgentEventsRequest>,
@@ -179,7 +202,7 @@ struct Stream {
     options: ReadOptions,
     poll: Duration,
     visibility: Visibility,
-    tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    tx: mpsc::Sender<Chunk>,
     /// The client's address, for the log.
     peer: String,
     /// Flows sent so far.
@@ -295,13 +318,15 @@ impl Stream {
             mask,
             recent,
             remember,
-            open: true,
+            chunk: Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
+            ends: Vec::new(),
+            flows: 0,
+            masked: Vec::new(),
         };
         history::events(session, predicate, selection, &mut sink)
             .await
             .map_err(status_of)?;
-        let mut open = sink.open;
-        if open && session.damaged() {
+        if session.damaged() {
             // A partial answer says so: the CLI prints a node error even without --debug.
             let notice = GetFlowsResponse {
                 response_types: Some(ResponseTypes::NodeStatus(NodeStatusEvent {
@@ -314,50 +339,111 @@ impl Stream {
                 node_name: String::new(),
                 time: None,
             };
-            open = self.tx.send(Ok(notice)).await.is_ok();
+            sink.push_message(&notice);
         }
-        Ok(open)
+        Ok(sink.send().await)
     }
 }
 
-/// The history's events as responses on a stream's channel.
+/// The history's events as responses on a stream's channel, in chunks.
 struct Responses<'a> {
-    tx: &'a mpsc::Sender<Result<GetFlowsResponse, Status>>,
+    tx: &'a mpsc::Sender<Chunk>,
     sent: &'a AtomicU64,
     visibility: &'a Visibility,
     mask: Option<&'a FlowMask>,
     recent: &'a mut Recent,
     /// Remember the flows sent (the history part of a follow), or skip those remembered.
     remember: bool,
-    open: bool,
+    /// Encoded responses not sent yet, and where each ends.
+    chunk: Vec<u8>,
+    ends: Vec<usize>,
+    /// Flows among them.
+    flows: u64,
+    /// A flow rewritten for this client (masks), reused.
+    masked: Vec<u8>,
+}
+
+impl Responses<'_> {
+    fn push_message(&mut self, response: &GetFlowsResponse) {
+        response
+            .encode(&mut self.chunk)
+            .expect("a Vec grows as needed");
+        self.ends.push(self.chunk.len());
+    }
+
+    /// The flow as this client may see it: the other end masked ([`Visibility`]), then the
+    /// field mask.
+    fn push_flow(&mut self, flow: &EncodedFlow<'_>) -> Result<(), ReplayError> {
+        let mut bytes = flow.bytes;
+        let rewritten;
+        if self.visibility.namespaces().is_some() {
+            let mut tree = flow.decode()?;
+            self.visibility.mask_other_end(&mut tree);
+            rewritten = tree.encode_to_vec();
+            bytes = &rewritten;
+        }
+        if let Some(mask) = self.mask {
+            self.masked.clear();
+            mask.apply_encoded(bytes, &mut self.masked);
+            response_of_flow(&self.masked, &mut self.chunk);
+        } else {
+            response_of_flow(bytes, &mut self.chunk);
+        }
+        self.ends.push(self.chunk.len());
+        self.flows += 1;
+        Ok(())
+    }
+
+    /// Sends what is gathered; false when the client went away.
+    async fn send(&mut self) -> bool {
+        if self.ends.is_empty() {
+            return !self.tx.is_closed();
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.chunk,
+            Vec::with_capacity(CHUNK_BYTES + (16 << 10)),
+        ));
+        let mut start = 0;
+        let responses = self
+            .ends
+            .drain(..)
+            .map(|end| {
+                let response = chunk.slice(start..end);
+                start = end;
+                response
+            })
+            .collect();
+        let open = self.tx.send(Ok(responses)).await.is_ok();
+        if open {
+            self.sent.fetch_add(self.flows, Ordering::Relaxed);
+        }
+        self.flows = 0;
+        open
+    }
 }
 
 impl history::Sink for Responses<'_> {
-    async fn deliver(&mut self, event: Event) -> Result<bool, ReplayError> {
-        let response = match event {
-            Event::Flow(mut flow) => {
-                let time = flow
-                    .time
-                    .map_or(0, |t| t.seconds * 1_000_000_000 + i64::from(t.nanos));
+    async fn deliver(&mut self, event: Event<'_>) -> Result<bool, ReplayError> {
+        match event {
+            Event::Flow(flow) => {
+                let uuid = flow.uuid.unwrap_or_default();
                 if self.remember {
-                    self.recent.remember(time, &flow.uuid);
-                } else if self.recent.contains(&flow.uuid) {
+                    self.recent.remember(flow.time.unwrap_or_default(), uuid);
+                } else if self.recent.contains(uuid) {
                     return Ok(true);
                 }
-                self.visibility.mask_other_end(&mut flow);
-                flow_response(match self.mask {
-                    Some(mask) => mask.apply(&flow),
-                    None => flow,
-                })
+                self.push_flow(&flow)?;
             }
-            Event::Lost(lost) => lost_response(lost),
-        };
-        let flow = matches!(response.response_types, Some(ResponseTypes::Flow(_)));
-        self.open = self.tx.send(Ok(response)).await.is_ok();
-        if self.open && flow {
-            self.sent.fetch_add(1, Ordering::Relaxed);
+            Event::Lost(lost) => self.push_message(&lost_response(lost)),
         }
-        Ok(self.open)
+        if self.chunk.len() < CHUNK_BYTES {
+            return Ok(true);
+        }
+        Ok(self.send().await)
+    }
+
+    async fn flush(&mut self) -> Result<bool, ReplayError> {
+        Ok(self.send().await)
     }
 }
 
@@ -365,15 +451,6 @@ fn now_ns() -> i64 {
     chrono::Utc::now()
         .timestamp_nanos_opt()
         .expect("now fits in nanoseconds")
-}
-
-/// A flow as an agent sends it: the response's time and node are the (masked) flow's.
-fn flow_response(flow: Flow) -> GetFlowsResponse {
-    GetFlowsResponse {
-        node_name: flow.node_name.clone(),
-        time: flow.time,
-        response_types: Some(ResponseTypes::Flow(flow)),
-    }
 }
 
 /// A lost-event record; sources Hubble has no name for (the recorder's own) are UNKNOWN.

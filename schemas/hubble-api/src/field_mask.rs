@@ -95,8 +95,13 @@ impl FlowMask {
     pub fn apply(&self, flow: &Flow) -> Flow {
         let encoded = flow.encode_to_vec();
         let mut kept = Vec::with_capacity(encoded.len());
-        filter(&self.keep, &encoded, &mut kept);
+        self.apply_encoded(&encoded, &mut kept);
         Flow::decode(kept.as_slice()).expect("a subset of a flow's fields is a flow")
+    }
+
+    /// Appends the masked fields of the encoded `Flow` `flow` to `out` (still a `Flow`).
+    pub fn apply_encoded(&self, flow: &[u8], out: &mut Vec<u8>) {
+        filter(&self.keep, flow, out);
     }
 }
 
