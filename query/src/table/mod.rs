@@ -456,13 +456,21 @@ impl Shape {
         let all = FileGroup::new(partitioned);
         // A statement sorted by time (it asked for statistics, `FlowSession::frame`): groups
         // of non-overlapping files in time order, which DataFusion merges without sorting.
+        // One group per core only under a filter: then each group is decoded and filtered by
+        // a task of its own (DataFusion's repartition), and the merge copies only what passed.
+        // Unfiltered, the merge would poll its inputs in turn on one thread and copy every row
+        // (a sixth of `flowsql serve`'s CPU streaming a day of one node): as few groups as
+        // the files allow, and `replay::history` decodes in a task of its own.
+        let filtered = filters
+            .iter()
+            .any(|f| f.column_refs().iter().any(|c| c.name != self.sort_column));
         let ordered = ordered
             .then(|| {
                 FileScanConfig::split_groups_by_statistics_with_target_partitions(
                     &self.schema,
                     std::slice::from_ref(&all),
                     ordering.first()?,
-                    target,
+                    if filtered { target } else { 1 },
                 )
                 .ok()
             })
