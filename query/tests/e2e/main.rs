@@ -498,22 +498,24 @@ fn flowsql_refuses_to_write() {
 fn a_time_window_never_opens_files_of_other_hours() {
     let (dir, store) = temp_store();
     import(&store, &[&incident_capture()], &[]).ok();
-    // Ordered by time, the time-sorted files are merged in order (their statistics are collected
-    // for such a statement): no sort of every row, whatever the history.
-    let plan = flowsql(
-        &[
-            "--store",
-            &store,
-            "--format",
-            "csv",
-            "explain select * from flows order by time",
-        ],
-        &[],
-    )
-    .ok()
-    .stdout;
-    assert!(plan.contains("SortPreservingMergeExec"), "{plan}");
-    assert!(!plan.contains("SortExec"), "{plan}");
+    // Ordered by time, the time-sorted files are read in order (their statistics are collected
+    // for such a statement): no sort of every row, whatever the history. Unfiltered, the
+    // hours' files, which do not overlap, are one ordered stream (nothing to merge); filtered,
+    // a group per core, merged.
+    let plan = |sql: &str| {
+        flowsql(&["--store", &store, "--format", "csv", sql], &[])
+            .ok()
+            .stdout
+    };
+    let all = plan("explain select * from flows order by time");
+    assert!(all.contains("file_groups={1 group"), "{all}");
+    assert!(!all.contains("SortPreservingMergeExec"), "{all}");
+    let dropped = plan("explain select * from flows where verdict = 'DROPPED' order by time");
+    assert!(!dropped.contains("file_groups={1 group"), "{dropped}");
+    assert!(dropped.contains("SortPreservingMergeExec"), "{dropped}");
+    for plan in [all, dropped] {
+        assert!(!plan.contains("SortExec"), "{plan}");
+    }
     // A corrupt file in the 08:00 partition.
     let corrupt = dir
         .path()
