@@ -97,11 +97,13 @@ pub async fn events(
     // instead (`in_its_own_task`). A filter keeps it: the cores share the filtering, and the
     // merge copies only what passed.
     let (mut state, plan) = session.frame(frame.into_unoptimized_plan()).into_parts();
-    state
-        .config_mut()
-        .options_mut()
-        .optimizer
-        .enable_round_robin_repartition = filtered;
+    if !filtered {
+        state
+            .config_mut()
+            .options_mut()
+            .optimizer
+            .enable_round_robin_repartition = false;
+    }
     let frame = DataFrame::new(state, plan);
     let mut lost = lost_events(session).await?;
     let mut delivered = 0;
