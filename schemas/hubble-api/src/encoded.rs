@@ -226,8 +226,10 @@ impl Decoder for ServerSide {
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<GetFlowsRequest>, Status> {
+        // A request that does not parse is INTERNAL, as gRPC's status code table says and the
+        // generated servers answer.
         GetFlowsRequest::decode(src)
             .map(Some)
-            .map_err(|error| Status::invalid_argument(format!("GetFlowsRequest: {error}")))
+            .map_err(|error| Status::internal(format!("GetFlowsRequest: {error}")))
     }
 }
