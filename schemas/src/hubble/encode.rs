@@ -91,20 +91,6 @@ impl Text {
     fn is_valid(&self, row: usize) -> bool {
         self.get(row).is_some()
     }
-
-    /// Dictionary values: how many, for per-value tables.
-    fn dictionary_len(&self) -> Option<usize> {
-        match self {
-            Text::Dictionary(_, values) => Some(match values.as_ref() {
-                Text::Absent => 0,
-                Text::Plain(a) => a.len(),
-                Text::Large(a) => a.len(),
-                Text::View(a) => a.len(),
-                Text::Dictionary(keys, _) => keys.len(),
-            }),
-            _ => None,
-        }
-    }
 }
 
 /// A column of numbers of type `T` (cast to it if the file stored another width).
@@ -159,8 +145,9 @@ struct Enum {
 impl Enum {
     fn of(array: Option<&ArrayRef>, names: &'static EnumNames) -> Result<Enum, ArrowError> {
         let text = Text::of(array)?;
-        let numbers = match (&text, text.dictionary_len()) {
-            (Text::Dictionary(_, values), Some(n)) => (0..n)
+        let dictionary = array.and_then(|a| a.as_dictionary_opt::<Int32Type>());
+        let numbers = match (&text, dictionary) {
+            (Text::Dictionary(_, values), Some(dictionary)) => (0..dictionary.values().len())
                 .map(|i| values.get(i).map_or(0, |name| names.number_of(name)))
                 .collect(),
             _ => Vec::new(),
