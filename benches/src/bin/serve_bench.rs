@@ -1,6 +1,8 @@
 //! `serve-bench`: `flowsql serve` over the bench-query store (10M flows over 24 h), measured
 //! from a gRPC client as the hubble CLI asks: time to the first flow and flows/s streamed for
-//! a 5-minute window, a filtered 24-hour scan (`--verdict DROPPED`) and `--all`; the server's
+//! a 5-minute window, a filtered 24-hour scan (`--verdict DROPPED`) and `--all`, the last both
+//! as `-o jsonpb` asks (whole flows) and as `hubble observe --all`'s default compact output
+//! asks (the CLI's default field mask: the server reads only the columns it keeps); the server's
 //! peak RSS and CPU; and `flowsql replay -o jsonpb` of the same filtered scan, side by side.
 //!
 //! Two clients, on the same 2 cores as the server: one that decodes every response into
@@ -19,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use flow_benches::measure;
+use hubble_api::field_mask::CLI_DEFAULT_MASK;
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_client::ObserverClient;
 use hubble_api::observer::GetFlowsRequest;
@@ -162,9 +165,19 @@ fn main() {
             },
         ),
         (
-            "--all",
+            "--all -o jsonpb",
             GetFlowsRequest {
                 number: u64::MAX,
+                ..Default::default()
+            },
+        ),
+        (
+            "--all (compact: default mask)",
+            GetFlowsRequest {
+                number: u64::MAX,
+                field_mask: Some(pbjson_types::FieldMask {
+                    paths: CLI_DEFAULT_MASK.map(str::to_owned).to_vec(),
+                }),
                 ..Default::default()
             },
         ),

@@ -70,10 +70,13 @@ pub trait Sink: Send {
 }
 
 /// Delivers the events to `sink` until it returns `Ok(false)` (a client that went away: the
-/// scan stops) or the selection is done; returns the number of flows delivered.
+/// scan stops) or the selection is done; returns the number of flows delivered. `columns`:
+/// the only ones read (the flows' other fields are left out, see [`FlowRows::columns_for`]),
+/// or `None` for all.
 pub async fn events(
     session: &FlowSession,
     predicate: Option<Expr>,
+    columns: Option<&[&str]>,
     selection: Selection,
     sink: &mut impl Sink,
 ) -> Result<usize, ReplayError> {
@@ -91,6 +94,9 @@ pub async fn events(
             .limit(0, Some(n))?,
         Selection::All => frame.sort(vec![col("time").sort(true, false)])?,
     };
+    if let Some(columns) = columns {
+        frame = frame.select_columns(columns)?;
+    }
     // Without a filter, one ordered stream: a round-robin repartition would deal its batches
     // out to the cores only for a merge to put them back in time order, copying every row (a
     // sixth of `serve`'s CPU for a day of one node); the scan decodes in a task of its own

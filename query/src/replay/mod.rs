@@ -290,7 +290,7 @@ impl ReplayArgs {
             print_policy_names: self.print_policy_names,
         };
         let mut writer = Printer(FlowWriter::new(out, options));
-        let written = history::events(session, predicate, selection, &mut writer).await?;
+        let written = history::events(session, predicate, None, selection, &mut writer).await?;
         let writer = writer.0;
         writer.finish()?;
         Ok(written)

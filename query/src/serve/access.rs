@@ -174,6 +174,14 @@ impl Visibility {
         })
     }
 
+    /// The `Flow` fields [`Visibility::mask_other_end`] reads (as a field mask names them).
+    pub fn fields_read(&self) -> &'static [&'static str] {
+        match self.namespaces {
+            Some(_) => &["source.namespace", "destination.namespace"],
+            None => &[],
+        }
+    }
+
     /// Masks the end of `flow` the client may not see.
     pub fn mask_other_end(&self, flow: &mut Flow) {
         let Some(allowed) = &self.namespaces else {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use datafusion::prelude::Expr;
-use flow_schema::hubble::response_of_flow;
+use flow_schema::hubble::{response_of_flow, FlowRows};
 use flow_schema::store::Store;
 use futures::StreamExt;
 use hubble_api::encoded::EncodedFlows;
@@ -323,7 +323,14 @@ impl Stream {
             flows: 0,
             masked: Vec::new(),
         };
-        history::events(session, predicate, selection, &mut sink)
+        // With a field mask (the CLI's compact output always sends one), only the columns
+        // it keeps are decoded.
+        let columns = mask.map(|mask| {
+            FlowRows::columns_for(|field| {
+                mask.touches(field) || self.visibility.fields_read().contains(&field)
+            })
+        });
+        history::events(session, predicate, columns.as_deref(), selection, &mut sink)
             .await
             .map_err(status_of)?;
         if session.damaged() {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use flowsql::replay::format::{FlowWriter, Format, LostEvents, Options, TimeFormat};
+use hubble_api::field_mask::CLI_DEFAULT_MASK;
 use hubble_api::flow::{FlowFilter, LostEventSource};
 use hubble_api::observer::get_flows_response::ResponseTypes;
 use hubble_api::observer::observer_client::ObserverClient;
@@ -18,30 +19,6 @@ use tonic::transport::Channel;
 use tonic::Code;
 
 use crate::support::*;
-
-/// The default field mask of `hubble observe -o compact|dict|table`.
-const DEFAULT_MASK: [&str; 20] = [
-    "time",
-    "verdict",
-    "ethernet",
-    "IP",
-    "l4",
-    "source.identity",
-    "source.namespace",
-    "source.pod_name",
-    "destination.identity",
-    "destination.namespace",
-    "destination.pod_name",
-    "Type",
-    "node_name",
-    "l7",
-    "event_type",
-    "source_service",
-    "destination_service",
-    "is_reply",
-    "Summary",
-    "ip_trace_id",
-];
 
 /// CLI filter flags, the whitelist and blacklist they make, flowsql replay's flags.
 type FilterCase<'a> = (&'a str, Vec<FlowFilter>, Vec<FlowFilter>, Vec<&'a str>);
@@ -188,7 +165,7 @@ fn masked_replay(store: &str, flags: &[&str], filters: &[&str]) -> String {
     args.extend(flags.iter().copied());
     args.extend(filters.iter().copied());
     args.extend(["-o", "jsonpb"]);
-    let mask = hubble_api::field_mask::FlowMask::new(&DEFAULT_MASK)
+    let mask = hubble_api::field_mask::FlowMask::new(&CLI_DEFAULT_MASK)
         .unwrap()
         .unwrap();
     let responses: Vec<GetFlowsResponse> = flowsql(&args, &[])
@@ -367,7 +344,7 @@ fn hubble_cli_requests_answer_as_replay_does() {
                     whitelist: allow.clone(),
                     blacklist: deny.clone(),
                     field_mask: if format == Format::Compact {
-                        mask(&DEFAULT_MASK)
+                        mask(&CLI_DEFAULT_MASK)
                     } else {
                         None
                     },
@@ -813,28 +790,32 @@ fn mtls_clients_see_what_the_access_list_gives_them() {
             .unwrap();
         server.runtime.block_on(endpoint.connect())
     };
-    let flows_of = |client: &str| -> Result<Vec<hubble_api::flow::Flow>, tonic::Status> {
-        let mut observer = ObserverClient::new(
-            channel(client).map_err(|e| tonic::Status::unavailable(e.to_string()))?,
-        )
-        .max_decoding_message_size(64 << 20);
-        server.runtime.block_on(async move {
-            let mut stream = observer
-                .get_flows(GetFlowsRequest {
-                    number: u64::MAX,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            let mut flows = Vec::new();
-            while let Some(response) = stream.message().await? {
-                if let Some(ResponseTypes::Flow(flow)) = response.response_types {
-                    flows.push(flow);
+    let masked_flows_of =
+        |client: &str, paths: &[&str]| -> Result<Vec<hubble_api::flow::Flow>, tonic::Status> {
+            let mut observer = ObserverClient::new(
+                channel(client).map_err(|e| tonic::Status::unavailable(e.to_string()))?,
+            )
+            .max_decoding_message_size(64 << 20);
+            let field_mask = (!paths.is_empty()).then(|| mask(paths)).flatten();
+            server.runtime.block_on(async move {
+                let mut stream = observer
+                    .get_flows(GetFlowsRequest {
+                        number: u64::MAX,
+                        field_mask,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let mut flows = Vec::new();
+                while let Some(response) = stream.message().await? {
+                    if let Some(ResponseTypes::Flow(flow)) = response.response_types {
+                        flows.push(flow);
+                    }
                 }
-            }
-            Ok(flows)
-        })
-    };
+                Ok(flows)
+            })
+        };
+    let flows_of = |client: &str| masked_flows_of(client, &[]);
     // `hubble status` checks health first, under the Observer's Hubble name.
     let sre = channel("sre").unwrap();
     let health = server.runtime.block_on(async {
@@ -873,6 +854,26 @@ fn mtls_clients_see_what_the_access_list_gives_them() {
             }
         }
     }
+    // A field mask without the namespaces (the server reads only what the mask keeps): the
+    // other end is still judged by its namespace.
+    let pods = ["source.pod_name", "destination.pod_name"];
+    let pod_mask = hubble_api::field_mask::FlowMask::new(&pods)
+        .unwrap()
+        .unwrap();
+    let masked_team: Vec<_> = team.iter().map(|flow| pod_mask.apply(flow)).collect();
+    let served = masked_flows_of("team-a", &pods).unwrap();
+    let differing = served.iter().zip(&masked_team).filter(|(s, t)| s != t);
+    assert!(
+        served.len() == masked_team.len() && differing.count() == 0,
+        "masked flows differ from the unmasked ones masked here"
+    );
+    assert!(
+        masked_team.iter().any(|f| f
+            .source
+            .as_ref()
+            .is_some_and(|end| !end.pod_name.is_empty())),
+        "some pod names are seen"
+    );
     let stranger = flows_of("stranger").unwrap_err();
     assert_eq!(stranger.code(), Code::PermissionDenied, "{stranger:?}");
     assert!(stranger.message().contains("stranger"), "{stranger:?}");

@@ -20,6 +20,31 @@ use crate::flow::Flow;
 /// The compiled `.proto` files (written by build.rs).
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hubble-descriptors.bin"));
 
+/// The mask `hubble observe` sends for its compact, dict and table output (CLI v1.19
+/// `defaults.FieldMask`, `--use-default-field-masks`): the fields its printers read.
+pub const CLI_DEFAULT_MASK: [&str; 20] = [
+    "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
+    "source.identity",
+    "source.namespace",
+    "source.pod_name",
+    "destination.identity",
+    "destination.namespace",
+    "destination.pod_name",
+    "Type",
+    "node_name",
+    "l7",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "is_reply",
+    "Summary",
+    "ip_trace_id",
+];
+
 /// A mask the server refuses, with Hubble's wording.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid fieldmask: {path:?} {why}")]
@@ -37,6 +62,8 @@ struct Keep(BTreeMap<u32, Keep>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowMask {
     keep: Keep,
+    /// The paths as given, for [`FlowMask::touches`].
+    paths: Vec<String>,
 }
 
 impl FlowMask {
@@ -88,7 +115,24 @@ impl FlowMask {
                 node = node.0.entry(number).or_default();
             }
         }
-        Ok(Some(FlowMask { keep }))
+        Ok(Some(FlowMask {
+            keep,
+            paths: paths.iter().map(|p| p.as_ref().to_owned()).collect(),
+        }))
+    }
+
+    /// Whether the masked flow may hold some of field `path` (`IP`, `source.pod_name`): the
+    /// mask keeps it, keeps a message it is in, or keeps a part of it. What a reader must
+    /// fetch for the mask to give the same flow as from a whole one.
+    pub fn touches(&self, path: &str) -> bool {
+        let within = |inner: &str, outer: &str| {
+            inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        };
+        self.paths
+            .iter()
+            .any(|kept| within(path, kept) || within(kept, path))
     }
 
     /// `flow` with only the masked fields.
@@ -250,6 +294,24 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(mask.apply(&flow()).source, flow().source);
+    }
+
+    #[test]
+    fn a_mask_touches_what_it_keeps_what_holds_it_and_what_it_holds() {
+        let mask = FlowMask::new(&["l4.TCP", "source", "IP"]).unwrap().unwrap();
+        for path in ["l4", "l4.TCP", "source.pod_name", "source", "IP"] {
+            assert!(mask.touches(path), "{path}");
+        }
+        for path in [
+            "l4.UDP",
+            "l7",
+            "destination.pod_name",
+            "IPv6",
+            "sourc",
+            "source_names",
+        ] {
+            assert!(!mask.touches(path), "{path}");
+        }
     }
 
     #[test]

@@ -600,6 +600,22 @@ impl FlowRows {
         })
     }
 
+    /// The columns [`FlowRows::flow`] reads for the `Flow` fields `wanted` accepts (given a
+    /// field mask's way of naming them: `IP`, `source.pod_name`, `source`); `time` and `uuid`
+    /// always, as [`FlowRows::time`] and [`FlowRows::uuid`] read them. A scan that reads only
+    /// these and encodes with a field mask gives the same bytes as a scan of every column,
+    /// for less decoding (the compact output's default mask needs 54 columns of 98, 21 of
+    /// them L7 ones that are mostly NULL).
+    pub fn columns_for(wanted: impl Fn(&str) -> bool) -> Vec<&'static str> {
+        F::ALL
+            .iter()
+            .filter(|column| {
+                matches!(column, F::Time | F::Uuid) || column.field().is_some_and(&wanted)
+            })
+            .map(|column| column.name())
+            .collect()
+    }
+
     pub fn len(&self) -> usize {
         self.rows
     }

@@ -489,3 +489,72 @@ fn a_masked_flow_takes_its_envelope_from_what_is_left() {
         "only the flow field's tag and length"
     );
 }
+
+#[test]
+fn a_masked_flow_read_from_only_the_columns_its_mask_needs_is_the_same() {
+    use hubble_api::field_mask::FlowMask;
+    let batch = decode(&bundled_lines()).flows;
+    let only = |columns: &[&str]| {
+        let indices: Vec<usize> = columns
+            .iter()
+            .map(|c| batch.schema().index_of(c).unwrap())
+            .collect();
+        batch.project(&indices).unwrap()
+    };
+    let flows = |batch: &RecordBatch| {
+        let rows = FlowRows::new(batch).unwrap();
+        (0..rows.len())
+            .map(|row| {
+                let mut flow = Vec::new();
+                rows.flow(row, &mut flow);
+                flow
+            })
+            .collect::<Vec<_>>()
+    };
+    let whole = flows(&batch);
+    // Every column written somewhere is named: reading all the named ones changes nothing.
+    let named = FlowRows::columns_for(|_| true);
+    assert_eq!(
+        named.len(),
+        super::flow::F::ALL.len() - 1,
+        "all Hubble fills but capture_source"
+    );
+    assert_eq!(flows(&only(&named)), whole);
+
+    // Each field alone (top level, an endpoint's, an endpoint whole, a message in part, fields
+    // no column holds) and the CLI's compact mask.
+    let mut masks: Vec<Vec<&str>> = super::flow::F::ALL
+        .iter()
+        .filter_map(|column| column.field())
+        .map(|field| vec![field])
+        .collect();
+    masks.dedup();
+    for extra in [
+        &["source"][..],
+        &["destination"],
+        &["l4.TCP"],
+        &["l7.http", "tunnel.IP"],
+        &["debug_capture_point", "extensions"],
+        &hubble_api::field_mask::CLI_DEFAULT_MASK,
+    ] {
+        masks.push(extra.to_vec());
+    }
+    for paths in masks {
+        let mask = FlowMask::new(&paths).unwrap().unwrap();
+        let columns = FlowRows::columns_for(|field| mask.touches(field));
+        assert!(columns.len() < named.len(), "{paths:?} reads {columns:?}");
+        let masked = |flows: &[Vec<u8>]| {
+            flows
+                .iter()
+                .map(|flow| {
+                    let mut out = Vec::new();
+                    mask.apply_encoded(flow, &mut out);
+                    out
+                })
+                .collect::<Vec<_>>()
+        };
+        let (narrow, wide) = (masked(&flows(&only(&columns))), masked(&whole));
+        let differing = narrow.iter().zip(&wide).filter(|(n, w)| n != w).count();
+        assert_eq!(differing, 0, "{paths:?} reading {columns:?}: rows differ");
+    }
+}
