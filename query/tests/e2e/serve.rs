@@ -981,3 +981,80 @@ fn the_history_deployment_manifest_serves() {
     let (status, _) = process.stop();
     assert!(status.success());
 }
+
+/// `hubble observe --all -o jsonpb` over a million flows streams in bounded memory: the
+/// server's peak RSS stays under 300 MiB (the issue's bound) whatever `number` is, because
+/// it streams the scan rather than collecting it. The store is the bench suite's synthetic
+/// cluster (flowgen), 1M flows in 2 hours. The client takes each response as bytes (a relay),
+/// so the server streams as fast as it can and the test measures the server alone, except
+/// that it stops reading for 3 s after the first flow: the server must wait for it.
+#[test]
+fn all_over_a_million_flows_streams_in_bounded_memory() {
+    const FLOWS: usize = 1_000_000;
+    const BOUND_MIB: u64 = 300;
+    let (_dir, store) = temp_store();
+    let mut flowgen = std::process::Command::new(flowgen_bin())
+        .args(["--flows", &FLOWS.to_string(), "--hours", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let imported = std::process::Command::new(flowrec_bin())
+        .args(["import", "--store", &store, "-"])
+        .stdin(flowgen.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(flowgen.wait().unwrap().success());
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let server = Server::start(&store, &[]);
+    let before = server.process.peak_rss_mib();
+    let channel = server
+        .runtime
+        .block_on(
+            Channel::from_shared(format!("http://{}", server.address))
+                .unwrap()
+                .connect(),
+        )
+        .unwrap();
+    let all = GetFlowsRequest {
+        // As the CLI asks --all: the last 2^64-1 flows, so the server cannot buffer "the last N".
+        number: u64::MAX,
+        ..Default::default()
+    };
+    let (flows, bytes) = server.runtime.block_on(async move {
+        let mut stream = hubble_api::encoded::get_flows(channel, all, 64 << 20)
+            .await
+            .unwrap();
+        let (mut flows, mut bytes) = (0usize, 0usize);
+        while let Some(response) = stream.message().await.unwrap() {
+            // Field 1 (flow), length-delimited: the response holds a flow.
+            flows += usize::from(response.first() == Some(&0x0a));
+            bytes += response.len();
+            if flows == 1 {
+                // A client that stops reading for a while: a server that read on regardless
+                // would hold hundreds of MiB of encoded flows by the time it comes back.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+        (flows, bytes)
+    });
+    let peak = server.process.peak_rss_mib();
+    eprintln!(
+        "serve --all: {flows} flows, {} MiB streamed; peak RSS {before} MiB after start-up, \
+         {peak} MiB after the stream",
+        bytes >> 20
+    );
+    assert_eq!(flows, FLOWS);
+    // Whole flows of the synthetic cluster are ~1 KB each: a stream that held them would
+    // need several times the bound.
+    assert!(bytes > FLOWS * 500, "{bytes} bytes for {flows} flows");
+    assert!(
+        peak < BOUND_MIB,
+        "peak RSS {peak} MiB over {BOUND_MIB} MiB for --all over {FLOWS} flows"
+    );
+    let (status, _) = server.process.stop();
+    assert!(status.success());
+}

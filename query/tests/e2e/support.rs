@@ -51,6 +51,18 @@ pub fn test_hubble_server_bin() -> PathBuf {
     )
 }
 
+/// The bench suite's flow generator (Hubble JSON of a synthetic cluster), built like flowrec.
+pub fn flowgen_bin() -> PathBuf {
+    workspace_bin(
+        "flowgen",
+        &[
+            "benches/src/bin/flowgen.rs",
+            "benches/src/dataset.rs",
+            "benches/src/lib.rs",
+        ],
+    )
+}
+
 fn workspace_bin(name: &str, sources: &[&str]) -> PathBuf {
     let path = flowsql_bin().with_file_name(name);
     let built = std::fs::metadata(&path)
