@@ -3,12 +3,15 @@
 //! a 5-minute window, a filtered 24-hour scan (`--verdict DROPPED`) and `--all`, the last both
 //! as `-o jsonpb` asks (whole flows) and as `hubble observe --all`'s default compact output
 //! asks (the CLI's default field mask: the server reads only the columns it keeps); the server's
-//! peak RSS and CPU; and `flowsql replay -o jsonpb` of the same filtered scan, side by side.
+//! peak RSS and CPU, the client's CPU; and `flowsql replay -o jsonpb` of the same filtered
+//! scan, side by side.
 //!
 //! Two clients, on the same 2 cores as the server: one that decodes every response into
 //! prost's message tree (what the hubble CLI does, in Go), and one that takes each response
 //! as bytes and only reads its kind (a relay, a recorder: `hubble_api::encoded`). The first
-//! measures the pair; the second the server's streaming rate.
+//! measures the pair; the second the server's streaming rate. What the decoding costs the
+//! client is measured apart (its decode alone, on its thread's CPU clock): the pair's rate
+//! cannot pass 2 cores over the server's and the client's CPU per flow added up.
 //!
 //! ```text
 //! make bench-query   # builds the store once (target/bench-data/store-10000000-24h)
@@ -106,6 +109,56 @@ async fn stream(address: &str, request: GetFlowsRequest, decode: bool) -> (usize
     (count, first.unwrap_or(0.0), started.elapsed().as_secs_f64())
 }
 
+/// CPU-seconds this thread has used so far.
+fn thread_cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// What decoding costs the client: streams a request as bytes and decodes each response into
+/// prost's message tree apart, timing only the decode on the thread's CPU clock. Returns the
+/// flows and the decode's CPU-seconds. A client that decodes one stream on one task cannot go
+/// faster than one flow per that much CPU, whatever the server does; on these 2 cores it also
+/// takes that CPU from the server.
+async fn client_decode_cost(address: &str, request: GetFlowsRequest) -> (usize, f64) {
+    use prost::Message;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = hubble_api::encoded::get_flows(channel, request, 64 << 20)
+        .await
+        .unwrap();
+    let (mut flows, mut cpu) = (0usize, 0.0);
+    // Decoded a thousand at a time: reading the thread's CPU clock is a system call.
+    let mut batch = Vec::with_capacity(1000);
+    let mut decode = |batch: &mut Vec<prost::bytes::Bytes>| {
+        let before = thread_cpu_seconds();
+        for response in batch.drain(..) {
+            let decoded = hubble_api::observer::GetFlowsResponse::decode(response).unwrap();
+            flows += usize::from(matches!(
+                decoded.response_types,
+                Some(ResponseTypes::Flow(_))
+            ));
+        }
+        cpu += thread_cpu_seconds() - before;
+    };
+    while let Some(response) = stream.message().await.unwrap() {
+        batch.push(response);
+        if batch.len() == batch.capacity() {
+            decode(&mut batch);
+        }
+    }
+    decode(&mut batch);
+    (flows, cpu)
+}
+
 fn main() {
     let mut store = PathBuf::from("target/bench-data/store-10000000-24h");
     let mut runs = 3;
@@ -183,30 +236,42 @@ fn main() {
         ),
     ];
     println!(
-        "| request | client | flows | first flow | total | flows/s | server CPU | server peak RSS |\n|---|---|---|---|---|---|---|---|"
+        "| request | client | flows | first flow | total | flows/s | server CPU | client CPU | server peak RSS |\n|---|---|---|---|---|---|---|---|---|"
     );
-    for (name, request) in cases {
+    for (name, request) in &cases {
         reset_peak(server.id());
         for decode in [true, false] {
-            let mut best: Option<(usize, f64, f64, f64)> = None;
+            let mut best: Option<(usize, f64, f64, f64, f64)> = None;
             for _ in 0..runs {
                 let cpu_before = cpu_seconds(server.id());
+                let client_before = cpu_seconds(std::process::id());
                 let (count, first, total) =
                     runtime.block_on(stream(&address, request.clone(), decode));
                 let cpu = cpu_seconds(server.id()) - cpu_before;
-                if best.is_none_or(|(_, _, t, _)| total < t) {
-                    best = Some((count, first, total, cpu));
+                let client = cpu_seconds(std::process::id()) - client_before;
+                if best.is_none_or(|(_, _, t, _, _)| total < t) {
+                    best = Some((count, first, total, cpu, client));
                 }
             }
-            let (count, first, total, cpu) = best.unwrap();
+            let (count, first, total, cpu, client) = best.unwrap();
             println!(
-                "| {name} | {} | {count} | {:.0} ms | {total:.2} s | {:.0} | {cpu:.2} s | {:.0} MiB |",
+                "| {name} | {} | {count} | {:.0} ms | {total:.2} s | {:.0} | {cpu:.2} s | {client:.2} s | {:.0} MiB |",
                 if decode { "prost (decodes)" } else { "bytes" },
                 first * 1000.0,
                 count as f64 / total,
                 peak_mib(server.id())
             );
         }
+    }
+
+    for (name, request) in &cases[2..] {
+        let (flows, cpu) = runtime.block_on(client_decode_cost(&address, request.clone()));
+        println!(
+            "client's prost decode alone, {name}: {:.2} CPU-us per flow ({:.0} flows/s on a \
+             core of its own, before receiving them)",
+            cpu / flows as f64 * 1e6,
+            flows as f64 / cpu
+        );
     }
 
     let mut replay = Command::new(&flowsql);
