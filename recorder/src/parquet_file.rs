@@ -36,6 +36,8 @@ pub struct EncodedFile {
     pub table: Table,
     pub first_time_ns: i64,
     pub rows: usize,
+    /// The file's bytes; only those after the last part when parts were taken
+    /// ([`FileEncoder::take_part`]).
     pub bytes: Vec<u8>,
 }
 
@@ -173,6 +175,17 @@ impl FileEncoder {
                 .iter()
                 .map(|r| r.get_array_memory_size())
                 .sum::<usize>()
+    }
+
+    /// The file's first bytes, once at least `at_least` of them are written out (whole row
+    /// groups), with the time of its first row: the beginning of a file sent in parts while
+    /// the rest is encoded. [`FileEncoder::finish`] then gives the bytes after the last part.
+    pub fn take_part(&mut self, at_least: usize) -> Option<(i64, Vec<u8>)> {
+        if self.writer.untaken() < at_least {
+            return None;
+        }
+        let first_time_ns = self.writer.min_time()?;
+        Some((first_time_ns, self.writer.take_written()))
     }
 
     pub fn finish(mut self) -> Result<EncodedFile, EncodeError> {

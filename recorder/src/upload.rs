@@ -5,7 +5,8 @@
 
 use flow_schema::layout::FileName;
 use flow_schema::store::Store;
-use object_store::{ObjectStoreExt, PutPayload};
+use flow_schema::Table;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 
 use crate::parquet_file::EncodedFile;
 
@@ -88,11 +89,52 @@ impl Uploader {
         writer_id: &str,
     ) -> Result<UploadedFile, UploadError> {
         let uploaded = self.put(file, writer_id).await?;
-        let path = self.store.path(&uploaded.key);
+        self.verify(&uploaded).await?;
+        Ok(uploaded)
+    }
+
+    /// Starts a file sent in parts as it is encoded (S3's multipart upload; on a local folder, a
+    /// temporary file renamed at the end), under the key [`Uploader::upload_as`] would give it.
+    /// Nothing is visible under the key before [`PartsUpload::finish`].
+    pub async fn start_as(
+        &self,
+        table: Table,
+        first_time_ns: i64,
+        writer_id: &str,
+    ) -> Result<PartsUpload<'_>, UploadError> {
+        let key = self.key(table, first_time_ns, writer_id);
+        let upload = self
+            .store
+            .object_store
+            .put_multipart(&self.store.path(&key))
+            .await
+            .map_err(|source| self.error(&key, source))?;
+        Ok(PartsUpload {
+            uploader: self,
+            table,
+            key,
+            upload,
+            bytes: 0,
+        })
+    }
+
+    fn key(&self, table: Table, first_time_ns: i64, writer_id: &str) -> String {
+        FileName {
+            table,
+            node: &self.node,
+            source: self.source,
+            first_time_ns,
+            writer_id,
+        }
+        .key()
+    }
+
+    /// Reads the object's size back and compares it with what was written.
+    async fn verify(&self, uploaded: &UploadedFile) -> Result<(), UploadError> {
         let meta = self
             .store
             .object_store
-            .head(&path)
+            .head(&self.store.path(&uploaded.key))
             .await
             .map_err(|source| self.error(&uploaded.key, source))?;
         if meta.size != uploaded.bytes as u64 {
@@ -108,18 +150,11 @@ impl Uploader {
                 },
             ));
         }
-        Ok(uploaded)
+        Ok(())
     }
 
     async fn put(&self, file: EncodedFile, writer_id: &str) -> Result<UploadedFile, UploadError> {
-        let key = FileName {
-            table: file.table,
-            node: &self.node,
-            source: self.source,
-            first_time_ns: file.first_time_ns,
-            writer_id,
-        }
-        .key();
+        let key = self.key(file.table, file.first_time_ns, writer_id);
         let path = self.store.path(&key);
         let bytes = file.bytes.len();
         self.store
@@ -140,6 +175,67 @@ impl Uploader {
             url: format!("{}/{key}", self.store.location),
             endpoint: self.store.describe(),
             source,
+        }
+    }
+}
+
+/// A file being sent in parts ([`Uploader::start_as`]). Every part but the last must hold at
+/// least 5 MiB on S3. Dropped without [`PartsUpload::finish`], nothing appears under its key;
+/// call [`PartsUpload::abort`] so that S3 does not keep the parts (a bucket's lifecycle rule
+/// for incomplete multipart uploads removes those a crash leaves).
+pub struct PartsUpload<'a> {
+    uploader: &'a Uploader,
+    table: Table,
+    key: String,
+    upload: Box<dyn MultipartUpload>,
+    bytes: usize,
+}
+
+impl PartsUpload<'_> {
+    /// Sends the file's next bytes; returns when the store has them.
+    pub async fn put_part(&mut self, bytes: Vec<u8>) -> Result<(), UploadError> {
+        self.bytes += bytes.len();
+        self.upload
+            .put_part(PutPayload::from(bytes))
+            .await
+            .map_err(|source| self.uploader.error(&self.key, source))
+    }
+
+    /// Sends the file's last bytes (`tail`, as [`crate::parquet_file::FileEncoder::finish`]
+    /// gives them after the parts), makes the file visible, and reads its size back.
+    /// When it fails before the file is complete, the parts sent are discarded.
+    pub async fn finish(mut self, tail: EncodedFile) -> Result<UploadedFile, UploadError> {
+        debug_assert_eq!(tail.table, self.table);
+        let completed = match self.put_part(tail.bytes).await {
+            Ok(()) => self
+                .upload
+                .complete()
+                .await
+                .map_err(|source| self.uploader.error(&self.key, source)),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = completed {
+            self.abort().await;
+            return Err(error);
+        }
+        let uploaded = UploadedFile {
+            table: self.table,
+            key: self.key,
+            rows: tail.rows,
+            bytes: self.bytes,
+        };
+        self.uploader.verify(&uploaded).await?;
+        Ok(uploaded)
+    }
+
+    /// Gives up the file: the parts sent are discarded (best effort: a store that cannot be
+    /// reached keeps them until its lifecycle rule removes them).
+    pub async fn abort(mut self) {
+        if let Err(source) = self.upload.abort().await {
+            crate::warn!(
+                "cannot discard the parts sent: {}",
+                self.uploader.error(&self.key, source)
+            );
         }
     }
 }

@@ -148,6 +148,11 @@ impl<W: Write + Send> StoreFileWriter<W> {
         self.rows
     }
 
+    /// Time of the first row written (ns).
+    pub fn min_time(&self) -> Option<i64> {
+        self.min_time
+    }
+
     /// Bytes of the file so far, including the row group being buffered.
     pub fn bytes(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
@@ -183,6 +188,22 @@ impl<W: Write + Send> StoreFileWriter<W> {
         };
         let out = self.writer.into_inner()?;
         Ok((out, written))
+    }
+}
+
+impl StoreFileWriter<Vec<u8>> {
+    /// The file's bytes written out so far (whole row groups), taken from the output: the
+    /// beginning of the file, for a caller that sends a file away in parts while it is written.
+    /// Offsets in the footer count every byte written, taken or not.
+    pub fn take_written(&mut self) -> Vec<u8> {
+        let out = self.writer.inner_mut();
+        let capacity = out.capacity();
+        std::mem::replace(out, Vec::with_capacity(capacity))
+    }
+
+    /// Bytes in the output not taken yet.
+    pub fn untaken(&self) -> usize {
+        self.writer.inner().len()
     }
 }
 

@@ -705,3 +705,70 @@ fn the_drop_metric_counts_the_recorded_drops_by_reason_protocol_and_namespaces()
     assert!(policy_denied > 0, "{stored:?}");
     assert_eq!(metric, stored, "{exposition}");
 }
+
+/// A file larger than a part (5 MiB) goes to S3 in parts while it is encoded (a multipart
+/// upload, on moto), so shipping holds a few parts, not the file; a smaller one in one PUT.
+/// Read back, the files hold every flow once.
+#[test]
+fn a_large_file_ships_to_s3_in_parts_and_reads_back_whole() {
+    const FLOWS: u64 = 300_000;
+    let moto = Moto::start();
+    moto.create_bucket("parts");
+    let env = moto.env();
+    let env = env_refs(&env);
+    let store = "s3://parts/flows";
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("flows.json");
+    let generated = std::process::Command::new(flowgen_bin())
+        .args(["--flows", &FLOWS.to_string(), "--hours", "1"])
+        .args(["--start", "2026-11-24T09:00:00Z", "--out"])
+        .arg(&input)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    // The default sealing: the stop seals the one segment, which ships as one file.
+    let follow = input.display().to_string();
+    let recorder = LiveRecorder::start_sealing(
+        &["--source", "file", "--follow", &follow],
+        store,
+        &dir.path().join("spool"),
+        &env,
+        &[],
+    );
+    recorder.wait_until_read(FLOWS, 0);
+    let (status, summary) = recorder.stop();
+    assert!(status.success(), "{summary}");
+    let files: Vec<(String, u64)> = s3_keys(&moto, "parts", "flows/")
+        .into_iter()
+        .filter(|(key, _)| key.ends_with(".parquet") && key.contains("/flows/"))
+        .collect();
+    // A segment seals at 256 MiB of rows in memory (~200k of these flows): one file of more
+    // than a part, sent in parts, and one smaller, sent whole.
+    let parts_of = |key: &str| {
+        let etag = s3_etag(&moto, "parts", key);
+        etag.rsplit_once('-')
+            .map(|(_, n)| n.parse::<u32>().unwrap())
+    };
+    let mut in_parts = 0;
+    for (key, size) in &files {
+        match parts_of(key) {
+            Some(parts) => {
+                in_parts += 1;
+                assert!(
+                    parts >= 2 && *size > 5 << 20,
+                    "{key}: {size} bytes in {parts} part(s)"
+                );
+            }
+            None => assert!(*size <= 12 << 20, "{key}: {size} bytes sent whole"),
+        }
+    }
+    assert!(in_parts > 0, "no file was sent in parts: {files:?}");
+    let rows = query(
+        store,
+        "select count(*) as flows, count(distinct uuid) as ids from flows",
+        &env,
+    );
+    assert_eq!(rows[0]["flows"], FLOWS);
+    assert_eq!(rows[0]["ids"], FLOWS);
+    assert_eq!(count_store(store, &env), count_json(&[input]));
+}

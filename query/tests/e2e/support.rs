@@ -708,6 +708,15 @@ pub fn s3_keys(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
     keys
 }
 
+/// The object's ETag, without its quotes: `MD5-N` for an object uploaded in N parts.
+pub fn s3_etag(moto: &Moto, bucket: &str, key: &str) -> String {
+    let script = format!(
+        "{}print(s3.head_object(Bucket='{bucket}', Key='{key}')['ETag'].strip('\"'))\n",
+        boto3(moto)
+    );
+    python(&script).trim().to_owned()
+}
+
 /// Uploads a local file as `key`.
 pub fn s3_put(moto: &Moto, bucket: &str, key: &str, file: &Path) {
     python(&format!(

@@ -22,7 +22,7 @@ use super::segment::SegmentError;
 use super::{remove_shipped, Sealed};
 use crate::metrics::Metrics;
 use crate::parquet_file::{EncodeError, EncodedFile, FileEncoder, Provenance};
-use crate::upload::{UploadError, UploadedFile, Uploader};
+use crate::upload::{PartsUpload, UploadError, UploadedFile, Uploader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
@@ -73,7 +73,7 @@ pub async fn ship(
         // Shipped and deleted by an earlier attempt that then failed to sync the directory.
         return Ok(Shipped::default());
     }
-    let shipped = ship_records(segment, spool_id, uploader, provenance).await?;
+    let shipped = ship_records(segment, spool_id, uploader, provenance, PART_BYTES).await?;
     remove_shipped(segment).map_err(|source| ShipError::Delete {
         path: segment.path.display().to_string(),
         source,
@@ -81,19 +81,40 @@ pub async fn ship(
     Ok(shipped)
 }
 
+/// A file's bytes are sent in parts of at least this many once it has that many, so that
+/// shipping a large file holds about a row group of its bytes rather than the whole file.
+/// S3's multipart upload takes parts of 5 MiB and more (but the last); a row group of
+/// stored flows is ~6 MiB (128k rows of ~47 bytes), so a part is a row group or two.
+const PART_BYTES: usize = 5 << 20;
+
+/// What the encoding thread hands to the uploads: the beginning of a file, or a file's end
+/// (the whole file when no part of it went before).
+enum Piece {
+    Part {
+        table: Table,
+        first_time_ns: i64,
+        bytes: Vec<u8>,
+    },
+    End(EncodedFile),
+}
+
 /// Files of the segment: one per table and hour, however large (a
 /// segment is bounded by the rotation policy), numbered by table then hour. The merge and
-/// the encoding run on a blocking thread, one file ahead of the uploads.
+/// the encoding run on a blocking thread, one piece ahead of the uploads; a file larger
+/// than `part_bytes` ([`PART_BYTES`]) goes out in parts while it is encoded.
 async fn ship_records(
     segment: &Sealed,
     spool_id: &str,
     uploader: &Uploader,
     provenance: &Provenance,
+    part_bytes: usize,
 ) -> Result<Shipped, ShipError> {
-    let (files, mut encoded) = mpsc::channel::<EncodedFile>(1);
+    let (pieces, mut encoded) = mpsc::channel::<Piece>(1);
     let path = segment.path.clone();
     let provenance = provenance.clone();
     let encoding = tokio::task::spawn_blocking(move || -> Result<(), ShipError> {
+        // False once the uploads have stopped (their error is returned).
+        let send = |piece| pieces.blocking_send(piece).is_ok();
         let plan = merge::plan(&path, None)?;
         if let Some(damage) = &plan.damage {
             crate::warn!("{damage}");
@@ -106,20 +127,31 @@ async fn ship_records(
                 let hour = hour_start(time_of_first(&run));
                 if file.as_ref().is_none_or(|(open, _)| *open != hour) {
                     if let Some((_, done)) = file.take() {
-                        if files.blocking_send(done.finish()?).is_err() {
-                            return Ok(()); // the upload failed: its error is returned
+                        if !send(Piece::End(done.finish()?)) {
+                            return Ok(());
                         }
                     }
                     let rows = plan.rows(table, hour);
                     file = Some((hour, FileEncoder::new(table, rows, &provenance)?));
                 }
-                file.as_mut().expect("opened above").1.write(run)?;
+                let encoder = &mut file.as_mut().expect("opened above").1;
+                encoder.write(run)?;
+                if let Some((first_time_ns, bytes)) = encoder.take_part(part_bytes) {
+                    let part = Piece::Part {
+                        table,
+                        first_time_ns,
+                        bytes,
+                    };
+                    if !send(part) {
+                        return Ok(());
+                    }
+                }
             }
             for skipped in merge.skipped() {
                 crate::warn!("{skipped}; its rows are not shipped");
             }
             if let Some((_, done)) = file {
-                if files.blocking_send(done.finish()?).is_err() {
+                if !send(Piece::End(done.finish()?)) {
                     return Ok(());
                 }
             }
@@ -128,13 +160,34 @@ async fn ship_records(
     });
     let mut shipped = Shipped::default();
     let mut part = 0;
+    let mut open: Option<PartsUpload> = None;
     let uploaded = async {
-        while let Some(file) = encoded.recv().await {
+        while let Some(piece) = encoded.recv().await {
             let writer_id = format!("{spool_id}-{:012}-{part}", segment.sequence);
+            let uploaded = match piece {
+                Piece::Part {
+                    table,
+                    first_time_ns,
+                    bytes,
+                } => {
+                    if open.is_none() {
+                        open = Some(uploader.start_as(table, first_time_ns, &writer_id).await?);
+                    }
+                    open.as_mut()
+                        .expect("started above")
+                        .put_part(bytes)
+                        .await?;
+                    continue;
+                }
+                Piece::End(file) => match open.take() {
+                    Some(upload) => upload.finish(file).await?,
+                    None => uploader.upload_as(file, &writer_id).await?,
+                },
+            };
             part += 1;
             let UploadedFile {
                 table, rows, bytes, ..
-            } = uploader.upload_as(file, &writer_id).await?;
+            } = uploaded;
             match table {
                 Table::Flows => shipped.flows += rows as u64,
                 Table::LostEvents => shipped.lost_events += rows as u64,
@@ -145,8 +198,12 @@ async fn ship_records(
         Ok::<(), ShipError>(())
     }
     .await;
-    // The encoder stops at its next file once the receiver is gone.
+    // The encoder stops at its next piece once the receiver is gone.
     drop(encoded);
+    if let Some(upload) = open {
+        // Failed in the middle of a file (its error is returned below).
+        upload.abort().await;
+    }
     let encoded = encoding
         .await
         .map_err(|error| ShipError::Thread(error.to_string()))?;
@@ -329,5 +386,48 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(objects(&store_dir), first, "same keys, same bytes");
+    }
+
+    /// A file sent in parts as it is encoded (here a part after every row group: three parts
+    /// and the end) is the file sent whole, byte for byte, under the same key; a file smaller
+    /// than a part is sent whole either way.
+    #[tokio::test]
+    async fn a_file_sent_in_parts_is_the_file_sent_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let provenance = Provenance {
+            node: "node-1".into(),
+            source: "ebpf",
+        };
+        let (mut spool, _) = Spool::open(&dir.path().join("spool")).unwrap();
+        // Three row groups and a bit in hour 10, one row in hour 11.
+        let rows_10 = 3 * flow_schema::writer::ROW_GROUP_ROWS + 100;
+        let times: Vec<i64> = (0..rows_10 as i64).map(|i| 10 * HOUR + i * 1000).collect();
+        for chunk in times.chunks(50_000) {
+            spool.append(Table::Flows, &rows(chunk)).unwrap();
+        }
+        spool.append(Table::Flows, &rows(&[11 * HOUR])).unwrap();
+        let segment = spool.seal().unwrap().unwrap();
+        let copy = dir.path().join("copy.seg");
+        std::fs::copy(&segment.path, &copy).unwrap();
+        let mut stored = Vec::new();
+        for (name, part_bytes) in [("whole", usize::MAX), ("parts", 1)] {
+            let store_dir = dir.path().join(name);
+            std::fs::create_dir_all(&store_dir).unwrap();
+            let store = Store::open(store_dir.to_str().unwrap(), &Patience::INTERACTIVE).unwrap();
+            let uploader = Uploader::new(store, "node-1".into(), "ebpf");
+            std::fs::copy(&copy, &segment.path).unwrap();
+            let shipped = ship_records(&segment, spool.id(), &uploader, &provenance, part_bytes)
+                .await
+                .unwrap();
+            assert_eq!(shipped.flows, rows_10 as u64 + 1);
+            assert_eq!(shipped.files, 2);
+            stored.push(objects(&store_dir));
+        }
+        assert_eq!(
+            stored[0].len(),
+            2,
+            "two files, nothing else (no staging file left)"
+        );
+        assert!(stored[0] == stored[1], "the same keys and bytes");
     }
 }
