@@ -1,7 +1,9 @@
-//! Upload: puts encoded files into the store under their layout key.
+//! Upload: puts encoded files into the store under their layout key, whole (one PUT) or in
+//! parts sent while the file is encoded ([`PartsUpload`], a multipart upload).
 //!
-//! A PUT is atomic on S3; on a local folder object_store writes a temporary name and renames it,
-//! and temporary names do not end in `.parquet`, so a reader never sees a partial file.
+//! Either is atomic on S3 (a multipart upload shows nothing before it completes); on a local
+//! folder object_store writes a temporary name and renames it, and temporary names do not end
+//! in `.parquet`, so a reader never sees a partial file.
 
 use flow_schema::layout::FileName;
 use flow_schema::store::Store;
