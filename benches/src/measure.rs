@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One run of a process.
 #[derive(Debug, Clone, Copy)]
@@ -216,4 +216,17 @@ pub fn compare_engines(
         timings.push(timing);
     }
     Ok(timings)
+}
+
+/// CPU time of the calling thread (a stage measured inside a process, apart from its other
+/// threads).
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is supported on Linux");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }

@@ -159,7 +159,6 @@ impl Metrics {
         // In the order first seen, so that the series budget admits them as rows came.
         let mut counted: Vec<([&str; 4], u64)> = Vec::new();
         let mut index: HashMap<[&str; 4], usize> = HashMap::new();
-        let mut last: Option<usize> = None;
         fn text(c: Option<&arrow::array::ArrayRef>, row: usize) -> &str {
             c.and_then(|c| text_at(c.as_ref(), row)).unwrap_or("")
         }
@@ -177,15 +176,10 @@ impl Metrics {
                 text(source, row),
                 text(destination, row),
             ];
-            // Neighbouring rows are mostly of one series: no hashing for those.
-            let at = match last {
-                Some(at) if counted[at].0 == series => at,
-                _ => *index.entry(series).or_insert_with(|| {
-                    counted.push((series, 0));
-                    counted.len() - 1
-                }),
-            };
-            last = Some(at);
+            let at = *index.entry(series).or_insert_with(|| {
+                counted.push((series, 0));
+                counted.len() - 1
+            });
             counted[at].1 += packets;
         }
         if counted.is_empty() {

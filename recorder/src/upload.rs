@@ -113,7 +113,6 @@ impl Uploader {
             .map_err(|source| self.error(&key, source))?;
         Ok(PartsUpload {
             uploader: self,
-            table,
             key,
             upload,
             bytes: 0,
@@ -187,7 +186,6 @@ impl Uploader {
 /// for incomplete multipart uploads removes those a crash leaves).
 pub struct PartsUpload<'a> {
     uploader: &'a Uploader,
-    table: Table,
     key: String,
     upload: Box<dyn MultipartUpload>,
     bytes: usize,
@@ -207,7 +205,6 @@ impl PartsUpload<'_> {
     /// gives them after the parts), makes the file visible, and reads its size back.
     /// When it fails before the file is complete, the parts sent are discarded.
     pub async fn finish(mut self, tail: EncodedFile) -> Result<UploadedFile, UploadError> {
-        debug_assert_eq!(tail.table, self.table);
         let completed = match self.put_part(tail.bytes).await {
             Ok(()) => self
                 .upload
@@ -221,7 +218,7 @@ impl PartsUpload<'_> {
             return Err(error);
         }
         let uploaded = UploadedFile {
-            table: self.table,
+            table: tail.table,
             key: self.key,
             rows: tail.rows,
             bytes: self.bytes,

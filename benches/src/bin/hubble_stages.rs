@@ -24,6 +24,7 @@
 
 use std::time::Duration;
 
+use flow_benches::measure;
 use flow_schema::hubble::HubbleDecoder;
 use flow_schema::{CaptureSource, Table};
 use flowrec::parquet_file::{FileEncoder, Provenance};
@@ -41,23 +42,11 @@ fn usage(problem: &str) -> ! {
     std::process::exit(2)
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is supported on Linux");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// Runs `stage` and returns its result with the thread's CPU time it took.
 fn timed<T>(stage: impl FnOnce() -> T) -> (T, Duration) {
-    let start = thread_cpu();
+    let start = measure::thread_cpu();
     let out = stage();
-    (out, thread_cpu() - start)
+    (out, measure::thread_cpu() - start)
 }
 
 /// CPU-seconds of each stage over all events, the events going through the stages one batch

@@ -76,13 +76,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Streams one request; returns the flows, the time to the first and the total time.
-async fn stream(address: &str, request: GetFlowsRequest, decode: bool) -> (usize, f64, f64) {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
+async fn connect(address: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{address}"))
         .unwrap()
         .connect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Streams one request; returns the flows, the time to the first and the total time.
+async fn stream(address: &str, request: GetFlowsRequest, decode: bool) -> (usize, f64, f64) {
+    let channel = connect(address).await;
     let started = Instant::now();
     let (mut count, mut first) = (0usize, None);
     if decode {
@@ -109,17 +113,6 @@ async fn stream(address: &str, request: GetFlowsRequest, decode: bool) -> (usize
     (count, first.unwrap_or(0.0), started.elapsed().as_secs_f64())
 }
 
-/// CPU-seconds this thread has used so far.
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
 /// What decoding costs the client: streams a request as bytes and decodes each response into
 /// prost's message tree apart, timing only the decode on the thread's CPU clock. Returns the
 /// flows and the decode's CPU-seconds. A client that decodes one stream on one task cannot go
@@ -127,11 +120,7 @@ fn thread_cpu_seconds() -> f64 {
 /// takes that CPU from the server.
 async fn client_decode_cost(address: &str, request: GetFlowsRequest) -> (usize, f64) {
     use prost::Message;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(address).await;
     let mut stream = hubble_api::encoded::get_flows(channel, request, 64 << 20)
         .await
         .unwrap();
@@ -139,7 +128,7 @@ async fn client_decode_cost(address: &str, request: GetFlowsRequest) -> (usize, 
     // Decoded a thousand at a time: reading the thread's CPU clock is a system call.
     let mut batch = Vec::with_capacity(1000);
     let mut decode = |batch: &mut Vec<prost::bytes::Bytes>| {
-        let before = thread_cpu_seconds();
+        let before = measure::thread_cpu();
         for response in batch.drain(..) {
             let decoded = hubble_api::observer::GetFlowsResponse::decode(response).unwrap();
             flows += usize::from(matches!(
@@ -147,7 +136,7 @@ async fn client_decode_cost(address: &str, request: GetFlowsRequest) -> (usize, 
                 Some(ResponseTypes::Flow(_))
             ));
         }
-        cpu += thread_cpu_seconds() - before;
+        cpu += (measure::thread_cpu() - before).as_secs_f64();
     };
     while let Some(response) = stream.message().await.unwrap() {
         batch.push(response);
