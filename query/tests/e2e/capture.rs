@@ -461,6 +461,7 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
     let pods = pods.to_str().unwrap();
     let interfaces = format!("{},nosuch*", veth.end_a);
     let metrics = "127.0.0.1:9467";
+    let started = std::time::SystemTime::now();
     let recorder = Recorder::start(
         &veth.a,
         &interfaces,
@@ -492,7 +493,33 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
         "{exposition}"
     );
     recorder.stop();
+    let stopped = std::time::SystemTime::now();
     drop(veth);
+
+    // Times come from the coarse clock as each CPU keeps it per tick (now_ns): wall time, and
+    // they move within a flow. The two echoes of `ping -i 0.2` are 200 ms apart.
+    let echoes = query(
+        &store,
+        "select min(date_part('epoch', flow_start)) as first,
+                max(date_part('epoch', flow_end)) as last
+         from flows
+         where capture_source = 'ebpf' and node_name = 'capture-node'
+           and ip_source = '10.199.0.1' and icmp_type = 8",
+        &[],
+    );
+    let (first, last) = (
+        echoes[0]["first"].as_f64().unwrap(),
+        echoes[0]["last"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.15..0.6).contains(&(last - first)),
+        "the echoes' flow spans {:.3} s: {echoes:?}",
+        last - first
+    );
+    assert!(
+        epoch_seconds(started) - 1.0 <= first && last <= epoch_seconds(stopped) + 1.0,
+        "{echoes:?}: between {started:?} and {stopped:?}"
+    );
 
     let flows = query(
         &store,
@@ -751,6 +778,12 @@ fn ebpf_capture_drains_early_when_the_flow_map_fills() {
 }
 
 /// `tc qdisc show dev <end>` in namespace `ns`: whether a clsact qdisc is there.
+fn epoch_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 fn has_clsact(ns: &str, end: &str) -> bool {
     let qdiscs = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{ns}"))
@@ -1355,11 +1388,6 @@ fn ebpf_capture_on_a_kernel_without_drop_reasons_skips_the_drop_tracer_and_recor
     );
     drop(veth);
 
-    let epoch = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs_f64()
-    };
     let totals = query(
         &store,
         "select count(*) as rows, coalesce(sum(dropped_packets), 0) as dropped,
@@ -1381,7 +1409,9 @@ fn ebpf_capture_on_a_kernel_without_drop_reasons_skips_the_drop_tracer_and_recor
     );
     // The precise clock, turned into wall time like the coarse one.
     assert!(
-        epoch(started) - 1.0 <= first && first <= last && last <= epoch(stopped) + 1.0,
+        epoch_seconds(started) - 1.0 <= first
+            && first <= last
+            && last <= epoch_seconds(stopped) + 1.0,
         "{totals}: between {started:?} and {stopped:?}"
     );
     let tcp = query(
