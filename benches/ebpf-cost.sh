@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of the recorder's kernel programs (issue 3 benchmark; `make bench-ebpf`, as root):
 #  1. per-packet run time of each program from kernel.bpf_stats_enabled (run_time_ns / run_cnt)
-#     during a 64-byte UDP flood at the highest rate iperf3 reaches here; the recorder's loss
-#     counters, and the datagrams sent vs recorded (flows lost);
+#     during 64-byte UDP floods each way: one flow at the highest rate iperf3 reaches here, and
+#     MIX_FLOWS flows (default 10,000) interleaved round-robin; the recorder's loss counters,
+#     and the datagrams sent vs recorded (flows lost).
 #     An empty tc program measured the same way first gives the floor: the cost of the
 #     measurement itself on this machine.
 #  2. iperf3 TCP throughput between two namespaces without and with the recorder attached,
@@ -11,8 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
-cargo build --release --locked --quiet -p flowrec
-flowrec=target/release/flowrec
+[[ -n ${FLOWREC:-} ]] || cargo build --release --locked --quiet -p flowrec
+flowrec=${FLOWREC:-target/release/flowrec}
+MIX_FLOWS=${MIX_FLOWS:-10000}
 a=frtb-a b=frtb-b end_a=frtbva end_b=frtbvb subnet=10.198.0 store=$(mktemp -d)
 source benches/netns-pair.sh
 recorder=
@@ -40,65 +42,114 @@ tcp_gbits() {
   in_a iperf3 -c 10.198.0.2 -t 3 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
 }
 
-# One 5 s flood of 64-byte UDP datagrams from a to b (iperf3 -R: from b to a), with a fresh
-# recorder in a: the flood crosses its tc_egress (or tc_ingress) program.
+# The mean run time of each loaded program named NAME... that has run (bpf_stats).
+program_costs() {
+  bpftool -j prog show | python3 -c '
+import json, sys
+for p in json.load(sys.stdin):
+    name, runs, ns = p.get("name"), p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    if name in sys.argv[1:] and runs > 0:
+        print("  %-14s %12d runs  %6.1f ns/run" % (name, runs, ns / runs))
+' "$@"
+}
+
+# A 5 s flood of 64-byte UDP datagrams, one way: `single` is one flow (iperf3 at the highest
+# rate it reaches; -R: from b to a), `mix` is MIX_FLOWS flows interleaved (datagrams sent
+# round-robin to as many ports of the peer, which drops them silently). SIDE: EGRESS floods
+# from a to b, across a's tc_egress; INGRESS from b to a, across its tc_ingress.
+send_flood() {
+  local kind=$1 side=$2
+  local from=in_a to=in_b peer=10.198.0.2
+  [[ $side == INGRESS ]] && from=in_b to=in_a peer=10.198.0.1
+  if [[ $kind == single ]]; then
+    local reverse=; [[ $side == INGRESS ]] && reverse=-R
+    in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
+    in_a iperf3 -c 10.198.0.2 -u -b 0 -l 64 -t 5 $reverse -J \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum"]["packets"])' \
+      >"$store/sent"
+    return
+  fi
+  $to nft add table inet frtb
+  $to nft add chain inet frtb input '{ type filter hook input priority 0; policy accept; }'
+  $to nft add rule inet frtb input udp dport 20000-$((20000 + MIX_FLOWS - 1)) drop
+  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above.
+  $from python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
+import socket, sys, time
+peer, flows = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ports = [(peer, 20000 + i) for i in range(flows)]
+end, sent = time.monotonic() + 5, 0
+while time.monotonic() < end:
+    for port in ports:
+        s.sendto(b"x" * 36, port)
+    sent += flows
+print(sent)
+PY
+  $to nft delete table inet frtb
+}
+
+# One flood (see send_flood) with a fresh recorder in a: every program's mean run time, the
+# recorder's loss counters, and the datagrams sent vs recorded.
 udp_flood() {
-  local reverse=$1 side=$2
+  local kind=$1 side=$2
   sysctl -qw kernel.bpf_stats_enabled=1
   start_recorder
-  in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
-  in_a iperf3 -c 10.198.0.2 -u -b 0 -l 64 -t 5 $reverse -J >"$store/udp.json"
+  send_flood "$kind" "$side"
   # Every program's mean run time (the flood's side has millions of runs; the other side only
   # iperf3's control traffic, whose first, cold runs dominate).
-  bpftool prog show | grep -A1 -E "name (tc_ingress|tc_egress|on_kfree_skb|tcp_lifecycle) " \
-    | grep -oE "name [a-z_]+|run_time_ns [0-9]+|run_cnt [0-9]+" | paste - - - \
-    | awk '{ if ($6 > 0) printf "  %-14s %12d runs  %6.1f ns/run\n", $2, $6, $4 / $6 }'
+  program_costs tc_ingress tc_egress on_kfree_skb tcp_lifecycle
   stop_recorder
   sysctl -qw kernel.bpf_stats_enabled=0
   echo "  $(tail -1 "$store/recorder.log")"
-  # Flows lost: every datagram iperf3 sent must be in the recorded UDP flow's packets. iperf3
-  # sends one datagram of its own first (its UDP "connect"), outside its count.
-  python3 - "$store" "$side" <<'PY'
-import duckdb, json, sys
-store, side = sys.argv[1], sys.argv[2]
-sent = json.load(open(f"{store}/udp.json"))["end"]["sum"]["packets"]
+  # Flows lost: every datagram sent must be in the recorded flows' packets. iperf3 sends one
+  # datagram of its own first (its UDP "connect"), outside its count.
+  python3 - "$store" "$kind" "$side" "$MIX_FLOWS" <<'PY'
+import duckdb, sys
+store, kind, side, mix = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+sent = int(open(f"{store}/sent").read())
 source = "10.198.0.1" if side == "EGRESS" else "10.198.0.2"
+ports = f"and destination_port between 20000 and {20000 + mix - 1}" if kind == "mix" else ""
 recorded, flows = duckdb.sql(f"""
-    select coalesce(sum(packets), 0), count(distinct source_port)
+    select coalesce(sum(packets), 0), count(distinct (source_port, destination_port))
     from read_parquet('{store}/flows/**/*.parquet')
-    where cast(l4_protocol as varchar) = 'UDP' and ip_source = '{source}'
+    where cast(l4_protocol as varchar) = 'UDP' and ip_source = '{source}' {ports}
       and cast(traffic_direction as varchar) = '{side}'""").fetchall()[0]
+expected = "+1 expected: iperf3's connect datagram" if kind == "single" else f"{mix} expected"
 verdict = "none lost" if recorded >= sent else f"{sent - recorded} LOST"
 print(f"  UDP datagrams sent {sent}, recorded {recorded} in {flows} flow(s) "
-      f"(+1 expected: iperf3's connect datagram): {verdict}")
+      f"({expected}): {verdict}")
 PY
   rm -rf "$store/flows"
 }
 
-# The floor: an empty tc program (benches/noop.bpf.c) on both sides of a's end, same floods.
+# The floor: an empty tc program (benches/noop.bpf.c) on both sides of a's end, the same
+# floods (KIND: single or mix) both ways.
 noop_floor() {
+  local kind=$1
   clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
     -c benches/noop.bpf.c -o "$store/noop.bpf.o"
   in_a tc qdisc add dev "$end_a" clsact
   in_a tc filter add dev "$end_a" egress bpf da obj "$store/noop.bpf.o" sec classifier
   in_a tc filter add dev "$end_a" ingress bpf da obj "$store/noop.bpf.o" sec classifier
   sysctl -qw kernel.bpf_stats_enabled=1
-  for reverse in "" -R; do
-    in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
-    in_a iperf3 -c 10.198.0.2 -u -b 0 -l 64 -t 5 $reverse >/dev/null
-  done
-  bpftool prog show name noop | grep -oE "run_time_ns [0-9]+|run_cnt [0-9]+" | paste - - \
-    | awk '{ printf "  noop (one per side) %10d runs  %6.1f ns/run\n", $4, $2 / $4 }'
+  send_flood "$kind" EGRESS
+  send_flood "$kind" INGRESS
+  program_costs noop
   sysctl -qw kernel.bpf_stats_enabled=0
   in_a tc qdisc del dev "$end_a" clsact
 }
 
-echo "== floor: an empty tc program, 64-byte UDP floods both ways, 5 s each"
-noop_floor
-echo "== per-packet cost: 64-byte UDP flood a -> b, 5 s (tc_egress)"
-udp_flood "" EGRESS
-echo "== per-packet cost: 64-byte UDP flood b -> a, 5 s (tc_ingress)"
-udp_flood -R INGRESS
+echo "== floor: an empty tc program, the same floods both ways, 5 s each"
+noop_floor single
+noop_floor mix
+echo "== per-packet cost: one flow, 64-byte UDP flood a -> b, 5 s (tc_egress)"
+udp_flood single EGRESS
+echo "== per-packet cost: one flow, 64-byte UDP flood b -> a, 5 s (tc_ingress)"
+udp_flood single INGRESS
+echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP a -> b, 5 s (tc_egress)"
+udp_flood mix EGRESS
+echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP b -> a, 5 s (tc_ingress)"
+udp_flood mix INGRESS
 
 echo "== TCP throughput, median of 5, without / with the recorder"
 without=() with=()
