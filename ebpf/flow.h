@@ -12,6 +12,9 @@
 
 /* Flows held per map between two drains (flowrec overrides it: --flow-map-entries). */
 #define FLOW_MAP_ENTRIES 65536
+/* Flows each CPU counts in its own slot, per flow map, before any reach the hash map. A power
+ * of two: a slot's index is the low bits of the key's hash. */
+#define FLOW_SLOTS 1024
 /* Maximum TCP connections tracked at once by sock_ops. */
 #define TCP_CONN_ENTRIES 65536
 
@@ -42,6 +45,14 @@ struct fr_flow_stats {
 	__u32 drop_reason; /* enum skb_drop_reason of the latest drop; 0: none */
 	__u64 drop_packets; /* packets of this flow the kernel dropped (kfree_skb) */
 	__u64 drop_bytes;   /* their IP bytes */
+};
+
+/* One of a CPU's flow slots: the flow that claimed it in this epoch, and its counters. */
+struct fr_flow_slot {
+	struct fr_flow_key key;
+	__u32 epoch; /* the selector's value when the flow claimed it */
+	__u32 _pad;
+	struct fr_flow_stats stats;
 };
 
 #define DIRECTION_INGRESS 0

@@ -16,9 +16,18 @@
  * and flowrec merges the copies when it drains. Atomic adds on one shared entry cost more than
  * the rest of the program (measured: ~124 ns per packet with them).
  *
- * Two flow maps and a selector: the programs write to the map the selector names, flowrec
- * flips the selector and drains the other one, so no update is lost between reading an entry
- * and deleting it. A packet that finds the map full is counted in `losses`, never silently
+ * Flow slots: in front of each flow map, each CPU has FLOW_SLOTS slots (a per-CPU array)
+ * indexed by a hash of the key. A flow that finds its slot free claims it for the epoch, and
+ * its packets then cost an array access and a key comparison instead of a hash map lookup
+ * (measured on a VM: ~80 instead of ~110 ns per packet, over a 59 ns floor). A flow whose slot
+ * another flow holds goes to the hash map, as before. A slot is never evicted within an epoch,
+ * so on a CPU a flow's tc counters are in its slot or in the hash map, never both; flowrec
+ * merges slots with the hash map's copies like the copies of different CPUs.
+ *
+ * Two flow maps (each with its slots) and a selector: the selector holds the epoch, and the
+ * programs write to the map of the epoch's parity; flowrec advances the epoch and drains the
+ * other map and slots, so no update is lost between reading an entry and deleting it. A slot
+ * claimed in an older epoch is free: flowrec read it when that epoch ended. A packet that finds the map full is counted in `losses`, never silently
  * dropped from the accounting. The tc programs never change a packet's fate: they return
  * TCX_NEXT (-1, TC_ACT_UNSPEC for clsact), so the next program or the default action decides.
  */
@@ -92,13 +101,24 @@ struct flow_map {
 struct flow_map flows_0 SEC(".maps");
 struct flow_map flows_1 SEC(".maps");
 
-/* Which of flows_0 / flows_1 the programs write to. */
+/* The epoch: the programs write to flows_0 / slots_0 when it is even, flows_1 / slots_1 when
+ * it is odd. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u32);
 } selector SEC(".maps");
+
+struct slot_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FLOW_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fr_flow_slot);
+};
+
+struct slot_map slots_0 SEC(".maps");
+struct slot_map slots_1 SEC(".maps");
 
 /* Flows created in flows_0 / flows_1 since each was last drained, per CPU: flowrec drains
  * early when the active map is nearly full, instead of losing the flows that would not fit. */
@@ -130,6 +150,7 @@ struct {
 struct fr_flow_key _fr_flow_key_btf __attribute__((unused));
 struct fr_flow_stats _fr_flow_stats_btf __attribute__((unused));
 struct fr_tcp_conn _fr_tcp_conn_btf __attribute__((unused));
+struct fr_flow_slot _fr_flow_slot_btf __attribute__((unused));
 
 static __always_inline void count_loss(__u32 index)
 {
@@ -208,17 +229,74 @@ static __always_inline struct fr_flow_stats *stats_in(void *flows, const struct 
 	return bpf_map_lookup_elem(flows, key);
 }
 
+static __always_inline __u32 current_epoch(void)
+{
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&selector, &zero);
+	return epoch ? *epoch : 0;
+}
+
 /* This CPU's copy of the flow's counters in the active map, created if new; NULL when the map
  * is full. Each branch names its map as a constant: the verifier then inlines the hash lookup,
  * where one call with either map would go through the generic helper (measured: ~15 ns more
  * per packet). */
 static __always_inline struct fr_flow_stats *flow_stats_for(const struct fr_flow_key *key)
 {
-	__u32 zero = 0;
-	__u32 *selected = bpf_map_lookup_elem(&selector, &zero);
-	if (selected && *selected)
+	if (current_epoch() & 1)
 		return stats_in(&flows_1, key, 1);
 	return stats_in(&flows_0, key, 0);
+}
+
+/* The slot of a key: a multiply-xorshift hash of its ten words (the key is 8-byte aligned). */
+static __always_inline __u32 slot_index(const struct fr_flow_key *key)
+{
+	const __u32 *w = (const __u32 *)key;
+	__u32 h = (w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9E3779B1;
+	h ^= w[4] ^ w[5] ^ w[6] ^ w[7];
+	h = (h ^ w[8]) * 0x85EBCA6B;
+	h ^= w[9];
+	h ^= h >> 15;
+	h *= 0xC2B2AE35;
+	h ^= h >> 13;
+	return h & (FLOW_SLOTS - 1);
+}
+
+static __always_inline int same_key(const struct fr_flow_key *a, const struct fr_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+/* This CPU's counters of the flow in epoch `epoch`: its slot in `slots` if it holds the slot
+ * or the slot is free (then it claims it), else its copy in `flows`; NULL when that map is
+ * full. */
+static __always_inline struct fr_flow_stats *slot_or_stats_in(void *slots, void *flows,
+							      __u32 generation, __u32 epoch,
+							      const struct fr_flow_key *key)
+{
+	__u32 index = slot_index(key);
+	struct fr_flow_slot *slot = bpf_map_lookup_elem(slots, &index);
+	if (!slot)
+		return stats_in(flows, key, generation);
+	if (slot->epoch == epoch && slot->stats.first_seen_ns) {
+		if (same_key(&slot->key, key))
+			return &slot->stats;
+		return stats_in(flows, key, generation);
+	}
+	/* Free: never claimed, or claimed in an epoch flowrec has drained. */
+	__builtin_memcpy(&slot->key, key, sizeof(*key));
+	__builtin_memset(&slot->stats, 0, sizeof(slot->stats));
+	slot->epoch = epoch;
+	return &slot->stats;
+}
+
+/* tc's counters for the flow: its slot or its hash map copy (see "Flow slots" above). */
+static __always_inline struct fr_flow_stats *tc_stats_for(const struct fr_flow_key *key)
+{
+	__u32 epoch = current_epoch();
+	if (epoch & 1)
+		return slot_or_stats_in(&slots_1, &flows_1, 1, epoch, key);
+	return slot_or_stats_in(&slots_0, &flows_0, 0, epoch, key);
 }
 
 /* ---- tc: flow aggregation ---------------------------------------------------------------- */
@@ -228,7 +306,8 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	struct fr_flow_key key = {};
+	/* Aligned: slot_index and same_key read it by words. */
+	struct fr_flow_key key __attribute__((aligned(8))) = {};
 	__u32 flags = 0, headers = 0;
 
 	if ((void *)(eth + 1) > end)
@@ -266,8 +345,8 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 	__u64 bytes = skb->len - sizeof(struct ethhdr) + (segments - 1) * headers;
 	__u64 now = now_ns();
 
-	/* This CPU's copy: tc programs run with preemption off, so plain updates are safe. */
-	struct fr_flow_stats *stats = flow_stats_for(&key);
+	/* This CPU's counters: tc programs run with preemption off, so plain updates are safe. */
+	struct fr_flow_stats *stats = tc_stats_for(&key);
 	if (!stats) {
 		count_loss(LOSS_FLOW_MAP_FULL);
 		return;

@@ -40,6 +40,18 @@ pub struct FlowStats {
     pub drop_bytes: u64,
 }
 
+/// `struct fr_flow_slot`: one of a CPU's flow slots, held by the flow that claimed it in
+/// `epoch`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowSlot {
+    pub key: FlowKey,
+    /// The selector's value when the flow claimed the slot.
+    pub epoch: u32,
+    pub _pad: u32,
+    pub stats: FlowStats,
+}
+
 /// `struct fr_tcp_conn`: one TCP connection as sock_ops saw it, keyed local -> remote.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -77,6 +89,7 @@ pub const LOSS_CONN_MAP_FULL: u32 = 1;
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for FlowStats {}
 unsafe impl aya::Pod for TcpConn {}
+unsafe impl aya::Pod for FlowSlot {}
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +163,7 @@ mod tests {
                 drop_bytes
             ]
         );
+        same_layout!("fr_flow_slot", FlowSlot, [key, epoch, _pad, stats]);
         same_layout!(
             "fr_tcp_conn",
             TcpConn,

@@ -1,10 +1,11 @@
 //! The recorder's own kernel programs (`ebpf/flowrec.bpf.c`, built by `build.rs`): loading
 //! them, attaching them, and draining what they recorded.
 //!
-//! - tc flow aggregation: `tc_ingress`/`tc_egress` add every packet to its flow in one of two
-//!   kernel per-CPU hash maps; [`Capture::drain`] flips the programs to the other map, empties
-//!   the one they left (so no packet is counted twice or lost between reading and deleting an
-//!   entry) and merges each flow's per-CPU copies.
+//! - tc flow aggregation: `tc_ingress`/`tc_egress` add every packet to its flow, in the flow's
+//!   per-CPU slot when it holds one ([`slots`]), else in one of two kernel per-CPU hash maps;
+//!   [`Capture::drain`] moves the programs to the next epoch (the other map and slots), empties
+//!   the map they left and reads its slots (so no packet is counted twice or lost between
+//!   reading and deleting an entry) and merges each flow's per-CPU copies.
 //! - drops: `on_kfree_skb` adds each packet the kernel drops, with its reason, to the same flow
 //!   maps; [`drop_reasons`] names the reasons from the running kernel's BTF.
 //! - TCP: `tcp_lifecycle` (sock_ops on a cgroup v2) keeps each connection's RTT, retransmit and
@@ -17,6 +18,7 @@ pub mod drop_reasons;
 pub mod kernel;
 pub mod layout;
 pub mod rows;
+mod slots;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +37,8 @@ use clsact::{QdiscError, Qdiscs};
 use drop_reasons::DropReasons;
 use kernel::{Clock, Plan, TcMode};
 use layout::{
-    FlowKey, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL, LOSS_FLOW_MAP_FULL,
+    FlowKey, FlowSlot, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL,
+    LOSS_FLOW_MAP_FULL,
 };
 
 /// The compiled programs, embedded (CO-RE: one object for every kernel).
@@ -132,14 +135,17 @@ pub struct Capture {
     /// off, which are removed only if this capture added them.
     qdiscs: Qdiscs,
     flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
+    /// Each CPU's flow slots in front of `flows`, generation by generation.
+    slots: [PerCpuArray<MapData, FlowSlot>; 2],
+    /// Holds the epoch; its parity names the generation of `flows` and `slots` written to.
     selector: Array<MapData, u32>,
     conns: aya::maps::HashMap<MapData, FlowKey, TcpConn>,
     losses: PerCpuArray<MapData, u64>,
     /// Flows created in each of `flows` since its last drain, per CPU.
     flow_counts: PerCpuArray<MapData, u64>,
     flow_capacity: u32,
-    /// Which of `flows` the programs write to.
-    active: usize,
+    /// The epoch the programs are in: one more at each drain.
+    epoch: u32,
     /// The kernel's number for a drop without a reason (see `merge`).
     unspecified_drop: Option<u32>,
     /// The kernel's own BTF as parsed for the relocations, kept for the drop tracer's attach.
@@ -202,6 +208,10 @@ impl Capture {
             PerCpuHashMap::try_from(take_map(&mut ebpf, "flows_1")?)
                 .map_err(map_error("flows_1"))?,
         ];
+        let slots = [
+            PerCpuArray::try_from(take_map(&mut ebpf, "slots_0")?).map_err(map_error("slots_0"))?,
+            PerCpuArray::try_from(take_map(&mut ebpf, "slots_1")?).map_err(map_error("slots_1"))?,
+        ];
         let selector =
             Array::try_from(take_map(&mut ebpf, "selector")?).map_err(map_error("selector"))?;
         let conns = aya::maps::HashMap::try_from(take_map(&mut ebpf, "tcp_conns")?)
@@ -219,10 +229,11 @@ impl Capture {
             flow_capacity,
             ebpf,
             flows,
+            slots,
             selector,
             conns,
             losses,
-            active: 0,
+            epoch: 0,
             unspecified_drop: None,
         })
     }
@@ -317,38 +328,56 @@ impl Capture {
     /// that were open meanwhile; the kernel's flow map is left empty and closed connections
     /// are forgotten.
     pub fn drain(&mut self) -> Result<Drained, CaptureError> {
-        let previous = self.active;
-        self.active = 1 - previous;
+        let ended = self.epoch;
+        self.epoch = ended.wrapping_add(1);
         self.selector
-            .set(0, self.active as u32, 0)
+            .set(0, self.epoch, 0)
             .map_err(map_error("selector"))?;
         std::thread::sleep(FLIP_GRACE);
+        let previous = generation(ended);
         let cpus = self.fill_per_cpu(previous)?.len();
+        let mut slotted =
+            slots::claimed(&self.slots[previous], ended).map_err(map_error("slots"))?;
         let map = &mut self.flows[previous];
         let unspecified = self.unspecified_drop;
         let mut flows = Vec::new();
-        let batched = batch::take_all(IterableMap::map(map).fd().as_fd(), cpus, |key, copies| {
+        let mut joined = Vec::new();
+        // A flow's copies: the hash map's per CPU, and those of the CPUs' slots it held.
+        let mut keep = |key: FlowKey, copies: &[FlowStats]| {
+            let copies = match slotted.remove(&key) {
+                Some(in_slots) => {
+                    joined.clear();
+                    joined.extend_from_slice(copies);
+                    joined.extend(in_slots);
+                    &joined[..]
+                }
+                None => copies,
+            };
             if let Some(stats) = merge(copies, unspecified) {
                 flows.push((key, stats));
             }
-        })
-        .map_err(|source| CaptureError::Batch {
-            map: "flows",
-            source,
-        })?;
+        };
+        let batched = batch::take_all(IterableMap::map(map).fd().as_fd(), cpus, &mut keep)
+            .map_err(|source| CaptureError::Batch {
+                map: "flows",
+                source,
+            })?;
         if !batched {
             // A kernel before 5.6: three calls per flow.
             let keys: Vec<FlowKey> = map
                 .keys()
                 .collect::<Result<_, _>>()
                 .map_err(map_error("flows"))?;
-            flows.reserve(keys.len());
             for key in keys {
                 let copies = map.get(&key, 0).map_err(map_error("flows"))?;
                 map.remove(&key).map_err(map_error("flows"))?;
-                if let Some(stats) = merge(&copies, unspecified) {
-                    flows.push((key, stats));
-                }
+                keep(key, &copies);
+            }
+        }
+        // Flows counted only in slots.
+        for (key, copies) in slotted {
+            if let Some(stats) = merge(&copies, unspecified) {
+                flows.push((key, stats));
             }
         }
         let zeros = PerCpuValues::try_from(vec![0u64; cpus]).expect("one value per CPU");
@@ -379,7 +408,7 @@ impl Capture {
     /// Flows created in the active map since its last drain (approximate: a drop counted
     /// from a preemptible context may race with a packet on the same CPU).
     pub fn fill(&self) -> Result<u64, CaptureError> {
-        Ok(self.fill_per_cpu(self.active)?.iter().sum())
+        Ok(self.fill_per_cpu(generation(self.epoch))?.iter().sum())
     }
 
     fn fill_per_cpu(&self, map: usize) -> Result<PerCpuValues<u64>, CaptureError> {
@@ -436,6 +465,11 @@ pub fn cgroup2_at(path: &Path) -> Option<PathBuf> {
     }
     let unified = path.join("unified");
     is_cgroup2(&unified).then_some(unified)
+}
+
+/// Which of the two flow maps (and their slots) the programs write to in `epoch`.
+fn generation(epoch: u32) -> usize {
+    (epoch & 1) as usize
 }
 
 /// One flow's counters from the CPUs' copies (a CPU that saw none of its packets has zeros).
