@@ -11,6 +11,8 @@
 # flow and exited after a SIGTERM (the last segment is sealed at the stop); then the store is
 # counted. Peak RSS is the recorder's VmHWM, read just before it exits.
 # Usage: benches/hubble-bench.sh [FLOWS] (default 1000000).
+# RATE=N paces the server at N flows/s (issue 19's memory target is at 100,000/s), instead of
+# as fast as the recorder takes them.
 # FLOWREC=PATH runs another recorder binary (an A/B pair: the same server, data and script).
 # PERF_DATA=FILE records the recorder's CPU profile with `perf record -g` (root) into FILE.
 set -euo pipefail

@@ -4,6 +4,9 @@
 //! mTLS), through `GetFlows` (honouring `since`, and `follow` by keeping the stream open) and
 //! `ServerStatus`.
 //!
+//! For benchmarks: `--rate N` paces every stream at N events per second (default: as fast as
+//! the client reads).
+//!
 //! For failure tests: `--drop-after N` ends the first stream with UNAVAILABLE after N events
 //! (later streams are whole), `--lose K` makes the events just after the drop point vanish
 //! from the server as if its ring buffer wrapped, `--no-observer` serves no Observer service
@@ -44,6 +47,7 @@ struct Options {
     lose: usize,
     no_observer: bool,
     generate: Option<u64>,
+    rate: Option<u64>,
     files: Vec<PathBuf>,
 }
 
@@ -51,7 +55,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "test-hubble-server: {problem}\nusage: test-hubble-server (--unix PATH | --listen ADDR) \
          [--tls-cert F --tls-key F [--client-ca F]] [--drop-after N [--lose K]] [--no-observer] \
-         (--generate N | FILE...)"
+         [--rate N] (--generate N | FILE...)"
     );
     std::process::exit(2)
 }
@@ -67,6 +71,7 @@ fn options() -> Options {
         lose: 0,
         no_observer: false,
         generate: None,
+        rate: None,
         files: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -90,6 +95,10 @@ fn options() -> Options {
             }
             "--lose" => options.lose = number("--lose", value("--lose")) as usize,
             "--generate" => options.generate = Some(number("--generate", value("--generate"))),
+            "--rate" => match number("--rate", value("--rate")) {
+                0 => usage("--rate: at least 1 event per second"),
+                rate => options.rate = Some(rate),
+            },
             "--no-observer" => options.no_observer = true,
             flag if flag.starts_with("--") => usage(&format!("unknown flag {flag}")),
             file => options.files.push(file.into()),
@@ -181,6 +190,8 @@ struct Flows {
     lose: usize,
     dropped: AtomicBool,
     streams: AtomicU64,
+    /// Events per second per stream; None: as fast as the client reads.
+    rate: Option<u64>,
 }
 
 type FlowStream = Pin<Box<dyn Stream<Item = Result<Encoded, Status>> + Send>>;
@@ -213,6 +224,10 @@ impl Flows {
         let flows = Arc::clone(self);
         let events =
             tokio_stream::iter(sent).map(move |index| Ok(flows.events[index].encoded.clone()));
+        let events: FlowStream = match self.rate {
+            None => Box::pin(events),
+            Some(rate) => Box::pin(paced(events, rate)),
+        };
         let end: FlowStream = match (cut, request.follow) {
             (Some(_), _) => Box::pin(tokio_stream::once(Err(Status::unavailable(
                 "test-hubble-server: stream cut",
@@ -223,6 +238,27 @@ impl Flows {
         };
         Box::pin(events.chain(end))
     }
+}
+
+/// `events` at `rate` per second: every 1,000th event waits for its time since the stream
+/// began (timers per event would cost more than the sending).
+fn paced(
+    events: impl Stream<Item = Result<Encoded, Status>> + Send + 'static,
+    rate: u64,
+) -> impl Stream<Item = Result<Encoded, Status>> + Send {
+    let start = tokio::time::Instant::now();
+    let mut sent = 0u64;
+    events.then(move |event| {
+        sent += 1;
+        let due = (sent % 1000 == 0)
+            .then(|| start + std::time::Duration::from_secs_f64(sent as f64 / rate as f64));
+        async move {
+            if let Some(due) = due {
+                tokio::time::sleep_until(due).await;
+            }
+            event
+        }
+    })
 }
 
 /// `ServerStatus` through the generated service; `GetFlows` is routed to [`GetFlows`].
@@ -331,6 +367,7 @@ async fn main() {
         lose: options.lose,
         dropped: AtomicBool::new(false),
         streams: AtomicU64::new(0),
+        rate: options.rate,
     });
     let mut builder = Server::builder();
     if let (Some(cert), Some(key)) = (&options.tls_cert, &options.tls_key) {
