@@ -27,9 +27,10 @@
  * Two flow maps (each with its slots) and a selector: the selector holds the epoch, and the
  * programs write to the map of the epoch's parity; flowrec advances the epoch and drains the
  * other map and slots, so no update is lost between reading an entry and deleting it. A slot
- * claimed in an older epoch is free: flowrec read it when that epoch ended. A packet that finds the map full is counted in `losses`, never silently
- * dropped from the accounting. The tc programs never change a packet's fate: they return
- * TCX_NEXT (-1, TC_ACT_UNSPEC for clsact), so the next program or the default action decides.
+ * claimed in an older epoch is free: flowrec read it when that epoch ended. A packet that
+ * finds the map full is counted in `losses`, never silently dropped from the accounting. The
+ * tc programs never change a packet's fate: they return TCX_NEXT (-1, TC_ACT_UNSPEC for
+ * clsact), so the next program or the default action decides.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
