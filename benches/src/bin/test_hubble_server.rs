@@ -250,7 +250,8 @@ fn paced(
     let mut sent = 0u64;
     events.then(move |event| {
         sent += 1;
-        let due = sent.is_multiple_of(1000)
+        let due = sent
+            .is_multiple_of(1000)
             .then(|| start + std::time::Duration::from_secs_f64(sent as f64 / rate as f64));
         async move {
             if let Some(due) = due {
