@@ -126,8 +126,6 @@ PY
 # floods (KIND: single or mix) both ways.
 noop_floor() {
   local kind=$1
-  clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
-    -c benches/noop.bpf.c -o "$store/noop.bpf.o"
   in_a tc qdisc add dev "$end_a" clsact
   in_a tc filter add dev "$end_a" egress bpf da obj "$store/noop.bpf.o" sec classifier
   in_a tc filter add dev "$end_a" ingress bpf da obj "$store/noop.bpf.o" sec classifier
@@ -140,6 +138,8 @@ noop_floor() {
 }
 
 echo "== floor: an empty tc program, the same floods both ways, 5 s each"
+clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
+  -c benches/noop.bpf.c -o "$store/noop.bpf.o"
 noop_floor single
 noop_floor mix
 echo "== per-packet cost: one flow, 64-byte UDP flood a -> b, 5 s (tc_egress)"
