@@ -486,11 +486,17 @@ fn text_at(column: &dyn Array, row: usize) -> Option<&str> {
 
 /// One label of a drop series as a row holds it: a dictionary key (the flow schema's
 /// low-cardinality columns), compared as a number and read as text once per series, or the
-/// text of a plain string column. A missing column or a null reads as "".
+/// text of a plain string column. A missing column or a null is `Null`, which reads as "".
+///
+/// `Null` is not `Text("")`: comparing two empty strings still calls memcmp, and glibc's
+/// AVX-512 memcmp does a masked load at the string's address, which for an empty string is
+/// often a dangling one (an empty Arrow buffer's, a literal's); a fault-suppressed masked load
+/// near page 0 took ~125 ns per call on this project's VMs, 270 ns per dropped row here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Label<'a> {
     Key(i32),
     Text(&'a str),
+    Null,
 }
 
 /// A column of labels, its kind resolved once per batch.
@@ -516,14 +522,18 @@ impl<'a> Labels<'a> {
     fn at(&self, row: usize) -> Label<'a> {
         match self {
             Labels::Keys { keys, .. } if keys.is_valid(row) => Label::Key(keys.value(row)),
-            Labels::Keys { .. } => Label::Text(""),
-            Labels::Text(column) => Label::Text(column.and_then(|c| text_at(c, row)).unwrap_or("")),
+            Labels::Keys { .. } => Label::Null,
+            Labels::Text(column) => column
+                .and_then(|c| text_at(c, row))
+                .filter(|text| !text.is_empty())
+                .map_or(Label::Null, Label::Text),
         }
     }
 
     fn text(&self, label: Label<'a>) -> &'a str {
         match (self, label) {
             (_, Label::Text(text)) => text,
+            (_, Label::Null) => "",
             (Labels::Keys { values, .. }, Label::Key(key)) => {
                 text_at(*values, key as usize).unwrap_or("")
             }
@@ -547,6 +557,7 @@ impl<'a> Labels<'a> {
         match self.at(row) {
             Label::Key(key) => matching.keys.get(key as usize).copied().unwrap_or(false),
             Label::Text(text) => text == matching.text,
+            Label::Null => matching.text.is_empty(),
         }
     }
 }
