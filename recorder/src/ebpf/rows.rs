@@ -23,8 +23,8 @@ use flow_schema::{flow_schema, CaptureSource};
 
 use super::drop_reasons::DropReasons;
 use super::layout::{
-    FlowKey, TcpConn, DIRECTION_EGRESS, DIRECTION_INGRESS, DIRECTION_UNKNOWN, TCP_OPENED_ACTIVE,
-    TCP_OPENED_PASSIVE,
+    FlowKey, FlowStats, TcpConn, DIRECTION_EGRESS, DIRECTION_INGRESS, DIRECTION_UNKNOWN,
+    TCP_OPENED_ACTIVE, TCP_OPENED_PASSIVE,
 };
 use super::Drained;
 use crate::pods::{PodInfo, PodInventory};
@@ -216,7 +216,13 @@ impl FlowRows {
         let mut table = TableBuilder::new(flow_schema());
         let c = &self.columns;
         let endpoints = c.endpoints();
-        for (key, stats) in &drained.flows {
+        // In time order (a flow's row time is its first packet's): a drain comes out of the
+        // kernel in hash order, and shipping would otherwise sort each batch again with a
+        // `take` over every column (~8% of the recorder's CPU in a drain benchmark), where
+        // ordering these references costs a few ms per 65k flows.
+        let mut flows: Vec<&(FlowKey, FlowStats)> = drained.flows.iter().collect();
+        flows.sort_by_key(|(_, stats)| stats.first_seen_ns);
+        for (key, stats) in flows {
             let start = clock.unix_ns(stats.first_seen_ns);
             if let Some(pods) = pods {
                 for (address, columns) in [&key.src_addr, &key.dst_addr].into_iter().zip(&endpoints)
@@ -410,7 +416,6 @@ fn interface_name(index: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ebpf::layout::FlowStats;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::UInt64Type;
 
@@ -489,6 +494,46 @@ mod tests {
         assert!(batch.column_by_name("icmp_type").unwrap().is_null(0));
         assert!(batch.column_by_name("tcp_srtt_us").unwrap().is_null(0));
         assert!(batch.column_by_name("drop_reason_desc").unwrap().is_null(0));
+    }
+
+    /// A drain comes in the kernel's hash order; its rows come in time order, each still
+    /// with its own flow's columns.
+    #[test]
+    fn a_drain_s_rows_come_in_time_order() {
+        let flow = |port, first_seen_ns| {
+            let stats = FlowStats {
+                first_seen_ns,
+                last_seen_ns: first_seen_ns + 5,
+                packets: 1,
+                direction: DIRECTION_EGRESS,
+                ..FlowStats::default()
+            };
+            (key([10, 0, 0, 1], port, [10, 0, 0, 2], 80), stats)
+        };
+        let drained = Drained {
+            flows: vec![flow(1, 300), flow(2, 100), flow(3, 200), flow(4, 100)],
+            conns: HashMap::new(),
+        };
+        let clock = MonotonicClock { offset_ns: 0 };
+        let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock, None);
+        let rows: Vec<(String, String)> = (0..batch.num_rows())
+            .map(|row| {
+                let text = |name| text(&batch, name, row).unwrap_or_default();
+                (text("source_port"), text("flow_end"))
+            })
+            .collect();
+        let expected = [("2", 105), ("4", 105), ("3", 205), ("1", 305)]
+            .map(|(port, end)| (port.to_string(), text_of_time(end)));
+        assert_eq!(rows, expected);
+    }
+
+    fn text_of_time(ns: i64) -> String {
+        let time = arrow::array::TimestampNanosecondArray::from(vec![ns]).with_timezone("UTC");
+        arrow::compute::cast(&time, &arrow::datatypes::DataType::Utf8)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
     }
 
     #[test]
