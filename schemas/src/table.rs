@@ -193,7 +193,7 @@ impl TableBuilder {
                 // come from calloc, not a zero written per row. Much of the flow schema is
                 // L7 and Kubernetes columns a source may never fill, and padding them showed
                 // as page faults, ~10% of an eBPF drain's samples.
-                if column.rows() == 0 {
+                if column.len() == 0 {
                     return new_null_array(field.data_type(), rows);
                 }
                 column.pad(rows);
@@ -672,21 +672,6 @@ impl Column {
             _ => return false,
         }
         true
-    }
-
-    /// Rows written so far, NULLs before a value included.
-    fn rows(&self) -> usize {
-        match self {
-            Column::Utf8(c) => c.valid.len(),
-            Column::Dictionary(c) => c.keys.valid.len(),
-            Column::UInt32(c) => c.valid.len(),
-            Column::UInt64(c) => c.valid.len(),
-            Column::Int32(c) => c.valid.len(),
-            Column::Boolean(c) => c.valid.len(),
-            Column::Timestamp(c, _) => c.valid.len(),
-            Column::Strings(c) => c.valid.len(),
-            Column::Structs(c) => c.valid.len(),
-        }
     }
 
     /// NULLs up to `rows` (no-op when already there).
