@@ -5,7 +5,8 @@
 //! `ServerStatus`.
 //!
 //! For benchmarks: `--rate N` paces every stream at N events per second (default: as fast as
-//! the client reads).
+//! the client reads). `--generate N` beyond [`POOL`] flows sends the pool again and again, an
+//! hour later each round, so that a run of minutes does not need tens of GiB.
 //!
 //! For failure tests: `--drop-after N` ends the first stream with UNAVAILABLE after N events
 //! (later streams are whole), `--lose K` makes the events just after the drop point vanish
@@ -183,9 +184,44 @@ struct Event {
     encoded: Encoded,
 }
 
+/// Generated flows held distinct (and encoded once, ~1 KiB each); more are sent as a cycle of
+/// these. 1M: `make bench-hubble`'s default, whose flows stay what they were.
+const POOL: u64 = 1_000_000;
+
+/// The events streams send, by index.
+enum Events {
+    /// Read from files, or generated: each encoded once, at start.
+    Encoded(Vec<Event>),
+    /// More generated flows than [`POOL`]: each encoded as it is sent.
+    Cycled(flow_benches::hubble::FlowCycle),
+}
+
+impl Events {
+    fn len(&self) -> usize {
+        match self {
+            Events::Encoded(events) => events.len(),
+            Events::Cycled(cycle) => cycle.len() as usize,
+        }
+    }
+
+    fn time_ns(&self, index: usize) -> i64 {
+        match self {
+            Events::Encoded(events) => events[index].time_ns,
+            Events::Cycled(cycle) => cycle.time_ns(index as u64),
+        }
+    }
+
+    fn encoded(&self, index: usize) -> Encoded {
+        match self {
+            Events::Encoded(events) => events[index].encoded.clone(),
+            Events::Cycled(cycle) => Encoded(cycle.encode(index as u64).into()),
+        }
+    }
+}
+
 /// What `GetFlows` streams and how it misbehaves.
 struct Flows {
-    events: Vec<Event>,
+    events: Events,
     drop_after: Option<usize>,
     lose: usize,
     dropped: AtomicBool,
@@ -219,11 +255,10 @@ impl Flows {
         let flows = Arc::clone(self);
         let sent = (0..flows.events.len())
             .filter(move |index| !lost.contains(index))
-            .filter(move |&index| since.is_none_or(|since| flows.events[index].time_ns >= since))
+            .filter(move |&index| since.is_none_or(|since| flows.events.time_ns(index) >= since))
             .take(cut.unwrap_or(usize::MAX));
         let flows = Arc::clone(self);
-        let events =
-            tokio_stream::iter(sent).map(move |index| Ok(flows.events[index].encoded.clone()));
+        let events = tokio_stream::iter(sent).map(move |index| Ok(flows.events.encoded(index)));
         let events: FlowStream = match self.rate {
             None => Box::pin(events),
             Some(rate) => Box::pin(paced(events, rate)),
@@ -345,22 +380,31 @@ impl tonic::server::NamedService for ObserverService {
     const NAME: &'static str = hubble_api::observer::observer_server::SERVICE_NAME;
 }
 
+/// The events in time order, as a ring buffer holds them (the files need not be), each encoded
+/// once (the decoded form, ~4 KiB a flow, freed as it goes).
+fn encode(mut events: Vec<GetFlowsResponse>) -> Events {
+    events.sort_by_key(time_ns);
+    Events::Encoded(
+        events
+            .into_iter()
+            .map(|event| Event {
+                time_ns: time_ns(&event),
+                encoded: Encoded(event.encode_to_vec().into()),
+            })
+            .collect(),
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let options = options();
-    let mut events = match options.generate {
-        Some(count) => flow_benches::hubble::generated(count),
-        None => load(&options.files),
+    let events = match options.generate {
+        Some(count) if count > POOL => {
+            Events::Cycled(flow_benches::hubble::FlowCycle::new(count, POOL))
+        }
+        Some(count) => encode(flow_benches::hubble::generated(count)),
+        None => encode(load(&options.files)),
     };
-    // In time order, as a ring buffer holds them (the files need not be).
-    events.sort_by_key(time_ns);
-    let events: Vec<Event> = events
-        .iter()
-        .map(|event| Event {
-            time_ns: time_ns(event),
-            encoded: Encoded(event.encode_to_vec().into()),
-        })
-        .collect();
     let count = events.len();
     let flows = Arc::new(Flows {
         events,
