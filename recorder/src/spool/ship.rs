@@ -112,51 +112,15 @@ async fn ship_records(
     let (pieces, mut encoded) = mpsc::channel::<Piece>(1);
     let path = segment.path.clone();
     let provenance = provenance.clone();
-    let encoding = tokio::task::spawn_blocking(move || -> Result<(), ShipError> {
-        // False once the uploads have stopped (their error is returned).
-        let send = |piece| pieces.blocking_send(piece).is_ok();
-        let plan = merge::plan(&path, None)?;
-        if let Some(damage) = &plan.damage {
-            crate::warn!("{damage}");
-        }
-        for table in plan.tables() {
-            let mut file: Option<(i64, FileEncoder)> = None;
-            let mut merge = Merge::new(&plan, table)?;
-            for run in merge.by_ref() {
-                let run = run?;
-                let hour = hour_start(time_of_first(&run));
-                if file.as_ref().is_none_or(|(open, _)| *open != hour) {
-                    if let Some((_, done)) = file.take() {
-                        if !send(Piece::End(done.finish()?)) {
-                            return Ok(());
-                        }
-                    }
-                    let rows = plan.rows(table, hour);
-                    file = Some((hour, FileEncoder::new(table, rows, &provenance)?));
-                }
-                let encoder = &mut file.as_mut().expect("opened above").1;
-                encoder.write(run)?;
-                if let Some((first_time_ns, bytes)) = encoder.take_part(part_bytes) {
-                    let part = Piece::Part {
-                        table,
-                        first_time_ns,
-                        bytes,
-                    };
-                    if !send(part) {
-                        return Ok(());
-                    }
-                }
-            }
-            for skipped in merge.skipped() {
-                crate::warn!("{skipped}; its rows are not shipped");
-            }
-            if let Some((_, done)) = file {
-                if !send(Piece::End(done.finish()?)) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
+    let encoding = tokio::task::spawn_blocking(move || {
+        let encoded = encode_segment(&path, &provenance, part_bytes, |piece| {
+            pieces.blocking_send(piece).is_ok()
+        });
+        // A file's encoding peaks at tens of MiB (a row group of every column) and then frees
+        // it all; returned now, not after the purge delay, it cannot add up with the next
+        // file's on another thread of the blocking pool (README, "Cost").
+        crate::allocator::release_freed();
+        encoded
     });
     let mut shipped = Shipped::default();
     let mut part = 0;
@@ -210,6 +174,59 @@ async fn ship_records(
     uploaded?;
     encoded?;
     Ok(shipped)
+}
+
+/// Merges the segment at `path` and encodes its files, handing each piece to `send` in order
+/// (a file larger than `part_bytes` in parts as it is encoded); `send` returns false once the
+/// uploads have stopped, and then so does this (their error is what the shipment returns).
+fn encode_segment(
+    path: &std::path::Path,
+    provenance: &Provenance,
+    part_bytes: usize,
+    send: impl Fn(Piece) -> bool,
+) -> Result<(), ShipError> {
+    let plan = merge::plan(path, None)?;
+    if let Some(damage) = &plan.damage {
+        crate::warn!("{damage}");
+    }
+    for table in plan.tables() {
+        let mut file: Option<(i64, FileEncoder)> = None;
+        let mut merge = Merge::new(&plan, table)?;
+        for run in merge.by_ref() {
+            let run = run?;
+            let hour = hour_start(time_of_first(&run));
+            if file.as_ref().is_none_or(|(open, _)| *open != hour) {
+                if let Some((_, done)) = file.take() {
+                    if !send(Piece::End(done.finish()?)) {
+                        return Ok(());
+                    }
+                }
+                let rows = plan.rows(table, hour);
+                file = Some((hour, FileEncoder::new(table, rows, provenance)?));
+            }
+            let encoder = &mut file.as_mut().expect("opened above").1;
+            encoder.write(run)?;
+            if let Some((first_time_ns, bytes)) = encoder.take_part(part_bytes) {
+                let part = Piece::Part {
+                    table,
+                    first_time_ns,
+                    bytes,
+                };
+                if !send(part) {
+                    return Ok(());
+                }
+            }
+        }
+        for skipped in merge.skipped() {
+            crate::warn!("{skipped}; its rows are not shipped");
+        }
+        if let Some((_, done)) = file {
+            if !send(Piece::End(done.finish()?)) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn time_of_first(run: &arrow::array::RecordBatch) -> i64 {
