@@ -13,14 +13,19 @@
 # at the end.
 # Usage: benches/spool-outage.sh [FLOWS] (default 5000000: a ~1.3 GiB spool from an 8 GiB
 # file; a 10 GiB spool is ~40M flows and a 68 GB file).
+# SOURCE=hubble records from test-hubble-server instead (as fast as the recorder takes them;
+# both phases on the same server): no file, so a 10 GiB spool fits on this machine's disk:
+# `SOURCE=hubble benches/spool-outage.sh 40000000`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 flows=${1:-5000000}
 bin=target/release
 work=$(mktemp -d /tmp/flowrec-outage-bench.XXXXXX)
 recorder_pid=
+server_pid=
 cleanup() {
   [[ -n $recorder_pid ]] && kill -9 "$recorder_pid" 2>/dev/null || true
+  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -62,20 +67,28 @@ run_until() { # metric started_at [now]
     'BEGIN { printf "%.1f %s %d\n", b - a, c, r / 1024 }'
 }
 
-echo "bench: generating $flows flows into an exporter file" >&2
-"$bin/flowgen" --flows "$flows" --out "$work/flows.json"
+if [[ ${SOURCE:-file} == hubble ]]; then
+  echo "bench: generating $flows flows in test-hubble-server" >&2
+  "$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
+  server_pid=$!
+  wait_for " events on " "$work/server.log" 1200
+  source_args=(--source hubble --hubble-server "unix://$work/hubble.sock")
+else
+  echo "bench: generating $flows flows into an exporter file" >&2
+  "$bin/flowgen" --flows "$flows" --out "$work/flows.json"
+  source_args=(--source file --follow "$work/flows.json")
+fi
 
 echo "bench: phase 1, recording with the store down" >&2
 AWS_ENDPOINT_URL=http://127.0.0.1:9 AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
   AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
-  start_recorder "$work/outage.log" --source file --follow "$work/flows.json" \
-  --store s3://outage-bench/flows
+  start_recorder "$work/outage.log" "${source_args[@]}" --store s3://outage-bench/flows
 read -r rec_s rec_cpu rec_rss < <(run_until flowrec_flows_recorded_total "$(now)" now)
 spool_bytes=$(du -sb "$work/spool" | cut -f1)
 
 echo "bench: phase 2, shipping the spool ($((spool_bytes / 1048576)) MiB)" >&2
 started=$(now)
-start_recorder "$work/ship.log" --source file --follow "$work/flows.json" --store "$work/store"
+start_recorder "$work/ship.log" "${source_args[@]}" --store "$work/store"
 read -r ship_s ship_cpu ship_rss < <(run_until flowrec_flows_shipped_total "$started")
 stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
   "select count(*) as n from flows" 2>/dev/null | tail -1 || echo "(target/debug/flowsql not built)")
