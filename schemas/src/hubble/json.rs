@@ -376,24 +376,16 @@ impl<'a> Cursor<'a> {
 }
 
 /// Offset of the first `"` or `\\`. Most protojson strings (keys, names, addresses) are a few
-/// words long: eight bytes at a time with integer arithmetic finds their end sooner than
-/// `memchr2` sets up its vector loop (measured: ~3% of an import's CPU).
+/// words long: sixteen bytes at a time with SSE2 (every x86-64 has it) find their end in one or
+/// two steps, sooner than `memchr2` sets up its vector loop (measured: ~3% of an import's CPU)
+/// or than eight bytes at a time with integer arithmetic (elsewhere).
 fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    /// High bit set in each byte of `word` that is zero (exact for the lowest such byte).
-    fn zero_bytes(word: u64) -> u64 {
-        word.wrapping_sub(ONES) & !word & HIGHS
-    }
     let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let found = zero_bytes(word ^ (ONES * u64::from(b'"')))
-            | zero_bytes(word ^ (ONES * u64::from(b'\\')));
-        if found != 0 {
-            return Some(at + found.trailing_zeros() as usize / 8);
+    while let Some(chunk) = bytes.get(at..at + STEP) {
+        if let Some(offset) = first_quote_or_backslash(chunk) {
+            return Some(at + offset);
         }
-        at += 8;
+        at += STEP;
         if at >= 64 {
             // A long string: let memchr's vectors take over.
             return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|offset| at + offset);
@@ -403,6 +395,46 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
         .iter()
         .position(|&b| b == b'"' || b == b'\\')
         .map(|offset| at + offset)
+}
+
+#[cfg(target_arch = "x86_64")]
+const STEP: usize = 16;
+
+/// The first `"` or `\\` in `chunk` ([`STEP`] bytes).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn first_quote_or_backslash(chunk: &[u8]) -> Option<usize> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    assert_eq!(chunk.len(), STEP);
+    // SAFETY: SSE2 is part of x86-64; the load is unaligned and reads the chunk's 16 bytes.
+    let mask = unsafe {
+        let word = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
+        let quotes = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'"' as i8));
+        let backslashes = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'\\' as i8));
+        _mm_movemask_epi8(_mm_or_si128(quotes, backslashes))
+    };
+    (mask != 0).then(|| mask.trailing_zeros() as usize)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+const STEP: usize = 8;
+
+/// The first `"` or `\\` in `chunk` ([`STEP`] bytes), eight at a time in a word.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn first_quote_or_backslash(chunk: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    /// High bit set in each byte of `word` that is zero (exact for the lowest such byte).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+    let found =
+        zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')));
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 #[cfg(test)]
