@@ -477,18 +477,16 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
     if schema.fields() == target.fields() {
         return Ok(batch.clone());
     }
-    if let Some(unknown) = schema
-        .fields()
-        .iter()
-        .find(|f| target.field_with_name(f.name()).is_err())
-    {
-        return Err(ConformError::Unknown(unknown.name().clone()));
-    }
+    let indices = match in_order(schema.fields(), target.fields()) {
+        Some(indices) => indices,
+        None => by_name(schema.fields(), target.fields())?,
+    };
     let columns = target
         .fields()
         .iter()
-        .map(|field| match schema.index_of(field.name()) {
-            Ok(index) => {
+        .zip(indices)
+        .map(|(field, index)| match index {
+            Some(index) => {
                 let column = batch.column(index);
                 if column.data_type().equals_datatype(field.data_type()) {
                     Ok(Arc::clone(column))
@@ -500,10 +498,8 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
                     })
                 }
             }
-            Err(_) if field.is_nullable() => {
-                Ok(new_null_array(field.data_type(), batch.num_rows()))
-            }
-            Err(_) => Err(ConformError::MissingRequired(field.name().clone())),
+            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None => Err(ConformError::MissingRequired(field.name().clone())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
     RecordBatch::try_new(Arc::clone(target), columns).map_err(|e| ConformError::WrongType {
@@ -511,6 +507,39 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
         found: e.to_string(),
         expected: "a valid batch".into(),
     })
+}
+
+/// For each target column, the batch's column of that name, when the batch's columns are the
+/// target's in its order with some left out (what a spool block is): one walk, no search. None
+/// when they are not, for [`by_name`]. The spool's merge conforms every block: searching by
+/// name (and `Schema::index_of` formatting an error listing every column for each one left
+/// out) was ~1% of a live recorder's CPU.
+fn in_order(fields: &Fields, target: &Fields) -> Option<Vec<Option<usize>>> {
+    let mut next = 0;
+    let indices: Vec<Option<usize>> = target
+        .iter()
+        .map(|field| {
+            let matched = fields.get(next).is_some_and(|f| f.name() == field.name());
+            next += usize::from(matched);
+            matched.then(|| next - 1)
+        })
+        .collect();
+    // Every column matched a target column in turn: names being unique, a target column not
+    // matched is not in the batch.
+    (next == fields.len()).then_some(indices)
+}
+
+/// For each target column, the batch's column of that name; a batch column the target does
+/// not have is refused.
+fn by_name(fields: &Fields, target: &Fields) -> Result<Vec<Option<usize>>, ConformError> {
+    let position = |fields: &Fields, name: &str| fields.iter().position(|f| f.name() == name);
+    if let Some(unknown) = fields.iter().find(|f| position(target, f.name()).is_none()) {
+        return Err(ConformError::Unknown(unknown.name().clone()));
+    }
+    Ok(target
+        .iter()
+        .map(|field| position(fields, field.name()))
+        .collect())
 }
 
 /// Columns written with a Parquet bloom filter: the point lookups of an investigation
@@ -587,6 +616,54 @@ mod tests {
             conform(&old, &retyped),
             Err(ConformError::WrongType { .. })
         ));
+    }
+
+    /// A spool block leaves out columns that are all NULL: in the target's order or not, the
+    /// same rows come back, the missing columns NULL; a required one missing is refused.
+    #[test]
+    fn columns_left_out_come_back_as_nulls_in_any_order() {
+        use arrow::array::{Array, Int32Array, StringArray, TimestampNanosecondArray};
+        let target = Arc::new(Schema::new(vec![
+            Field::new("time", timestamp_ns(), false),
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Utf8, true),
+            Field::new("c", DataType::Int32, true),
+            Field::new("d", DataType::Utf8, true),
+        ]));
+        let time: ArrayRef =
+            Arc::new(TimestampNanosecondArray::from(vec![1, 2]).with_timezone("UTC"));
+        let c: ArrayRef = Arc::new(Int32Array::from(vec![Some(3), None]));
+        let b: ArrayRef = Arc::new(StringArray::from(vec!["x", "y"]));
+        let batch = |names: &[&str]| {
+            let columns: Vec<(&str, ArrayRef)> = names
+                .iter()
+                .map(|name| match *name {
+                    "time" => ("time", Arc::clone(&time)),
+                    "b" => ("b", Arc::clone(&b)),
+                    _ => ("c", Arc::clone(&c)),
+                })
+                .collect();
+            RecordBatch::try_from_iter_with_nullable(
+                columns
+                    .into_iter()
+                    .map(|(name, column)| (name, column, name != "time")),
+            )
+            .unwrap()
+        };
+        let in_order = conform(&batch(&["time", "b", "c"]), &target).unwrap();
+        let shuffled = conform(&batch(&["c", "time", "b"]), &target).unwrap();
+        for read in [&in_order, &shuffled] {
+            assert_eq!(read.schema(), target);
+            assert_eq!(read.column(0).as_ref(), time.as_ref());
+            assert_eq!(read.column(1).null_count(), 2, "a");
+            assert_eq!(read.column(2).as_ref(), b.as_ref());
+            assert_eq!(read.column(3).as_ref(), c.as_ref());
+            assert_eq!(read.column(4).null_count(), 2, "d");
+        }
+        assert_eq!(
+            conform(&batch(&["b", "c"]), &target).unwrap_err(),
+            ConformError::MissingRequired("time".into())
+        );
     }
 
     #[test]
