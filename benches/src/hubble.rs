@@ -29,11 +29,14 @@ pub fn parse(line: &str) -> Result<GetFlowsResponse, serde_json::Error> {
     })
 }
 
+/// The hours [`generated`] spreads its flows over, from a whole hour.
+const GENERATED_HOURS: u32 = 1;
+
 /// `count` generated flows ([`crate::generate`]: the mix every benchmark uses), as events.
 pub fn generated(count: u64) -> Vec<GetFlowsResponse> {
     let mut lines = Vec::new();
     let start = "2026-11-26T10:00:00Z".parse().expect("a time");
-    crate::generate(&mut lines, count, 400, start, 1, 7).expect("in memory");
+    crate::generate(&mut lines, count, 400, start, GENERATED_HOURS, 7).expect("in memory");
     String::from_utf8(lines)
         .expect("generated UTF-8")
         .lines()
@@ -78,11 +81,9 @@ impl FlowCycle {
                 }
             })
             .collect();
-        // The generator spreads its flows over one hour, from a whole hour.
-        let span_ns = 3_600_000_000_000;
         FlowCycle {
             pool,
-            span_ns,
+            span_ns: i64::from(GENERATED_HOURS) * 3_600_000_000_000,
             count,
         }
     }
@@ -154,7 +155,7 @@ mod tests {
                 "canonical encoding of event {index}"
             );
             let mut expected = originals[(index % 10) as usize].clone();
-            let shift = (index / 10) as i64 * 3600;
+            let shift = (index / 10) as i64 * 3600 * i64::from(GENERATED_HOURS);
             let shifted = |t: &mut Option<pbjson_types::Timestamp>| {
                 t.as_mut().expect("a time").seconds += shift;
             };
