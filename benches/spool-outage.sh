@@ -67,7 +67,11 @@ run_until() { # metric started_at [now]
     'BEGIN { printf "%.1f %s %d\n", b - a, c, r / 1024 }'
 }
 
-if [[ ${SOURCE:-file} == hubble ]]; then
+case ${SOURCE:=file} in
+  file | hubble) ;;
+  *) echo "bench: SOURCE=$SOURCE: file or hubble" >&2; exit 2 ;;
+esac
+if [[ $SOURCE == hubble ]]; then
   echo "bench: generating $flows flows in test-hubble-server" >&2
   "$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
   server_pid=$!
