@@ -321,9 +321,13 @@ fn identity(uuid: Option<&str>, bytes: &[u8]) -> u64 {
 }
 
 /// Events handed to the spool at once (or what came within [`BATCH_WAIT`]). Each batch lives
-/// as received bytes, then rows, and up to [`PREPARED_QUEUE`] wait between the stages:
-/// 8192 held ~75 MiB in flight at 130k flows/s; 1024 costs ~3% more CPU (a record each).
-const BATCH_EVENTS: usize = 1024;
+/// as received bytes, then rows, and up to [`PREPARED_QUEUE`] wait between the stages, so the
+/// size trades memory at high rates for CPU per flow (a spool record, its blocks' IPC headers
+/// and columns, each): 8192 held ~75 MiB in flight at 130k flows/s. Measured with release
+/// builds, `make bench-hubble` (unpaced, ~300k flows/s) / 100k flows/s paced: 1024 events
+/// 4.80-5.13 CPU-s per 1M, 150-170 MiB / 4.99, 165 MiB; 2048 4.65-4.82, 170-181 MiB / 4.79,
+/// 161 MiB; 4096 4.35-4.85 but 210-221 MiB (unpaced).
+const BATCH_EVENTS: usize = 2048;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 /// The largest response accepted (a flow is a few KiB; Hubble's own client allows this much).
 const MAX_MESSAGE: usize = 64 << 20;
