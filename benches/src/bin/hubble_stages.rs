@@ -8,7 +8,7 @@
 //! per 1M flows of each:
 //!
 //! 1. decode: the received `GetFlowsResponse` bytes into the columns
-//!    (`HubbleDecoder::decode_responses`, batches of 1024 events as the source reads them);
+//!    (`HubbleDecoder::decode_responses`, batches of `BATCH_EVENTS` as the source reads them);
 //! 2. spool write: each batch as a spool record (Arrow IPC in LZ4 blocks, `spool::record`);
 //! 3. spool read: each record back into rows of this version's schema, as the merge loads
 //!    them;
@@ -35,7 +35,7 @@ use prost::Message;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Events the live source decodes at once.
-const BATCH: usize = 1024;
+const BATCH: usize = flowrec::source::hubble::BATCH_EVENTS;
 
 fn usage(problem: &str) -> ! {
     eprintln!("hubble-stages: {problem}\nusage: hubble-stages [--flows N] [--runs R]");

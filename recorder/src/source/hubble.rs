@@ -327,7 +327,7 @@ fn identity(uuid: Option<&str>, bytes: &[u8]) -> u64 {
 /// builds, `make bench-hubble` (unpaced, ~300k flows/s) / 100k flows/s paced: 1024 events
 /// 4.80-5.13 CPU-s per 1M, 150-170 MiB / 4.99, 165 MiB; 2048 4.65-4.82, 170-181 MiB / 4.79,
 /// 161 MiB; 4096 4.35-4.85 but 210-221 MiB (unpaced).
-const BATCH_EVENTS: usize = 2048;
+pub const BATCH_EVENTS: usize = 2048;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 /// The largest response accepted (a flow is a few KiB; Hubble's own client allows this much).
 const MAX_MESSAGE: usize = 64 << 20;
