@@ -1,6 +1,6 @@
 # Sourced by the live-recording scripts (hubble-bench.sh, heap-profile.sh): a work folder
 # removed on exit, the recorder and the test Hubble server stopped on exit, and
-# `start_hubble_server` serving $flows generated flows on $work/hubble.sock (at $RATE flows per
+# `start_hubble_server` (process-probe.sh) serving $flows generated flows on $work/hubble.sock (at $RATE flows per
 # second if set, else as fast as the client reads).
 # Needs $flows and $work_prefix; sets $work and $server_pid; $recorder_pid is the caller's.
 source benches/process-probe.sh
@@ -14,11 +14,3 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-# Starts test-hubble-server and waits until its events are generated (default: 2 minutes).
-start_hubble_server() { # [tenths of a second]
-  target/release/test-hubble-server --unix "$work/hubble.sock" --generate "$flows" \
-    ${RATE:+--rate "$RATE"} 2>"$work/server.log" &
-  server_pid=$!
-  wait_for " events on " "$work/server.log" "${1:-1200}"
-}

@@ -1,4 +1,5 @@
-# Sourced by the benchmark scripts: what they read of a running process and its metrics.
+# Sourced by the benchmark scripts: what they read of a running process and its metrics, and
+# the test Hubble server they start.
 now() { date +%s.%N; }
 # A sample of the Prometheus exposition at http://$metrics/metrics.
 metric() { curl -s "http://$metrics/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
@@ -14,4 +15,12 @@ vm_hwm_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || true;
 # Context switches of every thread of process $1 so far (voluntary + involuntary).
 context_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'
+}
+# Starts test-hubble-server on $work/hubble.sock with $flows generated flows (at $RATE flows per
+# second if set) and waits until they are generated (default: 2 minutes); sets $server_pid.
+start_hubble_server() { # [tenths of a second]
+  target/release/test-hubble-server --unix "$work/hubble.sock" --generate "$flows" \
+    ${RATE:+--rate "$RATE"} 2>"$work/server.log" &
+  server_pid=$!
+  wait_for " events on " "$work/server.log" "${1:-1200}"
 }

@@ -73,9 +73,7 @@ case ${SOURCE:=file} in
 esac
 if [[ $SOURCE == hubble ]]; then
   echo "bench: generating $flows flows in test-hubble-server" >&2
-  "$bin/test-hubble-server" --unix "$work/hubble.sock" --generate "$flows" 2>"$work/server.log" &
-  server_pid=$!
-  wait_for " events on " "$work/server.log" 1200
+  start_hubble_server
   source_args=(--source hubble --hubble-server "unix://$work/hubble.sock")
 else
   echo "bench: generating $flows flows into an exporter file" >&2

@@ -106,9 +106,9 @@ impl FlowCycle {
     /// pooled event with its times set (fields in tag order: flow, node_name, time).
     pub fn encode(&self, index: u64) -> Vec<u8> {
         use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
-        let (_, at) = self.position(index);
+        let (round, at) = self.position(index);
         let flow = &self.pool[at];
-        let ns = self.time_ns(index);
+        let ns = flow.time_ns + round * self.span_ns;
         let time = pbjson_types::Timestamp {
             seconds: ns.div_euclid(1_000_000_000),
             nanos: ns.rem_euclid(1_000_000_000) as i32,

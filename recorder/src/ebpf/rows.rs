@@ -558,24 +558,14 @@ mod tests {
         };
         let clock = MonotonicClock { offset_ns: 0 };
         let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock, None);
-        let rows: Vec<(String, String)> = (0..batch.num_rows())
-            .map(|row| {
-                let text = |name| text(&batch, name, row).unwrap_or_default();
-                (text("source_port"), text("flow_end"))
-            })
+        let ends = batch.column_by_name("flow_end").unwrap();
+        let ends = ends.as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        let rows: Vec<(String, i64)> = (0..batch.num_rows())
+            .map(|row| (text(&batch, "source_port", row).unwrap(), ends.value(row)))
             .collect();
         let expected = [("2", 105), ("4", 105), ("3", 205), ("1", 305)]
-            .map(|(port, end)| (port.to_string(), text_of_time(end)));
+            .map(|(port, end)| (port.to_string(), end));
         assert_eq!(rows, expected);
-    }
-
-    fn text_of_time(ns: i64) -> String {
-        let time = arrow::array::TimestampNanosecondArray::from(vec![ns]).with_timezone("UTC");
-        arrow::compute::cast(&time, &arrow::datatypes::DataType::Utf8)
-            .unwrap()
-            .as_string::<i32>()
-            .value(0)
-            .to_string()
     }
 
     #[test]
