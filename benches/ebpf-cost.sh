@@ -6,21 +6,30 @@
 #     and the datagrams sent vs recorded (flows lost).
 #     An empty tc program measured the same way first gives the floor: the cost of the
 #     measurement itself on this machine.
-#  2. iperf3 TCP throughput between two namespaces without and with the recorder attached,
+#  2. each tc program alone, without the network stack around it: BPF_PROG_TEST_RUN
+#     (`bpftool prog run`) of one 64-byte UDP frame repeated TEST_RUNS times (default 10M),
+#     against the empty program run the same way. With the flow in its slot and every line it
+#     touches in cache, this is the program's own cost; the floods add what a packet pays for
+#     the lines the stack evicted between two packets.
+#  3. iperf3 TCP throughput between two namespaces without and with the recorder attached,
 #     median of 5 runs each, alternating.
-# Namespaces and veths are prefixed frtb and removed on exit, also on failure.
+# Namespaces, veths and the pinned empty program (/sys/fs/bpf/frtb_noop) are prefixed frtb and
+# removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
 [[ -n ${FLOWREC:-} ]] || cargo build --release --locked --quiet -p flowrec
 flowrec=${FLOWREC:-target/release/flowrec}
 MIX_FLOWS=${MIX_FLOWS:-10000}
+TEST_RUNS=${TEST_RUNS:-10000000}
+noop_pin=/sys/fs/bpf/frtb_noop
 a=frtb-a b=frtb-b end_a=frtbva end_b=frtbvb subnet=10.198.0 store=$(mktemp -d)
 source benches/netns-pair.sh
 recorder=
 cleanup() {
   [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
   sysctl -qw kernel.bpf_stats_enabled=0 || true
+  rm -f "$noop_pin"
   netns_pair_remove
   rm -rf "$store"
 }
@@ -150,6 +159,41 @@ echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP a -> b, 5 s 
 udp_flood mix EGRESS
 echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP b -> a, 5 s (tc_ingress)"
 udp_flood mix INGRESS
+
+echo "== each program alone: one 64-byte UDP frame, BPF_PROG_TEST_RUN x $TEST_RUNS, 3 rounds"
+# 192.0.2.1:40000 -> 192.0.2.2:5201 (TEST-NET-1: no flow of the floods above).
+python3 - "$store/frame" <<'PY'
+import struct, sys
+payload = b"x" * 22
+udp = struct.pack("!HHHH", 40000, 5201, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
+words = sum(struct.unpack("!10H", ip))
+while words >> 16:
+    words = (words & 0xFFFF) + (words >> 16)
+ip = ip[:10] + struct.pack("!H", ~words & 0xFFFF) + ip[12:]
+open(sys.argv[1], "wb").write(bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip + udp)
+PY
+bpftool prog load "$store/noop.bpf.o" "$noop_pin" type classifier
+# Mean ns per run of one program (ID, or `pinned PATH`), as bpftool prints it.
+test_run_ns() {
+  bpftool prog run "$@" data_in "$store/frame" repeat "$TEST_RUNS" | sed -n 's/.*duration (average): \([0-9]*\)ns.*/\1/p'
+}
+program_id() {
+  bpftool -j prog show | python3 -c '
+import json, sys
+print(max(p["id"] for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]))' "$1"
+}
+start_recorder
+for program in tc_egress tc_ingress; do
+  id=$(program_id "$program")
+  for round in 1 2 3; do
+    ns=$(test_run_ns id "$id") floor=$(test_run_ns pinned "$noop_pin")
+    echo "  $program round $round: $ns ns/run, empty program $floor: $((ns - floor)) above"
+  done
+done
+stop_recorder
+rm -f "$noop_pin"
 
 echo "== TCP throughput, median of 5, without / with the recorder"
 without=() with=()
