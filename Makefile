@@ -1,6 +1,6 @@
 # The two commands of the README. Each installs what it needs first (.ci/setup.sh).
 IMAGE ?= flowrec:dev
-.PHONY: image manifests demo test bench bench-ebpf bench-ebpf-memory bench-hubble bench-stages heap-profile bench-outage bench-query bench-fleet bench-cluster oracle oracle-store fuzz
+.PHONY: image manifests demo test bench bench-ebpf bench-ebpf-memory bench-hubble soak-hubble bench-stages heap-profile bench-outage bench-query bench-fleet bench-cluster oracle oracle-store fuzz
 
 demo:            ## import the sample capture and answer "what was dropped, by which policy?"
 	bash .ci/demo.sh
@@ -60,6 +60,12 @@ bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into 
 	cargo build --release -p flowrec -p flow-benches
 	cargo build -p flowsql
 	bash benches/hubble-bench.sh 1000000
+
+soak-hubble:     ## 3 minutes of live Hubble at 100k flows/s: fails if peak RSS > 200 MiB or a flow is missing
+	bash .ci/setup.sh
+	cargo build --release -p flowrec -p flow-benches
+	cargo build -p flowsql
+	RATE=100000 MAX_RSS_MIB=200 bash benches/hubble-bench.sh 18000000
 
 bench-stages:    ## CPU of each stage of a live Hubble flow (decode, spool write/read, Parquet), one thread, 1M flows
 	cargo build --release -p flow-benches
