@@ -6,6 +6,7 @@
 //! rollups) does both with the same pieces.
 
 pub mod catalog;
+mod direct_write;
 pub mod footer;
 pub mod guard;
 pub mod hubble;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
@@ -234,7 +233,7 @@ impl Store {
                     url: url.into(),
                     reason: e.to_string(),
                 })?;
-                (Arc::new(LocalFileSystem::new()), root)
+                (Arc::new(crate::direct_write::DirectWrites::new()), root)
             }
             Location::S3 { bucket, prefix } => {
                 let retry = RetryConfig {

@@ -1,0 +1,500 @@
+//! A local folder store whose new files go around the page cache: object_store's
+//! `LocalFileSystem` for everything, except that a put (whole or in parts) writes its file with
+//! `O_DIRECT` through an aligned buffer.
+//!
+//! Why: a store file is written once and read later, if ever, by another process; caching it
+//! costs the node memory its workloads could use. And on the VMs this project is measured on,
+//! a buffered write into new page-cache pages ran at ~150 MB/s (ext4; tmpfs and `O_DIRECT`
+//! wrote the same 45 MiB in 20-25 ms): 0.3 s of a 2.4 s import of 1M flows.
+//!
+//! The file appears under its name the same way: written under a temporary name (`NAME#N`,
+//! which no reader takes for a `.parquet` file), then renamed. A filesystem that refuses
+//! `O_DIRECT` (when opening, or on a write, e.g. an alignment it does not accept) gets the
+//! same bytes through the page cache.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    UploadPart,
+};
+
+/// `O_DIRECT` needs the buffer's address, the length and the file offset aligned to the
+/// device's logical block: 4096 covers 512-byte and 4 KiB devices.
+const ALIGN: usize = 4096;
+/// Bytes gathered before each write.
+const CHUNK: usize = 1 << 20;
+
+/// The local folder store (see the module comment).
+#[derive(Debug)]
+pub(crate) struct DirectWrites {
+    inner: LocalFileSystem,
+}
+
+impl DirectWrites {
+    pub(crate) fn new() -> Self {
+        DirectWrites {
+            inner: LocalFileSystem::new(),
+        }
+    }
+}
+
+impl fmt::Display for DirectWrites {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Runs file work off the async threads (inline when there is no runtime, as
+/// `LocalFileSystem` does).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime
+                .spawn_blocking(work)
+                .await
+                .map_err(|join| object_store::Error::Generic {
+                    store: "local",
+                    source: join.into(),
+                })?
+        }
+        Err(_) => work(),
+    }
+}
+
+fn write_error(path: &FsPath, source: io::Error) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "local",
+        source: format!("cannot write {}: {source}", path.display()).into(),
+    }
+}
+
+#[async_trait]
+impl ObjectStore for DirectWrites {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        if !matches!(opts.mode, PutMode::Overwrite) || !opts.attributes.is_empty() {
+            return self.inner.put_opts(location, payload, opts).await;
+        }
+        let dest = self.inner.path_to_filesystem(location)?;
+        blocking(move || {
+            let mut file = StagedFile::create(dest)?;
+            for bytes in payload.iter() {
+                file.append(bytes)?;
+            }
+            file.finish()
+        })
+        .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        if !opts.attributes.is_empty() {
+            return self.inner.put_multipart_opts(location, opts).await;
+        }
+        let dest = self.inner.path_to_filesystem(location)?;
+        let file = blocking(move || StagedFile::create(dest)).await?;
+        Ok(Box::new(DirectUpload {
+            state: Arc::new(Mutex::new(UploadState {
+                file: Some(file),
+                queued: Vec::new(),
+                failed: None,
+            })),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<bytes::Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// A file being written under its temporary name.
+struct StagedFile {
+    file: File,
+    /// Whether `file` is open with `O_DIRECT`.
+    direct: bool,
+    staging: PathBuf,
+    dest: PathBuf,
+    /// Over-allocated so that an aligned `CHUNK` fits at `start`.
+    buffer: Vec<u8>,
+    start: usize,
+    /// Bytes in the buffer, not yet written.
+    filled: usize,
+    /// Bytes written to the file so far (a multiple of `CHUNK`).
+    written: u64,
+}
+
+impl StagedFile {
+    /// Opens `DEST#N` for the first N free, creating the folders on the way.
+    fn create(dest: PathBuf) -> Result<Self> {
+        let mut n = 1u32;
+        loop {
+            let mut staging = dest.clone().into_os_string();
+            staging.push(format!("#{n}"));
+            let staging = PathBuf::from(staging);
+            let open = |flags| {
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(flags)
+                    .open(&staging)
+            };
+            let opened = match open(libc::O_DIRECT) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0).map(|f| (f, false)),
+                other => other.map(|f| (f, true)),
+            };
+            match opened {
+                Ok((file, direct)) => {
+                    let buffer = vec![0u8; CHUNK + ALIGN];
+                    let start = buffer.as_ptr().align_offset(ALIGN);
+                    return Ok(StagedFile {
+                        file,
+                        direct,
+                        staging,
+                        dest,
+                        buffer,
+                        start,
+                        filled: 0,
+                        written: 0,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => n += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let parent = staging.parent().unwrap_or(FsPath::new("/"));
+                    std::fs::create_dir_all(parent).map_err(|e| write_error(parent, e))?;
+                }
+                Err(e) => return Err(write_error(&staging, e)),
+            }
+        }
+    }
+
+    fn append(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let take = bytes.len().min(CHUNK - self.filled);
+            let at = self.start + self.filled;
+            self.buffer[at..at + take].copy_from_slice(&bytes[..take]);
+            self.filled += take;
+            bytes = &bytes[take..];
+            if self.filled == CHUNK {
+                self.write_buffer(CHUNK)?;
+                self.written += CHUNK as u64;
+                self.filled = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the buffer's first `len` bytes (a multiple of `ALIGN`) at `written`; through the
+    /// page cache from then on if the filesystem refuses the direct write.
+    fn write_buffer(&mut self, len: usize) -> Result<()> {
+        let block = &self.buffer[self.start..self.start + len];
+        match self.file.write_all_at(block, self.written) {
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                self.file = OpenOptions::new()
+                    .write(true)
+                    .open(&self.staging)
+                    .map_err(|e| write_error(&self.staging, e))?;
+                self.direct = false;
+                self.file.write_all_at(block, self.written)
+            }
+            other => other,
+        }
+        .map_err(|e| write_error(&self.staging, e))
+    }
+
+    /// Writes what is left (padded to the alignment, then cut back to its length) and puts the
+    /// file under its name.
+    fn finish(mut self) -> Result<PutResult> {
+        if self.filled > 0 {
+            let padded = self.filled.next_multiple_of(ALIGN);
+            self.buffer[self.start + self.filled..self.start + padded].fill(0);
+            self.write_buffer(padded)?;
+        }
+        let length = self.written + self.filled as u64;
+        let done = self
+            .file
+            .set_len(length)
+            .and_then(|()| std::fs::rename(&self.staging, &self.dest));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&self.staging);
+            return Err(write_error(&self.dest, e));
+        }
+        Ok(PutResult {
+            e_tag: None,
+            version: None,
+        })
+    }
+
+    fn abort(self) {
+        let _ = std::fs::remove_file(&self.staging);
+    }
+}
+
+/// A file sent in parts: each part is queued when it is given, so the file holds the parts in
+/// the order they were given whichever write runs first; a write takes every part queued.
+#[derive(Debug)]
+struct DirectUpload {
+    state: Arc<Mutex<UploadState>>,
+}
+
+struct UploadState {
+    /// None once completed or aborted.
+    file: Option<StagedFile>,
+    queued: Vec<PutPayload>,
+    /// The first write that failed: every later call fails with it.
+    failed: Option<String>,
+}
+
+impl fmt::Debug for UploadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadState")
+            .field("queued", &self.queued.len())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UploadState {
+    fn write_queued(&mut self) -> Result<()> {
+        if let Some(failed) = &self.failed {
+            return Err(object_store::Error::Generic {
+                store: "local",
+                source: failed.clone().into(),
+            });
+        }
+        let Some(file) = self.file.as_mut() else {
+            return Err(object_store::Error::Generic {
+                store: "local",
+                source: "the upload was completed or aborted".into(),
+            });
+        };
+        for payload in std::mem::take(&mut self.queued) {
+            for bytes in payload.iter() {
+                if let Err(e) = file.append(bytes) {
+                    self.failed = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn locked(state: &Mutex<UploadState>) -> std::sync::MutexGuard<'_, UploadState> {
+    // A panic while holding the lock leaves `failed` or the queue as they were: still usable.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[async_trait]
+impl MultipartUpload for DirectUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        locked(&self.state).queued.push(data);
+        let state = Arc::clone(&self.state);
+        Box::pin(blocking(move || locked(&state).write_queued()))
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let state = Arc::clone(&self.state);
+        blocking(move || {
+            let mut state = locked(&state);
+            state.write_queued()?;
+            let file = state.file.take().expect("write_queued checked it");
+            file.finish()
+        })
+        .await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        let state = Arc::clone(&self.state);
+        blocking(move || {
+            if let Some(file) = locked(&state).file.take() {
+                file.abort();
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    /// Bytes that show a misplaced or missing byte: position-dependent, not a multiple of 256.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap()
+    }
+
+    async fn read(store: &DirectWrites, path: &Path) -> Vec<u8> {
+        store
+            .get(path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    fn leftovers(dir: &FsPath) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains('#'))
+            .collect()
+    }
+
+    /// Whole files and files in parts, of lengths around the alignment and the chunk, in a
+    /// folder on disk and (where there is one) on tmpfs, which may refuse O_DIRECT.
+    #[test]
+    fn files_hold_exactly_what_was_put_whole_or_in_parts() {
+        let mut dirs = vec![tempfile::tempdir().unwrap()];
+        if FsPath::new("/dev/shm").is_dir() {
+            dirs.push(tempfile::tempdir_in("/dev/shm").unwrap());
+        }
+        let lengths = [
+            0,
+            1,
+            ALIGN - 1,
+            ALIGN,
+            ALIGN + 1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            3 * CHUNK + 17,
+        ];
+        runtime().block_on(async {
+            let store = DirectWrites::new();
+            for dir in &dirs {
+                for (i, &len) in lengths.iter().enumerate() {
+                    let data = pattern(len);
+                    let whole = Path::from_absolute_path(dir.path().join(format!("a/{i}.parquet")))
+                        .unwrap();
+                    store
+                        .put(&whole, PutPayload::from(data.clone()))
+                        .await
+                        .unwrap();
+                    assert_eq!(read(&store, &whole).await, data, "whole, {len} bytes");
+
+                    let parts = Path::from_absolute_path(dir.path().join(format!("b/{i}.parquet")))
+                        .unwrap();
+                    let mut upload = store.put_multipart(&parts).await.unwrap();
+                    // Uneven parts, two of them given before either is awaited.
+                    let cut = [0, len / 3, len / 3 + len / 5, len];
+                    let first = upload.put_part(PutPayload::from(data[cut[0]..cut[1]].to_vec()));
+                    let second = upload.put_part(PutPayload::from(data[cut[1]..cut[2]].to_vec()));
+                    second.await.unwrap();
+                    first.await.unwrap();
+                    upload
+                        .put_part(PutPayload::from(data[cut[2]..cut[3]].to_vec()))
+                        .await
+                        .unwrap();
+                    assert!(
+                        store.head(&parts).await.is_err(),
+                        "nothing under the name before completion"
+                    );
+                    upload.complete().await.unwrap();
+                    assert_eq!(read(&store, &parts).await, data, "in parts, {len} bytes");
+                }
+                assert_eq!(leftovers(&dir.path().join("a")), Vec::<String>::new());
+                assert_eq!(leftovers(&dir.path().join("b")), Vec::<String>::new());
+            }
+        });
+    }
+
+    #[test]
+    fn an_aborted_upload_leaves_nothing_and_overwriting_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(async {
+            let store = DirectWrites::new();
+            let path = Path::from_absolute_path(dir.path().join("x.parquet")).unwrap();
+            let mut upload = store.put_multipart(&path).await.unwrap();
+            upload
+                .put_part(PutPayload::from(pattern(CHUNK + 5)))
+                .await
+                .unwrap();
+            upload.abort().await.unwrap();
+            assert!(store.head(&path).await.is_err());
+            assert_eq!(leftovers(dir.path()), Vec::<String>::new());
+
+            store
+                .put(&path, PutPayload::from(pattern(ALIGN * 3)))
+                .await
+                .unwrap();
+            store
+                .put(&path, PutPayload::from(pattern(10)))
+                .await
+                .unwrap();
+            assert_eq!(read(&store, &path).await, pattern(10));
+        });
+    }
+}
