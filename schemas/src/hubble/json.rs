@@ -7,6 +7,11 @@
 //!
 //! An error names where it happened as a path of keys (`flow.l4.TCP.source_port`), built only
 //! on the way out, so the happy path pays nothing for it.
+//!
+//! The line is bytes, checked as UTF-8 where text can be: in strings, whose scan for their end
+//! also sees whether every byte is ASCII (then there is nothing more to check); everywhere else
+//! only JSON's ASCII tokens are accepted. Checking each line whole before parsing it was ~4% of
+//! an import's CPU.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -48,20 +53,28 @@ impl fmt::Display for JsonError {
 
 pub(crate) type Result<T> = std::result::Result<T, JsonError>;
 
-/// Position in one line of JSON text.
+/// Position in one line of JSON (bytes, not yet known to be UTF-8).
 pub(crate) struct Cursor<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Cursor<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub fn new(json: &'a (impl AsRef<[u8]> + ?Sized)) -> Self {
         Cursor {
-            text,
-            bytes: text.as_bytes(),
+            bytes: json.as_ref(),
             at: 0,
         }
+    }
+
+    /// The bytes `from..to` as text, or where they stop being UTF-8.
+    fn utf8(&self, from: usize, to: usize) -> Result<&'a str> {
+        crate::utf8::str(&self.bytes[from..to]).map_err(|valid_up_to| {
+            JsonError::new(format!(
+                "invalid UTF-8 at column {}",
+                from + valid_up_to + 1
+            ))
+        })
     }
 
     fn skip_whitespace(&mut self) {
@@ -228,11 +241,17 @@ impl<'a> Cursor<'a> {
         self.at += 1; // the opening quote
         let start = self.at;
         match find_quote_or_backslash(&self.bytes[start..]) {
-            Some(offset) if self.bytes[start + offset] == b'"' => {
+            Some(End { offset, ascii }) if self.bytes[start + offset] == b'"' => {
                 self.at = start + offset + 1;
-                Ok(Cow::Borrowed(&self.text[start..start + offset]))
+                let end = start + offset;
+                if ascii {
+                    // SAFETY: the scan saw every byte of the body below 0x80: ASCII is UTF-8.
+                    let text = unsafe { std::str::from_utf8_unchecked(&self.bytes[start..end]) };
+                    return Ok(Cow::Borrowed(text));
+                }
+                self.utf8(start, end).map(Cow::Borrowed)
             }
-            Some(offset) => self.escaped_string(start, start + offset).map(Cow::Owned),
+            Some(End { offset, .. }) => self.escaped_string(start, start + offset).map(Cow::Owned),
             None => Err(JsonError::new("truncated JSON: unterminated string")),
         }
     }
@@ -242,7 +261,7 @@ impl<'a> Cursor<'a> {
         let mut out = String::with_capacity(escape - start + 16);
         let mut from = start;
         loop {
-            out.push_str(&self.text[from..escape]);
+            out.push_str(self.utf8(from, escape)?);
             let code = *self
                 .bytes
                 .get(escape + 1)
@@ -273,7 +292,7 @@ impl<'a> Cursor<'a> {
             from = next;
             match memchr::memchr2(b'"', b'\\', &self.bytes[from..]) {
                 Some(offset) if self.bytes[from + offset] == b'"' => {
-                    out.push_str(&self.text[from..from + offset]);
+                    out.push_str(self.utf8(from, from + offset)?);
                     self.at = from + offset + 1;
                     return Ok(out);
                 }
@@ -292,7 +311,8 @@ impl<'a> Cursor<'a> {
             ))
         };
         let hex = |at: usize| -> Result<u32> {
-            let digits = self.text.get(at..at + 4).ok_or_else(invalid)?;
+            let digits = self.bytes.get(at..at + 4).ok_or_else(invalid)?;
+            let digits = std::str::from_utf8(digits).map_err(|_| invalid())?;
             u32::from_str_radix(digits, 16).map_err(|_| invalid())
         };
         let first = hex(escape + 2)?;
@@ -316,7 +336,8 @@ impl<'a> Cursor<'a> {
         while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.bytes.get(self.at) {
             self.at += 1;
         }
-        &self.text[start..self.at]
+        // SAFETY: the loop took only ASCII bytes.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[start..self.at]) }
     }
 
     /// An integer written as a JSON number or, as protojson does for 64-bit types, a string.
@@ -375,56 +396,85 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Offset of the first `"` or `\\`. Most protojson strings (keys, names, addresses) are a few
-/// words long: sixteen bytes at a time with SSE2 (every x86-64 has it) find their end in one or
-/// two steps, sooner than `memchr2` sets up its vector loop (measured: ~3% of an import's CPU)
-/// or than eight bytes at a time with integer arithmetic (elsewhere).
-fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+/// Where a string's body ends: the offset of the first `"` or `\\`, and whether every byte
+/// before it is ASCII.
+#[derive(Debug, PartialEq, Eq)]
+struct End {
+    offset: usize,
+    ascii: bool,
+}
+
+/// Finds the [`End`] of a string's body. Most protojson strings (keys, names, addresses) are a
+/// few words long: sixteen bytes at a time with SSE2 (every x86-64 has it) find their end in
+/// one or two steps, sooner than `memchr2` sets up its vector loop (measured: ~3% of an
+/// import's CPU) or than eight bytes at a time with integer arithmetic (elsewhere).
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<End> {
     let mut at = 0;
+    let mut ascii = true;
     while let Some(chunk) = bytes.get(at..at + STEP) {
-        if let Some(offset) = first_quote_or_backslash(chunk) {
-            return Some(at + offset);
+        let (found, high) = first_quote_or_backslash(chunk);
+        ascii &= !high;
+        if let Some(offset) = found {
+            return Some(End {
+                offset: at + offset,
+                ascii,
+            });
         }
         at += STEP;
         if at >= 64 {
             // A long string: let memchr's vectors take over.
-            return memchr::memchr2(b'"', b'\\', &bytes[at..]).map(|offset| at + offset);
+            let offset = at + memchr::memchr2(b'"', b'\\', &bytes[at..])?;
+            return Some(End {
+                offset,
+                ascii: ascii && bytes[at..offset].is_ascii(),
+            });
         }
     }
-    bytes[at..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|offset| at + offset)
+    let offset = at + bytes[at..].iter().position(|&b| b == b'"' || b == b'\\')?;
+    Some(End {
+        offset,
+        ascii: ascii && bytes[at..offset].is_ascii(),
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
 const STEP: usize = 16;
 
-/// The first `"` or `\\` in `chunk` ([`STEP`] bytes).
+/// The first `"` or `\\` in `chunk` ([`STEP`] bytes), and whether a byte before it (in all
+/// the chunk when there is none) is not ASCII.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-fn first_quote_or_backslash(chunk: &[u8]) -> Option<usize> {
+fn first_quote_or_backslash(chunk: &[u8]) -> (Option<usize>, bool) {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     assert_eq!(chunk.len(), STEP);
     // SAFETY: SSE2 is part of x86-64; the load is unaligned and reads the chunk's 16 bytes.
-    let mask = unsafe {
+    let (found, high) = unsafe {
         let word = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
         let quotes = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'"' as i8));
         let backslashes = _mm_cmpeq_epi8(word, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(quotes, backslashes))
+        // Bit i: byte i ends the string; bit i of `high`: byte i has its top bit set.
+        (
+            _mm_movemask_epi8(_mm_or_si128(quotes, backslashes)) as u32,
+            _mm_movemask_epi8(word) as u32,
+        )
     };
-    (mask != 0).then(|| mask.trailing_zeros() as usize)
+    if found == 0 {
+        return (None, high != 0);
+    }
+    let offset = found.trailing_zeros();
+    (Some(offset as usize), high & ((1 << offset) - 1) != 0)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 const STEP: usize = 8;
 
-/// The first `"` or `\\` in `chunk` ([`STEP`] bytes), eight at a time in a word.
+/// The first `"` or `\\` in `chunk` ([`STEP`] bytes), eight at a time in a word, and whether a
+/// byte before it (in all the chunk when there is none) is not ASCII.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn first_quote_or_backslash(chunk: &[u8]) -> Option<usize> {
+fn first_quote_or_backslash(chunk: &[u8]) -> (Option<usize>, bool) {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     /// High bit set in each byte of `word` that is zero (exact for the lowest such byte).
@@ -434,7 +484,15 @@ fn first_quote_or_backslash(chunk: &[u8]) -> Option<usize> {
     let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
     let found =
         zero_bytes(word ^ (ONES * u64::from(b'"'))) | zero_bytes(word ^ (ONES * u64::from(b'\\')));
-    (found != 0).then(|| found.trailing_zeros() as usize / 8)
+    let high = word & HIGHS;
+    if found == 0 {
+        return (None, high != 0);
+    }
+    let offset = found.trailing_zeros() / 8;
+    (
+        Some(offset as usize),
+        high & ((1u64 << (offset * 8)) - 1) != 0,
+    )
 }
 
 #[cfg(test)]
@@ -476,7 +534,29 @@ mod tests {
                 }
                 text[at] = byte;
                 text[at + 3] = b'"';
-                assert_eq!(find_quote_or_backslash(&text), Some(at), "len {len}");
+                let ascii = text[..at].is_ascii();
+                let end = Some(End { offset: at, ascii });
+                assert_eq!(find_quote_or_backslash(&text), end, "len {len}");
+                // A byte with its top bit set counts before the end, anywhere, and not after it.
+                let mut plain = vec![b'a'; len + 20];
+                plain[at] = byte;
+                plain[at + 1] = 0xc3;
+                let end = Some(End {
+                    offset: at,
+                    ascii: true,
+                });
+                assert_eq!(find_quote_or_backslash(&plain), end, "len {len}");
+                for high in [0, len / 2, len.saturating_sub(1)] {
+                    if high < at {
+                        let mut one = plain.clone();
+                        one[high] = 0xc3;
+                        let end = Some(End {
+                            offset: at,
+                            ascii: false,
+                        });
+                        assert_eq!(find_quote_or_backslash(&one), end, "len {len}, at {high}");
+                    }
+                }
             }
             let none = vec![b'x'; len];
             assert_eq!(find_quote_or_backslash(&none), None);

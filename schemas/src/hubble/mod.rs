@@ -149,11 +149,7 @@ impl HubbleDecoder {
         let mut other_events = 0;
         for line in lines(buffer, first_line, newlines) {
             let bytes = &buffer[line.start..line.end];
-            let event = crate::utf8::str(bytes)
-                .map_err(|valid_up_to| {
-                    JsonError::new(format!("invalid UTF-8 at column {}", valid_up_to + 1))
-                })
-                .and_then(|text| self.decode_line(text, &mut flows, &mut lost_events));
+            let event = self.decode_line(bytes, &mut flows, &mut lost_events);
             // A line writes into both tables as it goes; only what it turned out to be is kept.
             keep_only(&mut flows, &mut lost_events, event.as_ref().ok().copied());
             match event {
@@ -297,7 +293,7 @@ impl HubbleDecoder {
     /// Writes one line into the tables (uncommitted); the returned event says which to keep.
     fn decode_line(
         &self,
-        text: &str,
+        line: &[u8],
         flows: &mut TableBuilder,
         lost_events: &mut TableBuilder,
     ) -> Result<ResponseKind, JsonError> {
@@ -310,7 +306,7 @@ impl HubbleDecoder {
         let mut lost_first: Option<i64> = None;
         let mut top_time: Option<i64> = None;
         let mut top_node: Option<Cow<str>> = None;
-        let mut cursor = Cursor::new(text);
+        let mut cursor = Cursor::new(line);
         let object = cursor.object(|cursor, key| {
             match key {
                 "flow" => {

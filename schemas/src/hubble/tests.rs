@@ -335,13 +335,48 @@ fn invalid_utf8_is_reported_with_its_column_and_the_line_skipped() {
     bad[at] = 0xff;
     input.extend_from_slice(&bad);
     input.push(b'\n');
+    // Outside any string (after a key's colon), and inside a string that has an escape.
+    let outside = DROPPED_ENVELOPE.replacen("\"verdict\":", "\"verdict\":\u{1}", 1);
+    let outside_at = outside.find('\u{1}').unwrap();
+    let mut outside = outside.into_bytes();
+    outside[outside_at] = 0xc3;
+    input.extend_from_slice(&outside);
+    input.push(b'\n');
+    let escaped = DROPPED_ENVELOPE.replacen("xwing", "x\\\"w\u{1}ng", 1);
+    let escaped_at = escaped.find('\u{1}').unwrap();
+    let mut escaped = escaped.into_bytes();
+    escaped[escaped_at] = 0x80;
+    input.extend_from_slice(&escaped);
+    input.push(b'\n');
     let decoded = HubbleDecoder::new(CaptureSource::Import, None).decode(&input, 1);
     assert_eq!(decoded.flows.num_rows(), 1);
-    assert_eq!(decoded.errors.len(), 1);
-    assert_eq!(decoded.errors[0].line, 2);
+    let errors: Vec<_> = decoded
+        .errors
+        .iter()
+        .map(|e| (e.line, e.reason.clone()))
+        .collect();
     assert_eq!(
-        decoded.errors[0].reason,
-        format!("invalid UTF-8 at column {}", at + 1)
+        errors,
+        vec![
+            (
+                2,
+                format!("flow.source.pod_name: invalid UTF-8 at column {}", at + 1)
+            ),
+            (
+                3,
+                format!(
+                    "flow.verdict: expected a string, found byte 0xc3 at column {}",
+                    outside_at + 1
+                )
+            ),
+            (
+                4,
+                format!(
+                    "flow.source.pod_name: invalid UTF-8 at column {}",
+                    escaped_at + 1
+                )
+            ),
+        ]
     );
 }
 
