@@ -65,24 +65,20 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            runtime
-                .spawn_blocking(work)
-                .await
-                .map_err(|join| object_store::Error::Generic {
-                    store: "local",
-                    source: join.into(),
-                })?
-        }
+        Ok(runtime) => runtime.spawn_blocking(work).await.map_err(local_error)?,
         Err(_) => work(),
     }
 }
 
-fn write_error(path: &FsPath, source: io::Error) -> object_store::Error {
+fn local_error(message: impl fmt::Display) -> object_store::Error {
     object_store::Error::Generic {
         store: "local",
-        source: format!("cannot write {}: {source}", path.display()).into(),
+        source: message.to_string().into(),
     }
+}
+
+fn write_error(path: &FsPath, source: io::Error) -> object_store::Error {
+    local_error(format_args!("{}: {source}", path.display()))
 }
 
 #[async_trait]
@@ -341,13 +337,6 @@ impl fmt::Debug for UploadState {
     }
 }
 
-fn upload_error(message: impl Into<String>) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "local",
-        source: message.into().into(),
-    }
-}
-
 impl DirectUpload {
     /// Writes every queued part, in order (the file's lock is held while the queue is taken).
     fn write_queued<'s>(
@@ -357,13 +346,13 @@ impl DirectUpload {
         // A write that panicked may have taken parts it did not write: nothing more is written.
         let mut state = state
             .lock()
-            .map_err(|_| upload_error("an earlier write of this file panicked"))?;
+            .map_err(|_| local_error("an earlier write of this file panicked"))?;
         if let Some(failed) = &state.failed {
-            return Err(upload_error(failed.clone()));
+            return Err(local_error(failed));
         }
         let parts = std::mem::take(&mut *queued.lock().unwrap_or_else(|p| p.into_inner()));
         let Some(file) = state.file.as_mut() else {
-            return Err(upload_error("the upload was completed or aborted"));
+            return Err(local_error("the upload was completed or aborted"));
         };
         for payload in parts {
             for bytes in payload.iter() {

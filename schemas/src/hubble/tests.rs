@@ -329,25 +329,21 @@ fn a_line_failing_half_way_leaves_nothing_behind() {
 fn invalid_utf8_is_reported_with_its_column_and_the_line_skipped() {
     let mut input = DROPPED_ENVELOPE.as_bytes().to_vec();
     input.push(b'\n');
-    let bad = DROPPED_ENVELOPE.replacen("xwing", "xw\u{1}ng", 1);
-    let at = bad.find('\u{1}').unwrap();
-    let mut bad = bad.into_bytes();
-    bad[at] = 0xff;
-    input.extend_from_slice(&bad);
-    input.push(b'\n');
+    // Appends the envelope with `from` replaced by `to`, whose \u{1} becomes `byte`; returns
+    // that byte's offset in the line.
+    let mut add_line = |from: &str, to: &str, byte: u8| {
+        let line = DROPPED_ENVELOPE.replacen(from, to, 1);
+        let at = line.find('\u{1}').unwrap();
+        let mut line = line.into_bytes();
+        line[at] = byte;
+        input.extend_from_slice(&line);
+        input.push(b'\n');
+        at
+    };
+    let at = add_line("xwing", "xw\u{1}ng", 0xff);
     // Outside any string (after a key's colon), and inside a string that has an escape.
-    let outside = DROPPED_ENVELOPE.replacen("\"verdict\":", "\"verdict\":\u{1}", 1);
-    let outside_at = outside.find('\u{1}').unwrap();
-    let mut outside = outside.into_bytes();
-    outside[outside_at] = 0xc3;
-    input.extend_from_slice(&outside);
-    input.push(b'\n');
-    let escaped = DROPPED_ENVELOPE.replacen("xwing", "x\\\"w\u{1}ng", 1);
-    let escaped_at = escaped.find('\u{1}').unwrap();
-    let mut escaped = escaped.into_bytes();
-    escaped[escaped_at] = 0x80;
-    input.extend_from_slice(&escaped);
-    input.push(b'\n');
+    let outside_at = add_line("\"verdict\":", "\"verdict\":\u{1}", 0xc3);
+    let escaped_at = add_line("xwing", "x\\\"w\u{1}ng", 0x80);
     let decoded = HubbleDecoder::new(CaptureSource::Import, None).decode(&input, 1);
     assert_eq!(decoded.flows.num_rows(), 1);
     let errors: Vec<_> = decoded
