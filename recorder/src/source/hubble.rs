@@ -33,6 +33,7 @@ use hubble_api::observer::observer_client::ObserverClient;
 use hubble_api::observer::{GetFlowsRequest, ServerStatusRequest};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use super::read_ahead::{ReadAhead, READ_AHEAD};
 use super::{Recording, SpoolOutput, Stop};
 use crate::metrics::Metrics;
 
@@ -228,7 +229,9 @@ impl Checked {
                             let path = path.clone();
                             async move {
                                 let stream = tokio::net::UnixStream::connect(path).await?;
-                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(
+                                    ReadAhead::new(stream, READ_AHEAD),
+                                ))
                             }
                         }),
                     ),
