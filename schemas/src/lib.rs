@@ -12,6 +12,7 @@ pub mod guard;
 pub mod hubble;
 pub mod layout;
 pub mod matching;
+pub mod nulls;
 pub mod rollup;
 pub mod schema;
 pub mod store;

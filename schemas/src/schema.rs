@@ -26,8 +26,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+use crate::nulls::NullColumns;
 
 /// Version of the flow schema, written in every file's key-value metadata
 /// (`flowsql.schema_version`).
@@ -481,6 +483,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
         Some(indices) => indices,
         None => by_name(schema.fields(), target.fields())?,
     };
+    let mut nulls = None;
     let columns = target
         .fields()
         .iter()
@@ -498,7 +501,9 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
                     })
                 }
             }
-            None if field.is_nullable() => Ok(new_null_array(field.data_type(), batch.num_rows())),
+            None if field.is_nullable() => Ok(nulls
+                .get_or_insert_with(|| NullColumns::new(batch.num_rows()))
+                .column(field.data_type())),
             None => Err(ConformError::MissingRequired(field.name().clone())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;
