@@ -26,7 +26,8 @@
 //! drain or chunk.
 
 use arrow::array::RecordBatch;
-use arrow_ipc::reader::StreamReader;
+use arrow::buffer::Buffer;
+use arrow_ipc::reader::{StreamDecoder, StreamReader};
 use arrow_ipc::writer::StreamWriter;
 use flow_schema::layout::hour_start;
 use flow_schema::schema::{conform, ConformError};
@@ -166,9 +167,9 @@ fn write_block(bytes: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), RecordErr
 }
 
 thread_local! {
-    /// An entry's IPC stream before compression or after decompression, reused: recording and
-    /// shipping would otherwise allocate and free a record's size for every record, and freed
-    /// memory is kept a while (`main::purge_delay`), so the churn showed in the peak RSS.
+    /// An entry's IPC stream before compression, reused: recording would otherwise allocate
+    /// and free a record's size for every record, and freed memory is kept a while
+    /// (`main::purge_delay`), so the churn showed in the peak RSS.
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -310,18 +311,36 @@ fn read_part(part: Part, projection: Option<Vec<usize>>) -> Result<RecordBatch, 
                     block.len()
                 )));
             }
-            with_scratch(|ipc| {
-                ipc.resize(length as usize, 0);
-                let written = lz4_flex::block::decompress_into(block, ipc)
-                    .map_err(|e| RecordError::Damaged(format!("LZ4: {e}")))?;
-                if written != ipc.len() {
-                    return Err(damaged("the LZ4 block is shorter than it declares"));
-                }
-                // The IPC reader copies what it keeps: the scratch can be reused.
-                read_ipc(ipc, projection)
-            })
+            // Into a buffer of its own, not zeroed first (LZ4 writes every byte or fails),
+            // that the batch's columns then point into: zeroing a scratch buffer, and the IPC
+            // reader copying each message out of it, were 2-3% of a live recorder's CPU.
+            let ipc = lz4_flex::block::decompress(block, length as usize)
+                .map_err(|e| RecordError::Damaged(format!("LZ4: {e}")))?;
+            if ipc.len() != length as usize {
+                return Err(damaged("the LZ4 block is shorter than it declares"));
+            }
+            match projection {
+                None => read_ipc_in_place(Buffer::from_vec(ipc)),
+                Some(_) => read_ipc(&ipc, projection),
+            }
         }
     }
+}
+
+/// [`read_ipc`] of every column, the batch's columns pointing into `ipc`.
+fn read_ipc_in_place(mut ipc: Buffer) -> Result<RecordBatch, RecordError> {
+    check_declared_sizes(&ipc)?;
+    let read = || {
+        let mut decoder = StreamDecoder::new();
+        while !ipc.is_empty() {
+            if let Some(batch) = decoder.decode(&mut ipc)? {
+                return Ok(batch);
+            }
+        }
+        Err(RecordError::NoBatch)
+    };
+    flow_schema::guard::quietly(read)
+        .unwrap_or_else(|| Err(damaged("the Arrow IPC reader failed on it")))
 }
 
 /// The IPC reader trusts what it reads (it unwraps absent schema fields, allocates declared
