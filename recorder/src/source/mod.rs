@@ -5,13 +5,12 @@
 //! - `tail` + `follow`: a Hubble exporter file followed across rotations, resuming from the
 //!   position recorded with the last lines;
 //! - `hubble`: a Hubble server or Relay over the Observer gRPC API, resuming from the time of
-//!   the last flow recorded (its unix socket read through `read_ahead`).
+//!   the last flow recorded.
 
 pub mod drain;
 pub mod ebpf;
 pub mod follow;
 pub mod hubble;
-mod read_ahead;
 pub mod tail;
 
 use std::sync::atomic::Ordering;

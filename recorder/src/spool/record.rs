@@ -146,24 +146,28 @@ fn write_block(bytes: &mut Vec<u8>, batch: &RecordBatch) -> Result<(), RecordErr
         writer.write(batch)?;
         writer.finish()?;
         drop(writer);
-        let length = u32::try_from(ipc.len()).map_err(|_| RecordError::TooLarge(ipc.len()))?;
-        bytes.extend_from_slice(&length.to_le_bytes());
-        Summary::of(times(batch)).write(bytes);
-        let length_at = bytes.len();
-        bytes.extend_from_slice(&[0; 4]);
-        let start = bytes.len();
-        bytes.resize(
-            start + lz4_flex::block::get_maximum_output_size(ipc.len()),
-            0,
-        );
-        let compressed = lz4_flex::block::compress_into(ipc, &mut bytes[start..])
-            .map_err(|e| RecordError::Compress(e.to_string()))?;
-        bytes.truncate(start + compressed);
-        let compressed =
-            u32::try_from(compressed).map_err(|_| RecordError::TooLarge(compressed))?;
-        bytes[length_at..start].copy_from_slice(&compressed.to_le_bytes());
-        Ok(())
+        push_block(bytes, ipc, Summary::of(times(batch)))
     })
+}
+
+/// Appends an IPC stream as one block: its length, `summary`, then the LZ4 block.
+fn push_block(bytes: &mut Vec<u8>, ipc: &[u8], summary: Summary) -> Result<(), RecordError> {
+    let length = u32::try_from(ipc.len()).map_err(|_| RecordError::TooLarge(ipc.len()))?;
+    bytes.extend_from_slice(&length.to_le_bytes());
+    summary.write(bytes);
+    let length_at = bytes.len();
+    bytes.extend_from_slice(&[0; 4]);
+    let start = bytes.len();
+    bytes.resize(
+        start + lz4_flex::block::get_maximum_output_size(ipc.len()),
+        0,
+    );
+    let compressed = lz4_flex::block::compress_into(ipc, &mut bytes[start..])
+        .map_err(|e| RecordError::Compress(e.to_string()))?;
+    bytes.truncate(start + compressed);
+    let compressed = u32::try_from(compressed).map_err(|_| RecordError::TooLarge(compressed))?;
+    bytes[length_at..start].copy_from_slice(&compressed.to_le_bytes());
+    Ok(())
 }
 
 thread_local! {
@@ -300,10 +304,10 @@ fn parts_of(entry: &[u8], stored: Stored) -> Result<Vec<Part<'_>>, RecordError> 
     Ok(parts)
 }
 
-/// The rows of a part (only the columns of `projection`, when given).
-fn read_part(part: Part, projection: Option<Vec<usize>>) -> Result<RecordBatch, RecordError> {
+/// The rows of a part.
+fn read_part(part: Part) -> Result<RecordBatch, RecordError> {
     match part {
-        Part::Frames(ipc) => read_ipc(ipc, projection),
+        Part::Frames(ipc) => read_ipc(ipc, None),
         Part::Block { length, block, .. } => {
             if u64::from(length) > (block.len() as u64 + 64).saturating_mul(MAX_LZ4_RATIO) {
                 return Err(RecordError::Damaged(format!(
@@ -319,10 +323,7 @@ fn read_part(part: Part, projection: Option<Vec<usize>>) -> Result<RecordBatch, 
             if ipc.len() != length as usize {
                 return Err(damaged("the LZ4 block is shorter than it declares"));
             }
-            match projection {
-                None => read_ipc_in_place(Buffer::from_vec(ipc)),
-                Some(_) => read_ipc(&ipc, projection),
-            }
+            read_ipc_in_place(Buffer::from_vec(ipc))
         }
     }
 }
@@ -330,14 +331,11 @@ fn read_part(part: Part, projection: Option<Vec<usize>>) -> Result<RecordBatch, 
 /// [`read_ipc`] of every column, the batch's columns pointing into `ipc`.
 fn read_ipc_in_place(mut ipc: Buffer) -> Result<RecordBatch, RecordError> {
     check_declared_sizes(&ipc)?;
+    // The decoder returns nothing only once it has used up the stream.
     let read = || {
-        let mut decoder = StreamDecoder::new();
-        while !ipc.is_empty() {
-            if let Some(batch) = decoder.decode(&mut ipc)? {
-                return Ok(batch);
-            }
-        }
-        Err(RecordError::NoBatch)
+        StreamDecoder::new()
+            .decode(&mut ipc)?
+            .ok_or(RecordError::NoBatch)
     };
     flow_schema::guard::quietly(read)
         .unwrap_or_else(|| Err(damaged("the Arrow IPC reader failed on it")))
@@ -488,7 +486,7 @@ pub fn decode_batch(record: &[u8], index: usize) -> Result<(Table, RecordBatch),
 /// every row, [`without_null_columns`]) or that an older recorder's schema did not have come
 /// back as NULL.
 fn read_rows(table: Table, part: Part) -> Result<RecordBatch, RecordError> {
-    Ok(conform(&read_part(part, None)?, &table.schema())?)
+    Ok(conform(&read_part(part)?, &table.schema())?)
 }
 
 /// Each batch's table and [`Summary`], in the order of [`decode`]: what shipping needs to plan
@@ -548,13 +546,27 @@ mod tests {
     use super::*;
     use crate::spool::test_rows;
 
+    /// The fuzz regression `record` (a transaction whose entry is of the frame-per-buffer
+    /// format), and its IPC stream as an entry of blocks (read in place).
+    fn in_both_formats(record: &[u8]) -> [Vec<u8>; 2] {
+        let (_, parts) = parts(record).unwrap();
+        let [(Table::Flows, Part::Frames(ipc))] = parts.as_slice() else {
+            panic!("one entry of flows, frame per buffer: {parts:?}");
+        };
+        let mut blocks = vec![tag(Table::Flows)];
+        push_block(&mut blocks, ipc, Summary::of(&[0])).unwrap();
+        [record.to_vec(), blocks]
+    }
+
     /// A schema message without fields (the fuzz target's second crash: an `unwrap` in the
-    /// IPC reader): damage, not a panic.
+    /// IPC reader): damage, not a panic, by either reader.
     #[test]
     fn a_schema_the_reader_panics_on_is_damage() {
         let record = include_bytes!("../../../fuzz/regressions/spool_record/schema-without-fields");
-        let error = decode(record).unwrap_err();
-        assert!(matches!(error, RecordError::Damaged(_)), "{error}");
+        for record in in_both_formats(record) {
+            let error = decode(&record).unwrap_err();
+            assert!(matches!(error, RecordError::Damaged(_)), "{error}");
+        }
     }
 
     /// A compressed buffer declaring 20 TiB decompressed (the `spool_record` fuzz target's
@@ -563,8 +575,10 @@ mod tests {
     fn an_impossible_decompressed_size_is_damage_not_an_abort() {
         let record =
             include_bytes!("../../../fuzz/regressions/spool_record/huge-declared-lz4-size");
-        let error = decode(record).unwrap_err();
-        assert!(matches!(error, RecordError::Damaged(_)), "{error}");
+        for record in in_both_formats(record) {
+            let error = decode(&record).unwrap_err();
+            assert!(matches!(error, RecordError::Damaged(_)), "{error}");
+        }
     }
 
     #[test]
