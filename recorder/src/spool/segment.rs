@@ -95,17 +95,22 @@ impl SegmentWriter {
             });
         }
         let offset = self.len;
-        let mut frame = Vec::with_capacity(FRAME_HEADER + payload.len());
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        frame.extend_from_slice(payload);
-        if let Err(failure) = self.file.write_all(&frame) {
+        let mut header = [0; FRAME_HEADER];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        // Header and payload written apart: a record is up to a few MiB, and copying it behind
+        // its header first cost a copy and an allocation of every byte the spool records.
+        let written = self
+            .file
+            .write_all(&header)
+            .and_then(|()| self.file.write_all(payload));
+        if let Err(failure) = written {
             // A full disk can leave part of the frame written: cut it off, so that the next
             // record follows the last whole one instead of garbage.
             self.truncate_to(offset);
             return Err(error(&self.path, "append to")(failure));
         }
-        self.len += frame.len() as u64;
+        self.len += (FRAME_HEADER + payload.len()) as u64;
         Ok(offset)
     }
 
