@@ -7,6 +7,7 @@
 //! `calloc`, page faults and `memset` (perf, `make bench-hubble`). Here the columns of one
 //! batch share two zeroed buffers.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -17,37 +18,34 @@ use arrow::buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer, OffsetBuff
 use arrow::datatypes::{DataType, UInt32Type};
 
 /// All-NULL columns of `rows` rows, sharing zeroed buffers: as offsets, dictionary keys and
-/// 32-bit values, and as validity bits. Each column still counts the bytes it would hold
-/// alone (`get_array_memory_size`), which is what the batching's memory bounds read.
+/// 32-bit values, and as validity bits, allocated when the first column asks for them. Each
+/// column still counts the bytes it would hold alone (`get_array_memory_size`), which is what
+/// the batching's memory bounds read.
 pub struct NullColumns {
     rows: usize,
-    /// `rows + 1` zero `i32`s.
-    words: Buffer,
-    /// `rows` zero bits.
-    bits: Buffer,
+    /// `rows + 1` zero `i32`s, and `rows` zero bits.
+    zeros: OnceCell<(Buffer, Buffer)>,
 }
 
 impl NullColumns {
     pub fn new(rows: usize) -> NullColumns {
         NullColumns {
             rows,
-            words: MutableBuffer::from_len_zeroed((rows + 1) * 4).into(),
-            bits: MutableBuffer::from_len_zeroed(rows.div_ceil(8)).into(),
+            zeros: OnceCell::new(),
         }
     }
 
     /// A column of NULLs of `data_type`, on the shared buffers where its layout allows.
     pub fn column(&self, data_type: &DataType) -> ArrayRef {
         let rows = self.rows;
-        let nulls = || {
-            Some(NullBuffer::new(BooleanBuffer::new(
-                self.bits.clone(),
-                0,
-                rows,
-            )))
-        };
-        let words = |len| ScalarBuffer::new(self.words.clone(), 0, len);
-        let offsets = || OffsetBuffer::new(words(rows + 1));
+        let (words, bits) = self.zeros.get_or_init(|| {
+            (
+                MutableBuffer::from_len_zeroed((rows + 1) * 4).into(),
+                MutableBuffer::from_len_zeroed(rows.div_ceil(8)).into(),
+            )
+        });
+        let nulls = || Some(NullBuffer::new(BooleanBuffer::new(bits.clone(), 0, rows)));
+        let offsets = || OffsetBuffer::new(ScalarBuffer::new(words.clone(), 0, rows + 1));
         match data_type {
             DataType::Utf8 => Arc::new(StringArray::new(offsets(), Buffer::from(&[]), nulls())),
             DataType::List(item) => Arc::new(ListArray::new(
@@ -58,17 +56,20 @@ impl NullColumns {
             )),
             DataType::Dictionary(key, value) if **key == DataType::Int32 => {
                 Arc::new(DictionaryArray::new(
-                    Int32Array::new(words(rows), nulls()),
+                    Int32Array::new(ScalarBuffer::new(words.clone(), 0, rows), nulls()),
                     new_empty_array(value),
                 ))
             }
-            DataType::Int32 => Arc::new(Int32Array::new(words(rows), nulls())),
+            DataType::Int32 => Arc::new(Int32Array::new(
+                ScalarBuffer::new(words.clone(), 0, rows),
+                nulls(),
+            )),
             DataType::UInt32 => Arc::new(PrimitiveArray::<UInt32Type>::new(
-                ScalarBuffer::new(self.words.clone(), 0, rows),
+                ScalarBuffer::new(words.clone(), 0, rows),
                 nulls(),
             )),
             DataType::Boolean => Arc::new(BooleanArray::new(
-                BooleanBuffer::new(self.bits.clone(), 0, rows),
+                BooleanBuffer::new(bits.clone(), 0, rows),
                 nulls(),
             )),
             // 64-bit values and structs: their own zeroed buffers.

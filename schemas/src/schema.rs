@@ -483,7 +483,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
         Some(indices) => indices,
         None => by_name(schema.fields(), target.fields())?,
     };
-    let mut nulls = None;
+    let nulls = NullColumns::new(batch.num_rows());
     let columns = target
         .fields()
         .iter()
@@ -501,9 +501,7 @@ pub fn conform(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch, C
                     })
                 }
             }
-            None if field.is_nullable() => Ok(nulls
-                .get_or_insert_with(|| NullColumns::new(batch.num_rows()))
-                .column(field.data_type())),
+            None if field.is_nullable() => Ok(nulls.column(field.data_type())),
             None => Err(ConformError::MissingRequired(field.name().clone())),
         })
         .collect::<Result<Vec<ArrayRef>, _>>()?;

@@ -186,7 +186,7 @@ impl TableBuilder {
     pub fn finish(mut self) -> Result<RecordBatch, ArrowError> {
         self.discard();
         let rows = self.rows;
-        let mut nulls = None;
+        let nulls = NullColumns::new(rows);
         let columns = self
             .columns
             .into_iter()
@@ -196,9 +196,7 @@ impl TableBuilder {
                 // of the flow schema is L7 and Kubernetes columns a source may never fill, and
                 // padding them showed as page faults, ~10% of an eBPF drain's samples.
                 if column.len() == 0 {
-                    return nulls
-                        .get_or_insert_with(|| NullColumns::new(rows))
-                        .column(field.data_type());
+                    return nulls.column(field.data_type());
                 }
                 column.pad(rows);
                 column.finish()
