@@ -20,7 +20,6 @@ pub mod layout;
 pub mod rows;
 mod slots;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,7 +36,7 @@ use clsact::{QdiscError, Qdiscs};
 use drop_reasons::DropReasons;
 use kernel::{Clock, Plan, TcMode};
 use layout::{
-    FlowKey, FlowSlot, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL,
+    FlowKey, FlowMap, FlowSlot, FlowStats, TcpConn, DIRECTION_UNKNOWN, LOSS_CONN_MAP_FULL,
     LOSS_FLOW_MAP_FULL,
 };
 
@@ -157,7 +156,7 @@ pub struct Capture {
 pub struct Drained {
     pub flows: Vec<(FlowKey, FlowStats)>,
     /// TCP connections open or closed since the previous drain, keyed local -> remote.
-    pub conns: HashMap<FlowKey, TcpConn>,
+    pub conns: FlowMap<TcpConn>,
 }
 
 /// Everything the kernel side could not record, since the capture started.
@@ -386,7 +385,7 @@ impl Capture {
             .map_err(map_error("flow_counts"))?;
         // Read after the flows: a connection that closed with the flows' last packets is
         // seen closed, with its final counters.
-        let conns: HashMap<FlowKey, TcpConn> = self
+        let conns: FlowMap<TcpConn> = self
             .conns
             .iter()
             .collect::<Result<_, _>>()

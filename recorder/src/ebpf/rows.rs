@@ -24,7 +24,7 @@ use flow_schema::{flow_schema, CaptureSource};
 
 use super::drop_reasons::DropReasons;
 use super::layout::{
-    FlowKey, FlowStats, TcpConn, DIRECTION_EGRESS, DIRECTION_INGRESS, DIRECTION_UNKNOWN,
+    FlowKey, FlowMap, FlowStats, TcpConn, DIRECTION_EGRESS, DIRECTION_INGRESS, DIRECTION_UNKNOWN,
     TCP_OPENED_ACTIVE, TCP_OPENED_PASSIVE,
 };
 use super::Drained;
@@ -35,7 +35,8 @@ pub struct FlowRows {
     node: String,
     columns: Columns,
     drop_reasons: DropReasons,
-    interface_names: HashMap<u32, String>,
+    /// foldhash: looked up for every drained flow.
+    interface_names: HashMap<u32, String, foldhash::fast::RandomState>,
 }
 
 /// Declares `Columns`, the schema positions of the columns the eBPF source fills, resolved by
@@ -202,7 +203,7 @@ impl FlowRows {
             node,
             columns: Columns::resolve(),
             drop_reasons,
-            interface_names: HashMap::new(),
+            interface_names: HashMap::default(),
         }
     }
 
@@ -326,7 +327,7 @@ impl FlowRows {
 fn connection_of<'a>(
     key: &FlowKey,
     direction: u8,
-    conns: &'a HashMap<FlowKey, TcpConn>,
+    conns: &'a FlowMap<TcpConn>,
 ) -> Option<&'a TcpConn> {
     let reversed = FlowKey {
         src_addr: key.dst_addr,
@@ -487,7 +488,7 @@ mod tests {
         };
         let drained = Drained {
             flows: vec![(key([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80), stats)],
-            conns: HashMap::new(),
+            conns: FlowMap::default(),
         };
         let clock = MonotonicClock { offset_ns: 10 };
         let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock, None);
@@ -554,7 +555,7 @@ mod tests {
         };
         let drained = Drained {
             flows: vec![flow(1, 300), flow(2, 100), flow(3, 200), flow(4, 100)],
-            conns: HashMap::new(),
+            conns: FlowMap::default(),
         };
         let clock = MonotonicClock { offset_ns: 0 };
         let batch = FlowRows::new("node-1".into(), reasons()).batch(&drained, clock, None);
@@ -581,7 +582,7 @@ mod tests {
         };
         // Both ends on this node: the row takes the socket on the recorded side of the
         // interface (here, the server's), whichever direction the flow has.
-        let conns = HashMap::from([
+        let conns = FlowMap::from_iter([
             (server, conn(111, TCP_OPENED_PASSIVE)),
             (client, conn(222, TCP_OPENED_ACTIVE)),
         ]);
@@ -610,7 +611,7 @@ mod tests {
         // Only the client's socket known: it is used.
         let drained = Drained {
             flows: vec![(client, seen(DIRECTION_INGRESS))],
-            conns: HashMap::from([(client, conn(222, TCP_OPENED_ACTIVE))]),
+            conns: FlowMap::from_iter([(client, conn(222, TCP_OPENED_ACTIVE))]),
         };
         let batch =
             FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now(), None);
@@ -631,7 +632,7 @@ mod tests {
         };
         let drained = Drained {
             flows: vec![(key([10, 0, 0, 2], 40000, [10, 0, 0, 1], 81), dropped)],
-            conns: HashMap::new(),
+            conns: FlowMap::default(),
         };
         let batch =
             FlowRows::new("n".into(), reasons()).batch(&drained, MonotonicClock::now(), None);
