@@ -239,8 +239,11 @@ impl<'p> Merge<'p> {
             return Ok(None);
         };
         let head = self.active[first].head();
-        // The run ends before another batch's head, a pending batch's first row, or the
-        // hour's end, whichever is first (rows at the same instant may come from either).
+        // The run ends at another batch's head, a pending batch's first row, or the hour's
+        // end, whichever is first. Rows at that instant may come from either side, and this
+        // batch's go first: a source's consecutive batches often share their boundary instant
+        // (the eBPF source's times are clock ticks), and ending the run just before it cut
+        // every batch into a run and a sliver that the encoder then had to concatenate.
         let mut limit = hour_start(head) + HOUR_NS - 1;
         for (i, cursor) in self.active.iter().enumerate() {
             if i != first {
@@ -248,7 +251,7 @@ impl<'p> Merge<'p> {
             }
         }
         if let Some(piece) = self.pending.front() {
-            limit = limit.min(piece.first - 1);
+            limit = limit.min(piece.first);
         }
         let cursor = &mut self.active[first];
         let rest = &cursor.times[cursor.at..];
@@ -368,15 +371,15 @@ mod tests {
         assert!(named.contains("record 2 does not decode"), "{named}");
     }
 
-    /// In-order batches come out whole: one run per batch, no copy.
+    /// In-order batches come out whole: one run per batch, no copy; also when a batch
+    /// begins at the instant the previous one ends.
     #[test]
     fn batches_in_order_are_runs_of_their_own() {
         let dir = tempfile::tempdir().unwrap();
         let (mut spool, _) = Spool::open(dir.path()).unwrap();
-        for start in [0, 100, 200] {
-            spool
-                .append(Table::Flows, &rows(&[start, start + 1, start + 2]))
-                .unwrap();
+        let batches: [&[i64]; 4] = [&[0, 1, 2], &[100, 101, 102], &[102, 102, 103], &[103, 200]];
+        for batch in batches {
+            spool.append(Table::Flows, &rows(batch)).unwrap();
         }
         let sealed = spool.seal().unwrap().unwrap();
         let plan = plan(&sealed.path, None).unwrap();
@@ -384,6 +387,6 @@ mod tests {
             .unwrap()
             .map(|run| times(&run.unwrap()))
             .collect();
-        assert_eq!(runs, [[0, 1, 2], [100, 101, 102], [200, 201, 202]]);
+        assert_eq!(runs, batches);
     }
 }
