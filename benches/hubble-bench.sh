@@ -30,38 +30,7 @@ echo "bench: generating $flows flows in test-hubble-server" >&2
 start_hubble_server
 server_cpu_ready=$(cpu_seconds "$server_pid")
 
-"${FLOWREC:-$bin/flowrec}" run --source hubble --hubble-server "unix://$work/hubble.sock" \
-  --store "$work/store" --spool "$work/spool" --node-name bench-node \
-  --metrics-addr 127.0.0.1:0 2>"$work/recorder.log" &
-recorder_pid=$!
-perf_pid=
-if [[ -n ${PERF_DATA:-} ]]; then
-  perf record -F 999 -g -o "$PERF_DATA" -p "$recorder_pid" 2>"$work/perf.log" &
-  perf_pid=$!
-fi
-wait_for "recording flows" "$work/recorder.log"
-start=$(now)
-metrics=$(sed -n 's|.*serving metrics on http://\([^/]*\)/.*|\1|p' "$work/recorder.log")
-
-recorder_cpu=0
-switches=0
-until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do sleep 0.05; done
-recorded=$(now)
-# While recording: threads that exit at the stop take their counts with them.
-switches=$(context_switches "$recorder_pid")
-# VmHWM of a process that has exited cannot be read: the recorder is sampled until it exits.
-rss_kib=0
-kill -TERM "$recorder_pid"
-while kill -0 "$recorder_pid" 2>/dev/null; do
-  hwm=$(vm_hwm_kib "$recorder_pid")
-  [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
-  recorder_cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$recorder_cpu")
-  sleep 0.02
-done
-wait "$recorder_pid" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
-shipped=$(now)
-recorder_pid=
-[[ -n $perf_pid ]] && wait "$perf_pid" || true
+record_once "${FLOWREC:-$bin/flowrec}"
 rss="$((rss_kib / 1024)) MiB"
 server_cpu=$(awk -v a="$server_cpu_ready" -v b="$(cpu_seconds "$server_pid")" 'BEGIN { printf "%.1f", b - a }')
 stored=$("$bin/../debug/flowsql" --store "$work/store" --format csv \
