@@ -1,8 +1,9 @@
-//! Emptying a per-CPU hash map a few thousand entries per system call
-//! (`BPF_MAP_LOOKUP_AND_DELETE_BATCH`, Linux 5.6), instead of three calls per entry (next key,
-//! lookup, delete): those calls were most of a drain's CPU. aya 0.14 has no batch API, so this
-//! module makes the one raw bpf(2) call of the recorder; on a kernel without the command the
-//! caller falls back to aya's per-key calls.
+//! Reading a per-CPU map a few thousand entries per system call (`BPF_MAP_LOOKUP_BATCH` and
+//! `BPF_MAP_LOOKUP_AND_DELETE_BATCH`, Linux 5.6): emptying the flow hash map instead of three
+//! calls per entry (next key, lookup, delete), which were most of a drain's CPU; reading the
+//! flow slots instead of a call per slot, which were most of an idle drain's. aya 0.14 has no
+//! batch API, so this module makes the one raw bpf(2) call of the recorder; on a kernel without
+//! the commands the caller falls back to aya's per-key calls.
 
 use std::io;
 use std::mem::size_of;
@@ -10,8 +11,24 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use aya::Pod;
 
-/// `enum bpf_cmd`: BPF_MAP_LOOKUP_AND_DELETE_BATCH.
-const LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
+/// How a batch reads a map's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// Each entry is deleted as it is read (`BPF_MAP_LOOKUP_AND_DELETE_BATCH`): hash maps.
+    Take,
+    /// Entries stay (`BPF_MAP_LOOKUP_BATCH`): arrays, whose entries cannot be deleted.
+    Look,
+}
+
+impl Reading {
+    /// `enum bpf_cmd`'s number.
+    fn command(self) -> libc::c_long {
+        match self {
+            Reading::Look => 24,
+            Reading::Take => 25,
+        }
+    }
+}
 /// The kernel's ENOTSUPP (not in libc: kernel-internal, but bpf(2) returns it).
 const ENOTSUPP: i32 = 524;
 /// Bytes of keys and values one call fills at most: bounded whatever the CPU count (a value
@@ -36,13 +53,14 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
-/// Takes every entry out of the per-CPU hash map `map` (key type `K`, value type `V` per CPU,
-/// `cpus` possible CPUs) and gives each to `each` with its per-CPU copies. Entries added
-/// meanwhile may or may not be taken. `Ok(false)`: the kernel does not know the command,
-/// nothing was taken.
-pub fn take_all<K: Pod, V: Pod>(
+/// Reads every entry of the per-CPU map `map` (key type `K`, value type `V` per CPU, `cpus`
+/// possible CPUs), taking it out or not as `reading` says, and gives each to `each` with its
+/// per-CPU copies. Entries added meanwhile may or may not be read. `Ok(false)`: the kernel does
+/// not know the command for this map, nothing was read.
+pub fn read_all<K: Pod, V: Pod>(
     map: BorrowedFd,
     cpus: usize,
+    reading: Reading,
     mut each: impl FnMut(K, &[V]),
 ) -> io::Result<bool> {
     // Per-CPU values are copied at 8-byte strides (round_up(value_size, 8) per CPU).
@@ -75,7 +93,7 @@ pub fn take_all<K: Pod, V: Pod>(
         let result = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
-                LOOKUP_AND_DELETE_BATCH,
+                reading.command(),
                 std::ptr::addr_of_mut!(attr),
                 size_of::<BatchAttr>(),
             )

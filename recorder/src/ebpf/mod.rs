@@ -94,7 +94,7 @@ pub enum CaptureError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("eBPF map {map}: emptying it in batches failed: {source}")]
+    #[error("eBPF map {map}: reading it in batches failed: {source}")]
     Batch {
         map: &'static str,
         #[source]
@@ -335,8 +335,7 @@ impl Capture {
         std::thread::sleep(FLIP_GRACE);
         let previous = generation(ended);
         let cpus = self.fill_per_cpu(previous)?.len();
-        let mut slotted =
-            slots::claimed(&self.slots[previous], ended).map_err(map_error("slots"))?;
+        let mut slotted = slots::claimed(&self.slots[previous], ended, cpus)?;
         let map = &mut self.flows[previous];
         let unspecified = self.unspecified_drop;
         let mut flows = Vec::new();
@@ -356,10 +355,13 @@ impl Capture {
                 flows.push((key, stats));
             }
         };
-        let batched = batch::take_all(IterableMap::map(map).fd().as_fd(), cpus, &mut keep)
-            .map_err(|source| CaptureError::Batch {
-                map: "flows",
-                source,
+        let fd = IterableMap::map(map).fd().as_fd();
+        let batched =
+            batch::read_all(fd, cpus, batch::Reading::Take, &mut keep).map_err(|source| {
+                CaptureError::Batch {
+                    map: "flows",
+                    source,
+                }
             })?;
         if !batched {
             // A kernel before 5.6: three calls per flow.
