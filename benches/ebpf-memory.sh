@@ -36,7 +36,7 @@ in_b nft add chain inet frtm input '{ type filter hook input priority 0; policy 
 nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a" \
   --store "$work/store" --spool "$work/spool" 2>"$work/recorder.log" >/dev/null &
 recorder=$!
-for _ in $(seq 1 100); do grep -q "recording flows" "$work/recorder.log" && break; sleep 0.1; done
+wait_for "recording flows" "$work/recorder.log" 100
 # What starting costs once (loading and verifying the programs, reading the kernel's BTF): a
 # fixed ~0.1 s that a node agent pays per start, not per flow. Reported apart from the rest.
 startup_cpu=$(cpu_seconds "$recorder")

@@ -35,20 +35,17 @@ record_once() { # recorder-binary
   start=$(now)
   metrics=$(sed -n 's|.*serving metrics on http://\([^/]*\)/.*|\1|p' "$work/recorder.log")
   recorder_cpu=0
-  until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do sleep 0.05; done
+  until [[ "$(metric flowrec_flows_recorded_total)" == "$flows" ]]; do
+    kill -0 "$recorder_pid" 2>/dev/null \
+      || { echo "bench: the recorder exited early:" >&2; cat "$work/recorder.log" >&2; exit 1; }
+    sleep 0.05
+  done
   recorded=$(now)
   # While recording: threads that exit at the stop take their counts with them.
   switches=$(context_switches "$recorder_pid")
-  # VmHWM of a process that has exited cannot be read: the recorder is sampled until it exits.
   rss_kib=0
-  local hwm
   kill -TERM "$recorder_pid"
-  while kill -0 "$recorder_pid" 2>/dev/null; do
-    hwm=$(vm_hwm_kib "$recorder_pid")
-    [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
-    recorder_cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$recorder_cpu")
-    sleep 0.02
-  done
+  sample_until_exit "$recorder_pid"
   wait "$recorder_pid" || { echo "bench: the recorder failed" >&2; cat "$work/recorder.log" >&2; exit 1; }
   shipped=$(now)
   recorder_pid=

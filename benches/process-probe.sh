@@ -12,6 +12,17 @@ wait_for() { # pattern file [tenths of a second]
 cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / tck }' "/proc/$1/stat"; }
 # Peak resident memory so far (VmHWM, KiB); empty once the process has exited.
 vm_hwm_kib() { awk '/VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+# Samples process $1 until it exits (its VmHWM and CPU cannot be read after): raises $rss_kib
+# to its peak resident memory (KiB) and sets $recorder_cpu to its CPU seconds last read.
+sample_until_exit() { # pid
+  local hwm
+  while kill -0 "$1" 2>/dev/null; do
+    hwm=$(vm_hwm_kib "$1")
+    [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
+    recorder_cpu=$(cpu_seconds "$1" 2>/dev/null || echo "$recorder_cpu")
+    sleep 0.02
+  done
+}
 # Context switches of every thread of process $1 so far (voluntary + involuntary).
 context_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'

@@ -45,25 +45,20 @@ start_recorder() { # log args...
 # Waits until metric $1 reaches $flows, then stops the recorder (a second SIGTERM with
 # $3 = now: stop without waiting for the store); prints "seconds cpu rss_mib".
 run_until() { # metric started_at [now]
-  local hwm rss_kib=0 cpu=0 done_at
+  local hwm rss_kib=0 recorder_cpu=0 done_at
   until [[ "$(metric "$1")" == "$flows" ]]; do
     hwm=$(vm_hwm_kib "$recorder_pid")
     [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
-    cpu=$(cpu_seconds "$recorder_pid")
+    recorder_cpu=$(cpu_seconds "$recorder_pid")
     sleep 0.2
   done
   done_at=$(now)
   kill -TERM "$recorder_pid"
   if [[ ${3:-} == now ]]; then sleep 0.5; kill -TERM "$recorder_pid" 2>/dev/null || true; fi
-  while kill -0 "$recorder_pid" 2>/dev/null; do
-    hwm=$(vm_hwm_kib "$recorder_pid")
-    [[ -n $hwm && $hwm -gt $rss_kib ]] && rss_kib=$hwm
-    cpu=$(cpu_seconds "$recorder_pid" 2>/dev/null || echo "$cpu")
-    sleep 0.02
-  done
+  sample_until_exit "$recorder_pid"
   wait "$recorder_pid" || true
   recorder_pid=
-  awk -v a="$2" -v b="$done_at" -v c="$cpu" -v r="$rss_kib" \
+  awk -v a="$2" -v b="$done_at" -v c="$recorder_cpu" -v r="$rss_kib" \
     'BEGIN { printf "%.1f %s %d\n", b - a, c, r / 1024 }'
 }
 

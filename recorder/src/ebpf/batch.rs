@@ -7,8 +7,9 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 
+use aya::maps::MapData;
 use aya::Pod;
 
 /// How a batch reads a map's entries.
@@ -53,16 +54,32 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
-/// Reads every entry of the per-CPU map `map` (key type `K`, value type `V` per CPU, `cpus`
-/// possible CPUs), taking it out or not as `reading` says, and gives each to `each` with its
-/// per-CPU copies. Entries added meanwhile may or may not be read. `Ok(false)`: the kernel does
+/// Reads every entry of the per-CPU map `map` (key type `K`, value type `V` per CPU), taking it
+/// out or not as `reading` says, and gives each to `each` with its per-CPU copies (one per
+/// possible CPU). Entries added meanwhile may or may not be read. `Ok(false)`: the kernel does
 /// not know the command for this map, nothing was read.
 pub fn read_all<K: Pod, V: Pod>(
-    map: BorrowedFd,
-    cpus: usize,
+    map: &MapData,
     reading: Reading,
     mut each: impl FnMut(K, &[V]),
 ) -> io::Result<bool> {
+    // The kernel writes keys and values of the map's sizes, a value per possible CPU: the
+    // buffers below are sized from `K`, `V` and the CPUs, so those are checked, not assumed.
+    let info = map.info().map_err(io::Error::other)?;
+    if (info.key_size() as usize, info.value_size() as usize) != (size_of::<K>(), size_of::<V>()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the map's keys and values are {} and {} bytes, not {} and {}",
+                info.key_size(),
+                info.value_size(),
+                size_of::<K>(),
+                size_of::<V>()
+            ),
+        ));
+    }
+    let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
+    let map = map.fd().as_fd();
     // Per-CPU values are copied at 8-byte strides (round_up(value_size, 8) per CPU).
     let stride = size_of::<V>().next_multiple_of(8);
     let value_bytes = stride * cpus.max(1);

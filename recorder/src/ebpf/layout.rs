@@ -4,7 +4,9 @@
 
 /// A map keyed by flow. foldhash, not the standard SipHash: a drain consults one per drained
 /// flow (its slot copies, its TCP connection), and SipHash over the 40-byte key was 3% of a
-/// drain's CPU in `benches/ebpf-memory.sh`. The keys come from this node's own kernel maps.
+/// drain's CPU in `benches/ebpf-memory.sh`. The 5-tuples are chosen by remote peers; what keeps
+/// a crafted set of them from degrading the map is foldhash's per-process random seed, and the
+/// kernel map's size bounds how many one drain holds.
 pub type FlowMap<V> = std::collections::HashMap<FlowKey, V, foldhash::fast::RandomState>;
 
 /// `struct fr_flow_key`: a flow's 5-tuple. IPv4 addresses are IPv4-mapped IPv6 addresses.

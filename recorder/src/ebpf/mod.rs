@@ -23,7 +23,6 @@ mod slots;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::os::fd::AsFd;
 
 use aya::maps::{Array, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::tc::{NlOptions, TcAttachOptions};
@@ -335,7 +334,7 @@ impl Capture {
         std::thread::sleep(FLIP_GRACE);
         let previous = generation(ended);
         let cpus = self.fill_per_cpu(previous)?.len();
-        let mut slotted = slots::claimed(&self.slots[previous], ended, cpus)?;
+        let mut slotted = slots::claimed(&self.slots[previous], ended)?;
         let map = &mut self.flows[previous];
         let unspecified = self.unspecified_drop;
         let mut flows = Vec::new();
@@ -355,13 +354,10 @@ impl Capture {
                 flows.push((key, stats));
             }
         };
-        let fd = IterableMap::map(map).fd().as_fd();
-        let batched =
-            batch::read_all(fd, cpus, batch::Reading::Take, &mut keep).map_err(|source| {
-                CaptureError::Batch {
-                    map: "flows",
-                    source,
-                }
+        let batched = batch::read_all(IterableMap::map(map), batch::Reading::Take, &mut keep)
+            .map_err(|source| CaptureError::Batch {
+                map: "flows",
+                source,
             })?;
         if !batched {
             // A kernel before 5.6: three calls per flow.

@@ -2,8 +2,6 @@
 //! map (see "Flow slots" in `ebpf/flowrec.bpf.c`). A slot is read once, when its epoch has
 //! ended; it is never cleared, because the programs treat a slot of an older epoch as free.
 
-use std::os::fd::AsFd;
-
 use aya::maps::{IterableMap, MapData, PerCpuArray};
 
 use super::batch::{self, Reading};
@@ -11,13 +9,11 @@ use super::layout::{FlowMap, FlowSlot, FlowStats};
 use super::CaptureError;
 
 /// The flows that held a slot on some CPU in `epoch`, each with one copy of its counters per
-/// CPU whose slot it held: copies to merge like a hash map entry's per-CPU copies. `cpus`: the
-/// possible CPUs. Read in batches (one call instead of one per slot: a drain, even an idle
+/// CPU whose slot it held: copies to merge like a hash map entry's per-CPU copies. Read in batches (one call instead of one per slot: a drain, even an idle
 /// one, reads every slot); one call per slot on a kernel without batches.
 pub fn claimed(
     slots: &PerCpuArray<MapData, FlowSlot>,
     epoch: u32,
-    cpus: usize,
 ) -> Result<FlowMap<Vec<FlowStats>>, CaptureError> {
     let mut flows = FlowMap::<Vec<FlowStats>>::default();
     let mut keep = |copies: &[FlowSlot]| {
@@ -27,13 +23,14 @@ pub fn claimed(
             }
         }
     };
-    let fd = IterableMap::map(slots).fd().as_fd();
     let batched =
-        batch::read_all::<u32, FlowSlot>(fd, cpus, Reading::Look, |_, copies| keep(copies))
-            .map_err(|source| CaptureError::Batch {
-                map: "slots",
-                source,
-            })?;
+        batch::read_all::<u32, FlowSlot>(IterableMap::map(slots), Reading::Look, |_, copies| {
+            keep(copies)
+        })
+        .map_err(|source| CaptureError::Batch {
+            map: "slots",
+            source,
+        })?;
     if !batched {
         for index in 0..slots.len() {
             let copies = slots.get(&index, 0).map_err(|source| CaptureError::Map {
