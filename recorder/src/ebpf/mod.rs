@@ -23,7 +23,6 @@ mod slots;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
 use aya::maps::{Array, IterableMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::tc::{NlOptions, TcAttachOptions};
 use aya::programs::{
