@@ -354,10 +354,7 @@ impl Capture {
             }
         };
         let batched = batch::read_all(IterableMap::map(map), batch::Reading::Take, &mut keep)
-            .map_err(|source| CaptureError::Batch {
-                map: "flows",
-                source,
-            })?;
+            .map_err(batch_error("flows"))?;
         if !batched {
             // A kernel before 5.6: three calls per flow.
             let keys: Vec<FlowKey> = map
@@ -521,6 +518,10 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, Captu
 
 fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> CaptureError {
     move |source| CaptureError::Map { map, source }
+}
+
+fn batch_error(map: &'static str) -> impl Fn(std::io::Error) -> CaptureError {
+    move |source| CaptureError::Batch { map, source }
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use aya::maps::{IterableMap, MapData, PerCpuArray};
 
 use super::batch::{self, Reading};
 use super::layout::{FlowMap, FlowSlot, FlowStats};
-use super::CaptureError;
+use super::{batch_error, map_error, CaptureError};
 
 /// The flows that held a slot on some CPU in `epoch`, each with one copy of its counters per
-/// CPU whose slot it held: copies to merge like a hash map entry's per-CPU copies. Read in batches (one call instead of one per slot: a drain, even an idle
-/// one, reads every slot); one call per slot on a kernel without batches.
+/// CPU whose slot it held: copies to merge like a hash map entry's per-CPU copies. Read in
+/// batches (one call instead of one per slot: a drain, even an idle one, reads every slot); one
+/// call per slot on a kernel without batches.
 pub fn claimed(
     slots: &PerCpuArray<MapData, FlowSlot>,
     epoch: u32,
@@ -27,17 +28,10 @@ pub fn claimed(
         batch::read_all::<u32, FlowSlot>(IterableMap::map(slots), Reading::Look, |_, copies| {
             keep(copies)
         })
-        .map_err(|source| CaptureError::Batch {
-            map: "slots",
-            source,
-        })?;
+        .map_err(batch_error("slots"))?;
     if !batched {
         for index in 0..slots.len() {
-            let copies = slots.get(&index, 0).map_err(|source| CaptureError::Map {
-                map: "slots",
-                source,
-            })?;
-            keep(&copies);
+            keep(&slots.get(&index, 0).map_err(map_error("slots"))?);
         }
     }
     Ok(flows)

@@ -330,7 +330,6 @@ fn identity(uuid: Option<&str>, bytes: &[u8]) -> u64 {
 /// 4.80-5.13 CPU-s per 1M, 150-170 MiB / 4.99, 165 MiB; 2048 4.65-4.82, 170-181 MiB / 4.79,
 /// 161 MiB; 4096 4.35-4.85 but 210-221 MiB (unpaced).
 pub const BATCH_EVENTS: usize = 2048;
-
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 /// The largest response accepted (a flow is a few KiB; Hubble's own client allows this much).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -339,6 +338,7 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// a time: 1M flows (~1 GB) took ~95,000 `recvfrom` calls; through a buffer of about what a
 /// unix socket holds (`net.core.wmem_default`, 208 KiB), ~5,000 (strace, `make bench-hubble`).
 const READ_AHEAD: usize = 256 << 10;
+
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
