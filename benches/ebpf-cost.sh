@@ -23,78 +23,12 @@ flowrec=${FLOWREC:-target/release/flowrec}
 MIX_FLOWS=${MIX_FLOWS:-10000}
 TEST_RUNS=${TEST_RUNS:-10000000}
 noop_pin=/sys/fs/bpf/frtb_noop
-a=frtb-a b=frtb-b end_a=frtbva end_b=frtbvb subnet=10.198.0 store=$(mktemp -d)
-source benches/netns-pair.sh
-recorder=
-cleanup() {
-  [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
-  sysctl -qw kernel.bpf_stats_enabled=0 || true
-  rm -f "$noop_pin"
-  netns_pair_remove
-  rm -rf "$store"
-}
-trap cleanup EXIT
-netns_pair_create
+source benches/tc-floods.sh
+tc_bench_start frtb
 
-start_recorder() {
-  # nsenter execs the recorder: $! is the recorder itself, so the kill below reaches it.
-  nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a" \
-    --active-timeout 10s --store "$store" 2>"$store/recorder.log" >/dev/null &
-  recorder=$!
-  sleep 1
-}
-stop_recorder() {
-  kill -TERM "$recorder"; wait "$recorder"; recorder=
-}
 tcp_gbits() {
   in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
   in_a iperf3 -c 10.198.0.2 -t 3 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
-}
-
-# The mean run time of each loaded program named NAME... that has run (bpf_stats).
-program_costs() {
-  bpftool -j prog show | python3 -c '
-import json, sys
-for p in json.load(sys.stdin):
-    name, runs, ns = p.get("name"), p.get("run_cnt", 0), p.get("run_time_ns", 0)
-    if name in sys.argv[1:] and runs > 0:
-        print("  %-14s %12d runs  %6.1f ns/run" % (name, runs, ns / runs))
-' "$@"
-}
-
-# A 5 s flood of 64-byte UDP datagrams, one way: `single` is one flow (iperf3 at the highest
-# rate it reaches; -R: from b to a), `mix` is MIX_FLOWS flows interleaved (datagrams sent
-# round-robin to as many ports of the peer, which drops them silently). SIDE: EGRESS floods
-# from a to b, across a's tc_egress; INGRESS from b to a, across its tc_ingress.
-send_flood() {
-  local kind=$1 side=$2
-  local from=in_a to=in_b peer=10.198.0.2
-  [[ $side == INGRESS ]] && from=in_b to=in_a peer=10.198.0.1
-  if [[ $kind == single ]]; then
-    local reverse=; [[ $side == INGRESS ]] && reverse=-R
-    in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
-    in_a iperf3 -c 10.198.0.2 -u -b 0 -l 64 -t 5 $reverse -J \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum"]["packets"])' \
-      >"$store/sent"
-    return
-  fi
-  $to nft add table inet frtb
-  $to nft add chain inet frtb input '{ type filter hook input priority 0; policy accept; }'
-  $to nft add rule inet frtb input udp dport 20000-$((20000 + MIX_FLOWS - 1)) drop
-  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above.
-  $from python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
-import socket, sys, time
-peer, flows = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-ports = [(peer, 20000 + i) for i in range(flows)]
-end, sent = time.monotonic() + 5, 0
-while time.monotonic() < end:
-    for port in ports:
-        s.sendto(b"x" * 36, port)
-    sent += flows
-print(sent)
-PY
-  $to nft delete table inet frtb
 }
 
 # One flood (see send_flood) with a fresh recorder in a: every program's mean run time, the
@@ -147,8 +81,7 @@ noop_floor() {
 }
 
 echo "== floor: an empty tc program, the same floods both ways, 5 s each"
-clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
-  -c benches/noop.bpf.c -o "$store/noop.bpf.o"
+compile_noop
 noop_floor single
 noop_floor mix
 echo "== per-packet cost: one flow, 64-byte UDP flood a -> b, 5 s (tc_egress)"

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Two builds' tc programs against the empty-program floor, alternated in one run (as root):
+#   bash benches/ebpf-cost-ab.sh ROUNDS BINARY_A BINARY_B [single|mix]
+# Each round floods one way then the other (64-byte UDP, 5 s each, as `make bench-ebpf`) across
+# the empty program, A's programs and B's, in an order that rotates from round to round, and
+# reads each one's mean run time (kernel.bpf_stats_enabled). A flood's floor moves by several ns
+# from one run to the next on these VMs, as much as most changes: so each build is compared with
+# the floor of its own round, and the medians of those differences are printed with their range.
+# Namespaces, veths and the scratch folder are prefixed frtc and removed on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if (($# < 3)) || ! [[ $1 =~ ^[1-9][0-9]*$ ]] || [[ ! -x $2 || ! -x $3 ]]; then
+  echo "usage: $0 ROUNDS BINARY_A BINARY_B [single|mix] (ROUNDS >= 1, two recorder binaries)" >&2
+  exit 2
+fi
+rounds=$1 bin_a=$(realpath "$2") bin_b=$(realpath "$3") kind=${4:-single}
+[[ $kind == single || $kind == mix ]] || { echo "$0: the flood is single or mix, not $kind" >&2; exit 2; }
+bash .ci/setup.sh
+MIX_FLOWS=${MIX_FLOWS:-10000}
+source benches/tc-floods.sh
+tc_bench_start frtc
+compile_noop
+
+# The mean ns per run of the loaded program NAME (one number).
+mean_ns() { program_costs "$1" | awk '{ print $(NF - 1) }'; }
+
+# flood WHO SIDE: one flood across the empty program (WHO = floor) or a build's programs; prints
+# the program's mean ns per run.
+flood() {
+  local who=$1 side=$2 program=tc_egress
+  [[ $side == INGRESS ]] && program=tc_ingress
+  sysctl -qw kernel.bpf_stats_enabled=1
+  if [[ $who == floor ]]; then
+    # Only on the flooded side: the other one sees a few cold runs, which would be read too.
+    local hook=egress; [[ $side == INGRESS ]] && hook=ingress
+    in_a tc qdisc add dev "$end_a" clsact
+    in_a tc filter add dev "$end_a" "$hook" bpf da obj "$store/noop.bpf.o" sec classifier
+    send_flood "$kind" "$side"
+    mean_ns noop
+    in_a tc qdisc del dev "$end_a" clsact
+  else
+    start_recorder "$who"
+    send_flood "$kind" "$side"
+    mean_ns "$program"
+    stop_recorder
+  fi
+  sysctl -qw kernel.bpf_stats_enabled=0
+}
+
+results=$store/results
+declare -A binary=([floor]=floor [A]=$bin_a [B]=$bin_b)
+orders=("floor A B" "A B floor" "B floor A")
+for ((round = 1; round <= rounds; round++)); do
+  for side in EGRESS INGRESS; do
+    for who in ${orders[$(((round - 1) % 3))]}; do
+      ns=$(flood "${binary[$who]}" "$side")
+      echo "round $round $side $who: $ns ns/run" >&2
+      echo "$round $side $who $ns" >>"$results"
+    done
+  done
+done
+
+python3 - "$results" "$bin_a" "$bin_b" "$kind" <<'PY'
+import collections, statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+ns = {(int(r), side, who): float(v) for r, side, who, v in rows}
+names = {"A": sys.argv[2], "B": sys.argv[3]}
+print(f"{sys.argv[4]} flow flood, {max(r for r, _, _ in ns)} rounds; ns per packet above the floor of the same round:")
+for side, program in (("EGRESS", "tc_egress"), ("INGRESS", "tc_ingress")):
+    floors = [v for (r, s, w), v in ns.items() if s == side and w == "floor"]
+    print(f"  {program}: floor median {statistics.median(floors):.1f} ({min(floors):.1f}-{max(floors):.1f})")
+    for who in ("A", "B"):
+        above = [v - ns[(r, s, "floor")] for (r, s, w), v in sorted(ns.items()) if s == side and w == who]
+        print(f"    {who} {names[who]}: median {statistics.median(above):.1f} "
+              f"({min(above):.1f} to {max(above):.1f}): " + " ".join(f"{x:.1f}" for x in above))
+PY

@@ -1,0 +1,82 @@
+# Sourced by the tc benchmarks (ebpf-cost.sh, ebpf-cost-ab.sh): their namespaces, the recorder
+# started in $a on $end_a, the floods, and each program's mean run time from
+# kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for start_recorder's default).
+source benches/netns-pair.sh
+
+# tc_bench_start PREFIX: the namespace pair PREFIX-a / PREFIX-b joined by the veths PREFIXva /
+# PREFIXvb (10.198.0.1 / .2), a scratch folder $store, and an EXIT trap that stops the recorder,
+# turns bpf_stats off and removes all of them (and $noop_pin, when the caller pins one).
+tc_bench_start() {
+  a=$1-a b=$1-b end_a=$1va end_b=$1vb subnet=10.198.0 store=$(mktemp -d) recorder=
+  trap tc_bench_cleanup EXIT
+  netns_pair_create
+}
+# The empty tc program (benches/noop.bpf.c), the floor, compiled into $store/noop.bpf.o.
+compile_noop() {
+  clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
+    -c benches/noop.bpf.c -o "$store/noop.bpf.o"
+}
+tc_bench_cleanup() {
+  [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
+  sysctl -qw kernel.bpf_stats_enabled=0 || true
+  [[ -z ${noop_pin:-} ]] || rm -f "$noop_pin"
+  netns_pair_remove
+  rm -rf "$store"
+}
+
+# start_recorder [BINARY] (default $flowrec).
+start_recorder() {
+  # nsenter execs the recorder: $! is the recorder itself, so the kill below reaches it.
+  nsenter --net="/run/netns/$a" "${1:-$flowrec}" run --source ebpf --interfaces "$end_a" \
+    --active-timeout 10s --store "$store" 2>"$store/recorder.log" >/dev/null &
+  recorder=$!
+  sleep 1
+}
+stop_recorder() {
+  kill -TERM "$recorder"; wait "$recorder"; recorder=
+}
+# The mean run time of each loaded program named NAME... that has run (bpf_stats).
+program_costs() {
+  bpftool -j prog show | python3 -c '
+import json, sys
+for p in json.load(sys.stdin):
+    name, runs, ns = p.get("name"), p.get("run_cnt", 0), p.get("run_time_ns", 0)
+    if name in sys.argv[1:] and runs > 0:
+        print("  %-14s %12d runs  %6.1f ns/run" % (name, runs, ns / runs))
+' "$@"
+}
+
+# A 5 s flood of 64-byte UDP datagrams, one way: `single` is one flow (iperf3 at the highest
+# rate it reaches; -R: from b to a), `mix` is MIX_FLOWS flows interleaved (datagrams sent
+# round-robin to as many ports of the peer, which drops them silently). SIDE: EGRESS floods
+# from a to b, across a's tc_egress; INGRESS from b to a, across its tc_ingress.
+send_flood() {
+  local kind=$1 side=$2
+  local from=in_a to=in_b peer=10.198.0.2
+  [[ $side == INGRESS ]] && from=in_b to=in_a peer=10.198.0.1
+  if [[ $kind == single ]]; then
+    local reverse=; [[ $side == INGRESS ]] && reverse=-R
+    in_b iperf3 -s -1 -D >/dev/null; sleep 0.3
+    in_a iperf3 -c 10.198.0.2 -u -b 0 -l 64 -t 5 $reverse -J \
+      | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum"]["packets"])' \
+      >"$store/sent"
+    return
+  fi
+  $to nft add table inet frtb
+  $to nft add chain inet frtb input '{ type filter hook input priority 0; policy accept; }'
+  $to nft add rule inet frtb input udp dport 20000-$((20000 + MIX_FLOWS - 1)) drop
+  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above.
+  $from python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
+import socket, sys, time
+peer, flows = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ports = [(peer, 20000 + i) for i in range(flows)]
+end, sent = time.monotonic() + 5, 0
+while time.monotonic() < end:
+    for port in ports:
+        s.sendto(b"x" * 36, port)
+    sent += flows
+print(sent)
+PY
+  $to nft delete table inet frtb
+}
