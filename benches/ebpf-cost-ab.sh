@@ -60,12 +60,14 @@ for ((round = 1; round <= rounds; round++)); do
   done
 done
 
-python3 - "$results" "$bin_a" "$bin_b" "$kind" <<'PY'
-import collections, statistics, sys
+python3 - "$results" "$bin_a" "$bin_b" "$kind" "$MIX_FLOWS" <<'PY'
+import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 ns = {(int(r), side, who): float(v) for r, side, who, v in rows}
 names = {"A": sys.argv[2], "B": sys.argv[3]}
-print(f"{sys.argv[4]} flow flood, {max(r for r, _, _ in ns)} rounds; ns per packet above the floor of the same round:")
+flood = "one flow" if sys.argv[4] == "single" else f"{sys.argv[5]} interleaved flows"
+print(f"64-byte UDP floods of {flood}, {max(r for r, _, _ in ns)} rounds; "
+      "ns per packet above the floor of the same round:")
 for side, program in (("EGRESS", "tc_egress"), ("INGRESS", "tc_ingress")):
     floors = [v for (r, s, w), v in ns.items() if s == side and w == "floor"]
     print(f"  {program}: floor median {statistics.median(floors):.1f} ({min(floors):.1f}-{max(floors):.1f})")
