@@ -9,11 +9,17 @@
 const SHORT: usize = 64;
 
 /// `bytes` as text, or the length of their valid prefix.
+#[inline(always)]
 pub(crate) fn str(bytes: &[u8]) -> Result<&str, usize> {
     if bytes.len() < SHORT && bytes.is_ascii() {
         // SAFETY: ASCII bytes are valid UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
+    long_or_not_ascii(bytes)
+}
+
+#[inline(never)]
+fn long_or_not_ascii(bytes: &[u8]) -> Result<&str, usize> {
     simdutf8::basic::from_utf8(bytes)
         .map_err(|_| std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), str::len))
 }
