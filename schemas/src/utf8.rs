@@ -18,6 +18,8 @@ pub(crate) fn str(bytes: &[u8]) -> Result<&str, usize> {
     long_or_not_ascii(bytes)
 }
 
+/// [`str`] for long text or text that is not ASCII: out of line, so that the short ASCII case
+/// inlines into the decoders small.
 #[inline(never)]
 fn long_or_not_ascii(bytes: &[u8]) -> Result<&str, usize> {
     simdutf8::basic::from_utf8(bytes)
