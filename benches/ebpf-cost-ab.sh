@@ -8,12 +8,14 @@
 # the floor of its own round, and the medians of those differences are printed with their range.
 # Namespaces, veths and the scratch folder are prefixed frtc and removed on exit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if (($# < 3)) || ! [[ $1 =~ ^[1-9][0-9]*$ ]] || [[ ! -x $2 || ! -x $3 ]]; then
+if (($# < 3 || $# > 4)) || ! [[ $1 =~ ^[1-9][0-9]*$ ]] ||
+  [[ ! -f $2 || ! -x $2 || ! -f $3 || ! -x $3 ]]; then
   echo "usage: $0 ROUNDS BINARY_A BINARY_B [single|mix] (ROUNDS >= 1, two recorder binaries)" >&2
   exit 2
 fi
+# Resolved before the cd below, so that relative paths are the caller's.
 rounds=$1 bin_a=$(realpath "$2") bin_b=$(realpath "$3") kind=${4:-single}
+cd "$(dirname "$0")/.."
 [[ $kind == single || $kind == mix ]] || { echo "$0: the flood is single or mix, not $kind" >&2; exit 2; }
 bash .ci/setup.sh
 MIX_FLOWS=${MIX_FLOWS:-10000}
@@ -21,8 +23,15 @@ source benches/tc-floods.sh
 tc_bench_start frtc
 compile_noop
 
-# The mean ns per run of the loaded program NAME (one number).
-mean_ns() { program_costs "$1" | awk '{ print $(NF - 1) }'; }
+# The mean ns per run of the program NAME loaded last (one number): other recorders on the
+# machine (a test suite's) have programs of the same names.
+mean_ns() {
+  bpftool -j prog show | python3 -c '
+import json, sys
+named = [p for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]]
+p = max(named, key=lambda p: p["id"])
+print("%.1f" % (p.get("run_time_ns", 0) / max(p.get("run_cnt", 0), 1)))' "$1"
+}
 
 # flood WHO SIDE: one flood across the empty program (WHO = floor) or a build's programs; prints
 # the program's mean ns per run.
@@ -53,7 +62,14 @@ orders=("floor A B" "A B floor" "B floor A")
 for ((round = 1; round <= rounds; round++)); do
   for side in EGRESS INGRESS; do
     for who in ${orders[$(((round - 1) % 3))]}; do
-      ns=$(flood "${binary[$who]}" "$side")
+      # In this shell, not a $(...) one: the EXIT trap must see the recorder it starts, and a
+      # failure inside must stop the run.
+      flood "${binary[$who]}" "$side" >"$store/ns"
+      ns=$(<"$store/ns")
+      if ! [[ $ns =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        echo "$0: round $round $side $who: no single reading of the program's run time ($ns)" >&2
+        exit 1
+      fi
       echo "round $round $side $who: $ns ns/run" >&2
       echo "$round $side $who $ns" >>"$results"
     done
