@@ -25,13 +25,7 @@ compile_noop
 
 # The mean ns per run of the program NAME loaded last (one number): other recorders on the
 # machine (a test suite's) have programs of the same names.
-mean_ns() {
-  bpftool -j prog show | python3 -c '
-import json, sys
-named = [p for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]]
-p = max(named, key=lambda p: p["id"])
-print("%.1f" % (p.get("run_time_ns", 0) / max(p.get("run_cnt", 0), 1)))' "$1"
-}
+mean_ns() { program_runs "$1" | sort -n | tail -n 1 | awk '{ print $4 }'; }
 
 # flood WHO SIDE: one flood across the empty program (WHO = floor) or a build's programs; prints
 # the program's mean ns per run.
@@ -42,11 +36,10 @@ flood() {
   if [[ $who == floor ]]; then
     # Only on the flooded side: the other one sees a few cold runs, which would be read too.
     local hook=egress; [[ $side == INGRESS ]] && hook=ingress
-    in_a tc qdisc add dev "$end_a" clsact
-    in_a tc filter add dev "$end_a" "$hook" bpf da obj "$store/noop.bpf.o" sec classifier
+    attach_noop "$hook"
     send_flood "$kind" "$side"
     mean_ns noop
-    in_a tc qdisc del dev "$end_a" clsact
+    detach_noop
   else
     start_recorder "$who"
     send_flood "$kind" "$side"

@@ -69,15 +69,13 @@ PY
 # floods (KIND: single or mix) both ways.
 noop_floor() {
   local kind=$1
-  in_a tc qdisc add dev "$end_a" clsact
-  in_a tc filter add dev "$end_a" egress bpf da obj "$store/noop.bpf.o" sec classifier
-  in_a tc filter add dev "$end_a" ingress bpf da obj "$store/noop.bpf.o" sec classifier
+  attach_noop egress ingress
   sysctl -qw kernel.bpf_stats_enabled=1
   send_flood "$kind" EGRESS
   send_flood "$kind" INGRESS
   program_costs noop
   sysctl -qw kernel.bpf_stats_enabled=0
-  in_a tc qdisc del dev "$end_a" clsact
+  detach_noop
 }
 
 echo "== floor: an empty tc program, the same floods both ways, 5 s each"

@@ -35,15 +35,31 @@ start_recorder() {
 stop_recorder() {
   kill -TERM "$recorder"; wait "$recorder"; recorder=
 }
-# The mean run time of each loaded program named NAME... that has run (bpf_stats).
-program_costs() {
+# `ID NAME RUNS NS_PER_RUN` of each loaded program named NAME... that has run (bpf_stats).
+program_runs() {
   bpftool -j prog show | python3 -c '
 import json, sys
 for p in json.load(sys.stdin):
     name, runs, ns = p.get("name"), p.get("run_cnt", 0), p.get("run_time_ns", 0)
     if name in sys.argv[1:] and runs > 0:
-        print("  %-14s %12d runs  %6.1f ns/run" % (name, runs, ns / runs))
+        print(p["id"], name, runs, "%.1f" % (ns / runs))
 ' "$@"
+}
+# The same, as the benchmarks print it.
+program_costs() {
+  program_runs "$@" | awk '{ printf "  %-14s %12d runs  %6.1f ns/run\n", $2, $3, $4 }'
+}
+# attach_noop HOOK...: the empty program on a's end, on each hook (egress, ingress);
+# detach_noop removes it.
+attach_noop() {
+  in_a tc qdisc add dev "$end_a" clsact
+  local hook
+  for hook; do
+    in_a tc filter add dev "$end_a" "$hook" bpf da obj "$store/noop.bpf.o" sec classifier
+  done
+}
+detach_noop() {
+  in_a tc qdisc del dev "$end_a" clsact
 }
 
 # A 5 s flood of 64-byte UDP datagrams, one way: `single` is one flow (iperf3 at the highest
