@@ -110,11 +110,6 @@ bpftool prog load "$store/noop.bpf.o" "$noop_pin" type classifier
 test_run_ns() {
   bpftool prog run "$@" data_in "$store/frame" repeat "$TEST_RUNS" | sed -n 's/.*duration (average): \([0-9]*\)ns.*/\1/p'
 }
-program_id() {
-  bpftool -j prog show | python3 -c '
-import json, sys
-print(max(p["id"] for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]))' "$1"
-}
 start_recorder
 for program in tc_egress tc_ingress; do
   id=$(program_id "$program")

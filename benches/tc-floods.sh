@@ -1,13 +1,13 @@
-# Sourced by the tc benchmarks (ebpf-cost.sh, ebpf-cost-ab.sh): their namespaces, the recorder
-# started in $a on $end_a, the floods, and each program's mean run time from
-# kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for start_recorder's default).
+# Sourced by the tc benchmarks (ebpf-cost.sh, ebpf-cost-ab.sh): their namespaces, the recorders
+# started in $a on $end_a (each with its spool in the scratch folder), the floods, and each
+# program's mean run time from kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for start_recorder's default).
 source benches/netns-pair.sh
 
 # tc_bench_start PREFIX: the namespace pair PREFIX-a / PREFIX-b joined by the veths PREFIXva /
-# PREFIXvb (10.198.0.1 / .2), a scratch folder $store, and an EXIT trap that stops the recorder,
+# PREFIXvb (10.198.0.1 / .2), a scratch folder $store, and an EXIT trap that stops the recorders,
 # turns bpf_stats off and removes all of them (and $noop_pin, when the caller pins one).
 tc_bench_start() {
-  a=$1-a b=$1-b end_a=$1va end_b=$1vb subnet=10.198.0 store=$(mktemp -d) recorder=
+  a=$1-a b=$1-b end_a=$1va end_b=$1vb subnet=10.198.0 store=$(mktemp -d) recorders=()
   trap tc_bench_cleanup EXIT
   netns_pair_create
 }
@@ -17,23 +17,32 @@ compile_noop() {
     -c benches/noop.bpf.c -o "$store/noop.bpf.o"
 }
 tc_bench_cleanup() {
-  [[ -n "$recorder" ]] && kill "$recorder" 2>/dev/null && wait "$recorder" 2>/dev/null || true
+  local pid
+  for pid in "${recorders[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
   sysctl -qw kernel.bpf_stats_enabled=0 || true
   [[ -z ${noop_pin:-} ]] || rm -f "$noop_pin"
   netns_pair_remove
   rm -rf "$store"
 }
 
-# start_recorder [BINARY] (default $flowrec).
+# start_recorder [BINARY] (default $flowrec): one more recorder attached to $end_a, after those
+# already running (its tc programs run after theirs), with its own spool; the latest logs to
+# $store/recorder.log.
 start_recorder() {
+  local spool=$store/spool-${#recorders[@]}
   # nsenter execs the recorder: $! is the recorder itself, so the kill below reaches it.
   nsenter --net="/run/netns/$a" "${1:-$flowrec}" run --source ebpf --interfaces "$end_a" \
-    --active-timeout 10s --store "$store" 2>"$store/recorder.log" >/dev/null &
-  recorder=$!
+    --active-timeout 10s --store "$store" --spool "$spool" 2>"$store/recorder.log" >/dev/null &
+  recorders+=($!)
   sleep 1
 }
+# Stops every recorder started; their spools go with them.
 stop_recorder() {
-  kill -TERM "$recorder"; wait "$recorder"; recorder=
+  local pid
+  for pid in "${recorders[@]}"; do kill -TERM "$pid"; done
+  for pid in "${recorders[@]}"; do wait "$pid"; done
+  recorders=()
+  rm -rf "$store"/spool-*
 }
 # `ID NAME RUNS NS_PER_RUN` of each loaded program named NAME... that has run (bpf_stats).
 program_runs() {
@@ -44,6 +53,12 @@ for p in json.load(sys.stdin):
     if name in sys.argv[1:] and runs > 0:
         print(p["id"], name, runs, "%.1f" % (ns / runs))
 ' "$@"
+}
+# The id of the program NAME loaded last, run or not.
+program_id() {
+  bpftool -j prog show | python3 -c '
+import json, sys
+print(max(p["id"] for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]))' "$1"
 }
 # The same, as the benchmarks print it.
 program_costs() {
@@ -81,8 +96,10 @@ send_flood() {
   $to nft add table inet frtb
   $to nft add chain inet frtb input '{ type filter hook input priority 0; policy accept; }'
   $to nft add rule inet frtb input udp dport 20000-$((20000 + MIX_FLOWS - 1)) drop
-  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above.
-  $from python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
+  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above. On one CPU (the last):
+  # a sender the scheduler moves halfway counts its flows in both CPUs' slots and maps, a
+  # different flood from one run to the next.
+  $from taskset -c "$(($(nproc) - 1))" python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
 import socket, sys, time
 peer, flows = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
