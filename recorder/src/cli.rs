@@ -215,11 +215,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
-    /// Flows the kernel holds between drains (two maps of this size, each with a copy per CPU:
-    /// about N x (40 + 64 x CPUs) bytes each); flowrec drains early when one is 3/4 full
-    #[arg(long, default_value_t = 65536, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
-    pub flow_map_entries: u32,
+    /// Flows the kernel holds between drains; flowrec drains early when a map is 3/4 full.
+    /// Two maps of this size with a copy per CPU, N x (112 + 64 x CPUs) bytes each, charged to
+    /// the recorder's memory cgroup [default: 65536, or fewer on nodes with more than 15 CPUs,
+    /// so that both maps stay within 128 MiB]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    pub flow_map_entries: Option<u32>,
 
     /// Local folder where flows become durable (fsynced) after every drain, before they are
     /// shipped to the store; kept across restarts (one recorder per folder)

@@ -205,7 +205,7 @@ pub const NO_DROPS: &str = "flows carry no drops (dropped_packets 0, never DROPP
 /// What a kernel before 5.11 asks of the recorder's environment.
 pub const MEMLOCK_NOTE: &str = "this kernel charges BPF maps to RLIMIT_MEMLOCK (before Linux \
      5.11): the recorder raises its soft limit to the hard one, which must hold the flow maps \
-     (2 x --flow-map-entries x ~100 bytes x CPUs); give the container an unlimited memlock \
+     (2 x --flow-map-entries x (112 + 64 x CPUs) bytes); give the container an unlimited memlock \
      ulimit or CAP_SYS_RESOURCE";
 /// What a skipped TCP tracer costs.
 pub const NO_TCP: &str = "TCP flows carry no tcp_* columns (RTT, retransmits, bytes acked)";

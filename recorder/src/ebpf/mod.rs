@@ -46,6 +46,38 @@ static PROGRAMS_OBJECT: &[u8] =
 /// A tc program runs for well under a microsecond; this is orders of magnitude more.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
 
+/// The flow maps' capacity when `--flow-map-entries` is not given, on a node with few CPUs.
+pub const DEFAULT_FLOW_CAPACITY: u32 = 65_536;
+/// Kernel memory the two flow maps may take at the default capacity. They are per-CPU (every
+/// entry has a copy of its counters for every CPU, all allocated at load) and the kernel
+/// charges them to the recorder's memory cgroup: at 65,536 entries that is ~8 MiB per CPU, more
+/// than the recorder's own memory from 16 CPUs on. So on a node with many CPUs the default
+/// capacity is what fits this budget, and the DaemonSet's memory limit holds it
+/// (`deploy/base/recorder.yaml`).
+pub const FLOW_MAPS_BUDGET: u64 = 128 << 20;
+/// The default capacity never goes below this, even past the budget (~1,000 CPUs).
+const MIN_DEFAULT_FLOW_CAPACITY: u32 = 4096;
+/// What the kernel allocates per hash map entry besides the per-CPU copies: the element
+/// header, the key and the pointer to the copies (`bpftool map show`'s memlock, Linux 6.18).
+const HASH_ENTRY_BYTES: u64 = 112;
+
+/// Kernel memory of the two flow maps of `entries` each on `cpus` possible CPUs.
+pub fn flow_maps_bytes(entries: u32, cpus: usize) -> u64 {
+    let per_cpu_copy = std::mem::size_of::<FlowStats>().next_multiple_of(8) as u64;
+    2 * u64::from(entries) * (HASH_ENTRY_BYTES + per_cpu_copy * cpus.max(1) as u64)
+}
+
+/// The flow maps' capacity when none is given: [`DEFAULT_FLOW_CAPACITY`], or less on a node
+/// whose CPUs would take the two maps past [`FLOW_MAPS_BUDGET`]. A smaller map is drained
+/// earlier (at 3/4 full), not lossier.
+pub fn default_flow_capacity(cpus: usize) -> u32 {
+    let fits = FLOW_MAPS_BUDGET / flow_maps_bytes(1, cpus);
+    fits.clamp(
+        u64::from(MIN_DEFAULT_FLOW_CAPACITY),
+        u64::from(DEFAULT_FLOW_CAPACITY),
+    ) as u32
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error(
@@ -92,6 +124,8 @@ pub enum CaptureError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("the possible CPUs (/sys/devices/system/cpu/possible): {0}")]
+    Cpus(#[source] std::io::Error),
     #[error("eBPF map {map}: reading it in batches failed: {source}")]
     Batch {
         map: &'static str,
@@ -527,6 +561,34 @@ fn batch_error(map: &'static str) -> impl Fn(std::io::Error) -> CaptureError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_flow_maps_fit_the_budget_on_any_node() {
+        // bpftool reported 15,729,536 bytes for one 65,536-entry map on this project's 2-CPU
+        // machines: the entries, and the map's own header (under a page).
+        let measured = 2 * 15_729_536;
+        let computed = flow_maps_bytes(65_536, 2);
+        assert!(
+            computed <= measured && measured - computed < 2 * 4096,
+            "{computed}"
+        );
+        assert_eq!(default_flow_capacity(2), DEFAULT_FLOW_CAPACITY);
+        assert_eq!(default_flow_capacity(8), DEFAULT_FLOW_CAPACITY);
+        assert_eq!(default_flow_capacity(32), 31_068);
+        let mut previous = DEFAULT_FLOW_CAPACITY;
+        for cpus in 1..=4096 {
+            let capacity = default_flow_capacity(cpus);
+            assert!(capacity <= previous, "{cpus} CPUs: {capacity} > {previous}");
+            assert!(
+                flow_maps_bytes(capacity, cpus) <= FLOW_MAPS_BUDGET
+                    || capacity == MIN_DEFAULT_FLOW_CAPACITY,
+                "{cpus} CPUs: {capacity} entries take {} bytes",
+                flow_maps_bytes(capacity, cpus)
+            );
+            previous = capacity;
+        }
+        assert_eq!(default_flow_capacity(4096), MIN_DEFAULT_FLOW_CAPACITY);
+    }
 
     #[test]
     fn a_cgroup_flag_finds_v2_at_the_path_or_under_a_hybrid_unified() {

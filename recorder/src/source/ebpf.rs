@@ -32,8 +32,9 @@ pub struct EbpfConfig {
     pub pods: Option<PathBuf>,
     /// Enrich flows with the pods watched from the Kubernetes API instead.
     pub kube: bool,
-    /// Capacity of each kernel flow map.
-    pub flow_map_entries: u32,
+    /// Capacity of each kernel flow map; None: the default for this node's CPUs
+    /// ([`crate::ebpf::default_flow_capacity`]).
+    pub flow_map_entries: Option<u32>,
     pub tc_attach: TcAttach,
     /// The kernel's BTF, where it does not publish it at /sys/kernel/btf/vmlinux.
     pub kernel_btf: Option<PathBuf>,
@@ -141,7 +142,12 @@ impl Checked {
                 _ => {}
             }
         }
-        let mut capture = Capture::load(self.config.flow_map_entries, &plan)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| CaptureError::Cpus(source))?;
+        let capacity = self
+            .config
+            .flow_map_entries
+            .unwrap_or_else(|| crate::ebpf::default_flow_capacity(cpus));
+        let mut capture = Capture::load(capacity, &plan)?;
         let mut interfaces = Interfaces {
             patterns: self.config.interfaces.clone(),
             mode: plan.tc,
@@ -185,7 +191,8 @@ impl Checked {
         metrics.set_ebpf_programs(&attached);
         let what = format!(
             "on {} and matching interfaces to come (tc via {}; drops: {}; TCP: {}), drained \
-             every {:?}",
+             every {:?} or when a flow map is 3/4 full (2 maps of {capacity} flows, {} MiB of \
+             kernel memory on {cpus} CPUs)",
             interfaces
                 .attached()
                 .map(|(_, name)| name)
@@ -204,7 +211,8 @@ impl Checked {
                 Decision::Attach(cgroup) => format!("cgroup {}", cgroup.display()),
                 Decision::Skip(_) => "not recorded".to_string(),
             },
-            self.config.active_timeout
+            self.config.active_timeout,
+            crate::ebpf::flow_maps_bytes(capacity, cpus).div_ceil(1 << 20),
         );
         let reasons = match plan.drops {
             Decision::Attach(reasons) => reasons,
