@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Memory of `flowrec run --source ebpf` draining a full flow map (issue 19, target 1; as root):
-# the recorder, with its default flags (65,536-entry flow map, drained every 10 s or when 3/4
-# full), attached in one namespace while a sender there opens ROUNDS rounds of 65,535 new UDP
-# flows (one datagram to every port of the peer, from a fresh source port each round), one
-# round every 10 s. Prints the recorder's peak RSS (VmHWM, sampled until it exits), its CPU
-# seconds per 1M flow records (with and without its one-time startup), and the flows in the
-# store.
+# the recorder, with its default flags (65,536-entry flow map on up to 15 CPUs, drained every
+# 10 s or when 3/4 full), attached in one namespace while a sender there opens ROUNDS rounds of
+# 65,535 new UDP flows (one datagram to every port of the peer, from a fresh source port each
+# round), one round every 10 s. Prints the recorder's peak RSS (VmHWM, sampled until it exits),
+# the kernel memory of its maps, its CPU seconds per 1M flow records (with and without its
+# one-time startup), and the flows in the store.
 # Usage: benches/ebpf-memory.sh [ROUNDS] (default 6); FLOWREC=PATH runs another recorder binary
-# (an A/B pair); FLOWSQL=target/debug/flowsql counts the
-# store with a debug build instead of building flowsql for release. Namespaces and veths are prefixed frtm
-# and removed on exit, also on failure.
+# (an A/B pair); FLOWSQL=target/debug/flowsql counts the store with a debug build instead of
+# building flowsql for release. Namespaces and veths are prefixed frtm and removed on exit, also
+# on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-6}
@@ -40,6 +40,17 @@ wait_for "recording flows" "$work/recorder.log" 100
 # What starting costs once (loading and verifying the programs, reading the kernel's BTF): a
 # fixed ~0.1 s that a node agent pays per start, not per flow. Reported apart from the rest.
 startup_cpu=$(cpu_seconds "$recorder")
+# The kernel memory of the recorder's BPF maps (each map fd's memlock in /proc/PID/fdinfo): it
+# is allocated at load and charged to the recorder's memory cgroup, beside its RSS.
+kernel_maps_kib() {
+  local info total=0
+  for info in /proc/"$1"/fdinfo/*; do
+    grep -q '^map_type:' "$info" 2>/dev/null || continue
+    total=$((total + $(sed -n 's/^memlock:[[:space:]]*//p' "$info")))
+  done
+  echo $((total / 1024))
+}
+maps_kib=$(kernel_maps_kib "$recorder")
 peak_kib=0
 sample() {
   local hwm
@@ -71,6 +82,7 @@ stored=$("$flowsql" --store "$work/store" --format csv "select count(*) as n fro
 echo "flow records sent        $((rounds * 65535)) UDP flows (+ what the kernel itself sends)"
 echo "flows in the store       $stored"
 echo "recorder peak RSS        $((peak_kib / 1024)) MiB"
+echo "kernel maps              $((maps_kib / 1024)) MiB on $(nproc) CPUs (charged to the same memory cgroup)"
 awk -v c="$cpu" -v s="$startup_cpu" -v n="$stored" -v t="$((rounds * 10))" 'BEGIN {
   printf "recorder CPU             %.2f s, shipping included (%.2f s per 1M flow records)\n", c, c / n * 1e6
   printf "  of which startup       %.2f s once; after it %.2f s (%.2f s per 1M flow records, idle ticks of ~%d s included)\n", s, c - s, (c - s) / n * 1e6, t
