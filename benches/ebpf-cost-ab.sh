@@ -69,6 +69,10 @@ together() {
     start_recorder "${binary[$who]}"
     ids+=("$(program_id "$program")")
   done
+  if [[ ${ids[0]} == "${ids[1]}" ]]; then
+    echo "$0: both recorders' $program is program ${ids[0]}" >&2
+    exit 1
+  fi
   send_flood "$kind" "$side"
   echo "$1 $(mean_ns "$program" "${ids[0]}")"
   echo "$2 $(mean_ns "$program" "${ids[1]}")"

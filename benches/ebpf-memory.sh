@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Memory of `flowrec run --source ebpf` draining a full flow map (issue 19, target 1; as root):
-# the recorder, with its default flags (65,536-entry flow map on up to 15 CPUs, drained every
-# 10 s or when 3/4 full), attached in one namespace while a sender there opens ROUNDS rounds of
-# 65,535 new UDP flows (one datagram to every port of the peer, from a fresh source port each
-# round), one round every 10 s. Prints the recorder's peak RSS (VmHWM, sampled until it exits),
-# the kernel memory of its maps, its CPU seconds per 1M flow records (with and without its
-# one-time startup), and the flows in the store.
+# the recorder, with its default flags (a 65,536-entry flow map, given: the default on up to 14
+# CPUs; drained every 10 s or when 3/4 full), attached in one namespace while a sender there
+# opens ROUNDS rounds of 65,535 new UDP flows (one datagram to every port of the peer, from a
+# fresh source port each round), one round every 10 s. Prints the recorder's peak RSS (VmHWM,
+# sampled until it exits), the kernel memory of its maps, its CPU seconds per 1M flow records
+# (with and without its one-time startup), and the flows in the store.
 # Usage: benches/ebpf-memory.sh [ROUNDS] (default 6); FLOWREC=PATH runs another recorder binary
 # (an A/B pair); FLOWSQL=target/debug/flowsql counts the store with a debug build instead of
 # building flowsql for release. Namespaces and veths are prefixed frtm and removed on exit, also
@@ -34,7 +34,8 @@ in_b nft add chain inet frtm input '{ type filter hook input priority 0; policy 
 
 # nsenter execs the recorder: $! is the recorder itself.
 nsenter --net="/run/netns/$a" "$flowrec" run --source ebpf --interfaces "$end_a" \
-  --store "$work/store" --spool "$work/spool" 2>"$work/recorder.log" >/dev/null &
+  --flow-map-entries 65536 --store "$work/store" --spool "$work/spool" \
+  2>"$work/recorder.log" >/dev/null &
 recorder=$!
 wait_for "recording flows" "$work/recorder.log" 100
 # What starting costs once (loading and verifying the programs, reading the kernel's BTF): a
@@ -82,7 +83,7 @@ stored=$("$flowsql" --store "$work/store" --format csv "select count(*) as n fro
 echo "flow records sent        $((rounds * 65535)) UDP flows (+ what the kernel itself sends)"
 echo "flows in the store       $stored"
 echo "recorder peak RSS        $((peak_kib / 1024)) MiB"
-echo "kernel maps              $((maps_kib / 1024)) MiB on $(nproc) CPUs (charged to the same memory cgroup)"
+echo "kernel maps              $((maps_kib / 1024)) MiB (charged to the same memory cgroup)"
 awk -v c="$cpu" -v s="$startup_cpu" -v n="$stored" -v t="$((rounds * 10))" 'BEGIN {
   printf "recorder CPU             %.2f s, shipping included (%.2f s per 1M flow records)\n", c, c / n * 1e6
   printf "  of which startup       %.2f s once; after it %.2f s (%.2f s per 1M flow records, idle ticks of ~%d s included)\n", s, c - s, (c - s) / n * 1e6, t

@@ -1,6 +1,7 @@
 # Sourced by the tc benchmarks (ebpf-cost.sh, ebpf-cost-ab.sh): their namespaces, the recorders
 # started in $a on $end_a (each with its spool in the scratch folder), the floods, and each
-# program's mean run time from kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for start_recorder's default).
+# program's mean run time from kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for
+# start_recorder's default).
 source benches/netns-pair.sh
 
 # tc_bench_start PREFIX: the namespace pair PREFIX-a / PREFIX-b joined by the veths PREFIXva /
@@ -25,16 +26,24 @@ tc_bench_cleanup() {
   rm -rf "$store"
 }
 
-# start_recorder [BINARY] (default $flowrec): one more recorder attached to $end_a, after those
-# already running (its tc programs run after theirs), with its own spool; the latest logs to
-# $store/recorder.log.
+# start_recorder [BINARY] (default $flowrec): one more recorder attached to $end_a (through
+# TCX, after those already running: its tc programs run after theirs), with its own spool; the
+# first logs to $store/recorder.log, the next ones to recorder-N.log. Returns once it records.
 start_recorder() {
-  local spool=$store/spool-${#recorders[@]}
+  local n=${#recorders[@]} log=$store/recorder.log
+  ((n == 0)) || log=$store/recorder-$n.log
   # nsenter execs the recorder: $! is the recorder itself, so the kill below reaches it.
   nsenter --net="/run/netns/$a" "${1:-$flowrec}" run --source ebpf --interfaces "$end_a" \
-    --active-timeout 10s --store "$store" --spool "$spool" 2>"$store/recorder.log" >/dev/null &
+    --active-timeout 10s --store "$store" --spool "$store/spool-$n" 2>"$log" >/dev/null &
   recorders+=($!)
-  sleep 1
+  local tries
+  for ((tries = 0; tries < 100; tries++)); do
+    grep -q "recording flows" "$log" && return 0
+    kill -0 "${recorders[n]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: the recorder did not start:" >&2; cat "$log" >&2
+  return 1
 }
 # Stops every recorder started; their spools go with them.
 stop_recorder() {
@@ -96,10 +105,12 @@ send_flood() {
   $to nft add table inet frtb
   $to nft add chain inet frtb input '{ type filter hook input priority 0; policy accept; }'
   $to nft add rule inet frtb input udp dport 20000-$((20000 + MIX_FLOWS - 1)) drop
-  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above. On one CPU (the last):
-  # a sender the scheduler moves halfway counts its flows in both CPUs' slots and maps, a
-  # different flood from one run to the next.
-  $from taskset -c "$(($(nproc) - 1))" python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
+  # 36 bytes of payload: 64-byte frames, like iperf3's -l 64 ones above. On one CPU (the last
+  # this shell may use): a sender the scheduler moves halfway counts its flows in both CPUs'
+  # slots and maps, a different flood from one run to the next.
+  local cpu
+  cpu=$(taskset -pc $$ | sed 's/.*: //' | awk -F'[,-]' '{ print $NF }')
+  $from taskset -c "$cpu" python3 - "$peer" "$MIX_FLOWS" >"$store/sent" <<'PY'
 import socket, sys, time
 peer, flows = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

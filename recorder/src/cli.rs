@@ -217,7 +217,7 @@ pub struct RunArgs {
 
     /// Flows the kernel holds between drains; flowrec drains early when a map is 3/4 full.
     /// Two maps of this size with a copy per CPU, N x (112 + 64 x CPUs) bytes each, charged to
-    /// the recorder's memory cgroup [default: 65536, or fewer on nodes with more than 15 CPUs,
+    /// the recorder's memory cgroup [default: 65536, or fewer on nodes with 15 CPUs or more,
     /// so that both maps stay within 128 MiB]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub flow_map_entries: Option<u32>,

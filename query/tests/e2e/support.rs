@@ -891,3 +891,18 @@ pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// The kernel memory of the BPF maps process `pid` holds open (the memlock of each map fd in
+/// /proc/PID/fdinfo), which the kernel charges to its memory cgroup beside its RSS.
+pub fn bpf_maps_kib(pid: u32) -> u64 {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).expect("the process runs");
+    let bytes: u64 = fds
+        .filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l.starts_with("map_type:")))
+        .filter_map(|info| {
+            let memlock = info.lines().find_map(|l| l.strip_prefix("memlock:"))?;
+            memlock.trim().parse::<u64>().ok()
+        })
+        .sum();
+    bytes / 1024
+}

@@ -51,31 +51,47 @@ pub const DEFAULT_FLOW_CAPACITY: u32 = 65_536;
 /// Kernel memory the two flow maps may take at the default capacity. They are per-CPU (every
 /// entry has a copy of its counters for every CPU, all allocated at load) and the kernel
 /// charges them to the recorder's memory cgroup: at 65,536 entries that is ~8 MiB per CPU, more
-/// than the recorder's own memory from 16 CPUs on. So on a node with many CPUs the default
-/// capacity is what fits this budget, and the DaemonSet's memory limit holds it
-/// (`deploy/base/recorder.yaml`).
+/// than the recorder's own memory from 13 CPUs on. So on a node with 15 CPUs or more the
+/// default capacity is what fits this budget, and the eBPF DaemonSet's memory limit holds it
+/// (`deploy/overlays/ebpf/recorder.yaml`).
 pub const FLOW_MAPS_BUDGET: u64 = 128 << 20;
-/// The default capacity never goes below this, even past the budget (~1,000 CPUs).
+/// The default capacity never goes below this: from 255 CPUs on, the maps exceed the budget
+/// (the start line says by how much).
 const MIN_DEFAULT_FLOW_CAPACITY: u32 = 4096;
 /// What the kernel allocates per hash map entry besides the per-CPU copies: the element
-/// header, the key and the pointer to the copies (`bpftool map show`'s memlock, Linux 6.18).
-const HASH_ENTRY_BYTES: u64 = 112;
+/// header, the key and the pointer to the copies (48 + 40 + 8 bytes; Linux 6.18's
+/// `htab_map_mem_usage`, which `bpftool map show` prints as memlock).
+const HASH_ELEMENT_BYTES: u64 = 96;
+/// A hash bucket; a map has the next power of two above its capacity of them.
+const HASH_BUCKET_BYTES: u64 = 16;
 
 /// Kernel memory of the two flow maps of `entries` each on `cpus` possible CPUs.
 pub fn flow_maps_bytes(entries: u32, cpus: usize) -> u64 {
     let per_cpu_copy = std::mem::size_of::<FlowStats>().next_multiple_of(8) as u64;
-    2 * u64::from(entries) * (HASH_ENTRY_BYTES + per_cpu_copy * cpus.max(1) as u64)
+    let buckets = u64::from(entries).next_power_of_two();
+    2 * (buckets * HASH_BUCKET_BYTES
+        + u64::from(entries) * (HASH_ELEMENT_BYTES + per_cpu_copy * cpus.max(1) as u64))
 }
 
-/// The flow maps' capacity when none is given: [`DEFAULT_FLOW_CAPACITY`], or less on a node
-/// whose CPUs would take the two maps past [`FLOW_MAPS_BUDGET`]. A smaller map is drained
-/// earlier (at 3/4 full), not lossier.
+/// The flow maps' capacity when none is given: [`DEFAULT_FLOW_CAPACITY`], or the most that
+/// keeps the two maps within [`FLOW_MAPS_BUDGET`] on `cpus` CPUs. A smaller map is drained
+/// sooner (at 3/4 full, checked every 100 ms): a burst of new flows faster than that finds it
+/// full sooner, and what does not fit is counted as lost (`flow_map_full`), never silently.
 pub fn default_flow_capacity(cpus: usize) -> u32 {
-    let fits = FLOW_MAPS_BUDGET / flow_maps_bytes(1, cpus);
-    fits.clamp(
-        u64::from(MIN_DEFAULT_FLOW_CAPACITY),
-        u64::from(DEFAULT_FLOW_CAPACITY),
-    ) as u32
+    if flow_maps_bytes(MIN_DEFAULT_FLOW_CAPACITY, cpus) > FLOW_MAPS_BUDGET {
+        return MIN_DEFAULT_FLOW_CAPACITY;
+    }
+    // The bytes grow with the entries: the most that fits, by bisection.
+    let (mut fits, mut over) = (MIN_DEFAULT_FLOW_CAPACITY, DEFAULT_FLOW_CAPACITY + 1);
+    while over - fits > 1 {
+        let middle = fits + (over - fits) / 2;
+        if flow_maps_bytes(middle, cpus) <= FLOW_MAPS_BUDGET {
+            fits = middle;
+        } else {
+            over = middle;
+        }
+    }
+    fits
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -573,8 +589,14 @@ mod tests {
             "{computed}"
         );
         assert_eq!(default_flow_capacity(2), DEFAULT_FLOW_CAPACITY);
-        assert_eq!(default_flow_capacity(8), DEFAULT_FLOW_CAPACITY);
-        assert_eq!(default_flow_capacity(32), 31_068);
+        assert_eq!(default_flow_capacity(14), DEFAULT_FLOW_CAPACITY);
+        assert!(default_flow_capacity(15) < DEFAULT_FLOW_CAPACITY);
+        let on_32 = default_flow_capacity(32);
+        assert!(flow_maps_bytes(on_32, 32) <= FLOW_MAPS_BUDGET);
+        assert!(
+            flow_maps_bytes(on_32 + 1, 32) > FLOW_MAPS_BUDGET,
+            "{on_32} is the most"
+        );
         let mut previous = DEFAULT_FLOW_CAPACITY;
         for cpus in 1..=4096 {
             let capacity = default_flow_capacity(cpus);

@@ -191,8 +191,8 @@ impl Checked {
         metrics.set_ebpf_programs(&attached);
         let what = format!(
             "on {} and matching interfaces to come (tc via {}; drops: {}; TCP: {}), drained \
-             every {:?} or when a flow map is 3/4 full (2 maps of {capacity} flows, {} MiB of \
-             kernel memory on {cpus} CPUs)",
+             every {:?} or when a flow map is 3/4 full (2 flow maps of {capacity} flows: {} MiB \
+             of kernel memory on {cpus} possible CPUs)",
             interfaces
                 .attached()
                 .map(|(_, name)| name)
