@@ -58,7 +58,7 @@ flood() {
   sysctl -qw kernel.bpf_stats_enabled=0
 }
 
-# together FIRST SECOND SIDE: one flood across both builds' programs (FIRST's run first); prints
+# together SIDE FIRST SECOND: one flood across both builds' programs (FIRST's run first); prints
 # `WHO NS` for each.
 together() {
   local side=$1 program=tc_egress who ids=()
