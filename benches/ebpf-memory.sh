@@ -41,16 +41,6 @@ wait_for "recording flows" "$work/recorder.log" 100
 # What starting costs once (loading and verifying the programs, reading the kernel's BTF): a
 # fixed ~0.1 s that a node agent pays per start, not per flow. Reported apart from the rest.
 startup_cpu=$(cpu_seconds "$recorder")
-# The kernel memory of the recorder's BPF maps (each map fd's memlock in /proc/PID/fdinfo): it
-# is allocated at load and charged to the recorder's memory cgroup, beside its RSS.
-kernel_maps_kib() {
-  local info total=0
-  for info in /proc/"$1"/fdinfo/*; do
-    grep -q '^map_type:' "$info" 2>/dev/null || continue
-    total=$((total + $(sed -n 's/^memlock:[[:space:]]*//p' "$info")))
-  done
-  echo $((total / 1024))
-}
 maps_kib=$(kernel_maps_kib "$recorder")
 peak_kib=0
 sample() {

@@ -23,6 +23,16 @@ sample_until_exit() { # pid
     sleep 0.02
   done
 }
+# The kernel memory of the BPF maps process $1 holds open (KiB; the memlock of each map fd in
+# /proc/PID/fdinfo): allocated at load and charged to its memory cgroup, beside its RSS.
+kernel_maps_kib() {
+  local info total=0
+  for info in /proc/"$1"/fdinfo/*; do
+    grep -q '^map_type:' "$info" 2>/dev/null || continue
+    total=$((total + $(sed -n 's/^memlock:[[:space:]]*//p' "$info")))
+  done
+  echo $((total / 1024))
+}
 # Context switches of every thread of process $1 so far (voluntary + involuntary).
 context_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'

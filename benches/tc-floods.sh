@@ -3,6 +3,7 @@
 # program's mean run time from kernel.bpf_stats_enabled. Needs MIX_FLOWS (and $flowrec for
 # start_recorder's default).
 source benches/netns-pair.sh
+source benches/process-probe.sh
 
 # tc_bench_start PREFIX: the namespace pair PREFIX-a / PREFIX-b joined by the veths PREFIXva /
 # PREFIXvb (10.198.0.1 / .2), a scratch folder $store, and an EXIT trap that stops the recorders,
@@ -36,14 +37,7 @@ start_recorder() {
   nsenter --net="/run/netns/$a" "${1:-$flowrec}" run --source ebpf --interfaces "$end_a" \
     --active-timeout 10s --store "$store" --spool "$store/spool-$n" 2>"$log" >/dev/null &
   recorders+=($!)
-  local tries
-  for ((tries = 0; tries < 100; tries++)); do
-    grep -q "recording flows" "$log" && return 0
-    kill -0 "${recorders[n]}" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench: the recorder did not start:" >&2; cat "$log" >&2
-  return 1
+  wait_for "recording flows" "$log" 100
 }
 # Stops every recorder started; their spools go with them.
 stop_recorder() {

@@ -54,6 +54,12 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
+/// The bytes the kernel gives each CPU's copy of a per-CPU value of type `V`, in a map and in
+/// what it copies out: round_up(value_size, 8).
+pub fn per_cpu_stride<V>() -> usize {
+    size_of::<V>().next_multiple_of(8)
+}
+
 /// Reads every entry of the per-CPU map `map` (key type `K`, value type `V` per CPU), taking it
 /// out or not as `reading` says, and gives each to `each` with its per-CPU copies (one per
 /// possible CPU). Entries added meanwhile may or may not be read. `Ok(false)`: the kernel does
@@ -80,8 +86,7 @@ pub fn read_all<K: Pod, V: Pod>(
     }
     let cpus = aya::util::nr_cpus().map_err(|(_, error)| error)?;
     let map = map.fd().as_fd();
-    // Per-CPU values are copied at 8-byte strides (round_up(value_size, 8) per CPU).
-    let stride = size_of::<V>().next_multiple_of(8);
+    let stride = per_cpu_stride::<V>();
     let value_bytes = stride * cpus.max(1);
     let mut batch = (BUFFER_BYTES / (value_bytes + size_of::<K>())).clamp(64, MAX_BATCH);
     let mut keys = vec![0u8; batch * size_of::<K>()];

@@ -67,7 +67,7 @@ const HASH_BUCKET_BYTES: u64 = 16;
 
 /// Kernel memory of the two flow maps of `entries` each on `cpus` possible CPUs.
 pub fn flow_maps_bytes(entries: u32, cpus: usize) -> u64 {
-    let per_cpu_copy = std::mem::size_of::<FlowStats>().next_multiple_of(8) as u64;
+    let per_cpu_copy = batch::per_cpu_stride::<FlowStats>() as u64;
     let buckets = u64::from(entries).next_power_of_two();
     2 * (buckets * HASH_BUCKET_BYTES
         + u64::from(entries) * (HASH_ELEMENT_BYTES + per_cpu_copy * cpus.max(1) as u64))
