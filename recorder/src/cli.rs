@@ -206,16 +206,18 @@ pub struct RunArgs {
     )]
     pub interfaces: Vec<String>,
 
-    /// How often flows are drained from the kernel and written as rows
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
-    pub active_timeout: Duration,
+    /// How often flows are drained from the kernel and written as rows (--source ebpf)
+    /// [default: 10s]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub active_timeout: Option<Duration>,
 
     /// cgroup v2 whose processes' TCP connections are followed (sock_ops), descendants
     /// included [default: the root of the cgroup v2 hierarchy]
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
-    /// Flows the kernel holds between drains; flowrec drains early when a map is 3/4 full.
+    /// Flows the kernel holds between drains (--source ebpf); flowrec drains early when a map
+    /// is 3/4 full.
     /// Two maps of this size with a copy per CPU, N x (112 + 64 x CPUs) bytes each, charged to
     /// the recorder's memory cgroup [default: 65536, or fewer on nodes with 15 CPUs or more,
     /// so that both maps stay within 128 MiB]
@@ -287,6 +289,10 @@ pub struct RunArgs {
     pub redact: RedactArgs,
 }
 
+/// How often the eBPF source drains its flow maps when `--active-timeout` is not given: the
+/// flow records' granularity, and what a crash can lose (see ARCHITECTURE.md).
+const DEFAULT_ACTIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A `run` command line that parses but does not hold together.
 #[derive(Debug, thiserror::Error)]
 pub enum RunArgsError {
@@ -304,9 +310,15 @@ impl RunArgs {
     /// An error naming the first flag given that belongs to one of the sources `others`
     /// (the source chosen is `given`).
     fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
-        let flags: [(&'static str, &'static str, bool); 14] = [
+        let flags: [(&'static str, &'static str, bool); 16] = [
             ("--follow", "file", self.follow.is_some()),
             ("--interfaces", "ebpf", !self.interfaces.is_empty()),
+            ("--active-timeout", "ebpf", self.active_timeout.is_some()),
+            (
+                "--flow-map-entries",
+                "ebpf",
+                self.flow_map_entries.is_some(),
+            ),
             ("--cgroup", "ebpf", self.cgroup.is_some()),
             ("--kernel-btf", "ebpf", self.kernel_btf.is_some()),
             (
@@ -359,7 +371,7 @@ impl RunArgs {
                 self.only_for(&["file", "hubble"], "ebpf")?;
                 SourceConfig::Ebpf(EbpfConfig {
                     interfaces: self.interfaces.clone(),
-                    active_timeout: self.active_timeout,
+                    active_timeout: self.active_timeout.unwrap_or(DEFAULT_ACTIVE_TIMEOUT),
                     cgroup: self.cgroup.clone(),
                     pods: self.pods.clone(),
                     kube: self.kube,
@@ -547,5 +559,93 @@ impl ImportArgs {
             progress: !self.no_progress,
             redaction: self.redact.redaction(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_config(args: &[&str]) -> Result<RunConfig, RunArgsError> {
+        let cli = Cli::try_parse_from(["flowrec", "run"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?} does not parse: {e}"));
+        match cli.command {
+            Command::Run(run) => run.into_config(),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_flag_of_another_source_is_named() {
+        for (args, flag, given) in [
+            (
+                &[
+                    "--source",
+                    "hubble",
+                    "--hubble-server",
+                    "h:4245",
+                    "--flow-map-entries",
+                    "4096",
+                ][..],
+                "--flow-map-entries",
+                "hubble",
+            ),
+            (
+                &[
+                    "--source",
+                    "file",
+                    "--follow",
+                    "x.log",
+                    "--active-timeout",
+                    "30s",
+                ][..],
+                "--active-timeout",
+                "file",
+            ),
+            (
+                &[
+                    "--source",
+                    "ebpf",
+                    "--interfaces",
+                    "eth0",
+                    "--hubble-tls-ca",
+                    "ca.pem",
+                ][..],
+                "--hubble-tls-ca",
+                "ebpf",
+            ),
+        ] {
+            match run_config(args) {
+                Err(RunArgsError::NotForSource {
+                    flag: named,
+                    given: source,
+                    ..
+                }) => assert_eq!((named, source), (flag, given), "{args:?}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_ebpf_source_takes_its_flags_and_defaults() {
+        let ebpf = |args: &[&str]| match run_config(args).expect("a valid command line").source {
+            SourceConfig::Ebpf(config) => config,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        let defaults = ebpf(&["--source", "ebpf", "--interfaces", "eth0"]);
+        assert_eq!(defaults.active_timeout, DEFAULT_ACTIVE_TIMEOUT);
+        assert_eq!(defaults.flow_map_entries, None);
+        let given = ebpf(&[
+            "--source",
+            "ebpf",
+            "--interfaces",
+            "eth0",
+            "--active-timeout",
+            "30s",
+            "--flow-map-entries",
+            "4096",
+        ]);
+        assert_eq!(given.active_timeout, Duration::from_secs(30));
+        assert_eq!(given.flow_map_entries, Some(4096));
     }
 }
