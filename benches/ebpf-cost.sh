@@ -2,26 +2,39 @@
 # Cost of the recorder's kernel programs (issue 3 benchmark; `make bench-ebpf`, as root):
 #  1. per-packet run time of each program from kernel.bpf_stats_enabled (run_time_ns / run_cnt)
 #     during 64-byte UDP floods each way: one flow at the highest rate iperf3 reaches here, and
-#     MIX_FLOWS flows (default 10,000) interleaved round-robin; the recorder's loss counters,
-#     and the datagrams sent vs recorded (flows lost).
-#     An empty tc program measured the same way first gives the floor: the cost of the
-#     measurement itself on this machine.
+#     MIX_FLOWS flows (default 10,000) interleaved round-robin; ROUNDS rounds (default 3) of the
+#     four floods, then the median of each. The floor is an empty tc program attached beside the
+#     recorder on the flooded hook (clsact, which runs after the recorder's TCX programs), timed
+#     on the same packets in the same flood: these VMs' floors move by several ns from one flood
+#     to the next, as much as most changes, and a flood that runs slower for both programs does
+#     not read as the recorder's cost. Each flood also prints the recorder's loss counters and
+#     the datagrams sent vs recorded (flows lost).
 #  2. each tc program alone, without the network stack around it: BPF_PROG_TEST_RUN
 #     (`bpftool prog run`) of one 64-byte UDP frame repeated TEST_RUNS times (default 10M),
 #     against the empty program run the same way. With the flow in its slot and every line it
 #     touches in cache, this is the program's own cost; the floods add what a packet pays for
 #     the lines the stack evicted between two packets.
-#  3. iperf3 TCP throughput between two namespaces without and with the recorder attached,
-#     median of 5 runs each, alternating.
+#  3. iperf3 TCP throughput between two namespaces, TCP_RUNS rounds (default 9) of three 3 s
+#     runs in an order that rotates: nothing attached, the empty program on both hooks, the
+#     recorder; the median of each, and of each round's ratio to nothing attached. The empty
+#     program's ratio is the control: on these VMs it swings as much as the recorder's.
 # Namespaces, veths and the pinned empty program (/sys/fs/bpf/frtb_noop) are prefixed frtb and
 # removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MIX_FLOWS=${MIX_FLOWS:-10000}
+TEST_RUNS=${TEST_RUNS:-10000000}
+ROUNDS=${ROUNDS:-3}
+TCP_RUNS=${TCP_RUNS:-9}
+for knob in MIX_FLOWS TEST_RUNS ROUNDS TCP_RUNS; do
+  if ! [[ ${!knob} =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: $knob must be a positive whole number, not '${!knob}'" >&2
+    exit 2
+  fi
+done
 bash .ci/setup.sh
 [[ -n ${FLOWREC:-} ]] || cargo build --release --locked --quiet -p flowrec
 flowrec=${FLOWREC:-target/release/flowrec}
-MIX_FLOWS=${MIX_FLOWS:-10000}
-TEST_RUNS=${TEST_RUNS:-10000000}
 noop_pin=/sys/fs/bpf/frtb_noop
 source benches/tc-floods.sh
 tc_bench_start frtb
@@ -31,18 +44,34 @@ tcp_gbits() {
   in_a iperf3 -c 10.198.0.2 -t 3 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
 }
 
-# One flood (see send_flood) with a fresh recorder in a: every program's mean run time, the
-# recorder's loss counters, and the datagrams sent vs recorded.
+# udp_flood KIND SIDE: one flood (see send_flood) with a fresh recorder in a and the empty
+# program on the flooded hook: every program's mean run time, the recorder's program above the
+# empty one, the recorder's loss counters, and the datagrams sent vs recorded. Appends
+# `KIND SIDE PROGRAM_NS EMPTY_NS` to $store/costs.
 udp_flood() {
-  local kind=$1 side=$2
+  local kind=$1 side=$2 hook=egress program=tc_egress
+  [[ $side == INGRESS ]] && hook=ingress program=tc_ingress
+  attach_noop "$hook"
   sysctl -qw kernel.bpf_stats_enabled=1
   start_recorder
   send_flood "$kind" "$side"
   # Every program's mean run time (the flood's side has millions of runs; the other side only
   # iperf3's control traffic, whose first, cold runs dominate).
-  program_costs tc_ingress tc_egress on_kfree_skb tcp_lifecycle
+  program_runs tc_ingress tc_egress on_kfree_skb tcp_lifecycle noop >"$store/runs"
   stop_recorder
   sysctl -qw kernel.bpf_stats_enabled=0
+  detach_noop
+  awk '{ printf "  %-14s %12d runs  %6.1f ns/run\n", $2, $3, $4 }' "$store/runs"
+  local ns floor
+  ns=$(awk -v p="$program" '$2 == p { print $4 }' "$store/runs")
+  floor=$(awk '$2 == "noop" { print $4 }' "$store/runs")
+  if ! [[ $ns =~ ^[0-9]+(\.[0-9]+)?$ && $floor =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    echo "$0: no single reading of $program ($ns) and of the empty program ($floor)" >&2
+    exit 1
+  fi
+  awk -v p="$program" -v a="$ns" -v b="$floor" \
+    'BEGIN { printf "  %s: %.1f ns above the empty program on the same packets\n", p, a - b }'
+  echo "$kind $side $ns $floor" >>"$store/costs"
   echo "  $(tail -1 "$store/recorder.log")"
   # Flows lost: every datagram sent must be in the recorded flows' packets. iperf3 sends one
   # datagram of its own first (its UDP "connect"), outside its count.
@@ -65,31 +94,30 @@ PY
   rm -rf "$store/flows"
 }
 
-# The floor: an empty tc program (benches/noop.bpf.c) on both sides of a's end, the same
-# floods (KIND: single or mix) both ways.
-noop_floor() {
-  local kind=$1
-  attach_noop egress ingress
-  sysctl -qw kernel.bpf_stats_enabled=1
-  send_flood "$kind" EGRESS
-  send_flood "$kind" INGRESS
-  program_costs noop
-  sysctl -qw kernel.bpf_stats_enabled=0
-  detach_noop
-}
-
-echo "== floor: an empty tc program, the same floods both ways, 5 s each"
 compile_noop
-noop_floor single
-noop_floor mix
-echo "== per-packet cost: one flow, 64-byte UDP flood a -> b, 5 s (tc_egress)"
-udp_flood single EGRESS
-echo "== per-packet cost: one flow, 64-byte UDP flood b -> a, 5 s (tc_ingress)"
-udp_flood single INGRESS
-echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP a -> b, 5 s (tc_egress)"
-udp_flood mix EGRESS
-echo "== per-packet cost: $MIX_FLOWS flows interleaved, 64-byte UDP b -> a, 5 s (tc_ingress)"
-udp_flood mix INGRESS
+for ((round = 1; round <= ROUNDS; round++)); do
+  echo "== round $round of $ROUNDS: one flow, 64-byte UDP flood a -> b, 5 s (tc_egress)"
+  udp_flood single EGRESS
+  echo "== round $round of $ROUNDS: one flow, 64-byte UDP flood b -> a, 5 s (tc_ingress)"
+  udp_flood single INGRESS
+  echo "== round $round of $ROUNDS: $MIX_FLOWS flows interleaved, 64-byte UDP a -> b, 5 s (tc_egress)"
+  udp_flood mix EGRESS
+  echo "== round $round of $ROUNDS: $MIX_FLOWS flows interleaved, 64-byte UDP b -> a, 5 s (tc_ingress)"
+  udp_flood mix INGRESS
+done
+echo "== per packet above the empty program on the same packets, medians of $ROUNDS rounds (target <= 20 ns)"
+python3 - "$store/costs" "$MIX_FLOWS" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+for kind, name in (("single", "one flow"), ("mix", f"{sys.argv[2]} flows interleaved")):
+    for side, program in (("EGRESS", "tc_egress"), ("INGRESS", "tc_ingress")):
+        runs = [(float(r[2]), float(r[3])) for r in rows if r[0] == kind and r[1] == side]
+        above = [ns - floor for ns, floor in runs]
+        print(f"  {name}, {program}: {statistics.median(above):.1f} above "
+              f"({' '.join(f'{x:.1f}' for x in above)}); program "
+              f"{statistics.median(ns for ns, _ in runs):.1f}, empty program "
+              f"{statistics.median(floor for _, floor in runs):.1f} ns/run")
+PY
 
 echo "== each program alone: one 64-byte UDP frame, BPF_PROG_TEST_RUN x $TEST_RUNS, 3 rounds"
 # 192.0.2.1:40000 -> 192.0.2.2:5201 (TEST-NET-1: no flow of the floods above).
@@ -121,18 +149,39 @@ done
 stop_recorder
 rm -f "$noop_pin"
 
-echo "== TCP throughput, median of 5, without / with the recorder"
-without=() with=()
-for _ in 1 2 3 4 5; do
-  without+=("$(tcp_gbits)")
-  start_recorder; with+=("$(tcp_gbits)"); stop_recorder
+echo "== TCP throughput, $TCP_RUNS rounds of three 3 s runs: nothing attached, the empty program, the recorder"
+# tcp_run ARM: one iperf3 run (Gbit/s) with nothing on a's end (none), the empty program on both
+# of its hooks (empty), or a fresh recorder (recorder).
+tcp_run() {
+  case $1 in
+    none) tcp_gbits ;;
+    empty) attach_noop egress ingress; tcp_gbits; detach_noop ;;
+    recorder) start_recorder; tcp_gbits; stop_recorder ;;
+  esac
+}
+arms=(none empty recorder)
+for ((run = 1; run <= TCP_RUNS; run++)); do
+  # The order rotates from round to round: a machine that slows down or speeds up during a
+  # round favours no arm.
+  for ((i = 0; i < 3; i++)); do
+    arm=${arms[$(((run + i) % 3))]}
+    echo "$run $arm $(tcp_run "$arm")" >>"$store/tcp"
+  done
 done
-python3 - "${without[*]}" "${with[*]}" <<'PY'
+python3 - "$store/tcp" <<'PY'
 import statistics, sys
-without = [float(x) for x in sys.argv[1].split()]
-with_ = [float(x) for x in sys.argv[2].split()]
-a, b = statistics.median(without), statistics.median(with_)
-print("runs without:", " ".join(f"{x:.2f}" for x in without), "Gbit/s")
-print("runs with:   ", " ".join(f"{x:.2f}" for x in with_), "Gbit/s")
-print(f"median without {a:.2f} Gbit/s, with {b:.2f} Gbit/s: {100 * b / a:.1f}% (target >= 97%)")
+runs = {}
+for line in open(sys.argv[1]):
+    run, arm, gbits = line.split()
+    runs.setdefault(arm, {})[int(run)] = float(gbits)
+for arm in ("none", "empty", "recorder"):
+    print(f"  {arm:<9}" + " ".join(f"{runs[arm][r]:6.2f}" for r in sorted(runs[arm])) + " Gbit/s")
+none = statistics.median(runs["none"].values())
+for arm in ("empty", "recorder"):
+    ratios = [runs[arm][r] / runs["none"][r] for r in runs["none"]]
+    print(f"  {arm}: median {statistics.median(runs[arm].values()):.2f} against {none:.2f} Gbit/s "
+          f"with nothing: {100 * statistics.median(runs[arm].values()) / none:.1f}%; median of "
+          f"the rounds' ratios {100 * statistics.median(ratios):.1f}%")
+print("  target: the recorder >= 97% of nothing attached; the empty program shows what the hook "
+      "alone and this machine's spread cost")
 PY

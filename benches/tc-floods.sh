@@ -63,10 +63,6 @@ program_id() {
 import json, sys
 print(max(p["id"] for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]))' "$1"
 }
-# The same, as the benchmarks print it.
-program_costs() {
-  program_runs "$@" | awk '{ printf "  %-14s %12d runs  %6.1f ns/run\n", $2, $3, $4 }'
-}
 # attach_noop HOOK...: the empty program on a's end, on each hook (egress, ingress);
 # detach_noop removes it.
 attach_noop() {
