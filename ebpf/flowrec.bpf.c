@@ -387,50 +387,72 @@ int tc_egress(struct __sk_buff *skb)
 
 /* ---- kfree_skb: drops with the kernel's reason --------------------------------------------- */
 
-/* The 5-tuple of a kernel skb from its network header, read with CO-RE; the IP length of the
- * packet, or 0 when it is not IP or its headers cannot be read. */
+/* The 5-tuple of a kernel skb from its network header; the IP length of the packet, or 0 when
+ * it is not IP or its headers cannot be read.
+ *
+ * `skb` is a BTF pointer (tp_btf): its fields are plain loads, relocated by CO-RE (vmlinux.h's
+ * structs preserve their access index) and guarded by the verifier's exception table, where a
+ * BPF_CORE_READ is a helper call each. The packet's bytes are not BTF (skb->head is a char *):
+ * they take bpf_probe_read_kernel, once for the IP header and what follows it in the common case
+ * (IPv4 without options, or IPv6, then up to a TCP header), else once per header. */
 static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_key *key)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 network = BPF_CORE_READ(skb, network_header);
-	__u16 protocol = BPF_CORE_READ(skb, protocol);
-	__u8 l4[sizeof(struct tcphdr)] = {};
-	__u32 length, l4_offset;
+	unsigned char *head = skb->head;
+	__u16 network = skb->network_header;
+	__u16 protocol = skb->protocol;
+	/* An IPv6 header and a TCP header: the longest prefix one read takes. */
+	__u8 headers[sizeof(struct ipv6hdr) + sizeof(struct tcphdr)] = {};
+	__u8 *l4 = headers;
+	__u32 length, l4_offset, read = sizeof(headers);
 
 	if (network == (__u16)~0U)
 		return 0;
+	/* A short packet may end (and its buffer with it) before a TCP header's worth of bytes
+	 * follows its IP header: then the IP header alone, and the L4 header below. */
+	if (bpf_probe_read_kernel(headers, sizeof(headers), head + network)) {
+		read = 0;
+		if (bpf_probe_read_kernel(headers, sizeof(struct ipv6hdr), head + network))
+			return 0;
+	}
 	if (protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + network))
-			return 0;
+		struct iphdr *ip = (void *)headers;
 		key->ip_version = 4;
-		key->protocol = ip.protocol;
-		set_ipv4_mapped(key->src_addr, ip.saddr);
-		set_ipv4_mapped(key->dst_addr, ip.daddr);
-		length = bpf_ntohs(ip.tot_len);
-		if (ip.frag_off & bpf_htons(IP_OFFSET_MASK))
+		key->protocol = ip->protocol;
+		set_ipv4_mapped(key->src_addr, ip->saddr);
+		set_ipv4_mapped(key->dst_addr, ip->daddr);
+		length = bpf_ntohs(ip->tot_len);
+		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
 			return length;
-		l4_offset = network + ip.ihl * 4;
+		__u32 ihl = ip->ihl * 4;
+		l4_offset = network + ihl;
+		if (ihl == sizeof(struct iphdr) && read) {
+			l4 = headers + sizeof(struct iphdr);
+			goto parse;
+		}
 	} else if (protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + network))
-			return 0;
+		struct ipv6hdr *ip6 = (void *)headers;
 		key->ip_version = 6;
-		key->protocol = ip6.nexthdr;
-		__builtin_memcpy(key->src_addr, &ip6.saddr, 16);
-		__builtin_memcpy(key->dst_addr, &ip6.daddr, 16);
-		length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6.payload_len);
+		key->protocol = ip6->nexthdr;
+		__builtin_memcpy(key->src_addr, &ip6->saddr, 16);
+		__builtin_memcpy(key->dst_addr, &ip6->daddr, 16);
+		length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
 		l4_offset = network + sizeof(struct ipv6hdr);
+		if (read) {
+			l4 = headers + sizeof(struct ipv6hdr);
+			goto parse;
+		}
 	} else {
 		return 0;
 	}
-	/* A short datagram may end before a TCP header's worth of bytes: then read what UDP and
-	 * ICMP need. */
-	if (bpf_probe_read_kernel(l4, sizeof(l4), head + l4_offset) &&
-	    bpf_probe_read_kernel(l4, sizeof(struct udphdr), head + l4_offset))
+	/* IPv4 with options, or a short packet: the L4 header on its own, a TCP header's worth,
+	 * else what UDP and ICMP need. */
+	__builtin_memset(headers, 0, sizeof(struct tcphdr));
+	if (bpf_probe_read_kernel(headers, sizeof(struct tcphdr), head + l4_offset) &&
+	    bpf_probe_read_kernel(headers, sizeof(struct udphdr), head + l4_offset))
 		return length;
+parse:;
 	__u32 flags = 0;
-	parse_l4(key, &flags, l4, l4 + sizeof(l4));
+	parse_l4(key, &flags, l4, l4 + sizeof(struct tcphdr));
 	return length;
 }
 
@@ -464,9 +486,9 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	/* Unlike tc, this may run preemptible (migration is disabled, so the copy stays this
 	 * CPU's): the counters use atomic adds, the rest is informational. */
 	if (!stats->first_seen_ns) {
-		struct net_device *dev = BPF_CORE_READ(skb, dev);
+		struct net_device *dev = skb->dev;
 		stats->first_seen_ns = now;
-		stats->if_index = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+		stats->if_index = dev ? dev->ifindex : 0;
 		stats->direction = DIRECTION_UNKNOWN;
 	}
 	/* Some kernel paths free packets without a reason in normal operation (a segment for a

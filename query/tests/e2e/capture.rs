@@ -238,6 +238,9 @@ const UDP_PAYLOAD: usize = 100;
 const CLOSED_PORT: u16 = 5999;
 /// An nftables rule in `b` drops UDP to this port: NETFILTER_DROP.
 const FILTERED_PORT: u16 = 5354;
+/// Dropped the same way; sent over IPv4 with options (a 24-byte IP header), which the drop
+/// tracer reads apart from the common case (see key_from_skb in ebpf/flowrec.bpf.c).
+const FILTERED_OPTIONS_PORT: u16 = 5355;
 
 /// Runs `nft -f -` with `rules` in network namespace `ns`.
 fn nft(ns: &str, rules: &str) {
@@ -253,6 +256,21 @@ fn nft(ns: &str, rules: &str) {
         .write_all(rules.as_bytes())
         .unwrap();
     assert!(nft.wait().unwrap().success(), "nft -f - <<{rules}");
+}
+
+/// Sets the IP options (`IP_OPTIONS`) of the datagrams `socket` sends.
+fn set_ip_options(socket: &UdpSocket, options: &[u8]) {
+    // SAFETY: setsockopt reads `options.len()` bytes from a live slice; the fd is open.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_OPTIONS,
+            options.as_ptr().cast(),
+            options.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "IP_OPTIONS: {}", std::io::Error::last_os_error());
 }
 
 /// Retransmitted segments on either side of a connection, from the kernel's TCP_INFO.
@@ -422,14 +440,24 @@ fn traffic(veth: &Veth) -> u16 {
         &veth.b,
         &format!(
             "table inet frt_test {{\n chain input {{\n  type filter hook input priority 0;\n  \
-             udp dport {FILTERED_PORT} drop\n }}\n}}\n"
+             udp dport {{ {FILTERED_PORT}, {FILTERED_OPTIONS_PORT} }} drop\n }}\n}}\n"
         ),
     );
     in_netns(&veth.a, || {
         let socket = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+        let socket6 = UdpSocket::bind(("fd00:199::1", 0)).unwrap();
+        let optioned = UdpSocket::bind(("10.199.0.1", 0)).unwrap();
+        // Three no-operation options and the end of the list: 4 bytes.
+        set_ip_options(&optioned, &[1, 1, 1, 0]);
         for _ in 0..2 {
             socket
                 .send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", FILTERED_PORT))
+                .unwrap();
+            socket6
+                .send_to(&[1u8; UDP_PAYLOAD], ("fd00:199::2", FILTERED_PORT))
+                .unwrap();
+            optioned
+                .send_to(&[1u8; UDP_PAYLOAD], ("10.199.0.2", FILTERED_OPTIONS_PORT))
                 .unwrap();
         }
     });
@@ -626,17 +654,29 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
         "{syn}"
     );
     assert_eq!((n(&syn, "packets"), n(&syn, "dropped")), (1, 1), "{syn}");
-    let filtered = find("UDP", "10.199.0.1", &port("dport", FILTERED_PORT));
-    assert_eq!(
-        (&filtered["verdicts"], &filtered["reasons"]),
-        (&"DROPPED".into(), &"NETFILTER_DROP".into()),
-        "{filtered}"
-    );
-    assert_eq!(
-        (n(&filtered, "packets"), n(&filtered, "dropped")),
-        (2, 2),
-        "{filtered}"
-    );
+    // Each IP header the drop tracer reads: IPv4, IPv6, IPv4 with options.
+    for (src, dport, ip_header) in [
+        ("10.199.0.1", FILTERED_PORT, 20),
+        ("fd00:199::1", FILTERED_PORT, 40),
+        ("10.199.0.1", FILTERED_OPTIONS_PORT, 24),
+    ] {
+        let filtered = find("UDP", src, &port("dport", dport));
+        assert_eq!(
+            (&filtered["verdicts"], &filtered["reasons"]),
+            (&"DROPPED".into(), &"NETFILTER_DROP".into()),
+            "{filtered}"
+        );
+        assert_eq!(
+            (n(&filtered, "packets"), n(&filtered, "dropped")),
+            (2, 2),
+            "{filtered}"
+        );
+        assert_eq!(
+            n(&filtered, "bytes"),
+            2 * (ip_header + 8 + UDP_PAYLOAD as u64),
+            "{filtered}"
+        );
+    }
 
     let udp = find("UDP", "10.199.0.1", &port("dport", UDP_PORT));
     assert_eq!(udp["verdicts"], "FORWARDED", "{udp}");
