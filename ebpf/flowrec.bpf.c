@@ -53,7 +53,8 @@
  * program, for precision a flow record drained every few seconds does not need. Kernels
  * before 5.11 have no coarse clock: there flowrec sets `coarse_clock` to 0 before loading.
  * It is read-only data, so the verifier knows its value and drops the branch not taken (and
- * never sees a call to a helper the kernel lacks). */
+ * never sees a call to a helper the kernel lacks). The drop tracer may not call the coarse
+ * clock: it reuses tc's reading of the tick when there is one (kept_or_precise_ns). */
 const volatile __u8 coarse_clock = 1;
 
 /* The coarse clock as this CPU last read it, and the jiffies it was read at. */
@@ -387,6 +388,20 @@ int tc_egress(struct __sk_buff *skb)
 
 /* ---- kfree_skb: drops with the kernel's reason --------------------------------------------- */
 
+/* The time for a tracing program, which may not read the coarse clock (it may run where the
+ * coarse clock's lock is held): this CPU's tick clock as tc last kept it if that was in this
+ * tick (a dropped packet has mostly just crossed tc on this CPU), else the precise clock, which
+ * costs a helper call. Both are CLOCK_MONOTONIC; the kept one is up to a tick behind, like
+ * every tc time. Read-only: tc may interrupt this program, never the other way round. */
+static __always_inline __u64 kept_or_precise_ns(void)
+{
+	__u32 zero = 0;
+	struct tick_clock *kept = bpf_map_lookup_elem(&tick_clocks, &zero);
+	if (kept && kept->jiffies == bpf_jiffies64())
+		return kept->ns;
+	return bpf_ktime_get_ns();
+}
+
 /* The 5-tuple of a kernel skb from its network header; the IP length of the packet, or 0 when
  * it is not IP or its headers cannot be read.
  *
@@ -482,7 +497,7 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 		count_loss(LOSS_FLOW_MAP_FULL);
 		return 0;
 	}
-	__u64 now = bpf_ktime_get_ns() /* coarse is not allowed in tracing */;
+	__u64 now = kept_or_precise_ns();
 	/* Unlike tc, this may run preemptible (migration is disabled, so the copy stays this
 	 * CPU's): the counters use atomic adds, the rest is informational. */
 	if (!stats->first_seen_ns) {

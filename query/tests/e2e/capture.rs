@@ -579,6 +579,8 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
                     || cast(destination_workload_kind as varchar) || '/'
                     || cast(destination_workload as varchar), ',') as dst_pod,
                 min(flow_start) <= max(flow_end) as ordered,
+                min(date_part('epoch', flow_start)) as first,
+                max(date_part('epoch', flow_end)) as last,
                 count(distinct cast(capture_source as varchar)) as sources
          from flows
          where capture_source = 'ebpf' and node_name = 'capture-node'
@@ -675,6 +677,16 @@ fn ebpf_capture_records_flows_drops_and_tcp_state_with_exact_counts() {
             n(&filtered, "bytes"),
             2 * (ip_header + 8 + UDP_PAYLOAD as u64),
             "{filtered}"
+        );
+        // The drop tracer's times (tc's kept tick clock, else the precise clock) are this run's.
+        let (first, last) = (filtered["first"].as_f64(), filtered["last"].as_f64());
+        assert!(
+            first.zip(last).is_some_and(|(first, last)| {
+                epoch_seconds(started) - 1.0 <= first
+                    && first <= last
+                    && last <= epoch_seconds(stopped) + 1.0
+            }),
+            "{filtered}: between {started:?} and {stopped:?}"
         );
     }
 
