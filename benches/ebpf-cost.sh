@@ -9,12 +9,14 @@
 #     to the next, as much as most changes, and a flood that runs slower for both programs does
 #     not read as the recorder's cost. Each flood also prints the recorder's loss counters and
 #     the datagrams sent vs recorded (flows lost).
-#  2. each tc program alone, without the network stack around it: BPF_PROG_TEST_RUN
+#  2. the drop tracer (on_kfree_skb) per dropped packet: one flow, every datagram dropped by
+#     nftables, ROUNDS rounds.
+#  3. each tc program alone, without the network stack around it: BPF_PROG_TEST_RUN
 #     (`bpftool prog run`) of one 64-byte UDP frame repeated TEST_RUNS times (default 10M),
 #     against the empty program run the same way. With the flow in its slot and every line it
 #     touches in cache, this is the program's own cost; the floods add what a packet pays for
 #     the lines the stack evicted between two packets.
-#  3. iperf3 TCP throughput between two namespaces, TCP_RUNS rounds (default 9) of three 3 s
+#  4. iperf3 TCP throughput between two namespaces, TCP_RUNS rounds (default 9) of three 3 s
 #     runs in an order that rotates: nothing attached, the empty program on both hooks, the
 #     recorder; the median of each, and of each round's ratio to nothing attached. The empty
 #     program's ratio is the control: on these VMs it swings as much as the recorder's.
@@ -118,6 +120,22 @@ for kind, name in (("single", "one flow"), ("mix", f"{sys.argv[2]} flows interle
               f"{statistics.median(ns for ns, _ in runs):.1f}, empty program "
               f"{statistics.median(floor for _, floor in runs):.1f} ns/run")
 PY
+
+echo "== the drop tracer: one flow of 64-byte UDP a -> b, every datagram dropped by nftables in b, 5 s, $ROUNDS rounds"
+# One flow, so its counters stay in cache: what on_kfree_skb itself costs per dropped packet
+# (bpf_stats' own cost included, as in the empty tc program's figure above). The mix floods
+# above are dropped the same way and show it with cache misses.
+for ((round = 1; round <= ROUNDS; round++)); do
+  sysctl -qw kernel.bpf_stats_enabled=1
+  start_recorder
+  id=$(program_id on_kfree_skb)
+  MIX_FLOWS=1 send_flood mix EGRESS
+  program_runs on_kfree_skb | awk -v id="$id" -v sent="$(<"$store/sent")" -v round="$round" \
+    '$1 == id { printf "  round %d: on_kfree_skb %d runs for %d datagrams, %.1f ns/run\n", round, $3, sent, $4 }'
+  stop_recorder
+  sysctl -qw kernel.bpf_stats_enabled=0
+  rm -rf "$store/flows"
+done
 
 echo "== each program alone: one 64-byte UDP frame, BPF_PROG_TEST_RUN x $TEST_RUNS, 3 rounds"
 # 192.0.2.1:40000 -> 192.0.2.2:5201 (TEST-NET-1: no flow of the floods above).
