@@ -397,38 +397,46 @@ static __always_inline __u64 kept_or_precise_ns(void)
 {
 	__u32 zero = 0;
 	struct tick_clock *kept = bpf_map_lookup_elem(&tick_clocks, &zero);
-	if (kept && kept->jiffies == bpf_jiffies64())
-		return kept->ns;
+	if (kept) {
+		/* In the order opposite to now_ns's writes (time, then jiffies): a tc run between
+		 * the two loads can only pair the jiffies read with a newer time, never an older. */
+		__u64 jiffies = *(volatile __u64 *)&kept->jiffies;
+		asm volatile("" ::: "memory");
+		__u64 ns = *(volatile __u64 *)&kept->ns;
+		if (jiffies == bpf_jiffies64())
+			return ns;
+	}
 	return bpf_ktime_get_ns();
 }
 
 /* The 5-tuple of a kernel skb from its network header; the IP length of the packet, or 0 when
- * it is not IP or its headers cannot be read.
+ * it is not IP or its IP header is not in the skb's linear data.
  *
  * `skb` is a BTF pointer (tp_btf): its fields are plain loads, relocated by CO-RE (vmlinux.h's
  * structs preserve their access index) and guarded by the verifier's exception table, where a
  * BPF_CORE_READ is a helper call each. The packet's bytes are not BTF (skb->head is a char *):
- * they take bpf_probe_read_kernel, once for the IP header and what follows it in the common case
- * (IPv4 without options, or IPv6, then up to a TCP header), else once per header. */
+ * one bpf_probe_read_kernel takes the IP header and what follows it, up to a TCP header after
+ * an IPv6 one. That read stays inside the head's allocation (the skb's shared info, a few
+ * hundred bytes, follows its data), but only the bytes before skb->tail are the packet's: a
+ * header that ends past it (a truncated packet, or an L4 header in the paged part of a packet
+ * dropped before the stack pulled it) is not read, and the flow then has no ports. */
 static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_key *key)
 {
 	unsigned char *head = skb->head;
-	__u16 network = skb->network_header;
+	__u32 network = skb->network_header, tail = skb->tail;
 	__u16 protocol = skb->protocol;
-	/* An IPv6 header and a TCP header: the longest prefix one read takes. */
 	__u8 headers[sizeof(struct ipv6hdr) + sizeof(struct tcphdr)] = {};
-	__u8 *l4 = headers;
-	__u32 length, l4_offset, read = sizeof(headers);
+	__u32 length, ip_header;
 
-	if (network == (__u16)~0U)
+	if (protocol != bpf_htons(ETH_P_IP) && protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
-	/* A short packet may end (and its buffer with it) before a TCP header's worth of bytes
-	 * follows its IP header: then the IP header alone, and the L4 header below. */
-	if (bpf_probe_read_kernel(headers, sizeof(headers), head + network)) {
-		read = 0;
-		if (bpf_probe_read_kernel(headers, sizeof(struct ipv6hdr), head + network))
-			return 0;
-	}
+	/* network_header is ~0 when unset (a 16-bit field). */
+	if (network == (__u16)~0U || network >= tail || tail - network < sizeof(struct iphdr))
+		return 0;
+	if (bpf_probe_read_kernel(headers, sizeof(headers), head + network))
+		return 0;
+	/* Bytes of `headers` that are the packet's. */
+	__u32 linear = tail - network < sizeof(headers) ? tail - network : sizeof(headers);
 	if (protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)headers;
 		key->ip_version = 4;
@@ -438,36 +446,37 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_ke
 		length = bpf_ntohs(ip->tot_len);
 		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
 			return length;
-		__u32 ihl = ip->ihl * 4;
-		l4_offset = network + ihl;
-		if (ihl == sizeof(struct iphdr) && read) {
-			l4 = headers + sizeof(struct iphdr);
-			goto parse;
+		ip_header = ip->ihl * 4;
+		if (ip_header != sizeof(struct iphdr)) {
+			/* Options: the L4 header is further on, read on its own. */
+			__u32 l4_offset = network + ip_header;
+			if (l4_offset >= tail)
+				return length;
+			__u32 l4_linear = tail - l4_offset < sizeof(struct tcphdr)
+						  ? tail - l4_offset
+						  : sizeof(struct tcphdr);
+			if (bpf_probe_read_kernel(headers, sizeof(struct tcphdr), head + l4_offset))
+				return length;
+			__u32 flags = 0;
+			parse_l4(key, &flags, headers, headers + l4_linear);
+			return length;
 		}
-	} else if (protocol == bpf_htons(ETH_P_IPV6)) {
+	} else {
 		struct ipv6hdr *ip6 = (void *)headers;
+		if (linear < sizeof(struct ipv6hdr))
+			return 0;
 		key->ip_version = 6;
 		key->protocol = ip6->nexthdr;
 		__builtin_memcpy(key->src_addr, &ip6->saddr, 16);
 		__builtin_memcpy(key->dst_addr, &ip6->daddr, 16);
 		length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
-		l4_offset = network + sizeof(struct ipv6hdr);
-		if (read) {
-			l4 = headers + sizeof(struct ipv6hdr);
-			goto parse;
-		}
-	} else {
-		return 0;
+		ip_header = sizeof(struct ipv6hdr);
 	}
-	/* IPv4 with options, or a short packet: the L4 header on its own, a TCP header's worth,
-	 * else what UDP and ICMP need. */
-	__builtin_memset(headers, 0, sizeof(struct tcphdr));
-	if (bpf_probe_read_kernel(headers, sizeof(struct tcphdr), head + l4_offset) &&
-	    bpf_probe_read_kernel(headers, sizeof(struct udphdr), head + l4_offset))
-		return length;
-parse:;
 	__u32 flags = 0;
-	parse_l4(key, &flags, l4, l4 + sizeof(struct tcphdr));
+	if (ip_header == sizeof(struct iphdr))
+		parse_l4(key, &flags, headers + sizeof(struct iphdr), headers + linear);
+	else
+		parse_l4(key, &flags, headers + sizeof(struct ipv6hdr), headers + linear);
 	return length;
 }
 
