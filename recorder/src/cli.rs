@@ -206,9 +206,9 @@ pub struct RunArgs {
     )]
     pub interfaces: Vec<String>,
 
-    /// How often flows are drained from the kernel and written as rows (--source ebpf)
-    /// [default: 10s]
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    /// How often flows are drained from the kernel and written as rows (--source ebpf), from
+    /// 100ms to 1d [default: 10s]
+    #[arg(long, value_parser = parse_active_timeout, value_name = "DURATION")]
     pub active_timeout: Option<Duration>,
 
     /// cgroup v2 whose processes' TCP connections are followed (sock_ops), descendants
@@ -292,6 +292,19 @@ pub struct RunArgs {
 /// How often the eBPF source drains its flow maps when `--active-timeout` is not given: the
 /// flow records' granularity, and what a crash can lose (see ARCHITECTURE.md).
 const DEFAULT_ACTIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--active-timeout`: a duration from 100ms to a day. Shorter, the drainer would spin (0s);
+/// longer, the flow maps fill first anyway, and a deadline years away overflows the clock.
+fn parse_active_timeout(text: &str) -> Result<Duration, String> {
+    const RANGE: std::ops::RangeInclusive<Duration> =
+        Duration::from_millis(100)..=Duration::from_secs(86_400);
+    let timeout = parse_duration(text)?;
+    if RANGE.contains(&timeout) {
+        Ok(timeout)
+    } else {
+        Err(format!("{text:?} is outside 100ms..1d"))
+    }
+}
 
 /// A `run` command line that parses but does not hold together.
 #[derive(Debug, thiserror::Error)]
@@ -624,6 +637,33 @@ mod tests {
                 other => panic!("{args:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn an_active_timeout_outside_its_range_is_refused_by_name() {
+        for timeout in ["0s", "50ms", "2d", "1000000000w"] {
+            let error = Cli::try_parse_from([
+                "flowrec",
+                "run",
+                "--source",
+                "ebpf",
+                "--interfaces",
+                "eth0",
+                "--active-timeout",
+                timeout,
+            ])
+            .expect_err(timeout)
+            .to_string();
+            assert!(
+                error.contains("--active-timeout") && error.contains("outside 100ms..1d"),
+                "{timeout}: {error}"
+            );
+        }
+        let help = Cli::try_parse_from(["flowrec", "run", "--help"])
+            .expect_err("--help prints")
+            .to_string();
+        assert!(help.contains("[default: 10s]"), "{help}");
+        assert_eq!(DEFAULT_ACTIVE_TIMEOUT, Duration::from_secs(10));
     }
 
     #[test]
