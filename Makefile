@@ -58,13 +58,13 @@ oracle-store:    ## compaction oracle, long form: 100 import rounds per writer, 
 bench-hubble:    ## live Hubble recording: flows/s from test-hubble-server into the store (1M flows)
 	bash .ci/setup.sh
 	cargo build --release -p flowrec -p flow-benches
-	cargo build -p flowsql
+	cargo build --workspace
 	bash benches/hubble-bench.sh 1000000
 
 soak-hubble:     ## 3 minutes of live Hubble at 100k flows/s: fails if peak RSS > 200 MiB or a flow is missing
 	bash .ci/setup.sh
 	cargo build --release -p flowrec -p flow-benches
-	cargo build -p flowsql
+	cargo build --workspace
 	RATE=100000 MAX_RSS_MIB=200 bash benches/hubble-bench.sh 18000000
 
 bench-stages:    ## CPU of each stage of a live Hubble flow (decode, spool write/read, Parquet), one thread, 1M flows
@@ -78,7 +78,7 @@ heap-profile:    ## where the recorder's memory goes: massif heap profile of a l
 bench-outage:    ## a spool left by a store outage (5M flows, ~1.3 GiB), shipped: memory and speed of both phases
 	bash .ci/setup.sh
 	cargo build --release -p flowrec -p flow-benches
-	cargo build -p flowsql
+	cargo build --workspace
 	bash benches/spool-outage.sh 5000000
 
 image:           ## the container image (Containerfile) with docker, podman or buildah: IMAGE=REGISTRY/flowrec:TAG
