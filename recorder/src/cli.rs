@@ -155,6 +155,11 @@ pub enum Source {
     Hubble,
 }
 
+/// `run --help` groups the flags that only one source takes under these headings.
+const EBPF_OPTIONS: &str = "Options of --source ebpf";
+const HUBBLE_OPTIONS: &str = "Options of --source hubble";
+const FILE_OPTIONS: &str = "Options of --source file";
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Where flows come from
@@ -163,42 +168,43 @@ pub struct RunArgs {
 
     /// The Hubble exporter file to follow (--source file), e.g.
     /// /var/run/cilium/hubble/events.log
-    #[arg(long, value_name = "PATH", required_if_eq("source", "file"))]
+    #[arg(long, help_heading = FILE_OPTIONS, value_name = "PATH", required_if_eq("source", "file"))]
     pub follow: Option<PathBuf>,
 
     /// The Hubble server (--source hubble): unix:///var/run/cilium/hubble.sock (the local
     /// agent) or host:port (Hubble Relay, e.g. hubble-relay.kube-system:4245)
-    #[arg(long, value_name = "ADDR", required_if_eq("source", "hubble"))]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "ADDR", required_if_eq("source", "hubble"))]
     pub hubble_server: Option<String>,
 
     /// CA certificate (PEM) that signed the server's certificate; turns TLS on
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "FILE")]
     pub hubble_tls_ca: Option<PathBuf>,
 
     /// Client certificate (PEM) for mTLS (with --hubble-tls-key)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "FILE")]
     pub hubble_tls_cert: Option<PathBuf>,
 
     /// Client key (PEM) for mTLS (with --hubble-tls-cert)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "FILE")]
     pub hubble_tls_key: Option<PathBuf>,
 
     /// Name expected in the server's certificate (Relay's is *.hubble-relay.cilium.io), if
     /// not the host of --hubble-server
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "NAME")]
     pub hubble_tls_server_name: Option<String>,
 
     /// Only flows matching this Hubble FlowFilter (JSON, as `hubble observe --allowlist`);
     /// repeated: any of them
-    #[arg(long, value_name = "JSON")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "JSON")]
     pub hubble_allowlist: Vec<String>,
 
     /// No flows matching this Hubble FlowFilter (JSON); repeated: any of them
-    #[arg(long, value_name = "JSON")]
+    #[arg(long, help_heading = HUBBLE_OPTIONS, value_name = "JSON")]
     pub hubble_denylist: Vec<String>,
 
     /// Interfaces to capture on (--source ebpf): comma-separated names or globs (lxc*,eth0)
     #[arg(
+        help_heading = EBPF_OPTIONS,
         long,
         value_name = "LIST",
         value_delimiter = ',',
@@ -208,12 +214,12 @@ pub struct RunArgs {
 
     /// How often flows are drained from the kernel and written as rows (--source ebpf), from
     /// 100ms to 1d [default: 10s]
-    #[arg(long, value_parser = parse_active_timeout, value_name = "DURATION")]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_parser = parse_active_timeout, value_name = "DURATION")]
     pub active_timeout: Option<Duration>,
 
     /// cgroup v2 whose processes' TCP connections are followed (sock_ops), descendants
     /// included [default: the root of the cgroup v2 hierarchy]
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
     /// Flows the kernel holds between drains (--source ebpf); flowrec drains early when a map
@@ -221,7 +227,7 @@ pub struct RunArgs {
     /// Two maps of this size with a copy per CPU, N x (112 + 64 x CPUs) bytes each, charged to
     /// the recorder's memory cgroup [default: 65536, or fewer on nodes with 15 CPUs or more,
     /// so that both maps stay within 128 MiB]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_name = "N", value_parser = clap::value_parser!(u32).range(64..=16_777_216))]
     pub flow_map_entries: Option<u32>,
 
     /// Local folder where flows become durable (fsynced) after every drain, before they are
@@ -262,24 +268,24 @@ pub struct RunArgs {
 
     /// How the tc programs attach: tcx (BPF links, kernel >= 6.6), clsact (tc filters; the
     /// qdisc is added if missing and removed at exit only if added), auto (tcx where available)
-    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_enum, default_value = "auto", value_name = "MODE")]
     pub tc_attach: TcAttachArg,
 
     /// The kernel's BTF, for a kernel that does not publish it at /sys/kernel/btf/vmlinux
     /// (e.g. a file from BTFHub): which programs attach and their CO-RE relocations follow it
     /// (`flowrec kernel --kernel-btf PATH` shows the decisions first)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_name = "PATH")]
     pub kernel_btf: Option<PathBuf>,
 
     /// Pod inventory: the JSON of `kubectl get pods -A -o json`, re-read when it changes; fills
     /// the source_/destination_ namespace, pod_name, labels and workload of flows
-    #[arg(long, value_name = "FILE", conflicts_with = "kube")]
+    #[arg(long, help_heading = EBPF_OPTIONS, value_name = "FILE", conflicts_with = "kube")]
     pub pods: Option<PathBuf>,
 
     /// Pod identity from the Kubernetes API instead of --pods: every pod listed, then
     /// watched (the pod's service account in a cluster, else $KUBECONFIG or ~/.kube/config;
     /// needs get, list and watch on pods cluster-wide)
-    #[arg(long)]
+    #[arg(long, help_heading = EBPF_OPTIONS)]
     pub kube: bool,
 
     #[command(flatten)]
@@ -664,6 +670,35 @@ mod tests {
             .to_string();
         assert!(help.contains("[default: 10s]"), "{help}");
         assert_eq!(DEFAULT_ACTIVE_TIMEOUT, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn run_help_groups_each_sources_flags_under_its_heading() {
+        let help = Cli::try_parse_from(["flowrec", "run", "--help"])
+            .expect_err("--help prints")
+            .to_string();
+        let at = |text: &str| {
+            help.find(text)
+                .unwrap_or_else(|| panic!("{text} not in {help}"))
+        };
+        for (heading, flags) in [
+            (FILE_OPTIONS, &["--follow"][..]),
+            (
+                HUBBLE_OPTIONS,
+                &["--hubble-server", "--hubble-denylist"][..],
+            ),
+            (
+                EBPF_OPTIONS,
+                &["--interfaces", "--flow-map-entries", "--pods", "--kube"][..],
+            ),
+        ] {
+            for flag in flags {
+                // The flag's own line (not an example's mention).
+                let line = at(&format!("\n      {flag}"));
+                assert!(at(heading) < line, "{flag} is not under {heading}: {help}");
+            }
+        }
+        assert!(at("--spool ") < at(FILE_OPTIONS), "{help}");
     }
 
     #[test]
