@@ -82,7 +82,7 @@ together() {
 
 # note ROUND SIDE WHO NS: checks and keeps one reading.
 note() {
-  if ! [[ $4 =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  if ! is_reading "$4"; then
     echo "$0: round $1 $2 $3: no single reading of the program's run time ($4)" >&2
     exit 1
   fi

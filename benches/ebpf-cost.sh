@@ -69,7 +69,7 @@ udp_flood() {
   local ns floor
   ns=$(awk -v p="$program" '$2 == p { print $4 }' "$store/runs")
   floor=$(awk '$2 == "noop" { print $4 }' "$store/runs")
-  if ! [[ $ns =~ ^[0-9]+(\.[0-9]+)?$ && $floor =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+  if ! is_reading "$ns" "$floor"; then
     echo "$0: no single reading of $program ($ns) and of the empty program ($floor)" >&2
     exit 1
   fi
@@ -195,7 +195,7 @@ for ((run = 1; run <= TCP_RUNS; run++)); do
     # failed run must stop the bench.
     tcp_run "$arm" >"$store/gbits"
     gbits=$(<"$store/gbits")
-    if ! [[ $gbits =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    if ! is_reading "$gbits"; then
       echo "$0: iperf3 run $run ($arm) gave no throughput ('$gbits')" >&2
       exit 1
     fi

@@ -47,6 +47,11 @@ stop_recorder() {
   recorders=()
   rm -rf "$store"/spool-*
 }
+# Whether each argument is one reading: a decimal number, nothing else.
+is_reading() {
+  local value
+  for value; do [[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] || return 1; done
+}
 # `ID NAME RUNS NS_PER_RUN` of each loaded program named NAME... that has run (bpf_stats).
 program_runs() {
   bpftool -j prog show | python3 -c '

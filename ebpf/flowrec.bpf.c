@@ -473,6 +473,8 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_ke
 		ip_header = sizeof(struct ipv6hdr);
 	}
 	__u32 flags = 0;
+	/* Two calls, not one at `headers + ip_header`: the verifier checks stack reads at constant
+	 * offsets. */
 	if (ip_header == sizeof(struct iphdr))
 		parse_l4(key, &flags, headers + sizeof(struct iphdr), headers + linear);
 	else

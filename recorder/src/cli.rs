@@ -326,10 +326,10 @@ pub enum RunArgsError {
 }
 
 impl RunArgs {
-    /// An error naming the first flag given that belongs to one of the sources `others`
-    /// (the source chosen is `given`).
-    fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
-        let flags: [(&'static str, &'static str, bool); 16] = [
+    /// Each flag that only one source takes: the flag, that source, and whether it was given.
+    /// `--help` shows the same grouping (`help_heading`); a test keeps the two in step.
+    fn source_flags(&self) -> [(&'static str, &'static str, bool); 16] {
+        [
             ("--follow", "file", self.follow.is_some()),
             ("--interfaces", "ebpf", !self.interfaces.is_empty()),
             ("--active-timeout", "ebpf", self.active_timeout.is_some()),
@@ -370,8 +370,14 @@ impl RunArgs {
                 "hubble",
                 !self.hubble_denylist.is_empty(),
             ),
-        ];
-        match flags
+        ]
+    }
+
+    /// An error naming the first flag given that belongs to one of the sources `others`
+    /// (the source chosen is `given`).
+    fn only_for(&self, others: &[&str], given: &'static str) -> Result<(), RunArgsError> {
+        match self
+            .source_flags()
             .iter()
             .find(|(_, source, set)| *set && others.contains(source))
         {
@@ -699,6 +705,36 @@ mod tests {
             }
         }
         assert!(at("--spool ") < at(FILE_OPTIONS), "{help}");
+    }
+
+    #[test]
+    fn the_help_headings_and_the_source_checks_name_the_same_flags() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let run = command.find_subcommand("run").expect("a run command");
+        let mut in_help: Vec<(String, String)> = run
+            .get_arguments()
+            .filter_map(|arg| {
+                let source = arg
+                    .get_help_heading()?
+                    .strip_prefix("Options of --source ")?;
+                Some((format!("--{}", arg.get_long()?), source.to_owned()))
+            })
+            .collect();
+        let args =
+            Cli::try_parse_from(["flowrec", "run", "--source", "ebpf", "--interfaces", "eth0"])
+                .expect("a valid command line");
+        let Command::Run(args) = args.command else {
+            panic!("not run")
+        };
+        let mut checked: Vec<(String, String)> = args
+            .source_flags()
+            .iter()
+            .map(|(flag, source, _)| (flag.to_string(), source.to_string()))
+            .collect();
+        in_help.sort();
+        checked.sort();
+        assert_eq!(in_help, checked);
     }
 
     #[test]
