@@ -9,7 +9,11 @@
 #     on the same packets in the same flood: these VMs' floors move by several ns from one flood
 #     to the next, as much as most changes, and a flood that runs slower for both programs does
 #     not read as the recorder's cost. Each flood also prints the recorder's loss counters and
-#     the datagrams sent vs recorded (flows lost).
+#     the datagrams sent vs recorded (flows lost). Each round then runs the same four floods
+#     across the bound instead of the recorder (benches/flow-line.bpf.c: one line of per-flow
+#     state per packet and nothing else), before the empty program: what any per-flow
+#     recorder pays on this machine, the yardstick for the 10,000-flow mix, whose lines are
+#     cold at every packet.
 #  2. the drop tracer (on_kfree_skb) per dropped packet: one flow, every datagram dropped by
 #     nftables, ROUNDS rounds.
 #  3. each tc program alone, without the network stack around it: BPF_PROG_TEST_RUN
@@ -48,21 +52,24 @@ tcp_gbits() {
   in_a iperf3 -c 10.198.0.2 -t 3 -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)'
 }
 
-# udp_flood KIND SIDE: one flood (see send_flood) with a fresh recorder in a and the empty
-# program on the flooded hook: every program's mean run time, the recorder's program above the
-# empty one, the recorder's loss counters, and the datagrams sent vs recorded. Appends
-# `KIND SIDE PROGRAM_NS EMPTY_NS` to $store/costs.
+# udp_flood KIND SIDE [ARM]: one flood (see send_flood) with the empty program on the flooded
+# hook and, for ARM `recorder` (the default), a fresh recorder in a: every program's mean run
+# time, the recorder's program above the empty one, the recorder's loss counters, and the
+# datagrams sent vs recorded. For ARM `bound`, the per-flow bound (flow-line.bpf.c) instead of
+# the recorder, before the empty program. Appends `ARM KIND SIDE PROGRAM_NS EMPTY_NS` to
+# $store/costs.
 udp_flood() {
-  local kind=$1 side=$2 hook=egress program=tc_egress
+  local kind=$1 side=$2 arm=${3:-recorder} hook=egress program=tc_egress
   [[ $side == INGRESS ]] && hook=ingress program=tc_ingress
+  [[ $arm == bound ]] && program=flow_line
   attach_noop "$hook"
   sysctl -qw kernel.bpf_stats_enabled=1
-  start_recorder
+  if [[ $arm == bound ]]; then attach_flow_line "$hook"; else start_recorder; fi
   send_flood "$kind" "$side"
   # Every program's mean run time (the flood's side has millions of runs; the other side only
   # iperf3's control traffic, whose first, cold runs dominate).
-  program_runs tc_ingress tc_egress on_kfree_skb tcp_lifecycle noop >"$store/runs"
-  stop_recorder
+  program_runs tc_ingress tc_egress on_kfree_skb tcp_lifecycle flow_line noop >"$store/runs"
+  [[ $arm == bound ]] || stop_recorder
   sysctl -qw kernel.bpf_stats_enabled=0
   detach_noop
   awk '{ printf "  %-14s %12d runs  %6.1f ns/run\n", $2, $3, $4 }' "$store/runs"
@@ -75,7 +82,8 @@ udp_flood() {
   fi
   awk -v p="$program" -v a="$ns" -v b="$floor" \
     'BEGIN { printf "  %s: %.1f ns above the empty program on the same packets\n", p, a - b }'
-  echo "$kind $side $ns $floor" >>"$store/costs"
+  echo "$arm $kind $side $ns $floor" >>"$store/costs"
+  [[ $arm == bound ]] && return
   echo "  $(tail -1 "$store/recorder.log")"
   # Flows lost: every datagram sent must be in the recorded flows' packets. iperf3 sends one
   # datagram of its own first (its UDP "connect"), outside its count.
@@ -108,6 +116,13 @@ for ((round = 1; round <= ROUNDS; round++)); do
   udp_flood mix EGRESS
   echo "== round $round of $ROUNDS: $MIX_FLOWS flows interleaved, 64-byte UDP b -> a, 5 s (tc_ingress)"
   udp_flood mix INGRESS
+  echo "== round $round of $ROUNDS: the bound (one line of per-flow state per packet), the same four floods"
+  for kind in single mix; do
+    for side in EGRESS INGRESS; do
+      echo "  -- $kind $side"
+      udp_flood "$kind" "$side" bound
+    done
+  done
 done
 echo "== per packet above the empty program on the same packets, medians of $ROUNDS rounds (target <= 20 ns)"
 python3 - "$store/costs" "$MIX_FLOWS" <<'PY'
@@ -115,12 +130,16 @@ import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 for kind, name in (("single", "one flow"), ("mix", f"{sys.argv[2]} flows interleaved")):
     for side, program in (("EGRESS", "tc_egress"), ("INGRESS", "tc_ingress")):
-        runs = [(float(r[2]), float(r[3])) for r in rows if r[0] == kind and r[1] == side]
-        above = [ns - floor for ns, floor in runs]
-        print(f"  {name}, {program}: {statistics.median(above):.1f} above "
-              f"({' '.join(f'{x:.1f}' for x in above)}); program "
-              f"{statistics.median(ns for ns, _ in runs):.1f}, empty program "
-              f"{statistics.median(floor for _, floor in runs):.1f} ns/run")
+        for arm, label in (("recorder", program), ("bound", "bound")):
+            runs = [(float(r[3]), float(r[4])) for r in rows
+                    if r[0] == arm and r[1] == kind and r[2] == side]
+            above = [ns - floor for ns, floor in runs]
+            print(f"  {name}, {label}: {statistics.median(above):.1f} above "
+                  f"({' '.join(f'{x:.1f}' for x in above)}); program "
+                  f"{statistics.median(ns for ns, _ in runs):.1f}, empty program "
+                  f"{statistics.median(floor for _, floor in runs):.1f} ns/run")
+print("  bound: one line of per-flow state per packet and nothing else (flow-line.bpf.c), the "
+      "least any per-flow recorder pays on this machine")
 PY
 
 echo "== the drop tracer: one flow of 64-byte UDP a -> b, every datagram dropped by nftables in b, 5 s, $ROUNDS rounds"

@@ -13,10 +13,14 @@ tc_bench_start() {
   trap tc_bench_cleanup EXIT
   netns_pair_create
 }
-# The empty tc program (benches/noop.bpf.c), the floor, compiled into $store/noop.bpf.o.
+# The empty tc program (benches/noop.bpf.c), the floor, and the per-flow bound
+# (benches/flow-line.bpf.c), compiled into $store/noop.bpf.o and $store/flow-line.bpf.o.
 compile_noop() {
-  clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
-    -c benches/noop.bpf.c -o "$store/noop.bpf.o"
+  local program
+  for program in noop flow-line; do
+    clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \
+      -c "benches/$program.bpf.c" -o "$store/$program.bpf.o"
+  done
 }
 tc_bench_cleanup() {
   local pid
@@ -69,13 +73,18 @@ import json, sys
 print(max(p["id"] for p in json.load(sys.stdin) if p.get("name") == sys.argv[1]))' "$1"
 }
 # attach_noop HOOK...: the empty program on a's end, on each hook (egress, ingress);
-# detach_noop removes it.
+# detach_noop removes it (and the bound, when attached).
 attach_noop() {
   in_a tc qdisc add dev "$end_a" clsact
   local hook
   for hook; do
     in_a tc filter add dev "$end_a" "$hook" bpf da obj "$store/noop.bpf.o" sec classifier
   done
+}
+# attach_flow_line HOOK: the per-flow bound on a's end, before the empty program (pref 1: the
+# empty program's filter has the default, higher one), after attach_noop.
+attach_flow_line() {
+  in_a tc filter add dev "$end_a" "$1" pref 1 bpf da obj "$store/flow-line.bpf.o" sec classifier
 }
 detach_noop() {
   in_a tc qdisc del dev "$end_a" clsact
