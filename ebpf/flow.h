@@ -12,9 +12,10 @@
 
 /* Flows held per map between two drains (flowrec overrides it: --flow-map-entries). */
 #define FLOW_MAP_ENTRIES 65536
-/* Flows each CPU counts in its own slot, per flow map, before any reach the hash map. A power
- * of two: a slot's index is the low bits of the key's hash. */
-#define FLOW_SLOTS 1024
+/* Flows each CPU counts in its own slot, per flow map, before any reach the hash map: 2 to the
+ * power FLOW_SLOT_BITS, the bits of the key's hash that index them. */
+#define FLOW_SLOT_BITS 10
+#define FLOW_SLOTS (1 << FLOW_SLOT_BITS)
 /* Maximum TCP connections tracked at once by sock_ops. */
 #define TCP_CONN_ENTRIES 65536
 

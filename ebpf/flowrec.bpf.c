@@ -24,7 +24,7 @@
  * so on a CPU a flow's tc counters are in its slot or in the hash map, never both; flowrec
  * merges slots with the hash map's copies like the copies of different CPUs.
  *
- * Two flow maps (each with its slots) and a selector: the selector holds the epoch, and the
+ * Two flow maps (each with its slots) and the epoch (`flow_epoch`, which flowrec writes): the
  * programs write to the map of the epoch's parity; flowrec advances the epoch and drains the
  * other map and slots, so no update is lost between reading an entry and deleting it. A slot
  * claimed in an older epoch is free: flowrec read it when that epoch ended. A packet that
@@ -104,13 +104,10 @@ struct flow_map flows_0 SEC(".maps");
 struct flow_map flows_1 SEC(".maps");
 
 /* The epoch: the programs write to flows_0 / slots_0 when it is even, flows_1 / slots_1 when
- * it is odd. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} selector SEC(".maps");
+ * it is odd. Global data in a section of its own, which the loader makes a one-entry array map
+ * (".data.epoch") that flowrec writes: the programs read it with one load, where a lookup in an
+ * array map of their own took a dozen instructions. */
+__u32 flow_epoch SEC(".data.epoch") = 0;
 
 struct slot_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -168,24 +165,59 @@ static __always_inline void set_ipv4_mapped(__u8 *addr, __u32 ipv4)
 	__builtin_memcpy(&addr[12], &ipv4, 4);
 }
 
+/* A flow key as the five 8-byte words the programs build it in, hash it by and compare it by:
+ * whole words, where field by field the key took ~15 stores of 1 to 4 bytes and loads that
+ * straddle them. Little-endian, like every target the recorder loads on (x86_64, arm64). */
+union flow_key_words {
+	struct fr_flow_key key;
+	__u64 w[5];
+};
+_Static_assert(sizeof(struct fr_flow_key) == sizeof(__u64[5]), "fr_flow_key is five words");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the key words are little-endian");
+
+/* Words 1 and 3 of an IPv4 flow's key: the IPv4-mapped address's last 8 bytes, 0:0:ffff:a.b.c.d
+ * (`ipv4` as it sits in the packet, network order). Words 0 and 2 are 0. */
+static __always_inline __u64 ipv4_mapped_word(__u32 ipv4)
+{
+	return 0xffff0000ULL | (__u64)ipv4 << 32;
+}
+
+/* The L4 bits of the key's last word: the ports (host order) in its bytes 0-3, or the ICMP
+ * type and code in its bytes 6 and 7 (fr_flow_key's src_port ... icmp_code). */
+static __always_inline __u64 ports_bits(__u16 source, __u16 dest)
+{
+	return (__u64)bpf_ntohs(source) | (__u64)bpf_ntohs(dest) << 16;
+}
+static __always_inline __u64 icmp_bits(__u8 type, __u8 code)
+{
+	return (__u64)type << 48 | (__u64)code << 56;
+}
+
+/* The key's last word: the L4 bits with the protocol (byte 4) and the IP version (byte 5). */
+static __always_inline __u64 last_word(__u8 protocol, __u8 ip_version, __u64 l4_bits)
+{
+	return l4_bits | (__u64)protocol << 32 | (__u64)ip_version << 40;
+}
+
 static __always_inline __u32 tcp_flag_bits(const __u8 *tcp)
 {
 	/* Byte 13 of the TCP header holds CWR..FIN; NS is the low bit of byte 12. */
 	return (__u32)tcp[13] | ((__u32)(tcp[12] & 1) << 8);
 }
 
-/* Fills the ports (or ICMP type/code) and TCP flags from the L4 header at `l4`, of which at
- * most `end - l4` bytes may be read; returns the L4 header length (0 when unknown or
- * truncated), used to count the headers of a GSO packet's segments. */
-static __always_inline __u32 parse_l4(struct fr_flow_key *key, __u32 *flags, void *l4, void *end)
+/* The L4 bits of the key (ports_bits, icmp_bits) and the TCP flags from the `protocol` header
+ * at `l4`, of which at most `end - l4` bytes may be read; returns the L4 header length (0 when
+ * unknown or truncated: then the bits stay 0), used to count the headers of a GSO packet's
+ * segments. */
+static __always_inline __u32 parse_l4(__u8 protocol, void *l4, void *end, __u64 *l4_bits,
+				      __u32 *flags)
 {
-	switch (key->protocol) {
+	switch (protocol) {
 	case IPPROTO_TCP: {
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > end)
 			return 0;
-		key->src_port = bpf_ntohs(tcp->source);
-		key->dst_port = bpf_ntohs(tcp->dest);
+		*l4_bits = ports_bits(tcp->source, tcp->dest);
 		*flags = tcp_flag_bits(l4);
 		return tcp->doff * 4;
 	}
@@ -195,17 +227,15 @@ static __always_inline __u32 parse_l4(struct fr_flow_key *key, __u32 *flags, voi
 		struct udphdr *udp = l4;
 		if ((void *)(udp + 1) > end)
 			return 0;
-		key->src_port = bpf_ntohs(udp->source);
-		key->dst_port = bpf_ntohs(udp->dest);
-		return key->protocol == IPPROTO_UDP ? sizeof(struct udphdr) : 12;
+		*l4_bits = ports_bits(udp->source, udp->dest);
+		return protocol == IPPROTO_UDP ? sizeof(struct udphdr) : 12;
 	}
 	case IPPROTO_ICMP:
 	case IPPROTO_ICMPV6: {
 		__u8 *icmp = l4;
 		if ((void *)(icmp + 2) > end)
 			return 0;
-		key->icmp_type = icmp[0];
-		key->icmp_code = icmp[1];
+		*l4_bits = icmp_bits(icmp[0], icmp[1]);
 		return 8;
 	}
 	}
@@ -233,9 +263,7 @@ static __always_inline struct fr_flow_stats *stats_in(void *flows, const struct 
 
 static __always_inline __u32 current_epoch(void)
 {
-	__u32 zero = 0;
-	__u32 *epoch = bpf_map_lookup_elem(&selector, &zero);
-	return epoch ? *epoch : 0;
+	return *(volatile __u32 *)&flow_epoch;
 }
 
 /* This CPU's copy of the flow's counters in the active map, created if new; NULL when the map
@@ -249,24 +277,21 @@ static __always_inline struct fr_flow_stats *flow_stats_for(const struct fr_flow
 	return stats_in(&flows_0, key, 0);
 }
 
-/* The slot of a key: a multiply-xorshift hash of its ten words (the key is 8-byte aligned). */
-static __always_inline __u32 slot_index(const struct fr_flow_key *key)
+/* The slot of a key: multiply-xor over its five words, the index from the top bits of the last
+ * product (a multiply mixes every input bit into its top bits, not its bottom ones). */
+static __always_inline __u32 slot_index(const union flow_key_words *k)
 {
-	const __u32 *w = (const __u32 *)key;
-	__u32 h = (w[0] ^ w[1] ^ w[2] ^ w[3]) * 0x9E3779B1;
-	h ^= w[4] ^ w[5] ^ w[6] ^ w[7];
-	h = (h ^ w[8]) * 0x85EBCA6B;
-	h ^= w[9];
-	h ^= h >> 15;
-	h *= 0xC2B2AE35;
-	h ^= h >> 13;
-	return h & (FLOW_SLOTS - 1);
+	__u64 h = (k->w[0] ^ k->w[1]) * 0x9E3779B97F4A7C15ULL;
+	h = (h ^ k->w[2] ^ k->w[3]) * 0xC2B2AE3D27D4EB4FULL;
+	h = (h ^ k->w[4]) * 0x165667B19E3779F9ULL;
+	return h >> (64 - FLOW_SLOT_BITS);
 }
 
-static __always_inline int same_key(const struct fr_flow_key *a, const struct fr_flow_key *b)
+static __always_inline int same_key(const struct fr_flow_key *a, const union flow_key_words *b)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+	const __u64 *x = (const __u64 *)a;
+	return ((x[0] ^ b->w[0]) | (x[1] ^ b->w[1]) | (x[2] ^ b->w[2]) | (x[3] ^ b->w[3]) |
+		(x[4] ^ b->w[4])) == 0;
 }
 
 /* This CPU's counters of the flow in epoch `epoch`: its slot in `slots` if it holds the slot
@@ -274,31 +299,31 @@ static __always_inline int same_key(const struct fr_flow_key *a, const struct fr
  * full. */
 static __always_inline struct fr_flow_stats *slot_or_stats_in(void *slots, void *flows,
 							      __u32 generation, __u32 epoch,
-							      const struct fr_flow_key *key)
+							      const union flow_key_words *k)
 {
-	__u32 index = slot_index(key);
+	__u32 index = slot_index(k);
 	struct fr_flow_slot *slot = bpf_map_lookup_elem(slots, &index);
 	if (!slot)
-		return stats_in(flows, key, generation);
+		return stats_in(flows, &k->key, generation);
 	if (slot->epoch == epoch && slot->stats.first_seen_ns) {
-		if (same_key(&slot->key, key))
+		if (same_key(&slot->key, k))
 			return &slot->stats;
-		return stats_in(flows, key, generation);
+		return stats_in(flows, &k->key, generation);
 	}
 	/* Free: never claimed, or claimed in an epoch flowrec has drained. */
-	__builtin_memcpy(&slot->key, key, sizeof(*key));
+	__builtin_memcpy(&slot->key, &k->key, sizeof(k->key));
 	__builtin_memset(&slot->stats, 0, sizeof(slot->stats));
 	slot->epoch = epoch;
 	return &slot->stats;
 }
 
 /* tc's counters for the flow: its slot or its hash map copy (see "Flow slots" above). */
-static __always_inline struct fr_flow_stats *tc_stats_for(const struct fr_flow_key *key)
+static __always_inline struct fr_flow_stats *tc_stats_for(const union flow_key_words *k)
 {
 	__u32 epoch = current_epoch();
 	if (epoch & 1)
-		return slot_or_stats_in(&slots_1, &flows_1, 1, epoch, key);
-	return slot_or_stats_in(&slots_0, &flows_0, 0, epoch, key);
+		return slot_or_stats_in(&slots_1, &flows_1, 1, epoch, k);
+	return slot_or_stats_in(&slots_0, &flows_0, 0, epoch, k);
 }
 
 /* ---- tc: flow aggregation ---------------------------------------------------------------- */
@@ -308,9 +333,9 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
-	/* Aligned: slot_index and same_key read it by words. */
-	struct fr_flow_key key __attribute__((aligned(8))) = {};
-	__u32 flags = 0, headers = 0;
+	union flow_key_words k;
+	__u64 l4_bits = 0;
+	__u32 flags = 0, headers;
 
 	if ((void *)(eth + 1) > end)
 		return;
@@ -318,24 +343,26 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
 			return;
-		key.ip_version = 4;
-		key.protocol = ip->protocol;
-		set_ipv4_mapped(key.src_addr, ip->saddr);
-		set_ipv4_mapped(key.dst_addr, ip->daddr);
+		k.w[0] = 0;
+		k.w[1] = ipv4_mapped_word(ip->saddr);
+		k.w[2] = 0;
+		k.w[3] = ipv4_mapped_word(ip->daddr);
 		headers = ip->ihl * 4;
 		/* Only the first fragment carries the L4 header. */
 		if (!(ip->frag_off & bpf_htons(IP_OFFSET_MASK)))
-			headers += parse_l4(&key, &flags, (void *)ip + ip->ihl * 4, end);
+			headers += parse_l4(ip->protocol, (void *)ip + ip->ihl * 4, end, &l4_bits,
+					    &flags);
+		k.w[4] = last_word(ip->protocol, 4, l4_bits);
 	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end)
 			return;
-		key.ip_version = 6;
-		key.protocol = ip6->nexthdr;
-		__builtin_memcpy(key.src_addr, &ip6->saddr, 16);
-		__builtin_memcpy(key.dst_addr, &ip6->daddr, 16);
+		__builtin_memcpy(&k.w[0], &ip6->saddr, 16);
+		__builtin_memcpy(&k.w[2], &ip6->daddr, 16);
 		/* Extension headers are not walked: such flows are keyed by the first next-header. */
-		headers = sizeof(struct ipv6hdr) + parse_l4(&key, &flags, ip6 + 1, end);
+		headers = sizeof(struct ipv6hdr) +
+			  parse_l4(ip6->nexthdr, ip6 + 1, end, &l4_bits, &flags);
+		k.w[4] = last_word(ip6->nexthdr, 6, l4_bits);
 	} else {
 		return;
 	}
@@ -348,7 +375,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 	__u64 now = now_ns();
 
 	/* This CPU's counters: tc programs run with preemption off, so plain updates are safe. */
-	struct fr_flow_stats *stats = tc_stats_for(&key);
+	struct fr_flow_stats *stats = tc_stats_for(&k);
 	if (!stats) {
 		count_loss(LOSS_FLOW_MAP_FULL);
 		return;
@@ -420,13 +447,14 @@ static __always_inline __u64 kept_or_precise_ns(void)
  * hundred bytes, follows its data), but only the bytes before skb->tail are the packet's: a
  * header that ends past it (a truncated packet, or an L4 header in the paged part of a packet
  * dropped before the stack pulled it) is not read, and the flow then has no ports. */
-static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_key *key)
+static __always_inline __u32 key_from_skb(struct sk_buff *skb, union flow_key_words *k)
 {
 	unsigned char *head = skb->head;
 	__u32 network = skb->network_header, tail = skb->tail;
 	__u16 protocol = skb->protocol;
 	__u8 headers[sizeof(struct ipv6hdr) + sizeof(struct tcphdr)] = {};
-	__u32 length, ip_header;
+	__u32 length, flags = 0;
+	__u64 l4_bits = 0;
 
 	if (protocol != bpf_htons(ETH_P_IP) && protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
@@ -439,46 +467,40 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, struct fr_flow_ke
 	__u32 linear = tail - network < sizeof(headers) ? tail - network : sizeof(headers);
 	if (protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)headers;
-		key->ip_version = 4;
-		key->protocol = ip->protocol;
-		set_ipv4_mapped(key->src_addr, ip->saddr);
-		set_ipv4_mapped(key->dst_addr, ip->daddr);
+		__u8 l4_protocol = ip->protocol;
+		k->w[0] = 0;
+		k->w[1] = ipv4_mapped_word(ip->saddr);
+		k->w[2] = 0;
+		k->w[3] = ipv4_mapped_word(ip->daddr);
 		length = bpf_ntohs(ip->tot_len);
-		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK))
-			return length;
-		ip_header = ip->ihl * 4;
-		if (ip_header != sizeof(struct iphdr)) {
+		__u32 ip_header = ip->ihl * 4;
+		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK)) {
+			/* Only the first fragment carries the L4 header. */
+		} else if (ip_header == sizeof(struct iphdr)) {
+			parse_l4(l4_protocol, headers + sizeof(struct iphdr), headers + linear,
+				 &l4_bits, &flags);
+		} else {
 			/* Options: the L4 header is further on, read on its own. */
 			__u32 l4_offset = network + ip_header;
-			if (l4_offset >= tail)
-				return length;
-			__u32 l4_linear = tail - l4_offset < sizeof(struct tcphdr)
-						  ? tail - l4_offset
-						  : sizeof(struct tcphdr);
-			if (bpf_probe_read_kernel(headers, sizeof(struct tcphdr), head + l4_offset))
-				return length;
-			__u32 flags = 0;
-			parse_l4(key, &flags, headers, headers + l4_linear);
-			return length;
+			if (l4_offset < tail &&
+			    !bpf_probe_read_kernel(headers, sizeof(struct tcphdr), head + l4_offset)) {
+				__u32 l4_linear = tail - l4_offset < sizeof(struct tcphdr)
+							  ? tail - l4_offset
+							  : sizeof(struct tcphdr);
+				parse_l4(l4_protocol, headers, headers + l4_linear, &l4_bits, &flags);
+			}
 		}
-	} else {
-		struct ipv6hdr *ip6 = (void *)headers;
-		if (linear < sizeof(struct ipv6hdr))
-			return 0;
-		key->ip_version = 6;
-		key->protocol = ip6->nexthdr;
-		__builtin_memcpy(key->src_addr, &ip6->saddr, 16);
-		__builtin_memcpy(key->dst_addr, &ip6->daddr, 16);
-		length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
-		ip_header = sizeof(struct ipv6hdr);
+		k->w[4] = last_word(l4_protocol, 4, l4_bits);
+		return length;
 	}
-	__u32 flags = 0;
-	/* Two calls, not one at `headers + ip_header`: the verifier checks stack reads at constant
-	 * offsets. */
-	if (ip_header == sizeof(struct iphdr))
-		parse_l4(key, &flags, headers + sizeof(struct iphdr), headers + linear);
-	else
-		parse_l4(key, &flags, headers + sizeof(struct ipv6hdr), headers + linear);
+	struct ipv6hdr *ip6 = (void *)headers;
+	if (linear < sizeof(struct ipv6hdr))
+		return 0;
+	__builtin_memcpy(&k->w[0], &ip6->saddr, 16);
+	__builtin_memcpy(&k->w[2], &ip6->daddr, 16);
+	length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
+	parse_l4(ip6->nexthdr, headers + sizeof(struct ipv6hdr), headers + linear, &l4_bits, &flags);
+	k->w[4] = last_word(ip6->nexthdr, 6, l4_bits);
 	return length;
 }
 
@@ -499,11 +521,11 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 {
 	if (not_a_drop(reason))
 		return 0;
-	struct fr_flow_key key = {};
-	__u32 length = key_from_skb(skb, &key);
+	union flow_key_words k;
+	__u32 length = key_from_skb(skb, &k);
 	if (!length)
 		return 0;
-	struct fr_flow_stats *stats = flow_stats_for(&key);
+	struct fr_flow_stats *stats = flow_stats_for(&k.key);
 	if (!stats) {
 		count_loss(LOSS_FLOW_MAP_FULL);
 		return 0;

@@ -53,7 +53,7 @@ pub struct FlowStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowSlot {
     pub key: FlowKey,
-    /// The selector's value when the flow claimed the slot.
+    /// The epoch (`flow_epoch`) when the flow claimed the slot.
     pub epoch: u32,
     pub _pad: u32,
     pub stats: FlowStats,

@@ -42,7 +42,10 @@ use layout::{
 static PROGRAMS_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowrec.bpf.o"));
 
-/// How long programs that read the selector just before a flip may still write to the old map.
+/// The map the loader makes of the programs' `.data.epoch` section: their `flow_epoch`.
+const EPOCH_MAP: &str = ".data.epoch";
+
+/// How long programs that read the epoch just before a flip may still write to the old map.
 /// A tc program runs for well under a microsecond; this is orders of magnitude more.
 const FLIP_GRACE: Duration = Duration::from_millis(5);
 
@@ -184,7 +187,8 @@ pub struct Capture {
     flows: [PerCpuHashMap<MapData, FlowKey, FlowStats>; 2],
     /// Each CPU's flow slots in front of `flows`, generation by generation.
     slots: [PerCpuArray<MapData, FlowSlot>; 2],
-    /// Holds the epoch; its parity names the generation of `flows` and `slots` written to.
+    /// The programs' global `flow_epoch` (its section, `.data.epoch`, is a one-entry array
+    /// map): the epoch, whose parity names the generation of `flows` and `slots` written to.
     selector: Array<MapData, u32>,
     conns: aya::maps::HashMap<MapData, FlowKey, TcpConn>,
     losses: PerCpuArray<MapData, u64>,
@@ -260,7 +264,7 @@ impl Capture {
             PerCpuArray::try_from(take_map(&mut ebpf, "slots_1")?).map_err(map_error("slots_1"))?,
         ];
         let selector =
-            Array::try_from(take_map(&mut ebpf, "selector")?).map_err(map_error("selector"))?;
+            Array::try_from(take_map(&mut ebpf, EPOCH_MAP)?).map_err(map_error(EPOCH_MAP))?;
         let conns = aya::maps::HashMap::try_from(take_map(&mut ebpf, "tcp_conns")?)
             .map_err(map_error("tcp_conns"))?;
         let losses =
@@ -379,7 +383,7 @@ impl Capture {
         self.epoch = ended.wrapping_add(1);
         self.selector
             .set(0, self.epoch, 0)
-            .map_err(map_error("selector"))?;
+            .map_err(map_error(EPOCH_MAP))?;
         std::thread::sleep(FLIP_GRACE);
         let previous = generation(ended);
         let created = self.fill_per_cpu(previous)?;
