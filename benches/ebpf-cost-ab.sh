@@ -28,7 +28,7 @@ bash .ci/setup.sh
 MIX_FLOWS=${MIX_FLOWS:-10000}
 source benches/tc-floods.sh
 tc_bench_start frtc
-compile_noop
+compile_programs
 
 # The mean ns per run of the program NAME loaded last, or of ID (one number): other recorders
 # on the machine (a test suite's) have programs of the same names.

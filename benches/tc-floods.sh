@@ -15,7 +15,7 @@ tc_bench_start() {
 }
 # The empty tc program (benches/noop.bpf.c), the floor, and the per-flow bound
 # (benches/flow-line.bpf.c), compiled into $store/noop.bpf.o and $store/flow-line.bpf.o.
-compile_noop() {
+compile_programs() {
   local program
   for program in noop flow-line; do
     clang-19 -target bpf -O2 -g -I"/usr/include/$(uname -m)-linux-gnu" \

@@ -51,7 +51,7 @@ struct fr_flow_stats {
 /* One of a CPU's flow slots: the flow that claimed it in this epoch, and its counters. */
 struct fr_flow_slot {
 	struct fr_flow_key key;
-	__u32 epoch; /* the selector's value when the flow claimed it */
+	__u32 epoch; /* flow_epoch when the flow claimed it */
 	__u32 _pad;
 	struct fr_flow_stats stats;
 };

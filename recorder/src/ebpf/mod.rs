@@ -189,7 +189,7 @@ pub struct Capture {
     slots: [PerCpuArray<MapData, FlowSlot>; 2],
     /// The programs' global `flow_epoch` (its section, `.data.epoch`, is a one-entry array
     /// map): the epoch, whose parity names the generation of `flows` and `slots` written to.
-    selector: Array<MapData, u32>,
+    epoch_map: Array<MapData, u32>,
     conns: aya::maps::HashMap<MapData, FlowKey, TcpConn>,
     losses: PerCpuArray<MapData, u64>,
     /// Flows created in each of `flows` since its last drain, per CPU.
@@ -263,7 +263,7 @@ impl Capture {
             PerCpuArray::try_from(take_map(&mut ebpf, "slots_0")?).map_err(map_error("slots_0"))?,
             PerCpuArray::try_from(take_map(&mut ebpf, "slots_1")?).map_err(map_error("slots_1"))?,
         ];
-        let selector =
+        let epoch_map =
             Array::try_from(take_map(&mut ebpf, EPOCH_MAP)?).map_err(map_error(EPOCH_MAP))?;
         let conns = aya::maps::HashMap::try_from(take_map(&mut ebpf, "tcp_conns")?)
             .map_err(map_error("tcp_conns"))?;
@@ -281,7 +281,7 @@ impl Capture {
             ebpf,
             flows,
             slots,
-            selector,
+            epoch_map,
             conns,
             losses,
             epoch: 0,
@@ -381,7 +381,7 @@ impl Capture {
     pub fn drain(&mut self) -> Result<Drained, CaptureError> {
         let ended = self.epoch;
         self.epoch = ended.wrapping_add(1);
-        self.selector
+        self.epoch_map
             .set(0, self.epoch, 0)
             .map_err(map_error(EPOCH_MAP))?;
         std::thread::sleep(FLIP_GRACE);
