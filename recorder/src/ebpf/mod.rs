@@ -46,7 +46,9 @@ static PROGRAMS_OBJECT: &[u8] =
 const EPOCH_MAP: &str = ".data.epoch";
 
 /// How long programs that read the epoch just before a flip may still write to the old map.
-/// A tc program runs for well under a microsecond; this is orders of magnitude more.
+/// A tc program runs for well under a microsecond, with preemption off; this is orders of
+/// magnitude more. The drop tracer may be preempted: one held off longer than this writes
+/// after the drain (ARCHITECTURE.md, "Kernel programs").
 const FLIP_GRACE: Duration = Duration::from_millis(5);
 
 /// The flow maps' capacity when `--flow-map-entries` is not given, on a node with few CPUs.
