@@ -158,13 +158,6 @@ static __always_inline void count_loss(__u32 index)
 		__sync_fetch_and_add(counter, 1);
 }
 
-static __always_inline void set_ipv4_mapped(__u8 *addr, __u32 ipv4)
-{
-	addr[10] = 0xff;
-	addr[11] = 0xff;
-	__builtin_memcpy(&addr[12], &ipv4, 4);
-}
-
 /* A flow key as the five 8-byte words the programs build it in, hash it by and compare it by:
  * whole words, where field by field the key took ~15 stores of 1 to 4 bytes and loads that
  * straddle them. Little-endian, like every target the recorder loads on (x86_64, arm64). */
@@ -175,11 +168,23 @@ union flow_key_words {
 _Static_assert(sizeof(struct fr_flow_key) == sizeof(__u64[5]), "fr_flow_key is five words");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the key words are little-endian");
 
-/* Words 1 and 3 of an IPv4 flow's key: the IPv4-mapped address's last 8 bytes, 0:0:ffff:a.b.c.d
- * (`ipv4` as it sits in the packet, network order). Words 0 and 2 are 0. */
-static __always_inline __u64 ipv4_mapped_word(__u32 ipv4)
+/* The addresses of an IPv4 flow (network order, as in the packet), IPv4-mapped
+ * (::ffff:a.b.c.d): words 0 and 2 are 0, words 1 and 3 the mapped addresses' last 8 bytes. */
+static __always_inline void set_ipv4_addresses(union flow_key_words *k, __u32 source,
+					       __u32 destination)
 {
-	return 0xffff0000ULL | (__u64)ipv4 << 32;
+	k->w[0] = 0;
+	k->w[1] = 0xffff0000ULL | (__u64)source << 32;
+	k->w[2] = 0;
+	k->w[3] = 0xffff0000ULL | (__u64)destination << 32;
+}
+
+/* The addresses of an IPv6 flow, 16 bytes each, as in the packet: words 0-1 and 2-3. */
+static __always_inline void set_ipv6_addresses(union flow_key_words *k, const void *source,
+					       const void *destination)
+{
+	__builtin_memcpy(&k->w[0], source, 16);
+	__builtin_memcpy(&k->w[2], destination, 16);
 }
 
 /* The L4 bits of the key's last word: the ports (host order) in its bytes 0-3, or the ICMP
@@ -351,10 +356,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
 			return;
-		k.w[0] = 0;
-		k.w[1] = ipv4_mapped_word(ip->saddr);
-		k.w[2] = 0;
-		k.w[3] = ipv4_mapped_word(ip->daddr);
+		set_ipv4_addresses(&k, ip->saddr, ip->daddr);
 		headers = ip->ihl * 4;
 		/* Only the first fragment carries the L4 header. */
 		if (!(ip->frag_off & bpf_htons(IP_OFFSET_MASK)))
@@ -365,8 +367,7 @@ static __always_inline void record(struct __sk_buff *skb, __u8 direction)
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end)
 			return;
-		__builtin_memcpy(&k.w[0], &ip6->saddr, 16);
-		__builtin_memcpy(&k.w[2], &ip6->daddr, 16);
+		set_ipv6_addresses(&k, &ip6->saddr, &ip6->daddr);
 		/* Extension headers are not walked: such flows are keyed by the first next-header. */
 		headers = sizeof(struct ipv6hdr) +
 			  parse_l4(ip6->nexthdr, ip6 + 1, end, &l4_bits, &flags);
@@ -476,10 +477,7 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, union flow_key_wo
 	if (protocol == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)headers;
 		__u8 l4_protocol = ip->protocol;
-		k->w[0] = 0;
-		k->w[1] = ipv4_mapped_word(ip->saddr);
-		k->w[2] = 0;
-		k->w[3] = ipv4_mapped_word(ip->daddr);
+		set_ipv4_addresses(k, ip->saddr, ip->daddr);
 		length = bpf_ntohs(ip->tot_len);
 		__u32 ip_header = ip->ihl * 4;
 		if (ip->frag_off & bpf_htons(IP_OFFSET_MASK)) {
@@ -504,8 +502,7 @@ static __always_inline __u32 key_from_skb(struct sk_buff *skb, union flow_key_wo
 	struct ipv6hdr *ip6 = (void *)headers;
 	if (linear < sizeof(struct ipv6hdr))
 		return 0;
-	__builtin_memcpy(&k->w[0], &ip6->saddr, 16);
-	__builtin_memcpy(&k->w[2], &ip6->daddr, 16);
+	set_ipv6_addresses(k, &ip6->saddr, &ip6->daddr);
 	length = sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
 	parse_l4(ip6->nexthdr, headers + sizeof(struct ipv6hdr), headers + linear, &l4_bits, &flags);
 	k->w[4] = last_word(ip6->nexthdr, 6, l4_bits);
@@ -561,26 +558,25 @@ int BPF_PROG(on_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 
 /* ---- sock_ops: TCP connection lifecycle ----------------------------------------------------- */
 
-static __always_inline void conn_key(struct bpf_sock_ops *skops, struct fr_flow_key *key)
+static __always_inline void conn_key(struct bpf_sock_ops *skops, union flow_key_words *k)
 {
-	key->protocol = IPPROTO_TCP;
-	key->src_port = skops->local_port;
-	/* remote_port holds the port in network order in its upper 16 bits. */
-	key->dst_port = bpf_ntohl(skops->remote_port);
+	/* local_port is in host order; remote_port holds the port in network order in its upper
+	 * 16 bits. */
+	__u64 ports = (__u64)(__u16)skops->local_port |
+		      (__u64)(__u16)bpf_ntohl(skops->remote_port) << 16;
 	if (skops->family == AF_INET) {
-		key->ip_version = 4;
-		set_ipv4_mapped(key->src_addr, skops->local_ip4);
-		set_ipv4_mapped(key->dst_addr, skops->remote_ip4);
+		set_ipv4_addresses(k, skops->local_ip4, skops->remote_ip4);
+		k->w[4] = last_word(IPPROTO_TCP, 4, ports);
 		return;
 	}
 	__u32 local[4] = {skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2],
 			  skops->local_ip6[3]};
 	__u32 remote[4] = {skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2],
 			   skops->remote_ip6[3]};
-	__builtin_memcpy(key->src_addr, local, 16);
-	__builtin_memcpy(key->dst_addr, remote, 16);
+	set_ipv6_addresses(k, local, remote);
 	/* A dual-stack socket talking IPv4 has IPv4-mapped addresses: on the wire it is IPv4. */
-	key->ip_version = (local[0] == 0 && local[1] == 0 && local[2] == bpf_htonl(0xffff)) ? 4 : 6;
+	__u8 version = (local[0] == 0 && local[1] == 0 && local[2] == bpf_htonl(0xffff)) ? 4 : 6;
+	k->w[4] = last_word(IPPROTO_TCP, version, ports);
 }
 
 static __always_inline void conn_counters(struct bpf_sock_ops *skops, struct fr_tcp_conn *conn)
@@ -597,7 +593,7 @@ static __always_inline void conn_counters(struct bpf_sock_ops *skops, struct fr_
 SEC("sockops")
 int tcp_lifecycle(struct bpf_sock_ops *skops)
 {
-	struct fr_flow_key key = {};
+	union flow_key_words k;
 	struct fr_tcp_conn *conn;
 	__u32 op = skops->op;
 
@@ -616,15 +612,15 @@ int tcp_lifecycle(struct bpf_sock_ops *skops)
 			.state = TCP_ESTABLISHED,
 		};
 		conn_counters(skops, &fresh);
-		conn_key(skops, &key);
-		if (bpf_map_update_elem(&tcp_conns, &key, &fresh, BPF_ANY))
+		conn_key(skops, &k);
+		if (bpf_map_update_elem(&tcp_conns, &k.key, &fresh, BPF_ANY))
 			count_loss(LOSS_CONN_MAP_FULL);
 		break;
 	}
 	case BPF_SOCK_OPS_STATE_CB:
 	case BPF_SOCK_OPS_RETRANS_CB:
-		conn_key(skops, &key);
-		conn = bpf_map_lookup_elem(&tcp_conns, &key);
+		conn_key(skops, &k);
+		conn = bpf_map_lookup_elem(&tcp_conns, &k.key);
 		if (!conn)
 			break;
 		conn_counters(skops, conn);
