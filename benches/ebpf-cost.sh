@@ -12,7 +12,7 @@
 #     the datagrams sent vs recorded (flows lost). Each round then runs the same four floods
 #     across the bound instead of the recorder (benches/flow-line.bpf.c: one line of per-flow
 #     state per packet and nothing else), before the empty program: the least a recorder that
-#     keeps each flow's key and counters (about a line per flow) pays on this machine, the
+#     adds up each flow's key and counters in kernel maps (about a line per flow) pays here, the
 #     yardstick for the 10,000-flow mix, whose lines are cold at every packet.
 #  2. the drop tracer (on_kfree_skb) per dropped packet: one flow, every datagram dropped by
 #     nftables, ROUNDS rounds.
@@ -139,7 +139,7 @@ for kind, name in (("single", "one flow"), ("mix", f"{sys.argv[2]} flows interle
                   f"{statistics.median(ns for ns, _ in runs):.1f}, empty program "
                   f"{statistics.median(floor for _, floor in runs):.1f} ns/run")
 print("  bound: one line of per-flow state per packet and nothing else (flow-line.bpf.c), the "
-      "least a recorder keeping each flow's key and counters pays on this machine")
+      "least a recorder adding up each flow's counters in kernel maps pays on this machine")
 PY
 
 echo "== the drop tracer: one flow of 64-byte UDP a -> b, every datagram dropped by nftables in b, 5 s, $ROUNDS rounds"

@@ -3,11 +3,12 @@
  * addresses and ports, hash them to one 64-byte line of a plain array (LINES lines for the
  * 10,000-flow mix: about a quarter of its flows share a line, which only makes the bound
  * cheaper), add to two counters there. No key compare, no epoch, no second map, no clock. A
- * recorder that keeps each flow's key (40 bytes) and counters exactly holds about a line per
- * flow and touches at least that line per packet, so it can only cost more. Against the empty
- * program on the same packets, this is what touching that line costs on the machine: with one
- * flow it stays in L1; with thousands interleaved it is cold at every packet, a cost of the
- * machine's (its caches, its TLB, a VM's nested page walks) more than of any such design. */
+ * recorder that adds up each flow's key (40 bytes) and counters exactly in kernel maps holds
+ * about a line per flow and touches at least that line per packet, so it can only cost more (a
+ * design that ships every packet to user space holds none: not what this bounds). Against the
+ * empty program on the same packets, this is what touching that line costs on the machine:
+ * with one flow it stays in cache; with thousands interleaved it is mostly cold, for reasons
+ * of the machine's (caches, TLB, a VM's page walks: which, not established here). */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
